@@ -1,0 +1,227 @@
+"""The dataset registry: in-memory datasets that describe their shape before any tensor exists.
+
+Each dataset class takes the config's keyword arguments in `__init__` (its signature is the schema),
+answers `describe()` cheaply so the config can be checked and the model sized, and builds its
+tensors in `load()`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from optcli.errors import ConfigError
+from optcli.registry import Registry
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the rest of the config needs to know about a dataset."""
+
+    samples: int
+    feature_shape: tuple[int, ...]  # one sample's input shape
+    classes: int | None  # None for real-valued (regression) targets
+    target_size: int = 1  # regression outputs per sample
+
+    @property
+    def features(self) -> int:
+        return math.prod(self.feature_shape)
+
+    @property
+    def is_classification(self) -> bool:
+        return self.classes is not None
+
+    @property
+    def out_features(self) -> int:
+        return self.classes if self.classes is not None else self.target_size
+
+
+@dataclass(frozen=True)
+class TensorData:
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+
+def _require_positive(**values: int) -> None:
+    for key, value in values.items():
+        if value < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {value}")
+
+
+class RandomData:
+    """The guide's data: `torch.randn` inputs and `torch.randint` labels. Nothing to learn, by design."""
+
+    def __init__(
+        self,
+        samples: int = 1280,
+        features: int = 784,
+        classes: int = 10,
+        seed: int | None = None,
+    ):
+        _require_positive(samples=samples, features=features, classes=classes)
+        self.samples, self.features, self.classes, self.seed = (
+            samples,
+            features,
+            classes,
+            seed,
+        )
+
+    def describe(self) -> DataInfo:
+        return DataInfo(self.samples, (self.features,), self.classes)
+
+    def load(self, seed: int) -> TensorData:
+        generator = torch.Generator().manual_seed(
+            self.seed if self.seed is not None else seed
+        )
+        inputs = torch.randn(self.samples, self.features, generator=generator)
+        targets = torch.randint(0, self.classes, (self.samples,), generator=generator)
+        return TensorData(inputs, targets)
+
+
+class TeacherData:
+    """Labels from a fixed random teacher network: a learnable task on which optimizers differ."""
+
+    def __init__(
+        self,
+        samples: int = 2048,
+        features: int = 32,
+        classes: int = 4,
+        teacher_hidden: int = 64,
+        seed: int | None = None,
+    ):
+        _require_positive(
+            samples=samples,
+            features=features,
+            classes=classes,
+            teacher_hidden=teacher_hidden,
+        )
+        self.samples, self.features, self.classes = samples, features, classes
+        self.teacher_hidden, self.seed = teacher_hidden, seed
+
+    def describe(self) -> DataInfo:
+        return DataInfo(self.samples, (self.features,), self.classes)
+
+    def load(self, seed: int) -> TensorData:
+        generator = torch.Generator().manual_seed(
+            self.seed if self.seed is not None else seed
+        )
+        hidden_weights = torch.randn(
+            self.features, self.teacher_hidden, generator=generator
+        )
+        output_weights = torch.randn(
+            self.teacher_hidden, self.classes, generator=generator
+        )
+        inputs = torch.randn(self.samples, self.features, generator=generator)
+        logits = (
+            torch.tanh(inputs @ hidden_weights / math.sqrt(self.features))
+            @ output_weights
+        )
+        return TensorData(inputs, logits.argmax(dim=1))
+
+
+class TensorFileData:
+    """Tensors from a file: a `.pt` dict or an `.npz` archive holding `x` (inputs) and `y` (targets).
+
+    Integer targets are class labels; floating-point targets are regression targets.
+    """
+
+    PATH_ARGUMENTS = ("path",)  # resolved relative to the config file
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    def describe(self) -> DataInfo:
+        inputs, targets = _read_tensor_file(str(self.path), _modified_time(self.path))
+        if targets.is_floating_point():
+            return DataInfo(
+                len(inputs), tuple(inputs.shape[1:]), None, math.prod(targets.shape[1:])
+            )
+        return DataInfo(len(inputs), tuple(inputs.shape[1:]), int(targets.max()) + 1)
+
+    def load(self, seed: int) -> TensorData:
+        inputs, targets = _read_tensor_file(str(self.path), _modified_time(self.path))
+        if targets.is_floating_point() and targets.dim() == 1:
+            targets = targets.unsqueeze(
+                1
+            )  # one output per sample, shaped as the model's output
+        return TensorData(inputs, targets)
+
+
+def _modified_time(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        raise ConfigError(f"path: no such file {path}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _read_tensor_file(
+    path: str, modified_time: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read and check `x` and `y`; cached so that checking and training read the file once."""
+    if path.endswith(".npz"):
+        arrays = _read_npz(path)
+    elif path.endswith((".pt", ".pth")):
+        try:
+            arrays = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as error:  # noqa: BLE001 - any unreadable file is the user's to fix
+            raise ConfigError(
+                f"path: cannot read {path} as a torch file: {error}"
+            ) from None
+    else:
+        raise ConfigError(f"path: {path} should end in .pt or .npz")
+    if not isinstance(arrays, dict) or "x" not in arrays or "y" not in arrays:
+        found = sorted(arrays) if isinstance(arrays, dict) else type(arrays).__name__
+        raise ConfigError(
+            f"path: {path} must hold a mapping with 'x' (inputs) and 'y' (targets); found {found}"
+        )
+    inputs, targets = torch.as_tensor(arrays["x"]), torch.as_tensor(arrays["y"])
+    if inputs.dim() < 2 or len(inputs) == 0:
+        raise ConfigError(
+            f"path: x in {path} must have shape (samples, features...), got {tuple(inputs.shape)}"
+        )
+    if len(inputs) != len(targets):
+        raise ConfigError(
+            f"path: {path} has {len(inputs)} inputs but {len(targets)} targets"
+        )
+    if targets.dtype == torch.bool or not (
+        targets.is_floating_point() or targets.dtype.is_signed
+    ):
+        targets = targets.long()
+    if not targets.is_floating_point():
+        if targets.dim() != 1 or int(targets.min()) < 0:
+            raise ConfigError(
+                f"path: integer y in {path} must be class indices 0, 1, ... of shape (samples,)"
+            )
+        targets = targets.long()
+    else:
+        targets = targets.to(torch.get_default_dtype())
+    return inputs.to(torch.get_default_dtype()), targets
+
+
+def _read_npz(path: str) -> dict[str, object]:
+    import numpy
+
+    try:
+        with numpy.load(path, allow_pickle=False) as archive:
+            return {key: torch.from_numpy(archive[key].copy()) for key in archive.files}
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise ConfigError(
+            f"path: cannot read {path} as an .npz archive: {error}"
+        ) from None
+
+
+DATASETS = Registry("dataset")
+DATASETS.add(
+    "random",
+    RandomData,
+    summary="the guide's torch.randn inputs and torch.randint labels",
+)
+DATASETS.add(
+    "teacher", TeacherData, summary="labels from a fixed random teacher network"
+)
+DATASETS.add("tensors", TensorFileData, summary="x and y from a .pt or .npz file")

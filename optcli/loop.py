@@ -1,0 +1,129 @@
+"""The training loop: zero_grad -> forward -> backward -> clip -> step -> schedule, producing records.
+
+On an accelerator nothing here waits for the device per step: losses and gradient norms stay on the
+device and are copied to the host in batches (`_to_host`, the loop's only sync point).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import torch
+
+from optcli.config import ClipConfig
+from optcli.errors import TrainingFailed
+from optcli.optimizers import needs_closure
+from optcli.records import EpochRecord, Record, RunFinished, RunStarted, StepRecord
+from optcli.session import Session
+
+# Steps between host copies on an accelerator; on the CPU every step is copied (it costs nothing).
+DEVICE_STEPS_PER_SYNC = 50
+
+
+class NonFiniteLoss(TrainingFailed):
+    def __init__(self, step: int, epoch: int, loss: float) -> None:
+        self.step, self.epoch, self.loss = step, epoch, loss
+        super().__init__(
+            f"the loss became {loss} at step {step} (epoch {epoch}); training stopped. "
+            "A lower optimizer.lr or gradient clipping (clip: {max_norm: 1.0}) usually helps"
+        )
+
+
+class _PendingStep(NamedTuple):
+    step: int
+    loss: torch.Tensor  # still on the device
+    lr: float
+    grad_norm: torch.Tensor | None
+    elapsed_s: float
+    logged: bool
+
+
+def run_training(session: Session) -> Iterator[Record]:
+    spec, model, optimizer, scheduler = session.spec, session.model, session.optimizer, session.scheduler
+    interval = spec.scheduler.interval if spec.scheduler else None
+    monitor = spec.scheduler.monitor if spec.scheduler else None
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    uses_closure = needs_closure(optimizer)
+    steps_per_sync = 1 if session.device.type == "cpu" else DEVICE_STEPS_PER_SYNC
+
+    def forward_backward(inputs: torch.Tensor, targets: torch.Tensor, want_norm: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # Gradients accumulate in PyTorch: clear them (to None, which is cheaper than zeros).
+        optimizer.zero_grad(set_to_none=True)
+        loss = session.loss_function(model(inputs), targets)
+        loss.backward()
+        return loss, clip_gradients(parameters, spec.clip, want_norm)
+
+    yield RunStarted(spec.epochs, len(session.batches), spec.total_steps, sum(p.numel() for p in parameters))
+    model.train()
+    step = 0
+    lr = optimizer.param_groups[0]["lr"]
+    start = time.perf_counter()
+    for epoch in range(1, spec.epochs + 1):
+        pending: list[_PendingStep] = []
+        epoch_losses: list[float] = []
+        for inputs, targets in session.batches.epoch():
+            step += 1
+            lr = float(optimizer.param_groups[0]["lr"])  # the rate this step uses, before any schedule
+            logged = step % spec.train.log_every == 0
+            if uses_closure:
+                # LBFGS evaluates the loss several times per step; the first evaluation is the step's loss.
+                evaluations: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+
+                def closure() -> torch.Tensor:
+                    evaluations.append(forward_backward(inputs, targets, logged and not evaluations))
+                    return evaluations[-1][0]
+
+                optimizer.step(closure)  # type: ignore[no-untyped-call]
+                loss, grad_norm = evaluations[0]
+            else:
+                loss, grad_norm = forward_backward(inputs, targets, logged)
+                optimizer.step()
+            if scheduler is not None and interval == "step":
+                scheduler.step()
+            pending.append(_PendingStep(step, loss.detach(), lr, grad_norm, time.perf_counter() - start, logged))
+            if len(pending) >= steps_per_sync:
+                yield from _to_host(pending, epoch, epoch_losses)
+            if step == spec.total_steps:
+                break
+        yield from _to_host(pending, epoch, epoch_losses)
+        train_loss = math.fsum(epoch_losses) / len(epoch_losses)
+        yield EpochRecord(epoch, step, train_loss, lr, time.perf_counter() - start)
+        if scheduler is not None and interval == "epoch":
+            # ReduceLROnPlateau decides from the monitored metric; the others follow the epoch count.
+            scheduler.step(train_loss) if monitor else scheduler.step()
+    yield RunFinished(step, spec.epochs, time.perf_counter() - start)
+
+
+def clip_gradients(parameters: list[torch.Tensor], clip: ClipConfig | None, want_norm: bool) -> torch.Tensor | None:
+    """Clip as configured; return the total gradient norm before clipping when it is wanted or free."""
+    if clip is not None and clip.max_norm is not None:
+        return torch.nn.utils.clip_grad_norm_(parameters, clip.max_norm, clip.norm_type)  # returns the norm
+    grad_norm = None
+    if want_norm:
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
+    if clip is not None and clip.value is not None:
+        torch.nn.utils.clip_grad_value_(parameters, clip.value)
+    return grad_norm
+
+
+def _to_host(pending: list[_PendingStep], epoch: int, epoch_losses: list[float]) -> Iterator[StepRecord]:
+    """Copy pending losses and norms to the host in one go, yield the logged rows, and stop on a non-finite loss."""
+    if not pending:
+        return
+    # Note: a host-device sync point, once per `steps_per_sync` steps.
+    losses = torch.stack([item.loss for item in pending]).tolist()
+    norm_tensors = [item.grad_norm for item in pending if item.logged and item.grad_norm is not None]
+    norms = iter(torch.stack(norm_tensors).tolist()) if norm_tensors else iter(())
+    items = list(pending)
+    pending.clear()
+    for item, loss in zip(items, losses, strict=True):
+        epoch_losses.append(loss)
+        grad_norm = next(norms) if item.logged and item.grad_norm is not None else None
+        finite = math.isfinite(loss)
+        if item.logged or not finite:
+            yield StepRecord(item.step, epoch, loss, item.lr, grad_norm, item.elapsed_s)
+        if not finite:
+            raise NonFiniteLoss(item.step, epoch, loss)

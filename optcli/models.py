@@ -1,0 +1,82 @@
+"""The model registry: small networks built from the data's shape."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from optcli.errors import ConfigError
+from optcli.names import unknown_name_message
+from optcli.registry import Registry
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+}
+
+
+def mlp(
+    in_features: int,
+    out_features: int,
+    hidden: list[int] | None = None,
+    activation: str = "relu",
+    dropout: float = 0.0,
+) -> nn.Sequential:
+    """Linear layers with an activation between them; `hidden: [128]` is the guide's SimpleNN.
+
+    Layers are created in order, so from the same seed the weights equal those of a hand-written
+    `Linear(784, 128)`, `ReLU`, `Linear(128, 10)` network.
+    """
+    hidden = [128] if hidden is None else hidden
+    if in_features < 1 or out_features < 1 or any(width < 1 for width in hidden):
+        raise ConfigError(
+            "hidden: in_features, out_features and every hidden width must be at least 1"
+        )
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout: must be in [0, 1), got {dropout}")
+    if activation not in ACTIVATIONS:
+        raise ConfigError(
+            "activation: " + unknown_name_message("activation", activation, ACTIVATIONS)
+        )
+    layers: list[nn.Module] = [
+        nn.Flatten()
+    ]  # images and other shaped inputs become vectors
+    widths = [in_features, *hidden]
+    for width_in, width_out in zip(widths, widths[1:], strict=False):
+        layers += [nn.Linear(width_in, width_out), ACTIVATIONS[activation]()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(widths[-1], out_features))
+    return nn.Sequential(*layers)
+
+
+def linear(in_features: int, out_features: int, bias: bool = True) -> nn.Sequential:
+    """One linear layer: logistic or linear regression."""
+    if in_features < 1 or out_features < 1:
+        raise ConfigError(
+            "in_features: in_features and out_features must be at least 1"
+        )
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_features, out_features, bias=bias))
+
+
+MODELS = Registry("model")
+MODELS.add("mlp", mlp, summary="multi-layer perceptron")
+MODELS.add("linear", linear, summary="a single linear layer")
+
+# Sizes the data decides: filled in when a model takes them and the config leaves them out.
+SIZE_ARGUMENTS = ("in_features", "out_features")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def probe_model(builder: object, arguments: dict[str, object]) -> None:
+    """Construct the model on the meta device: checks its arguments without allocating any memory."""
+    with torch.device("meta"):
+        builder(**arguments)  # type: ignore[operator]

@@ -1,0 +1,35 @@
+"""The optimizer registry: every optimizer in torch.optim, plus the guide's `momentum`."""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from optcli.registry import Registry
+
+OPTIMIZERS = Registry("optimizer")
+
+# Everything torch.optim exports that is an optimizer, so a new torch release adds its optimizers here.
+for _name in torch.optim.__all__:
+    _candidate = getattr(torch.optim, _name)
+    if inspect.isclass(_candidate) and issubclass(_candidate, torch.optim.Optimizer):
+        if _candidate is not torch.optim.Optimizer:
+            OPTIMIZERS.add(_name, _candidate)
+
+# The guide's "Momentum": SGD where the previous step's gradient contributes 90%.
+OPTIMIZERS.add(
+    "momentum",
+    torch.optim.SGD,
+    presets={"momentum": 0.9},
+    summary="SGD with momentum 0.9 unless the config sets momentum",
+)
+
+# Arguments optcli passes itself: the model's parameters.
+SUPPLIED_BY_CODE = frozenset({"params"})
+
+
+def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """LBFGS (and any optimizer whose `step` requires a closure) re-evaluates the loss itself."""
+    closure = inspect.signature(type(optimizer).step).parameters.get("closure")
+    return closure is not None and closure.default is inspect.Parameter.empty

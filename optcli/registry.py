@@ -1,0 +1,132 @@
+"""Name -> class registries, one per kind, and loading classes by import path.
+
+Lookups ignore case, underscores and hyphens, plus a suffix a kind makes optional (`lr` for schedulers,
+`loss` for losses), and never return None: an unknown name raises with the choices and a did-you-mean.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optcli.errors import ConfigError
+from optcli.names import normalize_name, unknown_name_message
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered name: the class or builder it stands for, and preset arguments."""
+
+    name: str
+    target: Callable[..., Any]
+    presets: dict[str, Any] = field(
+        default_factory=dict
+    )  # e.g. `momentum` is SGD with momentum 0.9
+    unavailable: str | None = (
+        None  # why a config cannot use it, e.g. it needs a Python function
+    )
+    summary: str = ""
+
+
+class Registry:
+    """One kind of thing a config can name (optimizers, schedulers, models, datasets, losses)."""
+
+    def __init__(self, kind: str, optional_suffix: str = "") -> None:
+        self.kind = kind
+        self.optional_suffix = optional_suffix
+        self._entries: dict[str, Entry] = {}
+        self._keys: dict[str, str] = {}  # lookup key -> entry name
+
+    def add(
+        self,
+        name: str,
+        target: Callable[..., Any],
+        *,
+        aliases: tuple[str, ...] = (),
+        presets: dict[str, Any] | None = None,
+        unavailable: str | None = None,
+        summary: str = "",
+    ) -> None:
+        self._entries[name] = Entry(name, target, presets or {}, unavailable, summary)
+        for alias in (name, *aliases):
+            self._keys[self._key(alias)] = name
+
+    def _key(self, name: str) -> str:
+        key = normalize_name(name)
+        suffix = self.optional_suffix
+        if suffix and key.endswith(suffix) and len(key) > len(suffix):
+            key = key[: -len(suffix)]
+        return key
+
+    def entries(self) -> list[Entry]:
+        return sorted(self._entries.values(), key=lambda entry: entry.name.lower())
+
+    def get(self, name: str, base_dir: Path | None = None) -> Entry:
+        """The entry for a name, or for `package.module:Class` / `path/file.py:Class` import paths."""
+        if ":" in name:
+            return Entry(name, import_object(name, base_dir or Path.cwd()))
+        found = self._keys.get(self._key(name))
+        if found is None:
+            raise ConfigError(unknown_name_message(self.kind, name, self._entries))
+        entry = self._entries[found]
+        if entry.unavailable:
+            raise ConfigError(
+                f"{self.kind} '{entry.name}' cannot be used from a config: {entry.unavailable}"
+            )
+        return entry
+
+
+def import_object(spec: str, base_dir: Path) -> Any:
+    """Load `package.module:Name` or `path/to/file.py:Name` (a file path is relative to `base_dir`)."""
+    module_part, _, attribute = spec.rpartition(":")
+    if not module_part or not attribute:
+        raise ConfigError(
+            f"'{spec}' is not an import path; write 'package.module:Class' or 'file.py:Class'"
+        )
+    if module_part.endswith(".py"):
+        module = _import_file(base_dir / module_part, spec)
+    else:
+        try:
+            module = importlib.import_module(module_part)
+        except ImportError as error:
+            raise ConfigError(
+                f"'{spec}': cannot import module '{module_part}': {error}"
+            ) from None
+        except Exception as error:  # noqa: BLE001 - the user's module failed while importing
+            raise ConfigError(
+                f"'{spec}': importing '{module_part}' failed: {type(error).__name__}: {error}"
+            ) from None
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        public = [name for name in vars(module) if not name.startswith("_")]
+        raise ConfigError(
+            unknown_name_message(f"name in '{module_part}'", attribute, public)
+        ) from None
+
+
+def _import_file(path: Path, spec: str) -> Any:
+    path = path.resolve()
+    if not path.is_file():
+        raise ConfigError(f"'{spec}': no such file {path}")
+    module_name = f"optcli_user_{path.stem}_{abs(hash(str(path)))}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ConfigError(f"'{spec}': cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as error:  # noqa: BLE001 - the user's file failed while importing
+        del sys.modules[module_name]
+        raise ConfigError(
+            f"'{spec}': running {path} failed: {type(error).__name__}: {error}"
+        ) from None
+    return module

@@ -1,0 +1,662 @@
+"""From a config mapping to a `RunSpec`: every name looked up, every argument checked, every
+run-length value filled in, and every problem reported at once, before any real tensor exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from optcli import models, optimizers, schedulers
+from optcli.arguments import REQUIRED, check_arguments, read_signature
+from optcli.config import (
+    ClipConfig,
+    LoaderConfig,
+    OutputConfig,
+    RawConfig,
+    SchedulerOptions,
+    TopLevel,
+    TrainConfig,
+    validate_model,
+)
+from optcli.datasets import DATASETS, DataInfo
+from optcli.device import resolve_device
+from optcli.errors import ConfigError
+from optcli.losses import LOSSES
+from optcli.registry import Entry, Registry
+
+# Metrics a ReduceLROnPlateau scheduler can follow.
+TRAIN_METRICS = ("train_loss",)
+
+
+@dataclass(frozen=True)
+class Component:
+    """A class chosen by name in the config, with its checked keyword arguments."""
+
+    name: str
+    target: Callable[..., Any]
+    arguments: dict[str, Any]
+
+    def build(self, *live_arguments: Any) -> Any:
+        return self.target(*live_arguments, **self.arguments)
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    component: Component
+    interval: Literal["epoch", "step"]
+    monitor: (
+        str | None
+    )  # the metric ReduceLROnPlateau is stepped with; None for other schedulers
+    children: tuple[
+        Component, ...
+    ] = ()  # SequentialLR / ChainedScheduler's inner schedulers
+
+    def build(self, optimizer: torch.optim.Optimizer) -> Any:
+        if not self.children:
+            return self.component.build(optimizer)
+        inner = [child.build(optimizer) for child in self.children]
+        return self.component.target(
+            optimizer=optimizer, schedulers=inner, **self.component.arguments
+        )
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str
+    source: Any  # a dataset object from datasets.py (describe() and load())
+    info: DataInfo
+    loader: LoaderConfig
+
+    @property
+    def steps_per_epoch(self) -> int:
+        if self.loader.drop_last:
+            return self.info.samples // self.loader.batch_size
+        return math.ceil(self.info.samples / self.loader.batch_size)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a run needs, validated; `resolved` is what config.yaml records."""
+
+    name: str
+    seed: int
+    device: str
+    model: Component
+    data: DataSpec
+    loss: Component
+    optimizer: Component
+    scheduler: SchedulerSpec | None
+    clip: ClipConfig | None
+    train: TrainConfig
+    output: OutputConfig
+    epochs: int  # epochs that will run (fewer than train.epochs when max_steps ends the run early)
+    total_steps: int
+    resolved: dict[str, Any] = field(repr=False)
+
+    @property
+    def config_hash(self) -> str:
+        canonical = json.dumps(self.resolved, sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class _Problems:
+    """Collects problems so that one message lists them all."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, where: str, error: ConfigError) -> None:
+        for problem in error.problems:
+            self.lines.append(
+                problem if problem.startswith(where) else f"{where}.{problem}"
+            )
+
+
+def resolve_config(raw: RawConfig) -> RunSpec:
+    """Validate a config mapping completely; raise one ConfigError listing every problem."""
+    problems = _Problems()
+    top, top_problems = validate_model(TopLevel, raw.values, "")
+    problems.lines += top_problems
+    values = raw.values
+    train, train_problems = validate_model(TrainConfig, values.get("train"), "train")
+    output, output_problems = validate_model(
+        OutputConfig, values.get("output"), "output"
+    )
+    clip, clip_problems = (
+        (None, [])
+        if values.get("clip") is None
+        else validate_model(ClipConfig, values["clip"], "clip")
+    )
+    problems.lines += train_problems + output_problems + clip_problems
+
+    device = None
+    requested_device = values.get("device", "auto")
+    if isinstance(requested_device, str):
+        try:
+            device = resolve_device(requested_device)
+        except ConfigError as error:
+            problems.add("device", error)
+    name = values.get("name")
+    if isinstance(name, str) and ("/" in name or name in (".", "..")):
+        problems.lines.append(f"name: '{name}' must be usable as a folder name (no '/')")
+
+    data = _resolve_data(values.get("data"), raw.base_dir, problems)
+    model = _resolve_model(values.get("model"), data, raw.base_dir, problems)
+    loss = _resolve_loss(values.get("loss"), data, raw.base_dir, problems)
+    optimizer = _resolve_optimizer(values.get("optimizer"), raw.base_dir, problems)
+
+    epochs = total_steps = 0
+    if data is not None and train is not None:
+        if data.steps_per_epoch == 0:
+            problems.lines.append(
+                f"data.batch_size: {data.loader.batch_size} is larger than the {data.info.samples} samples "
+                "and drop_last is true, so an epoch has no batches"
+            )
+        else:
+            total_steps = train.epochs * data.steps_per_epoch
+            if train.max_steps is not None:
+                total_steps = min(total_steps, train.max_steps)
+            epochs = math.ceil(total_steps / data.steps_per_epoch)
+    scheduler = None
+    if values.get("scheduler") is not None and total_steps:
+        scheduler = _resolve_scheduler(
+            values["scheduler"], epochs, total_steps, optimizer, raw.base_dir, problems
+        )
+
+    if problems.lines:
+        raise ConfigError(problems.lines)
+    assert top and train and output and data and model and loss and optimizer and device  # noqa: S101 - no problems
+    name = top.name or raw.default_name
+    spec_without_record = dict(
+        name=name,
+        seed=top.seed,
+        device=device,
+        model=model,
+        data=data,
+        loss=loss,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        clip=clip,
+        train=train,
+        output=output,
+        epochs=epochs,
+        total_steps=total_steps,
+    )
+    return RunSpec(**spec_without_record, resolved=_record(spec_without_record))  # type: ignore[arg-type]
+
+
+# Sections --------------------------------------------------------------------------------------
+
+
+def _as_section(value: Any, where: str, problems: _Problems) -> dict[str, Any] | None:
+    """`adam` is shorthand for `{name: adam}`; a section must name its class."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return {"name": value}
+    if not isinstance(value, dict):
+        problems.lines.append(f"{where}: expected a mapping with a name, got {value!r}")
+        return None
+    if not isinstance(value.get("name"), str):
+        problems.lines.append(
+            f"{where}.name: required: the registry name or import path of the {where}"
+        )
+        return None
+    return dict(value)
+
+
+def _lookup(
+    registry: Registry, name: str, where: str, base_dir: Path, problems: _Problems
+) -> Entry | None:
+    try:
+        return registry.get(name, base_dir)
+    except ConfigError as error:
+        problems.lines += [f"{where}.name: {problem}" for problem in error.problems]
+        return None
+
+
+def _checked(
+    entry: Entry,
+    arguments: dict[str, Any],
+    where: str,
+    problems: _Problems,
+    supplied_by_code: frozenset[str] = frozenset(),
+) -> dict[str, Any] | None:
+    try:
+        converted, found = check_arguments(
+            entry.target,
+            {**entry.presets, **arguments},
+            where=where,
+            display_name=_display(entry),
+            supplied_by_code=supplied_by_code,
+        )
+    except (TypeError, ValueError) as error:  # no signature to read (a builtin, say)
+        problems.lines.append(
+            f"{where}.name: cannot read the arguments of {entry.name}: {error}"
+        )
+        return None
+    problems.lines += found
+    return None if found else converted
+
+
+def _display(entry: Entry) -> str:
+    return (
+        getattr(entry.target, "__name__", entry.name)
+        if ":" not in entry.name
+        else entry.name
+    )
+
+
+def _resolve_data(value: Any, base_dir: Path, problems: _Problems) -> DataSpec | None:
+    section = _as_section(value, "data", problems)
+    if section is None:
+        return None
+    name = section.pop("name")
+    loader_keys = {
+        key: section.pop(key)
+        for key in list(section)
+        if key in LoaderConfig.model_fields
+    }
+    loader, loader_problems = validate_model(LoaderConfig, loader_keys, "data")
+    problems.lines += loader_problems
+    entry = _lookup(DATASETS, name, "data", base_dir, problems)
+    if entry is None:
+        return None
+    for key in getattr(entry.target, "PATH_ARGUMENTS", ()):
+        if isinstance(section.get(key), str):
+            section[key] = str((base_dir / section[key]).resolve())
+    arguments = _checked(entry, section, "data", problems)
+    if arguments is None or loader is None:
+        return None
+    try:
+        source = entry.target(**arguments)
+        info = source.describe()
+    except ConfigError as error:
+        problems.add("data", error)
+        return None
+    return DataSpec(entry.name, source, info, loader)
+
+
+def _resolve_model(
+    value: Any, data: DataSpec | None, base_dir: Path, problems: _Problems
+) -> Component | None:
+    section = _as_section(value, "model", problems)
+    if section is None:
+        return None
+    entry = _lookup(models.MODELS, section.pop("name"), "model", base_dir, problems)
+    if entry is None:
+        return None
+    try:
+        parameters = read_signature(entry.target).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    if data is None:  # the sizes cannot be known: don't also report them missing
+        section.update(
+            {
+                key: 1
+                for key in models.SIZE_ARGUMENTS
+                if key in parameters and key not in section
+            }
+        )
+    else:
+        sizes = {
+            "in_features": data.info.features,
+            "out_features": data.info.out_features,
+        }
+        for key in models.SIZE_ARGUMENTS:
+            if key in parameters and key not in section:
+                section[key] = sizes[key]
+    arguments = _checked(entry, section, "model", problems)
+    if arguments is None or data is None:
+        return None
+    try:
+        models.probe_model(entry.target, arguments)
+    except ConfigError as error:
+        problems.add("model", error)
+        return None
+    except Exception as error:  # noqa: BLE001 - the model's own constructor refused these arguments
+        problems.lines.append(
+            f"model: {_display(entry)} could not be built: {type(error).__name__}: {error}"
+        )
+        return None
+    return Component(_portable_name(entry.name, base_dir), entry.target, arguments)
+
+
+def _resolve_loss(
+    value: Any, data: DataSpec | None, base_dir: Path, problems: _Problems
+) -> Component | None:
+    if value is None:
+        if data is None:
+            return None
+        # Class labels want cross-entropy; real-valued targets want mean squared error.
+        value = "cross_entropy" if data.info.is_classification else "mse"
+    section = _as_section(value, "loss", problems)
+    if section is None:
+        return None
+    entry = _lookup(LOSSES, section.pop("name"), "loss", base_dir, problems)
+    if entry is None:
+        return None
+    arguments = _checked(entry, section, "loss", problems)
+    if arguments is None:
+        return None
+    component = Component(_portable_name(entry.name, base_dir), entry.target, arguments)
+    try:
+        component.build()
+    except Exception as error:  # noqa: BLE001 - the loss refused these arguments
+        problems.lines.append(f"loss: {_display(entry)} could not be built: {error}")
+        return None
+    return component
+
+
+def _resolve_optimizer(
+    value: Any, base_dir: Path, problems: _Problems
+) -> Component | None:
+    section = _as_section(value, "optimizer", problems)
+    if section is None:
+        return None
+    entry = _lookup(
+        optimizers.OPTIMIZERS, section.pop("name"), "optimizer", base_dir, problems
+    )
+    if entry is None:
+        return None
+    arguments = _checked(
+        entry, section, "optimizer", problems, optimizers.SUPPLIED_BY_CODE
+    )
+    if arguments is None:
+        return None
+    lr = arguments.get("lr", read_signature(entry.target).parameters.get("lr"))
+    if isinstance(lr, int | float) and lr <= 0:
+        problems.lines.append(f"optimizer.lr: must be greater than 0, got {lr}")
+        return None
+    component = Component(_portable_name(entry.name, base_dir), entry.target, arguments)
+    try:
+        _probe_optimizer(component)
+    except Exception as error:  # noqa: BLE001 - torch's own argument checks, e.g. betas out of range
+        problems.lines.append(
+            f"optimizer: {_display(entry)} rejected its arguments: {error}"
+        )
+        return None
+    return component
+
+
+def _probe_optimizer(component: Component) -> torch.optim.Optimizer:
+    """The optimizer built on a 2x2 stand-in parameter: runs torch's own checks of its arguments."""
+    optimizer: torch.optim.Optimizer = component.build(
+        [torch.nn.Parameter(torch.zeros(2, 2))]
+    )
+    return optimizer
+
+
+def _resolve_scheduler(
+    value: Any,
+    epochs: int,
+    total_steps: int,
+    optimizer: Component | None,
+    base_dir: Path,
+    problems: _Problems,
+) -> SchedulerSpec | None:
+    section = _as_section(value, "scheduler", problems)
+    if section is None:
+        return None
+    options_values = {
+        key: section.pop(key)
+        for key in list(section)
+        if key in SchedulerOptions.model_fields
+    }
+    options, option_problems = validate_model(
+        SchedulerOptions, options_values, "scheduler"
+    )
+    problems.lines += option_problems
+    entry = _lookup(
+        schedulers.SCHEDULERS, section.pop("name"), "scheduler", base_dir, problems
+    )
+    if entry is None or options is None:
+        return None
+    target = entry.target
+    interval = options.interval or (
+        "step" if _is_subclass(target, schedulers.STEPPED_PER_BATCH) else "epoch"
+    )
+    length = total_steps if interval == "step" else epochs
+
+    monitor = None
+    if _is_subclass(target, (torch.optim.lr_scheduler.ReduceLROnPlateau,)):
+        monitor = options.monitor or "train_loss"
+        if monitor not in TRAIN_METRICS:
+            problems.lines.append(
+                f"scheduler.monitor: '{monitor}' is not a metric this run produces; choose from: "
+                + ", ".join(TRAIN_METRICS)
+            )
+        if interval == "step":
+            problems.lines.append(
+                "scheduler.interval: ReduceLROnPlateau is stepped once per epoch with the monitored metric; "
+                "remove interval: step"
+            )
+    elif options.monitor is not None:
+        problems.lines.append(
+            "scheduler.monitor: only ReduceLROnPlateau follows a metric; remove monitor"
+        )
+
+    children: tuple[Component, ...] = ()
+    if _is_subclass(target, schedulers.COMPOSITE):
+        inner = section.pop("schedulers", None)
+        children_or_none = _resolve_children(inner, section, length, base_dir, problems)
+        if children_or_none is None:
+            return None
+        children = children_or_none
+    else:
+        _fill_run_length(target, section, length)
+    arguments = _checked(
+        entry,
+        section,
+        "scheduler",
+        problems,
+        schedulers.SUPPLIED_BY_CODE | {"schedulers"}
+        if children
+        else schedulers.SUPPLIED_BY_CODE,
+    )
+    if arguments is None or problems.lines:
+        return None
+    spec = SchedulerSpec(
+        Component(_portable_name(entry.name, base_dir), target, arguments),
+        interval,
+        monitor,
+        children,
+    )
+    if optimizer is not None:
+        try:
+            spec.build(_probe_optimizer(optimizer))
+        except Exception as error:  # noqa: BLE001 - torch's own argument checks
+            problems.lines.append(
+                f"scheduler: {_display(entry)} rejected its arguments: {error}"
+            )
+            return None
+    return spec
+
+
+def _resolve_children(
+    inner: Any,
+    arguments: dict[str, Any],
+    length: int,
+    base_dir: Path,
+    problems: _Problems,
+) -> tuple[Component, ...] | None:
+    """SequentialLR / ChainedScheduler: `schedulers:` is a list of scheduler mappings."""
+    if not isinstance(inner, list) or not inner:
+        problems.lines.append(
+            "scheduler.schedulers: required: a list of scheduler mappings, e.g. [{name: linear}, ...]"
+        )
+        return None
+    # Each inner scheduler of SequentialLR runs from its milestone to the next one (or the run's end).
+    milestones = arguments.get("milestones")
+    if isinstance(milestones, list) and all(isinstance(m, int) for m in milestones):
+        bounds = [0, *milestones, length]
+        segment_lengths = [
+            max(1, end - start) for start, end in zip(bounds, bounds[1:], strict=False)
+        ]
+    else:
+        segment_lengths = [length] * len(inner)
+    children = []
+    for index, child_value in enumerate(inner):
+        where = f"scheduler.schedulers.{index}"
+        section = _as_section(child_value, where, problems)
+        if section is None:
+            continue
+        for key in SchedulerOptions.model_fields:
+            if key in section:
+                problems.lines.append(
+                    f"{where}.{key}: set {key} on the outer scheduler, not on an inner one"
+                )
+                section.pop(key)
+        entry = _lookup(
+            schedulers.SCHEDULERS, section.pop("name"), where, base_dir, problems
+        )
+        if entry is None:
+            continue
+        if _is_subclass(
+            entry.target,
+            schedulers.COMPOSITE + (torch.optim.lr_scheduler.ReduceLROnPlateau,),
+        ):
+            problems.lines.append(
+                f"{where}.name: {entry.name} cannot be nested inside another scheduler"
+            )
+            continue
+        _fill_run_length(
+            entry.target, section, segment_lengths[min(index, len(segment_lengths) - 1)]
+        )
+        child_arguments = _checked(
+            entry, section, where, problems, schedulers.SUPPLIED_BY_CODE
+        )
+        if child_arguments is not None:
+            children.append(
+                Component(
+                    _portable_name(entry.name, base_dir), entry.target, child_arguments
+                )
+            )
+    return tuple(children) if len(children) == len(inner) else None
+
+
+def _fill_run_length(target: Any, arguments: dict[str, Any], length: int) -> None:
+    """OneCycleLR total_steps, CosineAnnealingLR T_max, PolynomialLR total_iters: the run's length."""
+    for scheduler_class, key in schedulers.RUN_LENGTH_ARGUMENT.items():
+        if _is_subclass(target, (scheduler_class,)) and key not in arguments:
+            one_cycle_by_epochs = key == "total_steps" and "epochs" in arguments
+            if not one_cycle_by_epochs:
+                arguments[key] = length
+
+
+def _is_subclass(target: Any, classes: tuple[type, ...]) -> bool:
+    return isinstance(target, type) and issubclass(target, classes)
+
+
+def _portable_name(name: str, base_dir: Path) -> str:
+    """A `file.py:Class` name made absolute, so the recorded config works from the run directory."""
+    module_part, separator, attribute = name.rpartition(":")
+    if separator and module_part.endswith(".py"):
+        return f"{(base_dir / module_part).resolve()}:{attribute}"
+    return name
+
+
+# The record written as config.yaml -------------------------------------------------------------
+
+# Defaults not worth recording: resume bookkeeping and deprecated arguments.
+_UNRECORDED = frozenset({"last_epoch", "verbose", "size_average", "reduce"})
+
+
+def _with_defaults(
+    component: Component, supplied_by_code: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The component's arguments plus every plain default its signature has, as config.yaml shows them."""
+    recorded: dict[str, Any] = {"name": component.name}
+    try:
+        parameters = read_signature(component.target).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    for key, parameter in parameters.items():
+        if key in supplied_by_code or key in _UNRECORDED or key == "schedulers":
+            continue
+        if key in component.arguments:
+            recorded[key] = _plain(component.arguments[key])
+        elif (
+            parameter.default is not REQUIRED
+            and _is_plain(parameter.default)
+            and parameter.default is not None
+        ):
+            recorded[key] = _plain(parameter.default)
+    recorded.update(
+        {
+            key: _plain(value)
+            for key, value in component.arguments.items()
+            if key not in recorded
+        }
+    )
+    return recorded
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, bool | int | float | str) or value is None:
+        return True
+    if isinstance(value, list | tuple):
+        return all(_is_plain(item) for item in value)
+    return False
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _record(spec: dict[str, Any]) -> dict[str, Any]:
+    data: DataSpec = spec["data"]
+    data_record = _with_defaults(
+        Component(data.name, type(data.source), _source_arguments(data.source))
+    )
+    data_record.update(data.loader.model_dump())
+    record: dict[str, Any] = {
+        "name": spec["name"],
+        "seed": spec["seed"],
+        "device": spec["device"],
+        "model": _with_defaults(spec["model"]),
+        "data": data_record,
+        "loss": _with_defaults(spec["loss"]),
+        "optimizer": _with_defaults(spec["optimizer"], optimizers.SUPPLIED_BY_CODE),
+    }
+    scheduler: SchedulerSpec | None = spec["scheduler"]
+    if scheduler is not None:
+        scheduler_record = _with_defaults(
+            scheduler.component, schedulers.SUPPLIED_BY_CODE
+        )
+        if scheduler.children:
+            scheduler_record["schedulers"] = [
+                _with_defaults(child, schedulers.SUPPLIED_BY_CODE)
+                for child in scheduler.children
+            ]
+        scheduler_record["interval"] = scheduler.interval
+        if scheduler.monitor is not None:
+            scheduler_record["monitor"] = scheduler.monitor
+        record["scheduler"] = scheduler_record
+    if spec["clip"] is not None:
+        record["clip"] = spec["clip"].model_dump(exclude_none=True)
+    record["train"] = spec["train"].model_dump()
+    record["output"] = spec["output"].model_dump()
+    return record
+
+
+def _source_arguments(source: Any) -> dict[str, Any]:
+    """A dataset object's constructor arguments, read back from its attributes."""
+    parameters = read_signature(type(source)).parameters
+    return {
+        key: _plain(str(value) if isinstance(value, Path) else value)
+        for key in parameters
+        if (value := getattr(source, key, None)) is not None
+    }
