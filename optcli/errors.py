@@ -20,3 +20,5 @@ class ConfigError(Exception):
 
 class TrainingFailed(Exception):
     """Training started but could not finish (exit code 1); the run directory keeps what was written."""
+
+    run_dir: object = None  # the run's directory (a Path), once known

@@ -1,0 +1,230 @@
+"""The `optcli` command: a thin shell that parses arguments, calls the library and shows results.
+
+Only this module prints errors and chooses exit codes: 2 for config and usage errors, 1 for a run
+that failed, 130 for an interrupt. Nothing heavy is imported at the top, so `optcli --help` is quick
+(torch loads only when a command needs it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from optcli import __version__
+
+app = typer.Typer(
+    help="Train PyTorch models from YAML configs and find the optimizer and schedule that suit them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set optimizer.lr=3e-4."),
+]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors.")]
+ConfigArgument = Annotated[Path, typer.Argument(metavar="CONFIG", help="A YAML config file.")]
+
+
+
+def fail(message: str, code: int) -> NoReturn:
+    # Plain text on stderr: messages quote YAML such as [128], which Rich would read as markup.
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def reported_errors(debug: bool) -> Iterator[None]:
+    """Turn the library's exceptions into one clear message and an exit code."""
+    from optcli.errors import ConfigError, TrainingFailed
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except ConfigError as error:
+        if debug:
+            traceback.print_exc()
+        fail(str(error), EXIT_CONFIG)
+    except TrainingFailed as error:
+        if debug:
+            traceback.print_exc()
+        where = f"\nwhat was written is in {error.run_dir}" if error.run_dir else ""
+        fail(f"{error}{where}", EXIT_FAILED)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def command_line_overrides(
+    settings: list[str] | None, **values: str | int | None
+) -> list[str]:
+    """`--set` strings, then the dedicated options (`--device`, `--out`, ...) as overrides of their keys."""
+    overrides = list(settings or [])
+    # JSON is valid YAML, so each value arrives exactly as typed (a folder named 123 stays a string).
+    overrides += [f"{key}={json.dumps(value)}" for key, value in values.items() if value is not None]
+    return overrides
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"optcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit."),
+    ] = False,
+) -> None:
+    """optcli: config-driven PyTorch training and optimizer comparison."""
+
+
+@app.command()
+def train(
+    config: ConfigArgument,
+    settings: SetOption = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the run under this folder (replaces output.dir).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary line.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Train the model a config describes, writing metrics.csv, epochs.csv and summary.json.
+
+    Example: optcli train configs/adam_steplr.yaml --set optimizer.lr=3e-4 --set train.epochs=5
+    """
+    with reported_errors(debug):
+        from optcli.config import load_config
+        from optcli.resolve import resolve_config
+        from optcli.training import train as train_run
+
+        overrides = command_line_overrides(
+            settings,
+            device=device,
+            **{"output.dir": str(out) if out is not None else None, "train.max_steps": max_steps},
+        )
+        spec = resolve_config(load_config(config, overrides))
+        display = _display(spec.name, quiet)
+        result = train_run(spec, [display])
+        print(_summary_line(result.summary, result.run_dir))
+
+
+def _display(title: str, quiet: bool) -> object:
+    from rich.console import Console
+
+    from optcli.display import LiveDisplay, PlainDisplay, QuietDisplay
+
+    console = Console()
+    if quiet:
+        return QuietDisplay()
+    if console.is_terminal:
+        return LiveDisplay(console, title)
+    return PlainDisplay(sys.stdout)
+
+
+def _summary_line(summary: dict[str, object], run_dir: Path) -> str:
+    def number(key: str) -> str:
+        value = summary.get(key)
+        return f"{value:.4f}" if isinstance(value, float) else "-"
+
+    return (
+        f"{summary['status']} {summary['name']}: {summary['steps']} steps, {summary['epochs']} epochs "
+        f"in {summary['train_time_s']:.1f}s ({summary['steps_per_second'] or 0:.0f} steps/s) on "
+        f"{summary['device']}; final loss {number('final_loss')}, best {number('best_loss')} "
+        f"(epoch {summary['best_epoch']}) -> {run_dir}"
+    )
+
+
+@app.command()
+def check(
+    config: ConfigArgument,
+    settings: SetOption = None,
+    resolved: Annotated[
+        bool, typer.Option("--resolved", help="Print the resolved config, every default filled in.")
+    ] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Validate a config as `train` would, without training; exit 0 if it is valid, 2 if not.
+
+    Example: optcli check configs/adam_steplr.yaml --set optimizer.name=sgd
+    """
+    with reported_errors(debug):
+        import yaml
+
+        from optcli.config import load_config
+        from optcli.resolve import resolve_config
+
+        spec = resolve_config(load_config(config, command_line_overrides(settings)))
+        if resolved:
+            print(yaml.safe_dump(spec.resolved, sort_keys=False), end="")
+        scheduler = (
+            f", {spec.scheduler.component.name} per {spec.scheduler.interval}" if spec.scheduler else ""
+        )
+        print(
+            f"ok: {config}: {spec.model.name} on {spec.data.name} "
+            f"({spec.data.info.samples} samples, batch {spec.data.loader.batch_size}), "
+            f"{spec.optimizer.name}{scheduler}; {spec.epochs} epochs, {spec.total_steps} steps on {spec.device}"
+        )
+
+
+LIST_KINDS = ("optimizers", "schedulers", "models", "datasets", "losses")
+
+
+@app.command("list")
+def list_command(
+    kind: Annotated[
+        str | None, typer.Argument(help="optimizers, schedulers, models, datasets or losses (default: all).")
+    ] = None,
+) -> None:
+    """List every name a config can use, with its parameters and defaults.
+
+    Example: optcli list schedulers
+    """
+    from optcli.names import normalize_name, unknown_name_message
+
+    kinds = list(LIST_KINDS)
+    if kind is not None:
+        matches = [k for k in LIST_KINDS if normalize_name(k).startswith(normalize_name(kind)[:-1] or "?")]
+        if not matches:
+            fail(unknown_name_message("kind", kind, LIST_KINDS), EXIT_CONFIG)
+        kinds = matches[:1]
+    _print_listing(kinds)
+
+
+def _print_listing(kinds: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from optcli.listing import list_entries
+
+    console = Console()
+    for kind in kinds:
+        table = Table(title=kind, title_justify="left", show_lines=False)
+        table.add_column("name", style="bold", no_wrap=True)
+        table.add_column("parameters (default)")
+        table.add_column("note")
+        for entry in list_entries(kind):
+            table.add_row(entry.name, entry.parameters, entry.note)
+        console.print(table, markup=False)
+
+
+def main() -> None:
+    app()
+
+

@@ -1,0 +1,51 @@
+"""The run directory: `<output.dir>/<name>/<YYYYmmdd-HHMMSS>/`, created fresh and never reused."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from optcli.errors import ConfigError
+
+
+def create_run_dir(output_dir: Path, name: str, clock: float | None = None) -> Path:
+    """A new, empty directory for one run; a second run in the same second gets a `-2` suffix."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(clock))
+    parent = output_dir / name
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"output.dir: cannot create {parent}: {error.strerror or error}") from None
+    for attempt in range(1, 1000):
+        candidate = parent / (stamp if attempt == 1 else f"{stamp}-{attempt}")
+        try:
+            candidate.mkdir()  # fails if it exists: an earlier run's files are never overwritten
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise ConfigError(f"output.dir: cannot create {candidate}: {error.strerror or error}") from None
+        return candidate
+    raise ConfigError(f"output.dir: too many runs named {name} started at {stamp}")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a whole file or nothing: a temporary file, flushed and fsynced, then renamed over `path`."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_yaml(path: Path, values: dict[str, Any], header: str = "") -> None:
+    write_atomically(path, header + yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
