@@ -1,0 +1,96 @@
+"""Helpers for running optcli the way a user does: a config file on disk, the CLI, the files it writes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner, Result
+
+from optcli.cli import app
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_config(directory: Path, config: dict[str, Any] | str, name: str = "config.yaml") -> Path:
+    path = directory / name
+    path.write_text(config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def invoke(*args: str | Path) -> Result:
+    return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+def assert_clean_exit(result: Result, code: int) -> None:
+    """The exit code is the expected one and no Python traceback reached the user."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    if result.exception is not None:
+        assert isinstance(result.exception, SystemExit), repr(result.exception)
+
+
+def config_error(result: Result) -> str:
+    assert_clean_exit(result, 2)
+    assert result.stderr.startswith("error: "), result.output
+    return result.stderr
+
+
+def run_dirs(out: Path) -> list[Path]:
+    return sorted(path.parent for path in out.glob("*/*/config.yaml"))
+
+
+def only_run_dir(out: Path) -> Path:
+    found = run_dirs(out)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def column(rows: list[dict[str, str]], key: str) -> list[float]:
+    return [float(row[key]) for row in rows]
+
+
+def guide_config(**sections: Any) -> dict[str, Any]:
+    """The guide's SimpleNN on random data, with any section replaced."""
+    config: dict[str, Any] = {
+        "seed": 0,
+        "device": "cpu",
+        "model": {"name": "mlp", "hidden": [128]},
+        "data": {"name": "random", "samples": 256, "features": 784, "classes": 10, "batch_size": 64},
+        "optimizer": {"name": "adam", "lr": 1e-3},
+        "train": {"epochs": 2},
+    }
+    config.update(sections)
+    return config
+
+
+@pytest.fixture
+def tensor_file(tmp_path: Path) -> Path:
+    """The guide's data saved as a file: 256 random 784-feature inputs with labels 0..9."""
+    generator = torch.Generator().manual_seed(1234)
+    path = tmp_path / "data.pt"
+    torch.save(
+        {"x": torch.randn(256, 784, generator=generator), "y": torch.randint(0, 10, (256,), generator=generator)},
+        path,
+    )
+    return path
+
+
+def train_ok(config_path: Path, out: Path, *extra: str) -> Path:
+    result = invoke("train", config_path, "--out", out, "--quiet", *extra)
+    assert_clean_exit(result, 0)
+    return run_dirs(out)[-1]
