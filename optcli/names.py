@@ -45,7 +45,10 @@ def _edit_distance(a: str, b: str) -> int:
     return previous[len(b)]
 
 
-def unknown_name_message(what: str, name: str, choices: Iterable[str]) -> str:
-    """'unknown optimizer 'adma' (did you mean 'Adam'?); choose from: ...'."""
+def unknown_name_message(
+    what: str, name: str, choices: Iterable[str], also_known_as: Iterable[str] = ()
+) -> str:
+    """'unknown optimizer 'adma' (did you mean 'Adam'?); choose from: ...'; aliases count as suggestions."""
     choices = sorted(choices, key=str.lower)
-    return f"unknown {what} '{name}'{did_you_mean(name, choices)}; choose from: {', '.join(choices)}"
+    suggestion = did_you_mean(name, [*choices, *also_known_as])
+    return f"unknown {what} '{name}'{suggestion}; choose from: {', '.join(choices)}"

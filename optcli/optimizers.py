@@ -10,12 +10,18 @@ from optcli.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
 
+_UNAVAILABLE = {
+    # optcli's models have dense gradients; a model of your own with nn.Embedding(sparse=True) can
+    # still name the class by its import path.
+    "SparseAdam": "it needs sparse gradients; for a model that has them, write name: torch.optim:SparseAdam",
+}
+
 # Everything torch.optim exports that is an optimizer, so a new torch release adds its optimizers here.
 for _name in torch.optim.__all__:
     _candidate = getattr(torch.optim, _name)
     if inspect.isclass(_candidate) and issubclass(_candidate, torch.optim.Optimizer):
         if _candidate is not torch.optim.Optimizer:
-            OPTIMIZERS.add(_name, _candidate)
+            OPTIMIZERS.add(_name, _candidate, unavailable=_UNAVAILABLE.get(_name))
 
 # The guide's "Momentum": SGD where the previous step's gradient contributes 90%.
 OPTIMIZERS.add(

@@ -41,6 +41,7 @@ class Registry:
         self.optional_suffix = optional_suffix
         self._entries: dict[str, Entry] = {}
         self._keys: dict[str, str] = {}  # lookup key -> entry name
+        self._aliases: list[str] = []  # other spellings, offered as did-you-mean suggestions
 
     def add(
         self,
@@ -55,6 +56,7 @@ class Registry:
         self._entries[name] = Entry(name, target, presets or {}, unavailable, summary)
         for alias in (name, *aliases):
             self._keys[self._key(alias)] = name
+        self._aliases += aliases
 
     def _key(self, name: str) -> str:
         key = normalize_name(name)
@@ -72,7 +74,7 @@ class Registry:
             return Entry(name, import_object(name, base_dir or Path.cwd()))
         found = self._keys.get(self._key(name))
         if found is None:
-            raise ConfigError(unknown_name_message(self.kind, name, self._entries))
+            raise ConfigError(unknown_name_message(self.kind, name, self._entries, self._aliases))
         entry = self._entries[found]
         if entry.unavailable:
             raise ConfigError(

@@ -153,6 +153,9 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     loss = _resolve_loss(values.get("loss"), data, raw.base_dir, problems)
     optimizer = _resolve_optimizer(values.get("optimizer"), raw.base_dir, problems)
 
+    if model is not None and optimizer is not None:
+        _probe_optimizer_on_model(model, optimizer, problems)
+
     epochs = total_steps = 0
     if data is not None and train is not None:
         if data.steps_per_epoch == 0:
@@ -393,6 +396,17 @@ def _probe_optimizer(component: Component) -> torch.optim.Optimizer:
         [torch.nn.Parameter(torch.zeros(2, 2))]
     )
     return optimizer
+
+
+def _probe_optimizer_on_model(model: Component, optimizer: Component, problems: _Problems) -> None:
+    """Build the optimizer on the model's real parameter shapes (on the meta device, so nothing is
+    allocated): an optimizer that only takes some shapes (Muon takes 2-D weights only) fails here."""
+    with torch.device("meta"):
+        parameters = list(model.build().parameters())
+    try:
+        optimizer.build(parameters)
+    except Exception as error:  # noqa: BLE001 - torch's own checks of the optimizer against the model
+        problems.lines.append(f"optimizer: {optimizer.name} cannot train this model: {error}")
 
 
 def _resolve_scheduler(

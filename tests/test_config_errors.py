@@ -1,0 +1,180 @@
+"""Every mistake in a config gets one clear message naming the key, exit code 2, and no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import config_error, guide_config, invoke, write_config
+
+
+def check(tmp_path, config, *extra):
+    return invoke("check", write_config(tmp_path, config), *extra)
+
+
+def test_missing_file(tmp_path):
+    assert "no such file" in config_error(invoke("check", tmp_path / "nope.yaml"))
+
+
+def test_directory_instead_of_file(tmp_path):
+    assert "is a directory" in config_error(invoke("check", tmp_path))
+
+
+def test_yaml_syntax_error_names_line_and_column(tmp_path):
+    message = config_error(check(tmp_path, "model:\n  name: mlp\n  hidden: [128\ndata: random\n"))
+    assert "config.yaml:4:" in message
+
+
+def test_empty_file(tmp_path):
+    assert "empty" in config_error(check(tmp_path, "# nothing here\n"))
+
+
+def test_top_level_not_a_mapping(tmp_path):
+    assert "top level must be a mapping" in config_error(check(tmp_path, "- adam\n- sgd\n"))
+
+
+def test_duplicate_keys(tmp_path):
+    text = "model: mlp\ndata: random\noptimizer: {name: adam, lr: 0.1}\noptimizer: sgd\n"
+    message = config_error(check(tmp_path, text))
+    assert "duplicate key 'optimizer'" in message and "line 3" in message
+
+
+def test_scientific_notation_is_a_float(tmp_path):
+    text = "device: cpu\nmodel: mlp\ndata: {name: random, samples: 64}\noptimizer: {name: adam, lr: 1e-3}\n"
+    result = invoke("check", write_config(tmp_path, text), "--resolved")
+    assert result.exit_code == 0, result.output
+    assert "lr: 0.001" in result.stdout
+
+
+def test_unknown_top_level_key_suggests_the_right_one(tmp_path):
+    config = guide_config()
+    config["optimiser"] = config.pop("optimizer")
+    message = config_error(check(tmp_path, config))
+    assert "optimiser" in message and "did you mean 'optimizer'" in message
+
+
+def test_unknown_train_key_suggests_the_right_one(tmp_path):
+    message = config_error(check(tmp_path, guide_config(train={"epoch": 3})))
+    assert "train.epoch" in message and "did you mean 'epochs'" in message
+
+
+def test_unknown_optimizer_suggests_the_right_one(tmp_path):
+    message = config_error(check(tmp_path, guide_config(optimizer={"name": "adma", "lr": 0.1})))
+    assert "optimizer.name" in message and "did you mean 'Adam'" in message
+
+
+def test_foreign_argument_names_the_class_and_the_accepted_ones(tmp_path):
+    message = config_error(check(tmp_path, guide_config(optimizer={"name": "adam", "momentum": 0.9})))
+    assert "optimizer.momentum" in message and "Adam has no argument 'momentum'" in message
+    assert "betas" in message  # the accepted arguments are listed
+
+
+def test_misspelled_argument_gets_a_did_you_mean(tmp_path):
+    message = config_error(check(tmp_path, guide_config(scheduler={"name": "step", "step_sise": 2})))
+    assert "scheduler.step_sise" in message and "did you mean 'step_size'" in message
+
+
+def test_wrongly_typed_argument(tmp_path):
+    message = config_error(check(tmp_path, guide_config(optimizer={"name": "adam", "lr": "fast"})))
+    assert "optimizer.lr" in message and "Adam expects" in message and "'fast'" in message
+
+
+def test_required_argument_missing(tmp_path):
+    message = config_error(check(tmp_path, guide_config(scheduler={"name": "step_lr"})))
+    assert "scheduler.step_size" in message and "requires" in message
+
+
+@pytest.mark.parametrize(
+    ("sections", "key"),
+    [
+        ({"optimizer": {"name": "sgd", "lr": 0}}, "optimizer.lr"),
+        ({"optimizer": {"name": "adam", "lr": -1e-3}}, "optimizer.lr"),
+        ({"data": {"name": "random", "batch_size": 0}}, "data.batch_size"),
+        ({"train": {"epochs": -1}}, "train.epochs"),
+        ({"train": {"epochs": "5"}}, "train.epochs"),
+        ({"train": {"max_steps": 0}}, "train.max_steps"),
+        ({"clip": {"max_norm": -1.0}}, "clip.max_norm"),
+        ({"clip": {"max_norm": 1.0, "value": 1.0}}, "clip"),
+        ({"optimizer": {"name": "adam", "betas": [0.9, 1.5]}}, "optimizer"),
+        ({"model": {"name": "mlp", "hidden": [0]}}, "model"),
+        ({"data": {"name": "random", "samples": 0}}, "data"),
+        ({"seed": -3}, "seed"),
+        ({"name": "a/b"}, "name"),
+    ],
+)
+def test_invalid_values_are_config_errors(tmp_path, sections, key):
+    message = config_error(check(tmp_path, guide_config(**sections)))
+    assert key in message
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    config = guide_config(
+        optimizer={"name": "adam", "lr": -1, "momentum": 0.9}, train={"epochs": 0}, clip={"max_norm": 0}
+    )
+    config["modle"] = {}
+    message = config_error(check(tmp_path, config))
+    for key in ("optimizer.momentum", "train.epochs", "clip.max_norm", "modle"):
+        assert key in message
+    assert "problems:" in message
+
+
+def test_import_path_that_does_not_resolve(tmp_path):
+    message = config_error(check(tmp_path, guide_config(optimizer={"name": "no_such_package:Lion"})))
+    assert "cannot import module 'no_such_package'" in message
+    message = config_error(check(tmp_path, guide_config(model={"name": "models.py:Net"})))
+    assert "no such file" in message and "models.py" in message
+
+
+def test_import_path_to_a_missing_class(tmp_path):
+    (tmp_path / "models.py").write_text("import torch\nclass TinyNet(torch.nn.Linear):\n    pass\n")
+    message = config_error(check(tmp_path, guide_config(model={"name": "models.py:TinyNett"})))
+    assert "TinyNett" in message and "did you mean 'TinyNet'" in message
+
+
+def test_cuda_without_cuda_is_a_config_error(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    message = config_error(check(tmp_path, guide_config(device="cuda")))
+    assert "CUDA is not available" in message
+
+
+def test_unknown_device(tmp_path):
+    assert "not a device" in config_error(check(tmp_path, guide_config(device="tpu")))
+
+
+def test_missing_sections(tmp_path):
+    message = config_error(check(tmp_path, {"seed": 1}))
+    for key in ("model", "data", "optimizer"):
+        assert f"{key}: required" in message
+
+
+def test_set_with_an_unknown_key(tmp_path):
+    message = config_error(check(tmp_path, guide_config(), "--set", "train.epochz=3"))
+    assert "train.epochz" in message and "did you mean 'epochs'" in message
+
+
+def test_set_without_equals(tmp_path):
+    assert "KEY=VALUE" in config_error(check(tmp_path, guide_config(), "--set", "optimizer.lr"))
+
+
+def test_set_into_a_value_that_is_not_a_mapping(tmp_path):
+    message = config_error(check(tmp_path, guide_config(), "--set", "seed.x=1"))
+    assert "'seed' is 0, not a mapping" in message
+
+
+def test_scheduler_monitor_that_does_not_exist(tmp_path):
+    message = config_error(check(tmp_path, guide_config(scheduler={"name": "plateau", "monitor": "val_loss"})))
+    assert "scheduler.monitor" in message and "train_loss" in message
+
+
+def test_inner_scheduler_errors_name_their_position(tmp_path):
+    scheduler = {"name": "sequential", "milestones": [2], "schedulers": [{"name": "linear"}, {"name": "cosin"}]}
+    message = config_error(check(tmp_path, guide_config(scheduler=scheduler)))
+    assert "scheduler.schedulers.1.name" in message and "did you mean" in message
+
+
+def test_train_reports_config_errors_before_writing_anything(tmp_path):
+    config = write_config(tmp_path, guide_config(optimizer={"name": "adam", "momentum": 0.9}))
+    config_error(invoke("train", config, "--out", tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()
