@@ -50,9 +50,7 @@ def read_signature(target: Any) -> Signature:
         ):
             continue
         annotation = hints.get(parameter.name)
-        parameters[parameter.name] = ParameterInfo(
-            parameter.name, annotation, parameter.default
-        )
+        parameters[parameter.name] = ParameterInfo(parameter.name, annotation, parameter.default)
     return Signature(parameters, accepts_any)
 
 
@@ -61,15 +59,15 @@ def _type_hints(target: Any) -> dict[str, Any]:
     function = target.__init__ if inspect.isclass(target) else target
     try:
         return typing.get_type_hints(function)
-    except Exception:  # noqa: BLE001 - fall back to resolving hint by hint
+    except Exception:
         pass
     namespace = {**vars(typing), **getattr(inspect.getmodule(function), "__dict__", {})}
     hints = {}
     for name, annotation in getattr(function, "__annotations__", {}).items():
         if isinstance(annotation, str):
             try:
-                annotation = eval(annotation, namespace)  # noqa: S307 - the library's own annotation
-            except Exception:  # noqa: BLE001 - leave this one unchecked
+                annotation = eval(annotation, namespace)
+            except Exception:
                 continue
         hints[name] = annotation
     return hints
@@ -91,9 +89,7 @@ def check_arguments(
     for key, value in arguments.items():
         parameter = signature.parameters.get(key)
         if key in supplied_by_code:
-            problems.append(
-                f"{where}.{key}: optcli supplies '{key}' to {display_name} itself; remove it"
-            )
+            problems.append(f"{where}.{key}: optcli supplies '{key}' to {display_name} itself; remove it")
         elif parameter is None and not signature.accepts_any_keyword:
             problems.append(
                 f"{where}.{key}: {display_name} has no argument '{key}'{did_you_mean(key, accepted)}; "
@@ -110,14 +106,8 @@ def check_arguments(
         else:
             converted[key] = value
     for name, parameter in signature.parameters.items():
-        if (
-            parameter.default is REQUIRED
-            and name not in arguments
-            and name not in supplied_by_code
-        ):
-            problems.append(
-                f"{where}.{name}: {display_name} requires '{name}'; add it to {where}"
-            )
+        if parameter.default is REQUIRED and name not in arguments and name not in supplied_by_code:
+            problems.append(f"{where}.{name}: {display_name} requires '{name}'; add it to {where}")
     return converted, problems
 
 
@@ -148,10 +138,7 @@ def value_matches(annotation: Any, value: Any) -> bool:
             return all(value_matches(arguments[0], item) for item in value)
         if arguments and len(arguments) != len(value):
             return False
-        return all(
-            value_matches(hint, item)
-            for hint, item in zip(arguments, value, strict=False)
-        )
+        return all(value_matches(hint, item) for hint, item in zip(arguments, value, strict=False))
     if origin in (list, collections.abc.Sequence, collections.abc.Iterable):
         if not isinstance(value, list | tuple):
             return False

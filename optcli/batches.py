@@ -43,9 +43,14 @@ class InMemoryBatches:
         if not self.shuffle:
             # Slices are views: no copy at all.
             for start in range(0, len(self) * self.batch_size, self.batch_size):
-                yield self.inputs[start : start + self.batch_size], self.targets[start : start + self.batch_size]
+                yield (
+                    self.inputs[start : start + self.batch_size],
+                    self.targets[start : start + self.batch_size],
+                )
             return
-        order = torch.randperm(self.samples, generator=self.generator).to(self.inputs.device, non_blocking=True)
+        order = torch.randperm(self.samples, generator=self.generator).to(
+            self.inputs.device, non_blocking=True
+        )
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             indices = order[start : start + self.batch_size]
             yield self.inputs.index_select(0, indices), self.targets.index_select(0, indices)

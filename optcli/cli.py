@@ -13,11 +13,14 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from optcli import __version__
+
+if TYPE_CHECKING:
+    from optcli.sinks import Sink
 
 app = typer.Typer(
     help="Train PyTorch models from YAML configs and find the optimizer and schedule that suit them.",
@@ -37,7 +40,6 @@ SetOption = Annotated[
 ]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors.")]
 ConfigArgument = Annotated[Path, typer.Argument(metavar="CONFIG", help="A YAML config file.")]
-
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -69,9 +71,7 @@ def reported_errors(debug: bool) -> Iterator[None]:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-def command_line_overrides(
-    settings: list[str] | None, **values: str | int | None
-) -> list[str]:
+def command_line_overrides(settings: list[str] | None, **values: str | int | None) -> list[str]:
     """`--set` strings, then the dedicated options (`--device`, `--out`, ...) as overrides of their keys."""
     overrides = list(settings or [])
     # JSON is valid YAML, so each value arrives exactly as typed (a folder named 123 stays a string).
@@ -89,7 +89,9 @@ def _version_callback(value: bool) -> None:
 def main_options(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit."),
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """optcli: config-driven PyTorch training and optimizer comparison."""
@@ -100,7 +102,9 @@ def train(
     config: ConfigArgument,
     settings: SetOption = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Write the run under this folder (replaces output.dir).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the run under this folder (replaces output.dir).")
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary line.")] = False,
     debug: DebugOption = False,
@@ -125,7 +129,7 @@ def train(
         print(_summary_line(result.summary, result.run_dir))
 
 
-def _display(title: str, quiet: bool) -> object:
+def _display(title: str, quiet: bool) -> Sink:
     from rich.console import Console
 
     from optcli.display import LiveDisplay, PlainDisplay, QuietDisplay
@@ -226,5 +230,3 @@ def _print_listing(kinds: list[str]) -> None:
 
 def main() -> None:
     app()
-
-

@@ -33,9 +33,7 @@ class ClipConfig(_Strict):
     @model_validator(mode="after")
     def _one_kind(self) -> ClipConfig:
         if (self.max_norm is None) == (self.value is None):
-            raise ValueError(
-                "give either max_norm (clip_grad_norm_) or value (clip_grad_value_)"
-            )
+            raise ValueError("give either max_norm (clip_grad_norm_) or value (clip_grad_value_)")
         if self.value is not None and "norm_type" in self.model_fields_set:
             raise ValueError("norm_type applies to max_norm only")
         return self
@@ -103,16 +101,12 @@ def load_config(path: Path, overrides: list[str] | None = None) -> RawConfig:
     return RawConfig(values, path.resolve().parent, path.stem)
 
 
-def validate_model(
-    schema: type[_Strict], values: Any, where: str
-) -> tuple[Any, list[str]]:
+def validate_model(schema: type[_Strict], values: Any, where: str) -> tuple[Any, list[str]]:
     """Validate one fixed section; return it (or None) and its problems, one line each."""
     try:
         return schema.model_validate(values if values is not None else {}), []
     except ValidationError as error:
-        return None, [
-            _describe_error(detail, schema, where) for detail in error.errors()
-        ]
+        return None, [_describe_error(detail, schema, where) for detail in error.errors()]
 
 
 def _describe_error(detail: Any, schema: type[BaseModel], where: str) -> str:

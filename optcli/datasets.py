@@ -74,9 +74,7 @@ class RandomData:
         return DataInfo(self.samples, (self.features,), self.classes)
 
     def load(self, seed: int) -> TensorData:
-        generator = torch.Generator().manual_seed(
-            self.seed if self.seed is not None else seed
-        )
+        generator = torch.Generator().manual_seed(self.seed if self.seed is not None else seed)
         inputs = torch.randn(self.samples, self.features, generator=generator)
         targets = torch.randint(0, self.classes, (self.samples,), generator=generator)
         return TensorData(inputs, targets)
@@ -106,20 +104,11 @@ class TeacherData:
         return DataInfo(self.samples, (self.features,), self.classes)
 
     def load(self, seed: int) -> TensorData:
-        generator = torch.Generator().manual_seed(
-            self.seed if self.seed is not None else seed
-        )
-        hidden_weights = torch.randn(
-            self.features, self.teacher_hidden, generator=generator
-        )
-        output_weights = torch.randn(
-            self.teacher_hidden, self.classes, generator=generator
-        )
+        generator = torch.Generator().manual_seed(self.seed if self.seed is not None else seed)
+        hidden_weights = torch.randn(self.features, self.teacher_hidden, generator=generator)
+        output_weights = torch.randn(self.teacher_hidden, self.classes, generator=generator)
         inputs = torch.randn(self.samples, self.features, generator=generator)
-        logits = (
-            torch.tanh(inputs @ hidden_weights / math.sqrt(self.features))
-            @ output_weights
-        )
+        logits = torch.tanh(inputs @ hidden_weights / math.sqrt(self.features)) @ output_weights
         return TensorData(inputs, logits.argmax(dim=1))
 
 
@@ -137,17 +126,13 @@ class TensorFileData:
     def describe(self) -> DataInfo:
         inputs, targets = _read_tensor_file(str(self.path), _modified_time(self.path))
         if targets.is_floating_point():
-            return DataInfo(
-                len(inputs), tuple(inputs.shape[1:]), None, math.prod(targets.shape[1:])
-            )
+            return DataInfo(len(inputs), tuple(inputs.shape[1:]), None, math.prod(targets.shape[1:]))
         return DataInfo(len(inputs), tuple(inputs.shape[1:]), int(targets.max()) + 1)
 
     def load(self, seed: int) -> TensorData:
         inputs, targets = _read_tensor_file(str(self.path), _modified_time(self.path))
         if targets.is_floating_point() and targets.dim() == 1:
-            targets = targets.unsqueeze(
-                1
-            )  # one output per sample, shaped as the model's output
+            targets = targets.unsqueeze(1)  # one output per sample, shaped as the model's output
         return TensorData(inputs, targets)
 
 
@@ -159,19 +144,15 @@ def _modified_time(path: Path) -> float:
 
 
 @functools.lru_cache(maxsize=4)
-def _read_tensor_file(
-    path: str, modified_time: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _read_tensor_file(path: str, modified_time: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Read and check `x` and `y`; cached so that checking and training read the file once."""
     if path.endswith(".npz"):
         arrays = _read_npz(path)
     elif path.endswith((".pt", ".pth")):
         try:
             arrays = torch.load(path, weights_only=True, map_location="cpu")
-        except Exception as error:  # noqa: BLE001 - any unreadable file is the user's to fix
-            raise ConfigError(
-                f"path: cannot read {path} as a torch file: {error}"
-            ) from None
+        except Exception as error:
+            raise ConfigError(f"path: cannot read {path} as a torch file: {error}") from None
     else:
         raise ConfigError(f"path: {path} should end in .pt or .npz")
     if not isinstance(arrays, dict) or "x" not in arrays or "y" not in arrays:
@@ -185,12 +166,8 @@ def _read_tensor_file(
             f"path: x in {path} must have shape (samples, features...), got {tuple(inputs.shape)}"
         )
     if len(inputs) != len(targets):
-        raise ConfigError(
-            f"path: {path} has {len(inputs)} inputs but {len(targets)} targets"
-        )
-    if targets.dtype == torch.bool or not (
-        targets.is_floating_point() or targets.dtype.is_signed
-    ):
+        raise ConfigError(f"path: {path} has {len(inputs)} inputs but {len(targets)} targets")
+    if targets.dtype == torch.bool or not (targets.is_floating_point() or targets.dtype.is_signed):
         targets = targets.long()
     if not targets.is_floating_point():
         if targets.dim() != 1 or int(targets.min()) < 0:
@@ -209,10 +186,8 @@ def _read_npz(path: str) -> dict[str, object]:
     try:
         with numpy.load(path, allow_pickle=False) as archive:
             return {key: torch.from_numpy(archive[key].copy()) for key in archive.files}
-    except Exception as error:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise ConfigError(
-            f"path: cannot read {path} as an .npz archive: {error}"
-        ) from None
+    except Exception as error:
+        raise ConfigError(f"path: cannot read {path} as an .npz archive: {error}") from None
 
 
 DATASETS = Registry("dataset")
@@ -221,7 +196,5 @@ DATASETS.add(
     RandomData,
     summary="the guide's torch.randn inputs and torch.randint labels",
 )
-DATASETS.add(
-    "teacher", TeacherData, summary="labels from a fixed random teacher network"
-)
+DATASETS.add("teacher", TeacherData, summary="labels from a fixed random teacher network")
 DATASETS.add("tensors", TensorFileData, summary="x and y from a .pt or .npz file")

@@ -27,9 +27,7 @@ def resolve_device(requested: str) -> str:
         return "mps"
     match = re.fullmatch(r"cuda(?::(\d+))?", requested)
     if match is None:
-        raise ConfigError(
-            f"device: '{requested}' is not a device; use auto, cpu, cuda, cuda:N or mps"
-        )
+        raise ConfigError(f"device: '{requested}' is not a device; use auto, cpu, cuda, cuda:N or mps")
     if not torch.cuda.is_available():
         raise ConfigError(
             f"device: '{requested}' was requested but CUDA is not available "

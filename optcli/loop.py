@@ -6,9 +6,10 @@ device and are copied to the host in batches (`_to_host`, the loop's only sync p
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import torch
@@ -49,7 +50,9 @@ def run_training(session: Session) -> Iterator[Record]:
     uses_closure = needs_closure(optimizer)
     steps_per_sync = 1 if session.device.type == "cpu" else DEVICE_STEPS_PER_SYNC
 
-    def forward_backward(inputs: torch.Tensor, targets: torch.Tensor, want_norm: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward_backward(
+        inputs: torch.Tensor, targets: torch.Tensor, want_norm: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         # Gradients accumulate in PyTorch: clear them (to None, which is cheaper than zeros).
         optimizer.zero_grad(set_to_none=True)
         loss = session.loss_function(model(inputs), targets)
@@ -69,21 +72,18 @@ def run_training(session: Session) -> Iterator[Record]:
             lr = float(optimizer.param_groups[0]["lr"])  # the rate this step uses, before any schedule
             logged = step % spec.train.log_every == 0
             if uses_closure:
-                # LBFGS evaluates the loss several times per step; the first evaluation is the step's loss.
-                evaluations: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-
-                def closure() -> torch.Tensor:
-                    evaluations.append(forward_backward(inputs, targets, logged and not evaluations))
-                    return evaluations[-1][0]
-
-                optimizer.step(closure)  # type: ignore[no-untyped-call]
-                loss, grad_norm = evaluations[0]
+                # LBFGS re-evaluates the loss itself: forward and backward run inside its step.
+                loss, grad_norm = step_with_closure(
+                    optimizer, functools.partial(forward_backward, inputs, targets), logged
+                )
             else:
                 loss, grad_norm = forward_backward(inputs, targets, logged)
                 optimizer.step()
             if scheduler is not None and interval == "step":
                 scheduler.step()
-            pending.append(_PendingStep(step, loss.detach(), lr, grad_norm, time.perf_counter() - start, logged))
+            pending.append(
+                _PendingStep(step, loss.detach(), lr, grad_norm, time.perf_counter() - start, logged)
+            )
             if len(pending) >= steps_per_sync:
                 yield from _to_host(pending, epoch, epoch_losses)
             if step == spec.total_steps:
@@ -97,7 +97,25 @@ def run_training(session: Session) -> Iterator[Record]:
     yield RunFinished(step, spec.epochs, time.perf_counter() - start)
 
 
-def clip_gradients(parameters: list[torch.Tensor], clip: ClipConfig | None, want_norm: bool) -> torch.Tensor | None:
+def step_with_closure(
+    optimizer: torch.optim.Optimizer,
+    forward_backward: Callable[[bool], tuple[torch.Tensor, torch.Tensor | None]],
+    want_norm: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One step of an optimizer that needs a closure; the first evaluation is the step's loss."""
+    evaluations: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+
+    def closure() -> torch.Tensor:
+        evaluations.append(forward_backward(want_norm and not evaluations))
+        return evaluations[-1][0]
+
+    optimizer.step(closure)  # type: ignore[arg-type]
+    return evaluations[0]
+
+
+def clip_gradients(
+    parameters: Sequence[torch.Tensor], clip: ClipConfig | None, want_norm: bool
+) -> torch.Tensor | None:
     """Clip as configured; return the total gradient norm before clipping when it is wanted or free."""
     if clip is not None and clip.max_norm is not None:
         return torch.nn.utils.clip_grad_norm_(parameters, clip.max_norm, clip.norm_type)  # returns the norm

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -34,20 +36,14 @@ def mlp(
     """
     hidden = [128] if hidden is None else hidden
     if in_features < 1 or out_features < 1 or any(width < 1 for width in hidden):
-        raise ConfigError(
-            "hidden: in_features, out_features and every hidden width must be at least 1"
-        )
+        raise ConfigError("hidden: in_features, out_features and every hidden width must be at least 1")
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout: must be in [0, 1), got {dropout}")
     if activation not in ACTIVATIONS:
-        raise ConfigError(
-            "activation: " + unknown_name_message("activation", activation, ACTIVATIONS)
-        )
-    layers: list[nn.Module] = [
-        nn.Flatten()
-    ]  # images and other shaped inputs become vectors
+        raise ConfigError("activation: " + unknown_name_message("activation", activation, ACTIVATIONS))
+    layers: list[nn.Module] = [nn.Flatten()]  # images and other shaped inputs become vectors
     widths = [in_features, *hidden]
-    for width_in, width_out in zip(widths, widths[1:], strict=False):
+    for width_in, width_out in itertools.pairwise(widths):
         layers += [nn.Linear(width_in, width_out), ACTIVATIONS[activation]()]
         if dropout:
             layers.append(nn.Dropout(dropout))
@@ -58,9 +54,7 @@ def mlp(
 def linear(in_features: int, out_features: int, bias: bool = True) -> nn.Sequential:
     """One linear layer: logistic or linear regression."""
     if in_features < 1 or out_features < 1:
-        raise ConfigError(
-            "in_features: in_features and out_features must be at least 1"
-        )
+        raise ConfigError("in_features: in_features and out_features must be at least 1")
     return nn.Sequential(nn.Flatten(), nn.Linear(in_features, out_features, bias=bias))
 
 

@@ -19,9 +19,7 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
         return ""
     # Typos are mostly one slip (a swap, a missing or extra letter): edit distance catches those,
     # and difflib catches the rest (a prefix, a longer fragment).
-    best = min(
-        by_normal, key=lambda candidate: (_edit_distance(typed, candidate), candidate)
-    )
+    best = min(by_normal, key=lambda candidate: (_edit_distance(typed, candidate), candidate))
     if _edit_distance(typed, best) <= max(1, len(typed) // 4):
         return f" (did you mean '{by_normal[best]}'?)"
     close = difflib.get_close_matches(typed, list(by_normal), n=1, cutoff=0.7)
@@ -36,9 +34,7 @@ def _edit_distance(a: str, b: str) -> int:
         current = [i] + [0] * len(b)
         for j in range(1, len(b) + 1):
             cost = 0 if a[i - 1] == b[j - 1] else 1
-            current[j] = min(
-                previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost
-            )
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
             if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
                 current[j] = min(current[j], previous2[j - 2] + 1)
         previous2, previous = previous, current

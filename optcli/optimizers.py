@@ -19,9 +19,9 @@ _UNAVAILABLE = {
 # Everything torch.optim exports that is an optimizer, so a new torch release adds its optimizers here.
 for _name in torch.optim.__all__:
     _candidate = getattr(torch.optim, _name)
-    if inspect.isclass(_candidate) and issubclass(_candidate, torch.optim.Optimizer):
-        if _candidate is not torch.optim.Optimizer:
-            OPTIMIZERS.add(_name, _candidate, unavailable=_UNAVAILABLE.get(_name))
+    is_optimizer = inspect.isclass(_candidate) and issubclass(_candidate, torch.optim.Optimizer)
+    if is_optimizer and _candidate is not torch.optim.Optimizer:
+        OPTIMIZERS.add(_name, _candidate, unavailable=_UNAVAILABLE.get(_name))
 
 # The guide's "Momentum": SGD where the previous step's gradient contributes 90%.
 OPTIMIZERS.add(

@@ -20,9 +20,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, separator, value_text = text.partition("=")
     path = key.strip().split(".")
     if not separator or not all(path):
-        raise ConfigError(
-            f"--set '{text}': write KEY=VALUE, e.g. --set optimizer.lr=3e-4"
-        )
+        raise ConfigError(f"--set '{text}': write KEY=VALUE, e.g. --set optimizer.lr=3e-4")
     return path, parse_yaml(value_text, f"--set {key.strip()}")
 
 
@@ -47,9 +45,7 @@ def _set_path(config: dict[str, Any], path: list[str], value: Any) -> None:
         section_name = path[0]
         section = config.get(section_name)
         old_name = section if isinstance(section, str) else (section or {}).get("name")
-        if not isinstance(old_name, str) or normalize_name(old_name) != normalize_name(
-            str(value)
-        ):
+        if not isinstance(old_name, str) or normalize_name(old_name) != normalize_name(str(value)):
             kept = KEPT_WHEN_RENAMED.get(section_name, ())
             old = section if isinstance(section, dict) else {}
             config[section_name] = {key: old[key] for key in kept if key in old}
@@ -57,14 +53,12 @@ def _set_path(config: dict[str, Any], path: list[str], value: Any) -> None:
     for depth, key in enumerate(path[:-1]):
         where = ".".join(path[: depth + 1])
         child = _child(node, key, where, dotted)
-        if child is None or isinstance(child, str) and key in NAMED_SECTIONS:
+        if child is None or (isinstance(child, str) and key in NAMED_SECTIONS):
             # `loss: mse` then `--set loss.reduction=sum` makes the shorthand a mapping.
             child = {"name": child} if isinstance(child, str) else {}
             _assign(node, key, child, dotted)
         elif not isinstance(child, dict | list):
-            raise ConfigError(
-                f"--set {dotted}: '{where}' is {child!r}, not a mapping, so it has no keys"
-            )
+            raise ConfigError(f"--set {dotted}: '{where}' is {child!r}, not a mapping, so it has no keys")
         node = child
     _assign(node, path[-1], value, dotted)
 
@@ -84,7 +78,5 @@ def _assign(node: Any, key: str, value: Any, dotted: str) -> None:
 
 def _index(items: list[Any], key: str, where: str, dotted: str) -> int:
     if not key.isdigit() or int(key) >= len(items):
-        raise ConfigError(
-            f"--set {dotted}: '{where}' must be a list index from 0 to {len(items) - 1}"
-        )
+        raise ConfigError(f"--set {dotted}: '{where}' must be a list index from 0 to {len(items) - 1}")
     return int(key)

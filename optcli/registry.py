@@ -24,12 +24,8 @@ class Entry:
 
     name: str
     target: Callable[..., Any]
-    presets: dict[str, Any] = field(
-        default_factory=dict
-    )  # e.g. `momentum` is SGD with momentum 0.9
-    unavailable: str | None = (
-        None  # why a config cannot use it, e.g. it needs a Python function
-    )
+    presets: dict[str, Any] = field(default_factory=dict)  # e.g. `momentum` is SGD with momentum 0.9
+    unavailable: str | None = None  # why a config cannot use it, e.g. it needs a Python function
     summary: str = ""
 
 
@@ -77,9 +73,7 @@ class Registry:
             raise ConfigError(unknown_name_message(self.kind, name, self._entries, self._aliases))
         entry = self._entries[found]
         if entry.unavailable:
-            raise ConfigError(
-                f"{self.kind} '{entry.name}' cannot be used from a config: {entry.unavailable}"
-            )
+            raise ConfigError(f"{self.kind} '{entry.name}' cannot be used from a config: {entry.unavailable}")
         return entry
 
 
@@ -87,19 +81,15 @@ def import_object(spec: str, base_dir: Path) -> Any:
     """Load `package.module:Name` or `path/to/file.py:Name` (a file path is relative to `base_dir`)."""
     module_part, _, attribute = spec.rpartition(":")
     if not module_part or not attribute:
-        raise ConfigError(
-            f"'{spec}' is not an import path; write 'package.module:Class' or 'file.py:Class'"
-        )
+        raise ConfigError(f"'{spec}' is not an import path; write 'package.module:Class' or 'file.py:Class'")
     if module_part.endswith(".py"):
         module = _import_file(base_dir / module_part, spec)
     else:
         try:
             module = importlib.import_module(module_part)
         except ImportError as error:
-            raise ConfigError(
-                f"'{spec}': cannot import module '{module_part}': {error}"
-            ) from None
-        except Exception as error:  # noqa: BLE001 - the user's module failed while importing
+            raise ConfigError(f"'{spec}': cannot import module '{module_part}': {error}") from None
+        except Exception as error:
             raise ConfigError(
                 f"'{spec}': importing '{module_part}' failed: {type(error).__name__}: {error}"
             ) from None
@@ -107,9 +97,7 @@ def import_object(spec: str, base_dir: Path) -> Any:
         return getattr(module, attribute)
     except AttributeError:
         public = [name for name in vars(module) if not name.startswith("_")]
-        raise ConfigError(
-            unknown_name_message(f"name in '{module_part}'", attribute, public)
-        ) from None
+        raise ConfigError(unknown_name_message(f"name in '{module_part}'", attribute, public)) from None
 
 
 def _import_file(path: Path, spec: str) -> Any:
@@ -126,9 +114,7 @@ def _import_file(path: Path, spec: str) -> Any:
     sys.modules[module_name] = module
     try:
         module_spec.loader.exec_module(module)
-    except Exception as error:  # noqa: BLE001 - the user's file failed while importing
+    except Exception as error:
         del sys.modules[module_name]
-        raise ConfigError(
-            f"'{spec}': running {path} failed: {type(error).__name__}: {error}"
-        ) from None
+        raise ConfigError(f"'{spec}': running {path} failed: {type(error).__name__}: {error}") from None
     return module

@@ -5,6 +5,7 @@ run-length value filled in, and every problem reported at once, before any real 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -52,20 +53,14 @@ class Component:
 class SchedulerSpec:
     component: Component
     interval: Literal["epoch", "step"]
-    monitor: (
-        str | None
-    )  # the metric ReduceLROnPlateau is stepped with; None for other schedulers
-    children: tuple[
-        Component, ...
-    ] = ()  # SequentialLR / ChainedScheduler's inner schedulers
+    monitor: str | None  # the metric ReduceLROnPlateau is stepped with; None for other schedulers
+    children: tuple[Component, ...] = ()  # SequentialLR / ChainedScheduler's inner schedulers
 
     def build(self, optimizer: torch.optim.Optimizer) -> Any:
         if not self.children:
             return self.component.build(optimizer)
         inner = [child.build(optimizer) for child in self.children]
-        return self.component.target(
-            optimizer=optimizer, schedulers=inner, **self.component.arguments
-        )
+        return self.component.target(optimizer=optimizer, schedulers=inner, **self.component.arguments)
 
 
 @dataclass(frozen=True)
@@ -103,7 +98,9 @@ class RunSpec:
 
     @property
     def config_hash(self) -> str:
-        canonical = json.dumps(self.resolved, sort_keys=True, default=str)
+        """Identifies what the run computes: where its files go (output) is not part of that."""
+        what_is_computed = {key: value for key, value in self.resolved.items() if key != "output"}
+        canonical = json.dumps(what_is_computed, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -115,9 +112,7 @@ class _Problems:
 
     def add(self, where: str, error: ConfigError) -> None:
         for problem in error.problems:
-            self.lines.append(
-                problem if problem.startswith(where) else f"{where}.{problem}"
-            )
+            self.lines.append(problem if problem.startswith(where) else f"{where}.{problem}")
 
 
 def resolve_config(raw: RawConfig) -> RunSpec:
@@ -127,13 +122,9 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     problems.lines += top_problems
     values = raw.values
     train, train_problems = validate_model(TrainConfig, values.get("train"), "train")
-    output, output_problems = validate_model(
-        OutputConfig, values.get("output"), "output"
-    )
+    output, output_problems = validate_model(OutputConfig, values.get("output"), "output")
     clip, clip_problems = (
-        (None, [])
-        if values.get("clip") is None
-        else validate_model(ClipConfig, values["clip"], "clip")
+        (None, []) if values.get("clip") is None else validate_model(ClipConfig, values["clip"], "clip")
     )
     problems.lines += train_problems + output_problems + clip_problems
 
@@ -176,7 +167,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
 
     if problems.lines:
         raise ConfigError(problems.lines)
-    assert top and train and output and data and model and loss and optimizer and device  # noqa: S101 - no problems
+    assert top and train and output and data and model and loss and optimizer and device
     name = top.name or raw.default_name
     spec_without_record = dict(
         name=name,
@@ -209,16 +200,12 @@ def _as_section(value: Any, where: str, problems: _Problems) -> dict[str, Any] |
         problems.lines.append(f"{where}: expected a mapping with a name, got {value!r}")
         return None
     if not isinstance(value.get("name"), str):
-        problems.lines.append(
-            f"{where}.name: required: the registry name or import path of the {where}"
-        )
+        problems.lines.append(f"{where}.name: required: the registry name or import path of the {where}")
         return None
     return dict(value)
 
 
-def _lookup(
-    registry: Registry, name: str, where: str, base_dir: Path, problems: _Problems
-) -> Entry | None:
+def _lookup(registry: Registry, name: str, where: str, base_dir: Path, problems: _Problems) -> Entry | None:
     try:
         return registry.get(name, base_dir)
     except ConfigError as error:
@@ -242,20 +229,14 @@ def _checked(
             supplied_by_code=supplied_by_code,
         )
     except (TypeError, ValueError) as error:  # no signature to read (a builtin, say)
-        problems.lines.append(
-            f"{where}.name: cannot read the arguments of {entry.name}: {error}"
-        )
+        problems.lines.append(f"{where}.name: cannot read the arguments of {entry.name}: {error}")
         return None
     problems.lines += found
     return None if found else converted
 
 
 def _display(entry: Entry) -> str:
-    return (
-        getattr(entry.target, "__name__", entry.name)
-        if ":" not in entry.name
-        else entry.name
-    )
+    return getattr(entry.target, "__name__", entry.name) if ":" not in entry.name else entry.name
 
 
 def _resolve_data(value: Any, base_dir: Path, problems: _Problems) -> DataSpec | None:
@@ -263,11 +244,7 @@ def _resolve_data(value: Any, base_dir: Path, problems: _Problems) -> DataSpec |
     if section is None:
         return None
     name = section.pop("name")
-    loader_keys = {
-        key: section.pop(key)
-        for key in list(section)
-        if key in LoaderConfig.model_fields
-    }
+    loader_keys = {key: section.pop(key) for key in list(section) if key in LoaderConfig.model_fields}
     loader, loader_problems = validate_model(LoaderConfig, loader_keys, "data")
     problems.lines += loader_problems
     entry = _lookup(DATASETS, name, "data", base_dir, problems)
@@ -302,13 +279,7 @@ def _resolve_model(
     except (TypeError, ValueError):
         parameters = {}
     if data is None:  # the sizes cannot be known: don't also report them missing
-        section.update(
-            {
-                key: 1
-                for key in models.SIZE_ARGUMENTS
-                if key in parameters and key not in section
-            }
-        )
+        section.update({key: 1 for key in models.SIZE_ARGUMENTS if key in parameters and key not in section})
     else:
         sizes = {
             "in_features": data.info.features,
@@ -325,17 +296,13 @@ def _resolve_model(
     except ConfigError as error:
         problems.add("model", error)
         return None
-    except Exception as error:  # noqa: BLE001 - the model's own constructor refused these arguments
-        problems.lines.append(
-            f"model: {_display(entry)} could not be built: {type(error).__name__}: {error}"
-        )
+    except Exception as error:
+        problems.lines.append(f"model: {_display(entry)} could not be built: {type(error).__name__}: {error}")
         return None
     return Component(_portable_name(entry.name, base_dir), entry.target, arguments)
 
 
-def _resolve_loss(
-    value: Any, data: DataSpec | None, base_dir: Path, problems: _Problems
-) -> Component | None:
+def _resolve_loss(value: Any, data: DataSpec | None, base_dir: Path, problems: _Problems) -> Component | None:
     if value is None:
         if data is None:
             return None
@@ -353,26 +320,20 @@ def _resolve_loss(
     component = Component(_portable_name(entry.name, base_dir), entry.target, arguments)
     try:
         component.build()
-    except Exception as error:  # noqa: BLE001 - the loss refused these arguments
+    except Exception as error:
         problems.lines.append(f"loss: {_display(entry)} could not be built: {error}")
         return None
     return component
 
 
-def _resolve_optimizer(
-    value: Any, base_dir: Path, problems: _Problems
-) -> Component | None:
+def _resolve_optimizer(value: Any, base_dir: Path, problems: _Problems) -> Component | None:
     section = _as_section(value, "optimizer", problems)
     if section is None:
         return None
-    entry = _lookup(
-        optimizers.OPTIMIZERS, section.pop("name"), "optimizer", base_dir, problems
-    )
+    entry = _lookup(optimizers.OPTIMIZERS, section.pop("name"), "optimizer", base_dir, problems)
     if entry is None:
         return None
-    arguments = _checked(
-        entry, section, "optimizer", problems, optimizers.SUPPLIED_BY_CODE
-    )
+    arguments = _checked(entry, section, "optimizer", problems, optimizers.SUPPLIED_BY_CODE)
     if arguments is None:
         return None
     lr = arguments.get("lr", read_signature(entry.target).parameters.get("lr"))
@@ -382,19 +343,15 @@ def _resolve_optimizer(
     component = Component(_portable_name(entry.name, base_dir), entry.target, arguments)
     try:
         _probe_optimizer(component)
-    except Exception as error:  # noqa: BLE001 - torch's own argument checks, e.g. betas out of range
-        problems.lines.append(
-            f"optimizer: {_display(entry)} rejected its arguments: {error}"
-        )
+    except Exception as error:
+        problems.lines.append(f"optimizer: {_display(entry)} rejected its arguments: {error}")
         return None
     return component
 
 
 def _probe_optimizer(component: Component) -> torch.optim.Optimizer:
     """The optimizer built on a 2x2 stand-in parameter: runs torch's own checks of its arguments."""
-    optimizer: torch.optim.Optimizer = component.build(
-        [torch.nn.Parameter(torch.zeros(2, 2))]
-    )
+    optimizer: torch.optim.Optimizer = component.build([torch.nn.Parameter(torch.zeros(2, 2))])
     return optimizer
 
 
@@ -405,7 +362,7 @@ def _probe_optimizer_on_model(model: Component, optimizer: Component, problems: 
         parameters = list(model.build().parameters())
     try:
         optimizer.build(parameters)
-    except Exception as error:  # noqa: BLE001 - torch's own checks of the optimizer against the model
+    except Exception as error:
         problems.lines.append(f"optimizer: {optimizer.name} cannot train this model: {error}")
 
 
@@ -420,22 +377,14 @@ def _resolve_scheduler(
     section = _as_section(value, "scheduler", problems)
     if section is None:
         return None
-    options_values = {
-        key: section.pop(key)
-        for key in list(section)
-        if key in SchedulerOptions.model_fields
-    }
-    options, option_problems = validate_model(
-        SchedulerOptions, options_values, "scheduler"
-    )
+    options_values = {key: section.pop(key) for key in list(section) if key in SchedulerOptions.model_fields}
+    options, option_problems = validate_model(SchedulerOptions, options_values, "scheduler")
     problems.lines += option_problems
-    entry = _lookup(
-        schedulers.SCHEDULERS, section.pop("name"), "scheduler", base_dir, problems
-    )
+    entry = _lookup(schedulers.SCHEDULERS, section.pop("name"), "scheduler", base_dir, problems)
     if entry is None or options is None:
         return None
     target = entry.target
-    interval = options.interval or (
+    interval: Literal["epoch", "step"] = options.interval or (
         "step" if _is_subclass(target, schedulers.STEPPED_PER_BATCH) else "epoch"
     )
     length = total_steps if interval == "step" else epochs
@@ -454,9 +403,7 @@ def _resolve_scheduler(
                 "remove interval: step"
             )
     elif options.monitor is not None:
-        problems.lines.append(
-            "scheduler.monitor: only ReduceLROnPlateau follows a metric; remove monitor"
-        )
+        problems.lines.append("scheduler.monitor: only ReduceLROnPlateau follows a metric; remove monitor")
 
     children: tuple[Component, ...] = ()
     if _is_subclass(target, schedulers.COMPOSITE):
@@ -472,9 +419,7 @@ def _resolve_scheduler(
         section,
         "scheduler",
         problems,
-        schedulers.SUPPLIED_BY_CODE | {"schedulers"}
-        if children
-        else schedulers.SUPPLIED_BY_CODE,
+        schedulers.SUPPLIED_BY_CODE | {"schedulers"} if children else schedulers.SUPPLIED_BY_CODE,
     )
     if arguments is None or problems.lines:
         return None
@@ -487,10 +432,8 @@ def _resolve_scheduler(
     if optimizer is not None:
         try:
             spec.build(_probe_optimizer(optimizer))
-        except Exception as error:  # noqa: BLE001 - torch's own argument checks
-            problems.lines.append(
-                f"scheduler: {_display(entry)} rejected its arguments: {error}"
-            )
+        except Exception as error:
+            problems.lines.append(f"scheduler: {_display(entry)} rejected its arguments: {error}")
             return None
     return spec
 
@@ -512,9 +455,7 @@ def _resolve_children(
     milestones = arguments.get("milestones")
     if isinstance(milestones, list) and all(isinstance(m, int) for m in milestones):
         bounds = [0, *milestones, length]
-        segment_lengths = [
-            max(1, end - start) for start, end in zip(bounds, bounds[1:], strict=False)
-        ]
+        segment_lengths = [max(1, end - start) for start, end in itertools.pairwise(bounds)]
     else:
         segment_lengths = [length] * len(inner)
     children = []
@@ -525,35 +466,21 @@ def _resolve_children(
             continue
         for key in SchedulerOptions.model_fields:
             if key in section:
-                problems.lines.append(
-                    f"{where}.{key}: set {key} on the outer scheduler, not on an inner one"
-                )
+                problems.lines.append(f"{where}.{key}: set {key} on the outer scheduler, not on an inner one")
                 section.pop(key)
-        entry = _lookup(
-            schedulers.SCHEDULERS, section.pop("name"), where, base_dir, problems
-        )
+        entry = _lookup(schedulers.SCHEDULERS, section.pop("name"), where, base_dir, problems)
         if entry is None:
             continue
         if _is_subclass(
             entry.target,
-            schedulers.COMPOSITE + (torch.optim.lr_scheduler.ReduceLROnPlateau,),
+            (*schedulers.COMPOSITE, torch.optim.lr_scheduler.ReduceLROnPlateau),
         ):
-            problems.lines.append(
-                f"{where}.name: {entry.name} cannot be nested inside another scheduler"
-            )
+            problems.lines.append(f"{where}.name: {entry.name} cannot be nested inside another scheduler")
             continue
-        _fill_run_length(
-            entry.target, section, segment_lengths[min(index, len(segment_lengths) - 1)]
-        )
-        child_arguments = _checked(
-            entry, section, where, problems, schedulers.SUPPLIED_BY_CODE
-        )
+        _fill_run_length(entry.target, section, segment_lengths[min(index, len(segment_lengths) - 1)])
+        child_arguments = _checked(entry, section, where, problems, schedulers.SUPPLIED_BY_CODE)
         if child_arguments is not None:
-            children.append(
-                Component(
-                    _portable_name(entry.name, base_dir), entry.target, child_arguments
-                )
-            )
+            children.append(Component(_portable_name(entry.name, base_dir), entry.target, child_arguments))
     return tuple(children) if len(children) == len(inner) else None
 
 
@@ -584,9 +511,7 @@ def _portable_name(name: str, base_dir: Path) -> str:
 _UNRECORDED = frozenset({"last_epoch", "verbose", "size_average", "reduce"})
 
 
-def _with_defaults(
-    component: Component, supplied_by_code: frozenset[str] = frozenset()
-) -> dict[str, Any]:
+def _with_defaults(component: Component, supplied_by_code: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The component's arguments plus every plain default its signature has, as config.yaml shows them."""
     recorded: dict[str, Any] = {"name": component.name}
     try:
@@ -604,13 +529,7 @@ def _with_defaults(
             and parameter.default is not None
         ):
             recorded[key] = _plain(parameter.default)
-    recorded.update(
-        {
-            key: _plain(value)
-            for key, value in component.arguments.items()
-            if key not in recorded
-        }
-    )
+    recorded.update({key: _plain(value) for key, value in component.arguments.items() if key not in recorded})
     return recorded
 
 
@@ -632,9 +551,7 @@ def _plain(value: Any) -> Any:
 
 def _record(spec: dict[str, Any]) -> dict[str, Any]:
     data: DataSpec = spec["data"]
-    data_record = _with_defaults(
-        Component(data.name, type(data.source), _source_arguments(data.source))
-    )
+    data_record = _with_defaults(Component(data.name, type(data.source), _source_arguments(data.source)))
     data_record.update(data.loader.model_dump())
     record: dict[str, Any] = {
         "name": spec["name"],
@@ -647,13 +564,10 @@ def _record(spec: dict[str, Any]) -> dict[str, Any]:
     }
     scheduler: SchedulerSpec | None = spec["scheduler"]
     if scheduler is not None:
-        scheduler_record = _with_defaults(
-            scheduler.component, schedulers.SUPPLIED_BY_CODE
-        )
+        scheduler_record = _with_defaults(scheduler.component, schedulers.SUPPLIED_BY_CODE)
         if scheduler.children:
             scheduler_record["schedulers"] = [
-                _with_defaults(child, schedulers.SUPPLIED_BY_CODE)
-                for child in scheduler.children
+                _with_defaults(child, schedulers.SUPPLIED_BY_CODE) for child in scheduler.children
             ]
         scheduler_record["interval"] = scheduler.interval
         if scheduler.monitor is not None:

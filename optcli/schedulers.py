@@ -17,9 +17,7 @@ for _name in lr_scheduler.__all__:
     _candidate = getattr(lr_scheduler, _name)
     if not inspect.isclass(_candidate) or _candidate is lr_scheduler.LRScheduler:
         continue
-    if issubclass(
-        _candidate, lr_scheduler.LRScheduler | lr_scheduler.ReduceLROnPlateau
-    ):
+    if issubclass(_candidate, lr_scheduler.LRScheduler | lr_scheduler.ReduceLROnPlateau):
         SCHEDULERS.add(
             _name,
             _candidate,
@@ -27,9 +25,7 @@ for _name in lr_scheduler.__all__:
                 "ReduceLROnPlateau": ("plateau", "reduce_on_plateau"),
                 "CosineAnnealingLR": ("cosine",),
             }.get(_name, ()),
-            unavailable=_NEEDS_A_FUNCTION
-            if _name in ("LambdaLR", "MultiplicativeLR")
-            else None,
+            unavailable=_NEEDS_A_FUNCTION if _name in ("LambdaLR", "MultiplicativeLR") else None,
         )
 
 # Arguments optcli passes itself.

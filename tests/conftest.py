@@ -84,7 +84,10 @@ def tensor_file(tmp_path: Path) -> Path:
     generator = torch.Generator().manual_seed(1234)
     path = tmp_path / "data.pt"
     torch.save(
-        {"x": torch.randn(256, 784, generator=generator), "y": torch.randint(0, 10, (256,), generator=generator)},
+        {
+            "x": torch.randn(256, 784, generator=generator),
+            "y": torch.randint(0, 10, (256,), generator=generator),
+        },
         path,
     )
     return path

@@ -164,12 +164,18 @@ def test_set_into_a_value_that_is_not_a_mapping(tmp_path):
 
 
 def test_scheduler_monitor_that_does_not_exist(tmp_path):
-    message = config_error(check(tmp_path, guide_config(scheduler={"name": "plateau", "monitor": "val_loss"})))
+    message = config_error(
+        check(tmp_path, guide_config(scheduler={"name": "plateau", "monitor": "val_loss"}))
+    )
     assert "scheduler.monitor" in message and "train_loss" in message
 
 
 def test_inner_scheduler_errors_name_their_position(tmp_path):
-    scheduler = {"name": "sequential", "milestones": [2], "schedulers": [{"name": "linear"}, {"name": "cosin"}]}
+    scheduler = {
+        "name": "sequential",
+        "milestones": [2],
+        "schedulers": [{"name": "linear"}, {"name": "cosin"}],
+    }
     message = config_error(check(tmp_path, guide_config(scheduler=scheduler)))
     assert "scheduler.schedulers.1.name" in message and "did you mean" in message
 

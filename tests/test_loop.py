@@ -66,7 +66,9 @@ def plain_loop(
 
 
 def optcli_steps(tmp_path: Path, tensor_file: Path, **sections: Any) -> tuple[list[float], list[float]]:
-    config = guide_config(data={"name": "tensors", "path": str(tensor_file), "batch_size": 64, "shuffle": False})
+    config = guide_config(
+        data={"name": "tensors", "path": str(tensor_file), "batch_size": 64, "shuffle": False}
+    )
     config.update(sections)
     run_dir = train_ok(write_config(tmp_path, config), tmp_path / "runs")
     rows = read_csv(run_dir / "metrics.csv")
@@ -106,7 +108,9 @@ GUIDE_SCHEDULERS = [
 ]
 
 
-@pytest.mark.parametrize(("scheduler", "make_scheduler"), GUIDE_SCHEDULERS[:2], ids=["step_lr", "exponential"])
+@pytest.mark.parametrize(
+    ("scheduler", "make_scheduler"), GUIDE_SCHEDULERS[:2], ids=["step_lr", "exponential"]
+)
 def test_guide_schedulers_equal_the_plain_loop(tmp_path, tensor_file, scheduler, make_scheduler):
     losses, rates = optcli_steps(tmp_path, tensor_file, scheduler=scheduler, train={"epochs": 4})
     expected = plain_loop(
@@ -137,7 +141,11 @@ def test_complete_example_with_clipping_equals_the_plain_loop(tmp_path, tensor_f
 
 def test_clip_by_value_equals_the_plain_loop(tmp_path, tensor_file):
     losses, _ = optcli_steps(
-        tmp_path, tensor_file, optimizer={"name": "sgd", "lr": 0.1}, clip={"value": 0.001}, train={"epochs": 2}
+        tmp_path,
+        tensor_file,
+        optimizer={"name": "sgd", "lr": 0.1},
+        clip={"value": 0.001},
+        train={"epochs": 2},
     )
     expected, _ = plain_loop(
         tensor_file,
@@ -198,7 +206,7 @@ def test_lbfgs_equals_the_plain_closure_loop(tmp_path, tensor_file):
 
 def test_reduce_on_plateau_follows_the_epoch_train_loss(tmp_path, tensor_file):
     # A learning rate too small to move the loss: train_loss plateaus and the rate is cut every epoch.
-    losses, rates = optcli_steps(
+    _, rates = optcli_steps(
         tmp_path,
         tensor_file,
         optimizer={"name": "sgd", "lr": 1e-4},
@@ -218,7 +226,9 @@ def test_reduce_on_plateau_follows_the_epoch_train_loss(tmp_path, tensor_file):
         for start in range(0, 256, 64):
             expected_rates.append(optimizer.param_groups[0]["lr"])
             optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(data["x"][start : start + 64]), data["y"][start : start + 64])
+            loss = nn.functional.cross_entropy(
+                model(data["x"][start : start + 64]), data["y"][start : start + 64]
+            )
             loss.backward()
             optimizer.step()
             epoch_losses.append(loss.item())
@@ -255,7 +265,9 @@ def test_shuffle_is_seeded_and_changes_the_order(tmp_path, tensor_file):
 
 def test_logged_grad_norm_is_the_norm_before_clipping(tmp_path, tensor_file):
     data = {"name": "tensors", "path": str(tensor_file), "batch_size": 64, "shuffle": False}
-    plain = read_csv(train_ok(write_config(tmp_path, guide_config(data=data)), tmp_path / "a") / "metrics.csv")
+    plain = read_csv(
+        train_ok(write_config(tmp_path, guide_config(data=data)), tmp_path / "a") / "metrics.csv"
+    )
     config = write_config(tmp_path, guide_config(data=data, clip={"max_norm": 1e-3}), "clipped.yaml")
     clipped = read_csv(train_ok(config, tmp_path / "b") / "metrics.csv")
     assert float(clipped[0]["grad_norm"]) > 1e-3  # the norm the gradients had, not the clipped one

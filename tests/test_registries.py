@@ -37,7 +37,9 @@ def small_config(**sections):
 OPTIMIZER_ARGUMENTS = {"Muon": {}}
 OPTIMIZER_MODELS = {"Muon": {"name": "linear", "bias": False}}  # Muon trains 2-D weights only
 SCHEDULER_ARGUMENTS = {
-    "ChainedScheduler": {"schedulers": [{"name": "step", "step_size": 1}, {"name": "exponential", "gamma": 0.9}]},
+    "ChainedScheduler": {
+        "schedulers": [{"name": "step", "step_size": 1}, {"name": "exponential", "gamma": 0.9}]
+    },
     "ConstantLR": {"total_iters": 1},
     "CosineAnnealingWarmRestarts": {"T_0": 2},
     "CyclicLR": {"base_lr": 1e-4, "max_lr": 1e-2},
@@ -155,7 +157,9 @@ def test_import_paths_load_classes_outside_the_registries(tmp_path):
     )
     sub = tmp_path / "configs"
     sub.mkdir()
-    config = small_config(model={"name": "../nets.py:TwoLayer", "width": 4}, optimizer={"name": "torch.optim:Adam"})
+    config = small_config(
+        model={"name": "../nets.py:TwoLayer", "width": 4}, optimizer={"name": "torch.optim:Adam"}
+    )
     run_dir = train_ok(write_config(sub, config), tmp_path / "runs")
     recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert recorded["model"]["name"] == f"{tmp_path / 'nets.py'}:TwoLayer"  # usable from the run directory

@@ -1,0 +1,214 @@
+"""The commands as a user runs them, asserting on the files they write."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import (
+    REPO,
+    assert_clean_exit,
+    column,
+    guide_config,
+    invoke,
+    only_run_dir,
+    read_csv,
+    read_summary,
+    run_dirs,
+    train_ok,
+    write_config,
+)
+
+
+def test_train_writes_the_run_directory(tmp_path):
+    config = write_config(tmp_path, guide_config(name="guide", scheduler={"name": "step", "step_size": 1}))
+    result = invoke("train", config, "--out", tmp_path / "runs")
+    assert_clean_exit(result, 0)
+    run_dir = only_run_dir(tmp_path / "runs")
+    assert run_dir.parent.name == "guide"
+    assert sorted(path.name for path in run_dir.iterdir()) == [
+        "config.yaml",
+        "epochs.csv",
+        "metrics.csv",
+        "summary.json",
+    ]
+    metrics = read_csv(run_dir / "metrics.csv")
+    assert list(metrics[0]) == ["step", "epoch", "loss", "lr", "grad_norm", "elapsed_s"]
+    assert [int(row["step"]) for row in metrics] == list(range(1, 9))
+    epochs = read_csv(run_dir / "epochs.csv")
+    assert list(epochs[0]) == ["epoch", "step", "train_loss", "lr", "elapsed_s"]
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed"
+    assert summary["final_loss"] == float(epochs[-1]["train_loss"])
+    assert summary["best_loss"] == min(column(epochs, "train_loss"))
+    assert (summary["steps"], summary["epochs"], summary["seed"], summary["device"]) == (8, 2, 0, "cpu")
+    for key in ("wall_time_s", "steps_per_second", "torch_version", "config_hash"):
+        assert summary[key]
+    # Not on a terminal: one plain line per epoch, then the summary line naming the run directory.
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("epoch 1/2") and lines[1].startswith("epoch 2/2")
+    assert str(run_dir) in lines[-1] and lines[-1].startswith("completed")
+
+
+def test_resolved_config_records_defaults_and_reruns_identically(tmp_path):
+    config = write_config(tmp_path, guide_config(loss={"name": "cross_entropy", "label_smoothing": 0.1}))
+    run_dir = train_ok(config, tmp_path / "runs")
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert recorded["optimizer"]["betas"] == [0.9, 0.999]  # a default, recorded
+    assert recorded["model"]["in_features"] == 784 and recorded["model"]["out_features"] == 10
+    assert recorded["loss"]["label_smoothing"] == 0.1
+    rerun = train_ok(run_dir / "config.yaml", tmp_path / "rerun")
+    assert read_summary(rerun)["config_hash"] == read_summary(run_dir)["config_hash"]
+    assert column(read_csv(rerun / "metrics.csv"), "loss") == column(
+        read_csv(run_dir / "metrics.csv"), "loss"
+    )
+
+
+def test_set_overrides_values(tmp_path):
+    config = write_config(tmp_path, guide_config())
+    run_dir = train_ok(config, tmp_path / "runs", "--set", "optimizer.lr=3e-4", "--set", "train.epochs=1")
+    rows = read_csv(run_dir / "metrics.csv")
+    assert {row["lr"] for row in rows} == {"0.0003"} and len(rows) == 4
+
+
+def test_loss_shorthand_becomes_a_mapping_under_set(tmp_path):
+    config = write_config(tmp_path, guide_config(loss="cross_entropy"))
+    result = invoke("check", config, "--set", "loss.label_smoothing=0.2", "--resolved")
+    assert_clean_exit(result, 0)
+    assert "label_smoothing: 0.2" in result.stdout
+
+
+def test_loss_defaults_follow_the_targets(tmp_path):
+    import torch
+
+    torch.save({"x": torch.randn(32, 3), "y": torch.randn(32)}, tmp_path / "regression.pt")
+    config = guide_config(data={"name": "tensors", "path": "regression.pt", "batch_size": 8})
+    run_dir = train_ok(write_config(tmp_path, config), tmp_path / "runs")
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert recorded["loss"]["name"] == "mse" and recorded["model"]["out_features"] == 1
+    classification = train_ok(write_config(tmp_path, guide_config(), "c.yaml"), tmp_path / "c")
+    assert yaml.safe_load((classification / "config.yaml").read_text())["loss"]["name"] == "cross_entropy"
+
+
+def test_npz_tensors(tmp_path):
+    import numpy
+
+    numpy.savez(tmp_path / "data.npz", x=numpy.random.rand(40, 5), y=numpy.arange(40) % 3)
+    config = guide_config(data={"name": "tensors", "path": "data.npz", "batch_size": 10})
+    run_dir = train_ok(write_config(tmp_path, config), tmp_path / "runs")
+    assert len(read_csv(run_dir / "metrics.csv")) == 8
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["out_features"] == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"x": [1, 2]}, "must hold a mapping with 'x'"),
+        (None, "should end in .pt or .npz"),
+    ],
+)
+def test_bad_tensor_files(tmp_path, content, message):
+    import torch
+
+    path = tmp_path / ("data.pt" if content is not None else "data.txt")
+    if content is not None:
+        torch.save(content, path)
+    else:
+        path.write_text("1,2,3")
+    config = guide_config(data={"name": "tensors", "path": path.name})
+    result = invoke("check", write_config(tmp_path, config))
+    assert_clean_exit(result, 2)
+    assert message in result.stderr
+
+
+def test_a_missing_data_file(tmp_path):
+    config = guide_config(data={"name": "tensors", "path": "nope.pt"})
+    result = invoke("check", write_config(tmp_path, config))
+    assert_clean_exit(result, 2)
+    assert "no such file" in result.stderr and "nope.pt" in result.stderr
+
+
+def test_runs_never_overwrite_each_other(tmp_path):
+    config = write_config(tmp_path, guide_config(train={"epochs": 1}))
+    for _ in range(3):
+        train_ok(config, tmp_path / "runs")
+    assert len(run_dirs(tmp_path / "runs")) == 3
+
+
+def test_out_and_max_steps_and_device_options(tmp_path):
+    config = write_config(tmp_path, guide_config(output={"dir": str(tmp_path / "ignored")}))
+    run_dir = train_ok(config, tmp_path / "chosen", "--max-steps", "3", "--device", "cpu")
+    assert run_dir.is_relative_to(tmp_path / "chosen") and not (tmp_path / "ignored").exists()
+    assert read_summary(run_dir)["steps"] == 3
+
+
+def test_quiet_prints_only_the_summary_line(tmp_path):
+    result = invoke("train", write_config(tmp_path, guide_config()), "--out", tmp_path / "runs", "--quiet")
+    assert_clean_exit(result, 0)
+    assert len(result.stdout.strip().splitlines()) == 1
+    assert "final loss" in result.stdout
+
+
+def test_check_accepts_a_valid_config_without_training(tmp_path):
+    config = write_config(tmp_path, guide_config(output={"dir": str(tmp_path / "runs")}))
+    result = invoke("check", config)
+    assert_clean_exit(result, 0)
+    assert result.stdout.startswith("ok:") and "8 steps" in result.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unwritable_output_directory_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    result = invoke("train", write_config(tmp_path, guide_config()), "--out", tmp_path / "file")
+    assert_clean_exit(result, 2)
+    assert "cannot create" in result.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = invoke("train", tmp_path / "nope.yaml", "--debug")
+    assert result.exit_code == 2
+    assert "Traceback" in result.stderr
+
+
+def test_version():
+    result = invoke("--version")
+    assert_clean_exit(result, 0)
+    assert result.stdout.startswith("optcli ")
+
+
+def test_usage_errors_exit_2():
+    assert invoke("train").exit_code == 2
+    assert invoke("frobnicate").exit_code == 2
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=REPO, env=environment, timeout=120
+    )
+
+
+def test_python_dash_m_works():
+    result = run_module("-m", "optcli", "--version")
+    assert result.returncode == 0 and result.stdout.startswith("optcli ")
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys; from optcli.cli import app; sys.argv = ['optcli', '--help']\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    )
+    result = run_module("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout and result.stdout.strip().endswith("False")
+
+
+def test_a_real_process_exits_2_on_a_config_error_without_traceback(tmp_path):
+    config = write_config(tmp_path, guide_config(optimizer={"name": "adam", "momentum": 0.9}))
+    result = run_module("-m", "optcli", "train", str(config))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: optimizer.momentum") and "Traceback" not in result.stderr

@@ -1,0 +1,38 @@
+"""Every shipped config validates, says how to run it, and trains for a few steps."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import REPO, assert_clean_exit, invoke, read_summary, train_ok
+
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+TRAIN_CONFIGS = [path for path in CONFIGS if not path.name.startswith("compare_")]
+
+
+def test_the_configs_the_issue_names_exist():
+    names = {path.name for path in CONFIGS}
+    for expected in [
+        "adam_steplr.yaml",
+        "sgd.yaml",
+        "momentum.yaml",
+        "adam.yaml",
+        "rmsprop.yaml",
+        "adagrad.yaml",
+        "step_lr.yaml",
+        "reduce_on_plateau.yaml",
+        "exponential.yaml",
+        "warmup_cosine.yaml",
+        "tiny.yaml",
+    ]:
+        assert expected in names
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda path: path.name)
+def test_config_has_a_header_and_trains(tmp_path, path):
+    header = path.read_text().split("\n\n")[0]
+    assert header.startswith("#") and f"optcli train configs/{path.name}" in header
+    assert_clean_exit(invoke("check", path), 0)
+    run_dir = train_ok(path, tmp_path / "runs", "--max-steps", "3")
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["steps"] == 3
