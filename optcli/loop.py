@@ -42,7 +42,33 @@ class _PendingStep(NamedTuple):
     logged: bool
 
 
+class TrainingClock:
+    """Training seconds: wall time since `start`, less the time spent outside the loop on its records."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.paused_s = 0.0
+
+    def start(self) -> None:
+        self.started, self.paused_s = time.perf_counter(), 0.0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started - self.paused_s
+
+
 def run_training(session: Session) -> Iterator[Record]:
+    """Train the session's model, yielding a record per logged step, per epoch, and at start and end.
+
+    Time spent by the caller on each record (writing CSV rows, drawing the table) is not training time.
+    """
+    clock = TrainingClock()
+    for record in _train(session, clock):
+        paused_at = time.perf_counter()
+        yield record
+        clock.paused_s += time.perf_counter() - paused_at
+
+
+def _train(session: Session, clock: TrainingClock) -> Iterator[Record]:
     spec, model, optimizer, scheduler = session.spec, session.model, session.optimizer, session.scheduler
     interval = spec.scheduler.interval if spec.scheduler else None
     monitor = spec.scheduler.monitor if spec.scheduler else None
@@ -63,7 +89,7 @@ def run_training(session: Session) -> Iterator[Record]:
     model.train()
     step = 0
     lr = optimizer.param_groups[0]["lr"]
-    start = time.perf_counter()
+    clock.start()
     for epoch in range(1, spec.epochs + 1):
         pending: list[_PendingStep] = []
         epoch_losses: list[float] = []
@@ -81,20 +107,18 @@ def run_training(session: Session) -> Iterator[Record]:
                 optimizer.step()
             if scheduler is not None and interval == "step":
                 scheduler.step()
-            pending.append(
-                _PendingStep(step, loss.detach(), lr, grad_norm, time.perf_counter() - start, logged)
-            )
+            pending.append(_PendingStep(step, loss.detach(), lr, grad_norm, clock.elapsed(), logged))
             if len(pending) >= steps_per_sync:
                 yield from _to_host(pending, epoch, epoch_losses)
             if step == spec.total_steps:
                 break
         yield from _to_host(pending, epoch, epoch_losses)
         train_loss = math.fsum(epoch_losses) / len(epoch_losses)
-        yield EpochRecord(epoch, step, train_loss, lr, time.perf_counter() - start)
+        yield EpochRecord(epoch, step, train_loss, lr, clock.elapsed())
         if scheduler is not None and interval == "epoch":
             # ReduceLROnPlateau decides from the monitored metric; the others follow the epoch count.
             scheduler.step(train_loss) if monitor else scheduler.step()
-    yield RunFinished(step, spec.epochs, time.perf_counter() - start)
+    yield RunFinished(step, spec.epochs, clock.elapsed())
 
 
 def step_with_closure(
@@ -132,9 +156,10 @@ def _to_host(pending: list[_PendingStep], epoch: int, epoch_losses: list[float])
     if not pending:
         return
     # Note: a host-device sync point, once per `steps_per_sync` steps.
-    losses = torch.stack([item.loss for item in pending]).tolist()
-    norm_tensors = [item.grad_norm for item in pending if item.logged and item.grad_norm is not None]
-    norms = iter(torch.stack(norm_tensors).tolist()) if norm_tensors else iter(())
+    losses = _to_floats([item.loss for item in pending])
+    norms = iter(
+        _to_floats([item.grad_norm for item in pending if item.logged and item.grad_norm is not None])
+    )
     items = list(pending)
     pending.clear()
     for item, loss in zip(items, losses, strict=True):
@@ -145,3 +170,10 @@ def _to_host(pending: list[_PendingStep], epoch: int, epoch_losses: list[float])
             yield StepRecord(item.step, epoch, loss, item.lr, grad_norm, item.elapsed_s)
         if not finite:
             raise NonFiniteLoss(item.step, epoch, loss)
+
+
+def _to_floats(tensors: list[torch.Tensor]) -> list[float]:
+    """Scalars to Python floats in one copy; a single one (every step on the CPU) skips the stack."""
+    if len(tensors) <= 1:
+        return [tensor.item() for tensor in tensors]
+    return torch.stack(tensors).tolist()
