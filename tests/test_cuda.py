@@ -1,0 +1,59 @@
+"""The CUDA path: the same run as on the CPU, and no host-device sync forced on every step.
+
+These skip themselves on machines without CUDA.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from optcli.config import RawConfig
+from optcli.loop import DEVICE_STEPS_PER_SYNC, run_training
+from optcli.records import StepRecord
+from optcli.resolve import resolve_config
+from optcli.session import build_session
+from tests.conftest import guide_config
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def spec_for(device: str, steps: int):
+    config = guide_config(
+        device=device,
+        clip={"max_norm": 1.0},
+        scheduler={"name": "step", "step_size": 1},
+        train={"epochs": 100, "max_steps": steps},
+    )
+    config["data"]["samples"] = 64 * steps  # one epoch: only the periodic copies sync
+    return resolve_config(RawConfig(config, Path.cwd(), "cuda"))
+
+
+def test_cuda_run_follows_the_cpu_run():
+    cpu = [r for r in run_training(build_session(spec_for("cpu", 20))) if isinstance(r, StepRecord)]
+    cuda = [r for r in run_training(build_session(spec_for("cuda", 20))) if isinstance(r, StepRecord)]
+    assert [r.step for r in cuda] == [r.step for r in cpu]
+    assert [r.lr for r in cuda] == [r.lr for r in cpu]
+    assert [r.loss for r in cuda] == pytest.approx([r.loss for r in cpu], rel=1e-3)
+
+
+def test_no_sync_per_step():
+    steps = 4 * DEVICE_STEPS_PER_SYNC
+    session = build_session(spec_for("cuda", steps))
+    records = run_training(session)
+    next(records)  # RunStarted: setup is done
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rows = [record for record in records if isinstance(record, StepRecord)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [warning for warning in caught if "synchroniz" in str(warning.message)]
+    assert len(rows) == steps
+    # A few copies per block of DEVICE_STEPS_PER_SYNC steps (losses, norms), never one per step.
+    assert len(syncs) <= 4 * (steps // DEVICE_STEPS_PER_SYNC + 2), [str(w.message) for w in syncs[:5]]
