@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import torch
 
-from optcli import models, optimizers, schedulers
+from optcli import models, optimizers, probes, schedulers
 from optcli.arguments import REQUIRED, check_arguments, read_signature
 from optcli.config import (
     ClipConfig,
@@ -110,6 +110,10 @@ class _Problems:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
+    def add_if(self, problem: str | None) -> None:
+        if problem is not None:
+            self.lines.append(problem)
+
     def add(self, where: str, error: ConfigError) -> None:
         for problem in error.problems:
             self.lines.append(problem if problem.startswith(where) else f"{where}.{problem}")
@@ -145,7 +149,9 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     optimizer = _resolve_optimizer(values.get("optimizer"), raw.base_dir, problems)
 
     if model is not None and optimizer is not None:
-        _probe_optimizer_on_model(model, optimizer, problems)
+        problems.add_if(probes.check_optimizer_takes_model(model, optimizer))
+    if model is not None and loss is not None and data is not None:
+        problems.add_if(probes.check_forward(model, loss, data.info, data.loader.batch_size))
 
     epochs = total_steps = 0
     if data is not None and train is not None:
@@ -353,17 +359,6 @@ def _probe_optimizer(component: Component) -> torch.optim.Optimizer:
     """The optimizer built on a 2x2 stand-in parameter: runs torch's own checks of its arguments."""
     optimizer: torch.optim.Optimizer = component.build([torch.nn.Parameter(torch.zeros(2, 2))])
     return optimizer
-
-
-def _probe_optimizer_on_model(model: Component, optimizer: Component, problems: _Problems) -> None:
-    """Build the optimizer on the model's real parameter shapes (on the meta device, so nothing is
-    allocated): an optimizer that only takes some shapes (Muon takes 2-D weights only) fails here."""
-    with torch.device("meta"):
-        parameters = list(model.build().parameters())
-    try:
-        optimizer.build(parameters)
-    except Exception as error:
-        problems.lines.append(f"optimizer: {optimizer.name} cannot train this model: {error}")
 
 
 def _resolve_scheduler(

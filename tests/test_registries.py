@@ -83,10 +83,59 @@ def test_entries_a_config_cannot_use_say_why(tmp_path, name):
     assert "cannot be used from a config" in message
 
 
+@pytest.fixture
+def unit_targets(tmp_path):
+    """Real-valued targets in [0, 1], three per sample: what regression and BCE-style losses compare."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    path = tmp_path / "unit.pt"
+    torch.save(
+        {"x": torch.randn(64, 8, generator=generator), "y": torch.rand(64, 3, generator=generator)}, path
+    )
+    return path
+
+
 @pytest.mark.parametrize("name", usable(LOSSES))
-def test_every_loss_resolves(tmp_path, name):
-    result = invoke("check", write_config(tmp_path, small_config(loss=name)))
-    assert_clean_exit(result, 0)
+def test_every_loss_resolves_or_names_the_mismatch(tmp_path, unit_targets, name):
+    labels = invoke("check", write_config(tmp_path, small_config(loss=name)))
+    real = invoke(
+        "check",
+        write_config(
+            tmp_path,
+            small_config(loss=name, data={"name": "tensors", "path": str(unit_targets), "batch_size": 16}),
+            "b.yaml",
+        ),
+    )
+    for result in (labels, real):
+        assert result.exit_code in (0, 2), result.output
+        assert_clean_exit(result, result.exit_code)
+        if result.exit_code == 2:  # a loss for other targets: said before anything is built
+            assert result.stderr.startswith(f"error: loss: {name} cannot compare"), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "targets"),
+    [
+        ("cross_entropy", "labels"),
+        ("nll", "labels"),
+        ("multi_margin", "labels"),
+        ("mse", "real"),
+        ("l1", "real"),
+        ("smooth_l1", "real"),
+        ("huber", "real"),
+        ("bce_with_logits", "real"),
+        ("kl_div", "real"),
+    ],
+)
+def test_common_losses_train_on_their_targets(tmp_path, unit_targets, name, targets):
+    data = (
+        {"name": "tensors", "path": str(unit_targets), "batch_size": 16}
+        if targets == "real"
+        else small_config()["data"]
+    )
+    run_dir = train_ok(write_config(tmp_path, small_config(loss=name, data=data)), tmp_path / "runs")
+    assert len(read_csv(run_dir / "metrics.csv")) == 12
 
 
 @pytest.mark.parametrize("spelling", ["step", "step_lr", "StepLR", "steplr", "Step-LR"])
