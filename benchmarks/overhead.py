@@ -22,9 +22,10 @@ from torch import nn
 from optcli.config import RawConfig
 from optcli.display import PlainDisplay
 from optcli.loop import run_training
-from optcli.resolve import RunSpec, resolve_config
+from optcli.resolve import resolve_config
 from optcli.session import build_session
 from optcli.sinks import CsvWriter, RunOutcome, SummaryWriter
+from optcli.spec import RunSpec
 
 
 def guide_spec(steps: int) -> RunSpec:

@@ -4,19 +4,15 @@ run-length value filled in, and every problem reported at once, before any real 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from optcli import models, optimizers, probes, schedulers
-from optcli.arguments import REQUIRED, check_arguments, read_signature
+from optcli.arguments import check_arguments, read_signature
 from optcli.config import (
     ClipConfig,
     LoaderConfig,
@@ -27,81 +23,16 @@ from optcli.config import (
     TrainConfig,
     validate_model,
 )
-from optcli.datasets import DATASETS, DataInfo
+from optcli.datasets import DATASETS
 from optcli.device import resolve_device
 from optcli.errors import ConfigError
 from optcli.losses import LOSSES
+from optcli.record import record_config
 from optcli.registry import Entry, Registry
+from optcli.spec import Component, DataSpec, RunSpec, SchedulerSpec
 
 # Metrics a ReduceLROnPlateau scheduler can follow.
 TRAIN_METRICS = ("train_loss",)
-
-
-@dataclass(frozen=True)
-class Component:
-    """A class chosen by name in the config, with its checked keyword arguments."""
-
-    name: str
-    target: Callable[..., Any]
-    arguments: dict[str, Any]
-
-    def build(self, *live_arguments: Any) -> Any:
-        return self.target(*live_arguments, **self.arguments)
-
-
-@dataclass(frozen=True)
-class SchedulerSpec:
-    component: Component
-    interval: Literal["epoch", "step"]
-    monitor: str | None  # the metric ReduceLROnPlateau is stepped with; None for other schedulers
-    children: tuple[Component, ...] = ()  # SequentialLR / ChainedScheduler's inner schedulers
-
-    def build(self, optimizer: torch.optim.Optimizer) -> Any:
-        if not self.children:
-            return self.component.build(optimizer)
-        inner = [child.build(optimizer) for child in self.children]
-        return self.component.target(optimizer=optimizer, schedulers=inner, **self.component.arguments)
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    name: str
-    source: Any  # a dataset object from datasets.py (describe() and load())
-    info: DataInfo
-    loader: LoaderConfig
-
-    @property
-    def steps_per_epoch(self) -> int:
-        if self.loader.drop_last:
-            return self.info.samples // self.loader.batch_size
-        return math.ceil(self.info.samples / self.loader.batch_size)
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything a run needs, validated; `resolved` is what config.yaml records."""
-
-    name: str
-    seed: int
-    device: str
-    model: Component
-    data: DataSpec
-    loss: Component
-    optimizer: Component
-    scheduler: SchedulerSpec | None
-    clip: ClipConfig | None
-    train: TrainConfig
-    output: OutputConfig
-    epochs: int  # epochs that will run (fewer than train.epochs when max_steps ends the run early)
-    total_steps: int
-    resolved: dict[str, Any] = field(repr=False)
-
-    @property
-    def config_hash(self) -> str:
-        """Identifies what the run computes: where its files go (output) is not part of that."""
-        what_is_computed = {key: value for key, value in self.resolved.items() if key != "output"}
-        canonical = json.dumps(what_is_computed, sort_keys=True, default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 class _Problems:
@@ -190,7 +121,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         epochs=epochs,
         total_steps=total_steps,
     )
-    return RunSpec(**spec_without_record, resolved=_record(spec_without_record))  # type: ignore[arg-type]
+    return RunSpec(**spec_without_record, resolved=record_config(spec_without_record))  # type: ignore[arg-type]
 
 
 # Sections --------------------------------------------------------------------------------------
@@ -498,88 +429,3 @@ def _portable_name(name: str, base_dir: Path) -> str:
     if separator and module_part.endswith(".py"):
         return f"{(base_dir / module_part).resolve()}:{attribute}"
     return name
-
-
-# The record written as config.yaml -------------------------------------------------------------
-
-# Defaults not worth recording: resume bookkeeping and deprecated arguments.
-_UNRECORDED = frozenset({"last_epoch", "verbose", "size_average", "reduce"})
-
-
-def _with_defaults(component: Component, supplied_by_code: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """The component's arguments plus every plain default its signature has, as config.yaml shows them."""
-    recorded: dict[str, Any] = {"name": component.name}
-    try:
-        parameters = read_signature(component.target).parameters
-    except (TypeError, ValueError):
-        parameters = {}
-    for key, parameter in parameters.items():
-        if key in supplied_by_code or key in _UNRECORDED or key == "schedulers":
-            continue
-        if key in component.arguments:
-            recorded[key] = _plain(component.arguments[key])
-        elif (
-            parameter.default is not REQUIRED
-            and _is_plain(parameter.default)
-            and parameter.default is not None
-        ):
-            recorded[key] = _plain(parameter.default)
-    recorded.update({key: _plain(value) for key, value in component.arguments.items() if key not in recorded})
-    return recorded
-
-
-def _is_plain(value: Any) -> bool:
-    if isinstance(value, bool | int | float | str) or value is None:
-        return True
-    if isinstance(value, list | tuple):
-        return all(_is_plain(item) for item in value)
-    return False
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    return value
-
-
-def _record(spec: dict[str, Any]) -> dict[str, Any]:
-    data: DataSpec = spec["data"]
-    data_record = _with_defaults(Component(data.name, type(data.source), _source_arguments(data.source)))
-    data_record.update(data.loader.model_dump())
-    record: dict[str, Any] = {
-        "name": spec["name"],
-        "seed": spec["seed"],
-        "device": spec["device"],
-        "model": _with_defaults(spec["model"]),
-        "data": data_record,
-        "loss": _with_defaults(spec["loss"]),
-        "optimizer": _with_defaults(spec["optimizer"], optimizers.SUPPLIED_BY_CODE),
-    }
-    scheduler: SchedulerSpec | None = spec["scheduler"]
-    if scheduler is not None:
-        scheduler_record = _with_defaults(scheduler.component, schedulers.SUPPLIED_BY_CODE)
-        if scheduler.children:
-            scheduler_record["schedulers"] = [
-                _with_defaults(child, schedulers.SUPPLIED_BY_CODE) for child in scheduler.children
-            ]
-        scheduler_record["interval"] = scheduler.interval
-        if scheduler.monitor is not None:
-            scheduler_record["monitor"] = scheduler.monitor
-        record["scheduler"] = scheduler_record
-    if spec["clip"] is not None:
-        record["clip"] = spec["clip"].model_dump(exclude_none=True)
-    record["train"] = spec["train"].model_dump()
-    record["output"] = spec["output"].model_dump()
-    return record
-
-
-def _source_arguments(source: Any) -> dict[str, Any]:
-    """A dataset object's constructor arguments, read back from its attributes."""
-    parameters = read_signature(type(source)).parameters
-    return {
-        key: _plain(str(value) if isinstance(value, Path) else value)
-        for key in parameters
-        if (value := getattr(source, key, None)) is not None
-    }

@@ -11,7 +11,7 @@ import numpy
 import torch
 
 from optcli.batches import InMemoryBatches
-from optcli.resolve import RunSpec
+from optcli.spec import RunSpec
 
 
 @dataclass

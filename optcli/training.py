@@ -10,10 +10,10 @@ from typing import Any
 
 from optcli.errors import TrainingFailed
 from optcli.loop import run_training
-from optcli.resolve import RunSpec
 from optcli.rundir import create_run_dir, write_yaml
 from optcli.session import build_session
 from optcli.sinks import CsvWriter, RunOutcome, Sink, SummaryWriter
+from optcli.spec import RunSpec
 
 
 @dataclass(frozen=True)

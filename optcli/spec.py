@@ -1,0 +1,85 @@
+"""What a validated config becomes: the classes it names with their checked arguments, and the run's shape.
+
+These are plain data, built by `resolve.py` and used by `session.py` to make live objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from optcli.config import ClipConfig, LoaderConfig, OutputConfig, TrainConfig
+from optcli.datasets import DataInfo
+
+
+@dataclass(frozen=True)
+class Component:
+    """A class chosen by name in the config, with its checked keyword arguments."""
+
+    name: str
+    target: Callable[..., Any]
+    arguments: dict[str, Any]
+
+    def build(self, *live_arguments: Any) -> Any:
+        return self.target(*live_arguments, **self.arguments)
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    component: Component
+    interval: Literal["epoch", "step"]
+    monitor: str | None  # the metric ReduceLROnPlateau is stepped with; None for other schedulers
+    children: tuple[Component, ...] = ()  # SequentialLR / ChainedScheduler's inner schedulers
+
+    def build(self, optimizer: torch.optim.Optimizer) -> Any:
+        if not self.children:
+            return self.component.build(optimizer)
+        inner = [child.build(optimizer) for child in self.children]
+        return self.component.target(optimizer=optimizer, schedulers=inner, **self.component.arguments)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str
+    source: Any  # a dataset object from datasets.py (describe() and load())
+    info: DataInfo
+    loader: LoaderConfig
+
+    @property
+    def steps_per_epoch(self) -> int:
+        if self.loader.drop_last:
+            return self.info.samples // self.loader.batch_size
+        return math.ceil(self.info.samples / self.loader.batch_size)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a run needs, validated; `resolved` is what config.yaml records."""
+
+    name: str
+    seed: int
+    device: str
+    model: Component
+    data: DataSpec
+    loss: Component
+    optimizer: Component
+    scheduler: SchedulerSpec | None
+    clip: ClipConfig | None
+    train: TrainConfig
+    output: OutputConfig
+    epochs: int  # epochs that will run (fewer than train.epochs when max_steps ends the run early)
+    total_steps: int
+    resolved: dict[str, Any] = field(repr=False)
+
+    @property
+    def config_hash(self) -> str:
+        """Identifies what the run computes: where its files go (output) is not part of that."""
+        what_is_computed = {key: value for key, value in self.resolved.items() if key != "output"}
+        canonical = json.dumps(what_is_computed, sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
