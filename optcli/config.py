@@ -18,12 +18,12 @@ from optcli.overrides import apply_overrides
 from optcli.yaml_loader import load_yaml_mapping
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     # strict: `epochs: "5"` is a mistake to report, not a string to coerce.
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class ClipConfig(_Strict):
+class ClipConfig(Strict):
     """`{max_norm, norm_type}` -> clip_grad_norm_; `{value}` -> clip_grad_value_."""
 
     max_norm: float | None = Field(None, gt=0)
@@ -39,17 +39,17 @@ class ClipConfig(_Strict):
         return self
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Strict):
     epochs: int = Field(10, ge=1)
     max_steps: int | None = Field(None, ge=1)  # stop after this many optimizer steps
     log_every: int = Field(1, ge=1)  # optimizer steps between rows of metrics.csv
 
 
-class OutputConfig(_Strict):
+class OutputConfig(Strict):
     dir: str = "runs"
 
 
-class LoaderConfig(_Strict):
+class LoaderConfig(Strict):
     """The data section's batching keys; its other keys belong to the dataset."""
 
     batch_size: int = Field(64, ge=1)
@@ -57,14 +57,14 @@ class LoaderConfig(_Strict):
     drop_last: bool = False
 
 
-class SchedulerOptions(_Strict):
+class SchedulerOptions(Strict):
     """The scheduler section's own keys; its other keys belong to the scheduler class."""
 
     interval: Literal["epoch", "step"] | None = None
     monitor: str | None = None
 
 
-class TopLevel(_Strict):
+class TopLevel(Strict):
     name: str | None = Field(None, min_length=1)
     seed: int = Field(0, ge=0, lt=2**32)
     device: str = "auto"
@@ -101,7 +101,7 @@ def load_config(path: Path, overrides: list[str] | None = None) -> RawConfig:
     return RawConfig(values, path.resolve().parent, path.stem)
 
 
-def validate_model(schema: type[_Strict], values: Any, where: str) -> tuple[Any, list[str]]:
+def validate_model(schema: type[Strict], values: Any, where: str) -> tuple[Any, list[str]]:
     """Validate one fixed section; return it (or None) and its problems, one line each."""
     try:
         return schema.model_validate(values if values is not None else {}), []

@@ -85,7 +85,14 @@ def _train(session: Session, clock: TrainingClock) -> Iterator[Record]:
         loss.backward()
         return loss, clip_gradients(parameters, spec.clip, want_norm)
 
-    yield RunStarted(spec.epochs, len(session.batches), spec.total_steps, sum(p.numel() for p in parameters))
+    yield RunStarted(
+        spec.epochs,
+        len(session.batches),
+        spec.total_steps,
+        sum(p.numel() for p in parameters),
+        session.init_hash,
+        session.data_hash,
+    )
     model.train()
     step = 0
     lr = optimizer.param_groups[0]["lr"]

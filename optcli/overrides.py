@@ -1,4 +1,6 @@
-"""`--set a.b=value` overrides, applied to the config mapping before it is validated."""
+"""Changes layered onto a config mapping before it is validated: `--set a.b=value` overrides, and
+the arms of a comparison (deep-merged onto their base). The same rule holds for both: a section
+whose `name` changes starts afresh."""
 
 from __future__ import annotations
 
@@ -80,3 +82,36 @@ def _index(items: list[Any], key: str, where: str, dotted: str) -> int:
     if not key.isdigit() or int(key) >= len(items):
         raise ConfigError(f"--set {dotted}: '{where}' must be a list index from 0 to {len(items) - 1}")
     return int(key)
+
+
+def merge_arm(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`base` deep-merged with `changes`; a named section whose class changes is replaced, not merged."""
+    merged = copy.deepcopy(base)
+    for key, value in changes.items():
+        old = merged.get(key)
+        if key in NAMED_SECTIONS and isinstance(old, str | dict) and isinstance(value, str | dict):
+            old_section = {"name": old} if isinstance(old, str) else old
+            new_section = {"name": value} if isinstance(value, str) else value
+            if "name" in new_section and not _same_name(old_section.get("name"), new_section["name"]):
+                kept = KEPT_WHEN_RENAMED.get(key, ())
+                old_section = {name: old_section[name] for name in kept if name in old_section}
+            merged[key] = _deep_merge(old_section, new_section)
+        elif isinstance(old, dict) and isinstance(value, dict):
+            merged[key] = _deep_merge(old, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _same_name(old: Any, new: Any) -> bool:
+    return isinstance(old, str) and isinstance(new, str) and normalize_name(old) == normalize_name(new)
+
+
+def _deep_merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(old)
+    for key, value in new.items():
+        if isinstance(merged.get(key), dict) and isinstance(value, dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

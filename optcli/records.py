@@ -11,6 +11,8 @@ class RunStarted:
     steps_per_epoch: int
     total_steps: int
     parameters: int  # trainable parameters in the model
+    init_hash: str  # the initial weights
+    data_hash: str  # the data and its order
 
 
 @dataclass(frozen=True)

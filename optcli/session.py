@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,8 @@ class Session:
     loss_function: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any | None  # an LRScheduler or ReduceLROnPlateau
+    init_hash: str  # the initial weights: equal for every run of one seed with the same model
+    data_hash: str  # the data and the order it is drawn in, every epoch
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -42,19 +45,37 @@ def build_session(spec: RunSpec) -> Session:
     # The model is built first, on the CPU, straight after seeding: its weights are those of
     # `torch.manual_seed(seed); Model()` in a hand-written script, on every device.
     model = spec.model.build()
+    init_hash = fingerprint_tensors(model.state_dict().values())
     data = spec.data.source.load(derive_seed(spec.seed, "data"))
     device = torch.device(spec.device)
     model.to(device)
     loader = spec.data.loader
+    shuffle_generator = torch.Generator().manual_seed(derive_seed(spec.seed, "shuffle"))
+    # The order of every epoch follows from the generator's state, so hashing that state with the
+    # data identifies the whole sequence of batches without drawing it.
+    order = (loader.batch_size, loader.shuffle, loader.drop_last)
+    data_hash = fingerprint_tensors(
+        [data.inputs, data.targets, shuffle_generator.get_state(), torch.tensor(order)]
+    )
     batches = InMemoryBatches(
         data,
         loader.batch_size,
         shuffle=loader.shuffle,
         drop_last=loader.drop_last,
-        generator=torch.Generator().manual_seed(derive_seed(spec.seed, "shuffle")),
+        generator=shuffle_generator,
         device=device,
     )
     loss_function = spec.loss.build().to(device)
     optimizer = spec.optimizer.build(model.parameters())
     scheduler = spec.scheduler.build(optimizer) if spec.scheduler is not None else None
-    return Session(spec, device, model, batches, loss_function, optimizer, scheduler)
+    return Session(spec, device, model, batches, loss_function, optimizer, scheduler, init_hash, data_hash)
+
+
+def fingerprint_tensors(tensors: Iterable[torch.Tensor]) -> str:
+    """A short hash of tensors' shapes, dtypes and exact bytes."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        plain = tensor.detach().cpu().contiguous()
+        digest.update(f"{plain.dtype}{tuple(plain.shape)}".encode())
+        digest.update(plain.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]

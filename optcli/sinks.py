@@ -132,7 +132,9 @@ class SummaryWriter:
         elif isinstance(record, RunFinished):
             self.steps, self.epochs, self.train_time_s = record.steps, record.epochs, record.train_time_s
         elif isinstance(record, RunStarted):
-            self.summary["parameters"] = record.parameters
+            self.summary.update(
+                parameters=record.parameters, init_hash=record.init_hash, data_hash=record.data_hash
+            )
 
     def close(self, outcome: RunOutcome) -> None:
         finished_at = time.time()
@@ -149,6 +151,8 @@ class SummaryWriter:
             "wall_time_s": round(finished_at - self.started_at, 6),
             "steps_per_second": round(self.steps / self.train_time_s, 3) if self.train_time_s > 0 else None,
             "parameters": self.summary.get("parameters"),
+            "init_hash": self.summary.get("init_hash"),
+            "data_hash": self.summary.get("data_hash"),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started_at)),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished_at)),
             "torch_version": torch.__version__,

@@ -1,0 +1,129 @@
+"""Running jobs in worker processes, with their progress streamed back, and a clean Ctrl-C.
+
+A small pool of our own rather than ProcessPoolExecutor, for one reason: on Ctrl-C every worker must
+stop its current run cleanly (so that run's files say `interrupted`), which needs each worker's pid.
+Workers ignore the terminal's SIGINT; the parent sends each one SIGTERM, which a worker turns into
+KeyboardInterrupt inside its run. A second Ctrl-C kills them outright.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# Seconds between checks that the workers are still alive while waiting for their messages.
+_POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class WorkerMessage:
+    job: int  # the job's index
+    kind: str  # "record" (a training record) or "done" (the job's outcome)
+    payload: Any
+
+
+def run_in_workers(
+    jobs: list[Any],
+    run_job: Callable[[Any, Callable[[Any], None]], Any],
+    workers: int,
+    threads_per_worker: int,
+    on_message: Callable[[WorkerMessage], None],
+) -> None:
+    """Run `run_job(job, report)` for every job in `workers` spawned processes.
+
+    `report(record)` in a worker reaches `on_message` in this process as a "record" message; the
+    value `run_job` returns arrives as a "done" message. `run_job` must be importable (spawn pickles
+    it by name), and should catch its own errors.
+    """
+    context = multiprocessing.get_context("spawn")  # fork after torch has started threads can deadlock
+    tasks: Any = context.Queue()
+    messages: Any = context.Queue()
+    for index, job in enumerate(jobs):
+        tasks.put((index, job))
+    for _ in range(workers):
+        tasks.put(None)  # one stop sign per worker
+    processes = [
+        context.Process(target=_worker, args=(tasks, messages, run_job, threads_per_worker), daemon=True)
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        _receive(messages, processes, len(jobs), on_message)
+    except KeyboardInterrupt:
+        _stop(processes, messages, on_message)
+        raise
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+
+
+def _receive(
+    messages: Any, processes: list[Any], expected: int, on_message: Callable[[WorkerMessage], None]
+) -> None:
+    done = 0
+    while done < expected:
+        try:
+            message = messages.get(timeout=_POLL_S)
+        except queue.Empty:
+            if not any(process.is_alive() for process in processes):
+                raise RuntimeError("every worker process exited before the jobs were done") from None
+            continue
+        on_message(message)
+        done += message.kind == "done"
+
+
+def _stop(processes: list[Any], messages: Any, on_message: Callable[[WorkerMessage], None]) -> None:
+    """Ask every worker to stop its run, and pass on what they report while they do."""
+    for process in processes:
+        if process.is_alive() and process.pid is not None:
+            os.kill(process.pid, signal.SIGTERM)
+    try:
+        while any(process.is_alive() for process in processes):
+            try:
+                on_message(messages.get(timeout=_POLL_S))
+            except queue.Empty:
+                continue
+        while True:  # what they reported just before exiting
+            on_message(messages.get_nowait())
+    except queue.Empty:
+        pass
+    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+        for process in processes:
+            process.kill()
+
+
+_stopping = False  # set in a worker once the parent has asked it to stop
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    global _stopping
+    _stopping = True
+    raise KeyboardInterrupt
+
+
+def _worker(tasks: Any, messages: Any, run_job: Callable[..., Any], threads: int) -> None:
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sends SIGTERM
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    torch.set_num_threads(threads)
+    try:
+        while (task := tasks.get()) is not None:
+            index, job = task
+
+            def report(record: Any, index: int = index) -> None:
+                messages.put(WorkerMessage(index, "record", record))
+
+            messages.put(WorkerMessage(index, "done", run_job(job, report)))
+            if _stopping:
+                break  # run_job has recorded the interruption; take no more jobs
+    except KeyboardInterrupt:
+        pass  # asked to stop between two jobs

@@ -1,0 +1,240 @@
+"""From finished runs to a ranking and a verdict in words: pure functions over plain results.
+
+Runs are ranked by one metric; an arm's value is the mean over its seeds, and its spread is the
+range (min to max) over those seeds. Two arms are "within seed noise" of each other when their
+ranges overlap: another choice of seeds could have ordered them the other way round.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+RUN_STATUSES = ("ok", "diverged", "failed", "interrupted")
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    column: str  # the results.csv column that holds it
+    lower_is_better: bool
+    words: str  # "reached the lowest final loss"
+    unit: str = ""
+
+
+METRIC_INFO = {
+    "final_loss": MetricInfo("final_loss", True, "reached the lowest final loss"),
+    "best_loss": MetricInfo("best_loss", True, "reached the lowest best loss"),
+    "steps_to_target": MetricInfo("steps_to_target", True, "reached the target loss in the fewest steps"),
+    "time_to_target": MetricInfo("time_to_target_s", True, "reached the target loss soonest", " s"),
+}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One arm and seed, as results.csv holds it. Metrics are None when the run has no such value."""
+
+    arm: str
+    seed: int
+    status: str  # ok, diverged, failed or interrupted
+    final_loss: float | None
+    best_loss: float | None
+    steps_to_target: int | None
+    time_to_target_s: float | None
+    train_time_s: float | None
+    steps: int
+    init_hash: str | None
+    data_hash: str | None
+
+    def metric(self, name: str) -> float | None:
+        if self.status != "ok":
+            return None
+        value = getattr(self, METRIC_INFO[name].column)
+        return float(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class ArmSummary:
+    arm: str
+    rank: int
+    values: tuple[float, ...]  # the metric of each ok run that has it
+    runs: int
+    runs_diverged: int
+    runs_failed: int  # failed or interrupted
+    mean_train_time_s: float | None
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        """The sample standard deviation over seeds (0 for a single seed)."""
+        if not self.values:
+            return None
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    @property
+    def low(self) -> float | None:
+        return min(self.values) if self.values else None
+
+    @property
+    def high(self) -> float | None:
+        return max(self.values) if self.values else None
+
+    @property
+    def trouble(self) -> bool:
+        """Some seed diverged or failed: ranked after every arm whose seeds all finished."""
+        return self.runs_diverged + self.runs_failed > 0
+
+
+def rank_arms(results: list[RunResult], metric: str, arm_order: list[str]) -> list[ArmSummary]:
+    """One summary per arm, best first: finished arms before troubled ones, then by how many seeds have
+    a value (reached the target), then by the mean."""
+    info = METRIC_INFO[metric]
+    unranked = []
+    for arm in arm_order:
+        runs = [result for result in results if result.arm == arm]
+        values = tuple(value for run in runs if (value := run.metric(metric)) is not None)
+        times = [run.train_time_s for run in runs if run.status == "ok" and run.train_time_s is not None]
+        unranked.append(
+            ArmSummary(
+                arm=arm,
+                rank=0,
+                values=values,
+                runs=len(runs),
+                runs_diverged=sum(run.status == "diverged" for run in runs),
+                runs_failed=sum(run.status in ("failed", "interrupted") for run in runs),
+                mean_train_time_s=statistics.fmean(times) if times else None,
+            )
+        )
+
+    def key(summary: ArmSummary) -> tuple[bool, int, float]:
+        if summary.mean is None:
+            return (summary.trouble, 0, math.inf)
+        direction = 1.0 if info.lower_is_better else -1.0
+        return (summary.trouble, -len(summary.values), direction * summary.mean)
+
+    ordered = sorted(unranked, key=key)  # stable: ties keep the order the arms were given in
+    return [
+        ArmSummary(s.arm, rank, s.values, s.runs, s.runs_diverged, s.runs_failed, s.mean_train_time_s)
+        for rank, s in enumerate(ordered, start=1)
+    ]
+
+
+def within_seed_noise(first: ArmSummary, second: ArmSummary) -> bool:
+    """Whether the two arms' ranges over seeds overlap."""
+    if first.low is None or first.high is None or second.low is None or second.high is None:
+        return False
+    return first.low <= second.high and second.low <= first.high
+
+
+@dataclass(frozen=True)
+class Verdict:
+    text: str
+    winner: str | None
+    runner_up: str | None
+    within_noise: bool | None  # None when it cannot be told (one arm, or one seed)
+
+
+def give_verdict(ranked: list[ArmSummary], metric: str, target_loss: float | None = None) -> Verdict:
+    """The ranking in one sentence, e.g. 'adam reached the lowest final loss, 0.12 ± 0.01 over 3 seeds,
+    2.3× lower than sgd; adam and rmsprop are within seed noise of each other'."""
+    info = METRIC_INFO[metric]
+    finished = [arm for arm in ranked if arm.mean is not None]
+    if not finished:
+        return Verdict(_nobody(ranked, metric, target_loss), None, None, None)
+    winner = finished[0]
+    words = (
+        info.words
+        if metric not in ("steps_to_target", "time_to_target")
+        else _target_words(info, target_loss)
+    )
+    parts = [f"{winner.arm} {words}, {_value(winner, info)} over {_seeds(winner)}"]
+    # The ratio is against the last arm whose every seed finished with a value: a partial arm's mean
+    # (one seed of three reached the target) would compare unlike with like.
+    complete = [arm for arm in finished if len(arm.values) == arm.runs and not arm.trouble]
+    worst = complete[-1] if complete else winner
+    if worst is not winner and worst.mean is not None and winner.mean is not None:
+        parts[0] += ", " + _compared(winner.mean, worst.mean, info, worst.arm)
+    within: bool | None = None
+    runner_up = finished[1] if len(finished) > 1 else None
+    if runner_up is not None:
+        if len(winner.values) < 2 and len(runner_up.values) < 2:
+            parts.append(
+                f"one seed each, so seed noise is unknown: run more seeds to tell {winner.arm} "
+                f"and {runner_up.arm} apart"
+            )
+        elif within_seed_noise(winner, runner_up):
+            within = True
+            parts.append(f"{winner.arm} and {runner_up.arm} are within seed noise of each other")
+        else:
+            within = False
+            parts.append(
+                f"its lead over {runner_up.arm} ({_value(runner_up, info)}) is larger than seed noise"
+            )
+    troubled = [arm for arm in ranked if arm.trouble]
+    for arm in troubled:
+        what = "diverged" if arm.runs_diverged else "failed"
+        count = arm.runs_diverged or arm.runs_failed
+        parts.append(f"{arm.arm} {what} in {count} of {arm.runs} runs")
+    unreached = [arm for arm in ranked if not arm.trouble and len(arm.values) < arm.runs]
+    for arm in unreached:
+        parts.append(f"{arm.arm} missed the target in {arm.runs - len(arm.values)} of {arm.runs} runs")
+    return Verdict("; ".join(parts), winner.arm, runner_up.arm if runner_up else None, within)
+
+
+def _target_words(info: MetricInfo, target_loss: float | None) -> str:
+    return info.words.replace(
+        "the target loss", f"the target loss {target_loss:g}" if target_loss else "the target"
+    )
+
+
+def _nobody(ranked: list[ArmSummary], metric: str, target_loss: float | None) -> str:
+    if metric in ("steps_to_target", "time_to_target") and not any(arm.trouble for arm in ranked):
+        return (
+            f"no arm reached the target loss {target_loss:g} in any run"
+            if target_loss
+            else "no arm reached the target"
+        )
+    return "no arm finished a run: every run diverged or failed"
+
+
+def format_value(value: float, info: MetricInfo, like: float | None = None) -> str:
+    """Three significant digits of `like` (default: the value itself), so that a mean, its spread and
+    its range are written to the same decimal place: 0.0340 ± 0.0169, not 0.034 ± 0.0169."""
+    if info.column == "steps_to_target":
+        return f"{value:.0f}"
+    scale = abs(like if like is not None else value)
+    decimals = 0 if scale == 0 or scale >= 100 else max(0, 2 - math.floor(math.log10(scale)))
+    return f"{value:.{decimals}f}{info.unit}"
+
+
+def _value(arm: ArmSummary, info: MetricInfo) -> str:
+    assert arm.mean is not None and arm.std is not None  # only called for arms with values
+    return f"{format_value(arm.mean, info)} ± {format_value(arm.std, info, like=arm.mean)}"
+
+
+def _seeds(arm: ArmSummary) -> str:
+    count = len(arm.values)
+    return "1 seed" if count == 1 else f"{count} seeds"
+
+
+def _compared(best: float, other: float, info: MetricInfo, other_arm: str) -> str:
+    """'2.3× lower than sgd' where a ratio means something, else the difference."""
+    if best > 0 and other > 0 and best != other:
+        ratio = other / best if info.lower_is_better else best / other
+        word = (
+            "fewer steps"
+            if info.column == "steps_to_target"
+            else "lower"
+            if info.lower_is_better
+            else "higher"
+        )
+        if info.column == "time_to_target_s":
+            word = "less time"
+        return f"{ratio:.2g}× {word} than {other_arm}"
+    difference = abs(other - best)
+    return (
+        f"{format_value(difference, info)} {'lower' if info.lower_is_better else 'higher'} than {other_arm}"
+    )
