@@ -53,11 +53,8 @@ def test_one_seed_cannot_tell_noise():
 
 
 def test_a_diverged_arm_is_ranked_last_even_if_its_other_seeds_did_well():
-    results = (
-        runs("adam", 0.2, 0.21)
-        + [run("sgd", 0, 0.01), run("sgd", 1, None, "diverged")]
-        + runs("rms", 0.5, 0.6)
-    )
+    sgd = [run("sgd", 0, 0.01), run("sgd", 1, None, "diverged")]
+    results = [*runs("adam", 0.2, 0.21), *sgd, *runs("rms", 0.5, 0.6)]
     ranked = rank_arms(results, "final_loss", ["adam", "sgd", "rms"])
     assert [arm.arm for arm in ranked] == ["adam", "rms", "sgd"]
     assert ranked[-1].runs_diverged == 1
