@@ -216,15 +216,24 @@ def compare(
     Example: optcli compare configs/compare_guide.yaml --seeds 0,1,2 --jobs 2 --target-loss 0.5
     """
     with reported_errors(debug):
+        from optcli.comparison_run import plan_jobs, start_workers
+
+        # Started first, so that the workers import torch while this process reads and checks the plan.
+        pool = start_workers(jobs)
+
         from rich.console import Console
 
         from optcli.comparison import ComparisonInterrupted, run_comparison
         from optcli.comparison_display import LiveComparison, PlainComparison, QuietComparison, ranking_table
         from optcli.comparison_plan import CommandLine, load_plan
-        from optcli.comparison_run import plan_jobs
 
         command_line = CommandLine(command_line_overrides(settings), seeds, metric, target_loss, out)
-        plan = load_plan(files, command_line)
+        try:
+            plan = load_plan(files, command_line)
+        except BaseException:
+            if pool is not None:
+                pool.close()
+            raise
         console = Console()
         preview = plan_jobs(plan, Path())
         display: PlainComparison | LiveComparison
@@ -236,7 +245,7 @@ def compare(
             display = PlainComparison(sys.stdout, preview)
         try:
             with display:
-                result = run_comparison(plan, jobs, display)
+                result = run_comparison(plan, pool, display)
         except ComparisonInterrupted as interrupted:
             print(f"interrupted: the finished runs are in {interrupted.result.directory}", file=sys.stderr)
             raise typer.Exit(EXIT_INTERRUPTED) from None

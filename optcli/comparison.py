@@ -14,6 +14,7 @@ from optcli.comparison_report import (
     write_summary_json,
 )
 from optcli.comparison_run import Event, JobOutcome, plan_jobs, run_jobs
+from optcli.parallel import WorkerPool
 from optcli.rundir import create_run_dir
 from optcli.verdict import ArmSummary, RunResult, Verdict, give_verdict, rank_arms
 
@@ -36,13 +37,16 @@ class ComparisonInterrupted(KeyboardInterrupt):
 
 
 def run_comparison(
-    plan: ComparisonPlan, workers: int, on_event: Callable[[int, Event], None]
+    plan: ComparisonPlan, pool: WorkerPool | None, on_event: Callable[[int, Event], None]
 ) -> ComparisonResult:
-    """Train every arm with every seed under `<out>/compare-<name>/<timestamp>/` and report on them."""
+    """Train every arm with every seed under `<out>/compare-<name>/<timestamp>/` and report on them.
+
+    The runs go to `pool` (see `start_workers`), or run here one by one when it is None.
+    """
     directory = create_run_dir(plan.output_dir, f"compare-{plan.name}")
     jobs = plan_jobs(plan, directory)
     try:
-        outcomes = run_jobs(jobs, workers, on_event)
+        outcomes = run_jobs(jobs, pool, on_event)
         status = "completed"
     except KeyboardInterrupt as interrupt:
         outcomes = getattr(interrupt, "outcomes", [])

@@ -13,12 +13,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from optcli.comparison_plan import ComparisonPlan
 from optcli.config import RawConfig
 from optcli.errors import TrainingFailed
+from optcli.parallel import WorkerMessage, WorkerPool, available_cores
 from optcli.records import EpochRecord, Record, RunStarted, StepRecord
-from optcli.sinks import RunOutcome
+
+if TYPE_CHECKING:
+    from optcli.sinks import RunOutcome
 
 # Seconds between progress reports from a run: enough for a live bar, cheap across processes.
 _REPORT_INTERVAL_S = 0.2
@@ -95,15 +99,33 @@ def plan_jobs(plan: ComparisonPlan, comparison_dir: Path) -> list[Job]:
     return jobs
 
 
-def run_jobs(jobs: list[Job], workers: int, on_event: Callable[[int, Event], None]) -> list[JobOutcome]:
-    """Run every job, `workers` at a time; `on_event(job_index, event)` sees their progress and outcome.
+def start_workers(workers: int) -> WorkerPool | None:
+    """Worker processes for `--jobs N` (None for 1): the machine's cores are shared out among them, so
+    that they do not compete for the same ones. Start them early: each spends a second importing torch.
+    """
+    if workers <= 1:
+        return None
+    return WorkerPool(workers, max(1, available_cores() // workers), run_job)
+
+
+def run_jobs(
+    jobs: list[Job], pool: WorkerPool | None, on_event: Callable[[int, Event], None]
+) -> list[JobOutcome]:
+    """Run every job, in `pool` or else here, one by one; `on_event(job_index, event)` sees their
+    progress and outcome.
 
     On Ctrl-C the runs under way stop cleanly and KeyboardInterrupt is raised, carrying the outcomes
     so far as `outcomes`.
     """
     outcomes: dict[int, JobOutcome] = {}
+
+    def on_message(message: WorkerMessage) -> None:
+        if message.kind == "done":
+            outcomes[message.job] = message.payload
+        on_event(message.job, message.payload)
+
     try:
-        if workers == 1:
+        if pool is None:
             for job in jobs:
                 outcome = run_job(job, functools.partial(on_event, job.index))
                 outcomes[job.index] = outcome
@@ -111,25 +133,8 @@ def run_jobs(jobs: list[Job], workers: int, on_event: Callable[[int, Event], Non
                 if outcome.status == "interrupted":
                     raise KeyboardInterrupt
         else:
-            _run_in_workers(jobs, workers, on_event, outcomes)
+            pool.run(jobs, on_message)
     except KeyboardInterrupt as interrupt:
         interrupt.outcomes = [outcomes[index] for index in sorted(outcomes)]  # type: ignore[attr-defined]
         raise
     return [outcomes[job.index] for job in jobs]
-
-
-def _run_in_workers(
-    jobs: list[Job], workers: int, on_event: Callable[[int, Event], None], outcomes: dict[int, JobOutcome]
-) -> None:
-    import torch
-
-    from optcli.parallel import WorkerMessage, run_in_workers
-
-    def on_message(message: WorkerMessage) -> None:
-        if message.kind == "done":
-            outcomes[message.job] = message.payload
-        on_event(message.job, message.payload)
-
-    # The machine's threads are shared out, so that workers do not compete for the same cores.
-    threads = max(1, torch.get_num_threads() // workers)
-    run_in_workers(jobs, run_job, min(workers, len(jobs)), threads, on_message)

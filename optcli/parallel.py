@@ -27,42 +27,57 @@ class WorkerMessage:
     payload: Any
 
 
-def run_in_workers(
-    jobs: list[Any],
-    run_job: Callable[[Any, Callable[[Any], None]], Any],
-    workers: int,
-    threads_per_worker: int,
-    on_message: Callable[[WorkerMessage], None],
-) -> None:
-    """Run `run_job(job, report)` for every job in `workers` spawned processes.
+class WorkerPool:
+    """`workers` spawned processes that run `run_job(job, report)` for each job they are given.
 
-    `report(record)` in a worker reaches `on_message` in this process as a "record" message; the
-    value `run_job` returns arrives as a "done" message. `run_job` must be importable (spawn pickles
-    it by name), and should catch its own errors.
+    The processes start (and import torch) as soon as the pool is made, so a caller can make it early
+    and let that start-up overlap its own work. `report(record)` in a worker reaches `on_message` in
+    this process as a "record" message; the value `run_job` returns arrives as a "done" message.
+    `run_job` must be importable (spawn pickles it by name), and should catch its own errors.
     """
-    context = multiprocessing.get_context("spawn")  # fork after torch has started threads can deadlock
-    tasks: Any = context.Queue()
-    messages: Any = context.Queue()
-    for index, job in enumerate(jobs):
-        tasks.put((index, job))
-    for _ in range(workers):
-        tasks.put(None)  # one stop sign per worker
-    processes = [
-        context.Process(target=_worker, args=(tasks, messages, run_job, threads_per_worker), daemon=True)
-        for _ in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        _receive(messages, processes, len(jobs), on_message)
-    except KeyboardInterrupt:
-        _stop(processes, messages, on_message)
-        raise
-    finally:
-        for process in processes:
+
+    def __init__(self, workers: int, threads_per_worker: int, run_job: Callable[[Any, Any], Any]) -> None:
+        context = multiprocessing.get_context("spawn")  # fork after torch has started threads can deadlock
+        self.tasks: Any = context.Queue()
+        self.messages: Any = context.Queue()
+        self.processes = [
+            context.Process(
+                target=_worker, args=(self.tasks, self.messages, run_job, threads_per_worker), daemon=True
+            )
+            for _ in range(workers)
+        ]
+        for process in self.processes:
+            process.start()
+
+    def run(self, jobs: list[Any], on_message: Callable[[WorkerMessage], None]) -> None:
+        """Run every job; on Ctrl-C, stop the runs under way cleanly, then raise KeyboardInterrupt."""
+        for index, job in enumerate(jobs):
+            self.tasks.put((index, job))
+        for _ in self.processes:
+            self.tasks.put(None)  # one stop sign per worker
+        try:
+            _receive(self.messages, self.processes, len(jobs), on_message)
+        except KeyboardInterrupt:
+            _stop(self.processes, self.messages, on_message)
+            raise
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                self.tasks.put(None)
+        for process in self.processes:
             process.join(timeout=10)
             if process.is_alive():
                 process.kill()
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _receive(

@@ -36,3 +36,21 @@ def test_config_has_a_header_and_trains(tmp_path, path):
     run_dir = train_ok(path, tmp_path / "runs", "--max-steps", "3")
     summary = read_summary(run_dir)
     assert summary["status"] == "completed" and summary["steps"] == 3
+
+
+COMPARE_CONFIGS = [path for path in CONFIGS if path.name.startswith("compare_")]
+
+
+def test_the_compare_configs_the_issue_names_exist():
+    names = {path.name for path in CONFIGS}
+    assert {"teacher_mlp.yaml", "compare_guide.yaml", "compare_schedulers.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", COMPARE_CONFIGS, ids=lambda path: path.name)
+def test_compare_config_has_a_header_and_runs(tmp_path, path):
+    header = path.read_text().split("\n\n")[0]
+    assert header.startswith("#") and f"optcli compare configs/{path.name}" in header
+    result = invoke("compare", path, "--seeds", "1", "--set", "train.max_steps=5", "--out", tmp_path / "out")
+    assert_clean_exit(result, 0)
+    summary = next(tmp_path.glob("out/compare-*/*/summary.json"))
+    assert '"status": "completed"' in summary.read_text()

@@ -1,0 +1,71 @@
+"""Wall-clock speedup of `optcli compare --jobs 2` over `--jobs 1` on configs/compare_guide.yaml.
+
+Each measurement is the whole command as a user runs it (process start, torch import, workers, all
+15 runs, the report), alternating --jobs 1 and --jobs 2 so that machine noise hits both alike. It
+also checks that both give the same results.csv. As shipped (30 epochs) each run trains for under half
+a second, so fixed costs (three processes importing torch on two cores, drawing curves.png) weigh
+heavily; the longer setting shows the speedup once training dominates.
+
+    python benchmarks/compare_jobs.py [--rounds 2] [--epochs 30 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+KEPT = ("arm", "seed", "status", "final_loss", "best_loss", "steps", "init_hash", "data_hash")
+
+
+def run_compare(jobs: int, out: Path, settings: list[str]) -> tuple[float, list[dict[str, str]]]:
+    command = [sys.executable, "-m", "optcli", "compare", "configs/compare_guide.yaml", "--quiet"]
+    command += ["--jobs", str(jobs), "--out", str(out), *settings]
+    start = time.perf_counter()
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    results = next(out.glob("compare-*/*/results.csv"))
+    with results.open(newline="") as stream:
+        rows = [{key: row[key] for key in KEPT} for row in csv.DictReader(stream)]
+    return seconds, rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--epochs", type=int, nargs="*", default=[30, 120], help="train.epochs to measure at (30: as shipped)"
+    )
+    arguments = parser.parse_args()
+    for epochs in arguments.epochs:
+        measure(arguments.rounds, [f"--set=train.epochs={epochs}"], f"train.epochs={epochs}")
+
+
+def measure(rounds: int, settings: list[str], label: str) -> None:
+    totals = {1: 0.0, 2: 0.0}
+    reference = None
+    with tempfile.TemporaryDirectory() as directory:
+        for round_number in range(rounds):
+            order = (1, 2) if round_number % 2 == 0 else (2, 1)
+            for jobs in order:
+                out = Path(directory) / f"round{round_number}-jobs{jobs}"
+                seconds, rows = run_compare(jobs, out, settings)
+                totals[jobs] += seconds
+                print(f"{label} round {round_number + 1}: --jobs {jobs}: {seconds:.1f} s", file=sys.stderr)
+                if reference is None:
+                    reference = rows
+                elif rows != reference:
+                    raise SystemExit("results differ between runs: --jobs must not change them")
+    one, two = totals[1] / rounds, totals[2] / rounds
+    print(
+        f"{label}: --jobs 1 {one:.1f} s, --jobs 2 {two:.1f} s, speedup {one / two:.2f}x (results identical)"
+    )
+
+
+if __name__ == "__main__":
+    main()
