@@ -50,11 +50,14 @@ class OutputConfig(Strict):
 
 
 class LoaderConfig(Strict):
-    """The data section's batching keys; its other keys belong to the dataset."""
+    """The data section's own keys (batching, the validation split, normalization); its other keys
+    belong to the dataset, and `val:` / `test:` are dataset mappings of their own."""
 
     batch_size: int = Field(64, ge=1)
     shuffle: bool = True
     drop_last: bool = False
+    val_fraction: float | None = Field(None, gt=0, lt=1)  # a seeded random part of the training data
+    normalize: bool = False  # standardize features with the training split's mean and std
 
 
 class SchedulerOptions(Strict):

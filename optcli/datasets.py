@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from optcli.errors import ConfigError
-from optcli.registry import Registry
+from optcli.seeds import derive_seed
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class DataInfo:
     feature_shape: tuple[int, ...]  # one sample's input shape
     classes: int | None  # None for real-valued (regression) targets
     target_size: int = 1  # regression outputs per sample
+    class_names: tuple[str, ...] | None = None  # what each class index stands for, when the data says
 
     @property
     def features(self) -> int:
@@ -44,6 +45,17 @@ class DataInfo:
 class TensorData:
     inputs: torch.Tensor
     targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def subset(self, indices: torch.Tensor) -> TensorData:
+        return TensorData(self.inputs[indices], self.targets[indices])
+
+
+# A dataset's `load(seed, split)` builds its tensors. `split` is "train", "val" or "test": synthetic
+# datasets draw other samples for each split (from the same teacher), file datasets ignore it.
+SPLITS = ("train", "val", "test")
 
 
 def _require_positive(**values: int) -> None:
@@ -73,8 +85,9 @@ class RandomData:
     def describe(self) -> DataInfo:
         return DataInfo(self.samples, (self.features,), self.classes)
 
-    def load(self, seed: int) -> TensorData:
-        generator = torch.Generator().manual_seed(self.seed if self.seed is not None else seed)
+    def load(self, seed: int, split: str = "train") -> TensorData:
+        base = self.seed if self.seed is not None else seed
+        generator = torch.Generator().manual_seed(base if split == "train" else derive_seed(base, split))
         inputs = torch.randn(self.samples, self.features, generator=generator)
         targets = torch.randint(0, self.classes, (self.samples,), generator=generator)
         return TensorData(inputs, targets)
@@ -103,10 +116,13 @@ class TeacherData:
     def describe(self) -> DataInfo:
         return DataInfo(self.samples, (self.features,), self.classes)
 
-    def load(self, seed: int) -> TensorData:
-        generator = torch.Generator().manual_seed(self.seed if self.seed is not None else seed)
+    def load(self, seed: int, split: str = "train") -> TensorData:
+        base = self.seed if self.seed is not None else seed
+        generator = torch.Generator().manual_seed(base)
         hidden_weights = torch.randn(self.features, self.teacher_hidden, generator=generator)
         output_weights = torch.randn(self.teacher_hidden, self.classes, generator=generator)
+        if split != "train":  # the same teacher, other samples
+            generator = torch.Generator().manual_seed(derive_seed(base, split))
         inputs = torch.randn(self.samples, self.features, generator=generator)
         logits = torch.tanh(inputs @ hidden_weights / math.sqrt(self.features)) @ output_weights
         return TensorData(inputs, logits.argmax(dim=1))
@@ -129,7 +145,7 @@ class TensorFileData:
             return DataInfo(len(inputs), tuple(inputs.shape[1:]), None, math.prod(targets.shape[1:]))
         return DataInfo(len(inputs), tuple(inputs.shape[1:]), int(targets.max()) + 1)
 
-    def load(self, seed: int) -> TensorData:
+    def load(self, seed: int, split: str = "train") -> TensorData:
         inputs, targets = _read_tensor_file(str(self.path), _modified_time(self.path))
         if targets.is_floating_point() and targets.dim() == 1:
             targets = targets.unsqueeze(1)  # one output per sample, shaped as the model's output
@@ -188,13 +204,3 @@ def _read_npz(path: str) -> dict[str, object]:
             return {key: torch.from_numpy(archive[key].copy()) for key in archive.files}
     except Exception as error:
         raise ConfigError(f"path: cannot read {path} as an .npz archive: {error}") from None
-
-
-DATASETS = Registry("dataset")
-DATASETS.add(
-    "random",
-    RandomData,
-    summary="the guide's torch.randn inputs and torch.randint labels",
-)
-DATASETS.add("teacher", TeacherData, summary="labels from a fixed random teacher network")
-DATASETS.add("tensors", TensorFileData, summary="x and y from a .pt or .npz file")

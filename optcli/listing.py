@@ -22,7 +22,7 @@ class ListedEntry:
 
 def registries() -> dict[str, Registry]:
     from optcli import models, optimizers, schedulers
-    from optcli.datasets import DATASETS
+    from optcli.dataset_registry import DATASETS
     from optcli.losses import LOSSES
 
     return {

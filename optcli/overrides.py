@@ -14,7 +14,7 @@ from optcli.yaml_loader import parse_yaml
 # Sections whose `name` picks a class: a new class starts the section afresh, so Adam's `betas`
 # never end up on SGD. The data section keeps the keys that describe batching, not the dataset.
 NAMED_SECTIONS = ("model", "data", "loss", "optimizer", "scheduler")
-KEPT_WHEN_RENAMED = {"data": ("batch_size", "shuffle", "drop_last")}
+KEPT_WHEN_RENAMED = {"data": ("batch_size", "shuffle", "drop_last", "val_fraction", "normalize")}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

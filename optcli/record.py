@@ -9,7 +9,7 @@ from typing import Any
 
 from optcli import optimizers, schedulers
 from optcli.arguments import REQUIRED, read_signature
-from optcli.spec import Component, DataSpec, SchedulerSpec
+from optcli.spec import Component, DataSource, DataSpec, SchedulerSpec
 
 # Defaults not worth recording: resume bookkeeping and deprecated arguments.
 _UNRECORDED = frozenset({"last_epoch", "verbose", "size_average", "reduce"})
@@ -55,8 +55,11 @@ def _plain(value: Any) -> Any:
 
 def record_config(spec: dict[str, Any]) -> dict[str, Any]:
     data: DataSpec = spec["data"]
-    data_record = _with_defaults(Component(data.name, type(data.source), _source_arguments(data.source)))
+    data_record = _source_record(data.train)
     data_record.update(data.loader.model_dump())
+    for key, split in (("val", data.val), ("test", data.test)):
+        if split is not None:
+            data_record[key] = _source_record(split)
     record: dict[str, Any] = {
         "name": spec["name"],
         "seed": spec["seed"],
@@ -82,6 +85,10 @@ def record_config(spec: dict[str, Any]) -> dict[str, Any]:
     record["train"] = spec["train"].model_dump()
     record["output"] = spec["output"].model_dump()
     return record
+
+
+def _source_record(data: DataSource) -> dict[str, Any]:
+    return _with_defaults(Component(data.name, type(data.source), _source_arguments(data.source)))
 
 
 def _source_arguments(source: Any) -> dict[str, Any]:

@@ -12,10 +12,9 @@ from typing import Any, Literal
 import torch
 
 from optcli import models, optimizers, probes, schedulers
-from optcli.arguments import check_arguments, read_signature
+from optcli.arguments import read_signature
 from optcli.config import (
     ClipConfig,
-    LoaderConfig,
     OutputConfig,
     RawConfig,
     SchedulerOptions,
@@ -23,36 +22,29 @@ from optcli.config import (
     TrainConfig,
     validate_model,
 )
-from optcli.datasets import DATASETS
 from optcli.device import resolve_device
 from optcli.errors import ConfigError
 from optcli.losses import LOSSES
 from optcli.record import record_config
-from optcli.registry import Entry, Registry
+from optcli.resolve_data import resolve_data
+from optcli.resolve_helpers import (
+    Problems,
+    as_section,
+    checked,
+    display_name,
+    is_subclass,
+    lookup,
+    portable_name,
+)
 from optcli.spec import Component, DataSpec, RunSpec, SchedulerSpec
 
 # Metrics a ReduceLROnPlateau scheduler can follow.
 TRAIN_METRICS = ("train_loss",)
 
 
-class _Problems:
-    """Collects problems so that one message lists them all."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def add_if(self, problem: str | None) -> None:
-        if problem is not None:
-            self.lines.append(problem)
-
-    def add(self, where: str, error: ConfigError) -> None:
-        for problem in error.problems:
-            self.lines.append(problem if problem.startswith(where) else f"{where}.{problem}")
-
-
 def resolve_config(raw: RawConfig) -> RunSpec:
     """Validate a config mapping completely; raise one ConfigError listing every problem."""
-    problems = _Problems()
+    problems = Problems()
     top, top_problems = validate_model(TopLevel, raw.values, "")
     problems.lines += top_problems
     values = raw.values
@@ -74,7 +66,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     if isinstance(name, str) and ("/" in name or name in (".", "..")):
         problems.lines.append(f"name: '{name}' must be usable as a folder name (no '/')")
 
-    data = _resolve_data(values.get("data"), raw.base_dir, problems)
+    data = resolve_data(values.get("data"), raw.base_dir, problems)
     model = _resolve_model(values.get("model"), data, raw.base_dir, problems)
     loss = _resolve_loss(values.get("loss"), data, raw.base_dir, problems)
     optimizer = _resolve_optimizer(values.get("optimizer"), raw.base_dir, problems)
@@ -127,88 +119,11 @@ def resolve_config(raw: RawConfig) -> RunSpec:
 # Sections --------------------------------------------------------------------------------------
 
 
-def _as_section(value: Any, where: str, problems: _Problems) -> dict[str, Any] | None:
-    """`adam` is shorthand for `{name: adam}`; a section must name its class."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return {"name": value}
-    if not isinstance(value, dict):
-        problems.lines.append(f"{where}: expected a mapping with a name, got {value!r}")
-        return None
-    if not isinstance(value.get("name"), str):
-        problems.lines.append(f"{where}.name: required: the registry name or import path of the {where}")
-        return None
-    return dict(value)
-
-
-def _lookup(registry: Registry, name: str, where: str, base_dir: Path, problems: _Problems) -> Entry | None:
-    try:
-        return registry.get(name, base_dir)
-    except ConfigError as error:
-        problems.lines += [f"{where}.name: {problem}" for problem in error.problems]
-        return None
-
-
-def _checked(
-    entry: Entry,
-    arguments: dict[str, Any],
-    where: str,
-    problems: _Problems,
-    supplied_by_code: frozenset[str] = frozenset(),
-) -> dict[str, Any] | None:
-    try:
-        converted, found = check_arguments(
-            entry.target,
-            {**entry.presets, **arguments},
-            where=where,
-            display_name=_display(entry),
-            supplied_by_code=supplied_by_code,
-        )
-    except (TypeError, ValueError) as error:  # no signature to read (a builtin, say)
-        problems.lines.append(f"{where}.name: cannot read the arguments of {entry.name}: {error}")
-        return None
-    problems.lines += found
-    return None if found else converted
-
-
-def _display(entry: Entry) -> str:
-    return getattr(entry.target, "__name__", entry.name) if ":" not in entry.name else entry.name
-
-
-def _resolve_data(value: Any, base_dir: Path, problems: _Problems) -> DataSpec | None:
-    section = _as_section(value, "data", problems)
+def _resolve_model(value: Any, data: DataSpec | None, base_dir: Path, problems: Problems) -> Component | None:
+    section = as_section(value, "model", problems)
     if section is None:
         return None
-    name = section.pop("name")
-    loader_keys = {key: section.pop(key) for key in list(section) if key in LoaderConfig.model_fields}
-    loader, loader_problems = validate_model(LoaderConfig, loader_keys, "data")
-    problems.lines += loader_problems
-    entry = _lookup(DATASETS, name, "data", base_dir, problems)
-    if entry is None:
-        return None
-    for key in getattr(entry.target, "PATH_ARGUMENTS", ()):
-        if isinstance(section.get(key), str):
-            section[key] = str((base_dir / section[key]).resolve())
-    arguments = _checked(entry, section, "data", problems)
-    if arguments is None or loader is None:
-        return None
-    try:
-        source = entry.target(**arguments)
-        info = source.describe()
-    except ConfigError as error:
-        problems.add("data", error)
-        return None
-    return DataSpec(entry.name, source, info, loader)
-
-
-def _resolve_model(
-    value: Any, data: DataSpec | None, base_dir: Path, problems: _Problems
-) -> Component | None:
-    section = _as_section(value, "model", problems)
-    if section is None:
-        return None
-    entry = _lookup(models.MODELS, section.pop("name"), "model", base_dir, problems)
+    entry = lookup(models.MODELS, section.pop("name"), "model", base_dir, problems)
     if entry is None:
         return None
     try:
@@ -225,7 +140,7 @@ def _resolve_model(
         for key in models.SIZE_ARGUMENTS:
             if key in parameters and key not in section:
                 section[key] = sizes[key]
-    arguments = _checked(entry, section, "model", problems)
+    arguments = checked(entry, section, "model", problems)
     if arguments is None or data is None:
         return None
     try:
@@ -234,54 +149,56 @@ def _resolve_model(
         problems.add("model", error)
         return None
     except Exception as error:
-        problems.lines.append(f"model: {_display(entry)} could not be built: {type(error).__name__}: {error}")
+        problems.lines.append(
+            f"model: {display_name(entry)} could not be built: {type(error).__name__}: {error}"
+        )
         return None
-    return Component(_portable_name(entry.name, base_dir), entry.target, arguments)
+    return Component(portable_name(entry.name, base_dir), entry.target, arguments)
 
 
-def _resolve_loss(value: Any, data: DataSpec | None, base_dir: Path, problems: _Problems) -> Component | None:
+def _resolve_loss(value: Any, data: DataSpec | None, base_dir: Path, problems: Problems) -> Component | None:
     if value is None:
         if data is None:
             return None
         # Class labels want cross-entropy; real-valued targets want mean squared error.
         value = "cross_entropy" if data.info.is_classification else "mse"
-    section = _as_section(value, "loss", problems)
+    section = as_section(value, "loss", problems)
     if section is None:
         return None
-    entry = _lookup(LOSSES, section.pop("name"), "loss", base_dir, problems)
+    entry = lookup(LOSSES, section.pop("name"), "loss", base_dir, problems)
     if entry is None:
         return None
-    arguments = _checked(entry, section, "loss", problems)
+    arguments = checked(entry, section, "loss", problems)
     if arguments is None:
         return None
-    component = Component(_portable_name(entry.name, base_dir), entry.target, arguments)
+    component = Component(portable_name(entry.name, base_dir), entry.target, arguments)
     try:
         component.build()
     except Exception as error:
-        problems.lines.append(f"loss: {_display(entry)} could not be built: {error}")
+        problems.lines.append(f"loss: {display_name(entry)} could not be built: {error}")
         return None
     return component
 
 
-def _resolve_optimizer(value: Any, base_dir: Path, problems: _Problems) -> Component | None:
-    section = _as_section(value, "optimizer", problems)
+def _resolve_optimizer(value: Any, base_dir: Path, problems: Problems) -> Component | None:
+    section = as_section(value, "optimizer", problems)
     if section is None:
         return None
-    entry = _lookup(optimizers.OPTIMIZERS, section.pop("name"), "optimizer", base_dir, problems)
+    entry = lookup(optimizers.OPTIMIZERS, section.pop("name"), "optimizer", base_dir, problems)
     if entry is None:
         return None
-    arguments = _checked(entry, section, "optimizer", problems, optimizers.SUPPLIED_BY_CODE)
+    arguments = checked(entry, section, "optimizer", problems, optimizers.SUPPLIED_BY_CODE)
     if arguments is None:
         return None
     lr = arguments.get("lr", read_signature(entry.target).parameters.get("lr"))
     if isinstance(lr, int | float) and lr <= 0:
         problems.lines.append(f"optimizer.lr: must be greater than 0, got {lr}")
         return None
-    component = Component(_portable_name(entry.name, base_dir), entry.target, arguments)
+    component = Component(portable_name(entry.name, base_dir), entry.target, arguments)
     try:
         _probe_optimizer(component)
     except Exception as error:
-        problems.lines.append(f"optimizer: {_display(entry)} rejected its arguments: {error}")
+        problems.lines.append(f"optimizer: {display_name(entry)} rejected its arguments: {error}")
         return None
     return component
 
@@ -298,25 +215,25 @@ def _resolve_scheduler(
     total_steps: int,
     optimizer: Component | None,
     base_dir: Path,
-    problems: _Problems,
+    problems: Problems,
 ) -> SchedulerSpec | None:
-    section = _as_section(value, "scheduler", problems)
+    section = as_section(value, "scheduler", problems)
     if section is None:
         return None
     options_values = {key: section.pop(key) for key in list(section) if key in SchedulerOptions.model_fields}
     options, option_problems = validate_model(SchedulerOptions, options_values, "scheduler")
     problems.lines += option_problems
-    entry = _lookup(schedulers.SCHEDULERS, section.pop("name"), "scheduler", base_dir, problems)
+    entry = lookup(schedulers.SCHEDULERS, section.pop("name"), "scheduler", base_dir, problems)
     if entry is None or options is None:
         return None
     target = entry.target
     interval: Literal["epoch", "step"] = options.interval or (
-        "step" if _is_subclass(target, schedulers.STEPPED_PER_BATCH) else "epoch"
+        "step" if is_subclass(target, schedulers.STEPPED_PER_BATCH) else "epoch"
     )
     length = total_steps if interval == "step" else epochs
 
     monitor = None
-    if _is_subclass(target, (torch.optim.lr_scheduler.ReduceLROnPlateau,)):
+    if is_subclass(target, (torch.optim.lr_scheduler.ReduceLROnPlateau,)):
         monitor = options.monitor or "train_loss"
         if monitor not in TRAIN_METRICS:
             problems.lines.append(
@@ -332,7 +249,7 @@ def _resolve_scheduler(
         problems.lines.append("scheduler.monitor: only ReduceLROnPlateau follows a metric; remove monitor")
 
     children: tuple[Component, ...] = ()
-    if _is_subclass(target, schedulers.COMPOSITE):
+    if is_subclass(target, schedulers.COMPOSITE):
         inner = section.pop("schedulers", None)
         children_or_none = _resolve_children(inner, section, length, base_dir, problems)
         if children_or_none is None:
@@ -340,7 +257,7 @@ def _resolve_scheduler(
         children = children_or_none
     else:
         _fill_run_length(target, section, length)
-    arguments = _checked(
+    arguments = checked(
         entry,
         section,
         "scheduler",
@@ -350,7 +267,7 @@ def _resolve_scheduler(
     if arguments is None or problems.lines:
         return None
     spec = SchedulerSpec(
-        Component(_portable_name(entry.name, base_dir), target, arguments),
+        Component(portable_name(entry.name, base_dir), target, arguments),
         interval,
         monitor,
         children,
@@ -359,7 +276,7 @@ def _resolve_scheduler(
         try:
             spec.build(_probe_optimizer(optimizer))
         except Exception as error:
-            problems.lines.append(f"scheduler: {_display(entry)} rejected its arguments: {error}")
+            problems.lines.append(f"scheduler: {display_name(entry)} rejected its arguments: {error}")
             return None
     return spec
 
@@ -369,7 +286,7 @@ def _resolve_children(
     arguments: dict[str, Any],
     length: int,
     base_dir: Path,
-    problems: _Problems,
+    problems: Problems,
 ) -> tuple[Component, ...] | None:
     """SequentialLR / ChainedScheduler: `schedulers:` is a list of scheduler mappings."""
     if not isinstance(inner, list) or not inner:
@@ -387,45 +304,33 @@ def _resolve_children(
     children = []
     for index, child_value in enumerate(inner):
         where = f"scheduler.schedulers.{index}"
-        section = _as_section(child_value, where, problems)
+        section = as_section(child_value, where, problems)
         if section is None:
             continue
         for key in SchedulerOptions.model_fields:
             if key in section:
                 problems.lines.append(f"{where}.{key}: set {key} on the outer scheduler, not on an inner one")
                 section.pop(key)
-        entry = _lookup(schedulers.SCHEDULERS, section.pop("name"), where, base_dir, problems)
+        entry = lookup(schedulers.SCHEDULERS, section.pop("name"), where, base_dir, problems)
         if entry is None:
             continue
-        if _is_subclass(
+        if is_subclass(
             entry.target,
             (*schedulers.COMPOSITE, torch.optim.lr_scheduler.ReduceLROnPlateau),
         ):
             problems.lines.append(f"{where}.name: {entry.name} cannot be nested inside another scheduler")
             continue
         _fill_run_length(entry.target, section, segment_lengths[min(index, len(segment_lengths) - 1)])
-        child_arguments = _checked(entry, section, where, problems, schedulers.SUPPLIED_BY_CODE)
+        child_arguments = checked(entry, section, where, problems, schedulers.SUPPLIED_BY_CODE)
         if child_arguments is not None:
-            children.append(Component(_portable_name(entry.name, base_dir), entry.target, child_arguments))
+            children.append(Component(portable_name(entry.name, base_dir), entry.target, child_arguments))
     return tuple(children) if len(children) == len(inner) else None
 
 
 def _fill_run_length(target: Any, arguments: dict[str, Any], length: int) -> None:
     """OneCycleLR total_steps, CosineAnnealingLR T_max, PolynomialLR total_iters: the run's length."""
     for scheduler_class, key in schedulers.RUN_LENGTH_ARGUMENT.items():
-        if _is_subclass(target, (scheduler_class,)) and key not in arguments:
+        if is_subclass(target, (scheduler_class,)) and key not in arguments:
             one_cycle_by_epochs = key == "total_steps" and "epochs" in arguments
             if not one_cycle_by_epochs:
                 arguments[key] = length
-
-
-def _is_subclass(target: Any, classes: tuple[type, ...]) -> bool:
-    return isinstance(target, type) and issubclass(target, classes)
-
-
-def _portable_name(name: str, base_dir: Path) -> str:
-    """A `file.py:Class` name made absolute, so the recorded config works from the run directory."""
-    module_part, separator, attribute = name.rpartition(":")
-    if separator and module_part.endswith(".py"):
-        return f"{(base_dir / module_part).resolve()}:{attribute}"
-    return name

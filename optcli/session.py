@@ -12,6 +12,9 @@ import numpy
 import torch
 
 from optcli.batches import InMemoryBatches
+from optcli.data_loading import load_data
+from optcli.datasets import TensorData
+from optcli.seeds import derive_seed
 from optcli.spec import RunSpec
 
 
@@ -21,17 +24,14 @@ class Session:
     device: torch.device
     model: torch.nn.Module
     batches: InMemoryBatches
+    val_batches: InMemoryBatches | None
+    test_batches: InMemoryBatches | None
     loss_function: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any | None  # an LRScheduler or ReduceLROnPlateau
     init_hash: str  # the initial weights: equal for every run of one seed with the same model
     data_hash: str  # the data and the order it is drawn in, every epoch
-
-
-def derive_seed(seed: int, purpose: str) -> int:
-    """Independent, stable seeds for each use of randomness (data, shuffling) from the run's one seed."""
-    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
+    data_description: dict[str, Any]  # sizes, class names, normalization: the run's data.json
 
 
 def seed_everything(seed: int) -> None:
@@ -46,7 +46,8 @@ def build_session(spec: RunSpec) -> Session:
     # `torch.manual_seed(seed); Model()` in a hand-written script, on every device.
     model = spec.model.build()
     init_hash = fingerprint_tensors(model.state_dict().values())
-    data = spec.data.source.load(derive_seed(spec.seed, "data"))
+    loaded = load_data(spec.data, spec.seed)
+    data = loaded.train
     device = torch.device(spec.device)
     model.to(device)
     loader = spec.data.loader
@@ -65,10 +66,41 @@ def build_session(spec: RunSpec) -> Session:
         generator=shuffle_generator,
         device=device,
     )
+    val_batches, test_batches = (
+        evaluation_batches(part, loader.batch_size, device) for part in (loaded.val, loaded.test)
+    )
     loss_function = spec.loss.build().to(device)
     optimizer = spec.optimizer.build(model.parameters())
     scheduler = spec.scheduler.build(optimizer) if spec.scheduler is not None else None
-    return Session(spec, device, model, batches, loss_function, optimizer, scheduler, init_hash, data_hash)
+    return Session(
+        spec,
+        device,
+        model,
+        batches,
+        val_batches,
+        test_batches,
+        loss_function,
+        optimizer,
+        scheduler,
+        init_hash,
+        data_hash,
+        loaded.description,
+    )
+
+
+# Evaluation needs no gradients, so it can take bigger batches than training.
+EVALUATION_BATCH_SIZE = 1024
+
+
+def evaluation_batches(
+    data: TensorData | None, batch_size: int, device: torch.device
+) -> InMemoryBatches | None:
+    if data is None:
+        return None
+    size = max(batch_size, EVALUATION_BATCH_SIZE)
+    return InMemoryBatches(
+        data, size, shuffle=False, drop_last=False, generator=torch.Generator(), device=device
+    )
 
 
 def fingerprint_tensors(tensors: Iterable[torch.Tensor]) -> str:

@@ -45,17 +45,53 @@ class SchedulerSpec:
 
 
 @dataclass(frozen=True)
-class DataSpec:
+class DataSource:
+    """One dataset the config names: the training data, or its validation or test data."""
+
     name: str
-    source: Any  # a dataset object from datasets.py (describe() and load())
+    source: Any  # a dataset object (describe() and load(seed, split))
     info: DataInfo
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    train: DataSource
     loader: LoaderConfig
+    val: DataSource | None = None  # validation data of its own (`data.val`)
+    test: DataSource | None = None  # test data, evaluated once at the end (`data.test`)
+
+    @property
+    def name(self) -> str:
+        return self.train.name
+
+    @property
+    def info(self) -> DataInfo:
+        return self.train.info
+
+    @property
+    def val_samples_held_out(self) -> int:
+        """Samples `val_fraction` takes from the training data."""
+        if self.loader.val_fraction is None:
+            return 0
+        return max(1, round(self.info.samples * self.loader.val_fraction))
+
+    @property
+    def train_samples(self) -> int:
+        return self.info.samples - self.val_samples_held_out
+
+    @property
+    def has_validation(self) -> bool:
+        return self.val is not None or self.loader.val_fraction is not None
+
+    @property
+    def is_classification(self) -> bool:
+        return self.info.is_classification
 
     @property
     def steps_per_epoch(self) -> int:
         if self.loader.drop_last:
-            return self.info.samples // self.loader.batch_size
-        return math.ceil(self.info.samples / self.loader.batch_size)
+            return self.train_samples // self.loader.batch_size
+        return math.ceil(self.train_samples / self.loader.batch_size)
 
 
 @dataclass(frozen=True)
