@@ -39,10 +39,21 @@ class ClipConfig(Strict):
         return self
 
 
+class EarlyStoppingConfig(Strict):
+    """Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs."""
+
+    monitor: str | None = None  # default: val_loss with validation data, else train_loss
+    patience: int = Field(5, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+    mode: Literal["min", "max"] | None = None  # default: max for an accuracy, min for a loss
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=1)
     max_steps: int | None = Field(None, ge=1)  # stop after this many optimizer steps
     log_every: int = Field(1, ge=1)  # optimizer steps between rows of metrics.csv
+    eval_every: int | None = Field(None, ge=1)  # optimizer steps between evaluations, besides epoch ends
+    early_stopping: EarlyStoppingConfig | None = None
 
 
 class OutputConfig(Strict):

@@ -6,6 +6,7 @@ device and are copied to the host in batches (`_to_host`, the loop's only sync p
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -16,8 +17,9 @@ import torch
 
 from optcli.config import ClipConfig
 from optcli.errors import TrainingFailed
+from optcli.evaluation import EarlyStopper, evaluate
 from optcli.optimizers import needs_closure
-from optcli.records import EpochRecord, Record, RunFinished, RunStarted, StepRecord
+from optcli.records import EpochRecord, EvalRecord, Record, RunFinished, RunStarted, StepRecord
 from optcli.session import Session
 
 # Steps between host copies on an accelerator; on the CPU every step is copied (it costs nothing).
@@ -52,6 +54,15 @@ class TrainingClock:
     def start(self) -> None:
         self.started, self.paused_s = time.perf_counter(), 0.0
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time inside is not training time (evaluations)."""
+        paused_at = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.paused_s += time.perf_counter() - paused_at
+
     def elapsed(self) -> float:
         return time.perf_counter() - self.started - self.paused_s
 
@@ -63,9 +74,8 @@ def run_training(session: Session) -> Iterator[Record]:
     """
     clock = TrainingClock()
     for record in _train(session, clock):
-        paused_at = time.perf_counter()
-        yield record
-        clock.paused_s += time.perf_counter() - paused_at
+        with clock.paused():
+            yield record
 
 
 def _train(session: Session, clock: TrainingClock) -> Iterator[Record]:
@@ -96,11 +106,15 @@ def _train(session: Session, clock: TrainingClock) -> Iterator[Record]:
     model.train()
     step = 0
     lr = optimizer.param_groups[0]["lr"]
+    eval_every = spec.train.eval_every
+    stopping = spec.train.early_stopping
+    stopper = EarlyStopper.from_config(stopping) if stopping else None
+    stopped_early = None
     clock.start()
     for epoch in range(1, spec.epochs + 1):
         pending: list[_PendingStep] = []
         epoch_losses: list[float] = []
-        for inputs, targets in session.batches.epoch():
+        for batch, (inputs, targets) in enumerate(session.batches.epoch(), start=1):
             step += 1
             lr = float(optimizer.param_groups[0]["lr"])  # the rate this step uses, before any schedule
             logged = step % spec.train.log_every == 0
@@ -117,15 +131,49 @@ def _train(session: Session, clock: TrainingClock) -> Iterator[Record]:
             pending.append(_PendingStep(step, loss.detach(), lr, grad_norm, clock.elapsed(), logged))
             if len(pending) >= steps_per_sync:
                 yield from _to_host(pending, epoch, epoch_losses)
+            last_of_epoch = step == spec.total_steps or batch == len(session.batches)
+            if (
+                eval_every and step % eval_every == 0 and not last_of_epoch
+            ):  # the epoch's end evaluates anyway
+                yield from _to_host(pending, epoch, epoch_losses)
+                yield _evaluation(session, clock, "val", step, epoch)
             if step == spec.total_steps:
                 break
         yield from _to_host(pending, epoch, epoch_losses)
-        train_loss = math.fsum(epoch_losses) / len(epoch_losses)
-        yield EpochRecord(epoch, step, train_loss, lr, clock.elapsed())
+        metrics = {"train_loss": math.fsum(epoch_losses) / len(epoch_losses)}
+        if session.val_batches is not None:
+            evaluation = _evaluation(session, clock, "val", step, epoch)
+            metrics["val_loss"] = evaluation.loss
+            if evaluation.accuracy is not None:
+                metrics["val_accuracy"] = evaluation.accuracy
+        yield EpochRecord(
+            epoch,
+            step,
+            metrics["train_loss"],
+            lr,
+            clock.elapsed(),
+            metrics.get("val_loss"),
+            metrics.get("val_accuracy"),
+        )
         if scheduler is not None and interval == "epoch":
             # ReduceLROnPlateau decides from the monitored metric; the others follow the epoch count.
-            scheduler.step(train_loss) if monitor else scheduler.step()
-    yield RunFinished(step, spec.epochs, clock.elapsed())
+            scheduler.step(metrics[monitor]) if monitor else scheduler.step()
+        if stopper is not None and stopper.should_stop(metrics[stopper.monitor], epoch):
+            stopped_early = stopper.reason(epoch)
+            break
+    if session.test_batches is not None:
+        yield _evaluation(session, clock, "test", step, epoch)
+    yield RunFinished(step, epoch, clock.elapsed(), stopped_early)
+
+
+def _evaluation(session: Session, clock: TrainingClock, split: str, step: int, epoch: int) -> EvalRecord:
+    batches = session.val_batches if split == "val" else session.test_batches
+    assert batches is not None
+    with clock.paused():  # evaluation is not training time
+        loss, accuracy = evaluate(
+            session.model, batches, session.loss_function, session.spec.data.is_classification
+        )
+    return EvalRecord(split, step, epoch, loss, accuracy, clock.elapsed())
 
 
 def step_with_closure(

@@ -36,6 +36,21 @@ class EpochRecord:
     train_loss: float  # mean of the epoch's step losses
     lr: float  # the learning rate the epoch's last step used
     elapsed_s: float
+    val_loss: float | None = None  # on the validation data, at the epoch's end
+    val_accuracy: float | None = None  # for class labels
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """An evaluation on the validation data (every `train.eval_every` steps) or on the test data (at
+    the end), in eval mode without gradients. Its time is not training time."""
+
+    split: str  # val or test
+    step: int
+    epoch: int
+    loss: float
+    accuracy: float | None  # for class labels
+    elapsed_s: float
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,7 @@ class RunFinished:
     steps: int
     epochs: int
     train_time_s: float
+    stopped_early: str | None = None  # why early stopping ended the run, if it did
 
 
-Record = RunStarted | StepRecord | EpochRecord | RunFinished
+Record = RunStarted | StepRecord | EpochRecord | EvalRecord | RunFinished

@@ -24,6 +24,7 @@ from optcli.config import (
 )
 from optcli.device import resolve_device
 from optcli.errors import ConfigError
+from optcli.evaluation import TRAIN_METRICS, VALIDATION_METRICS, better_direction
 from optcli.losses import LOSSES
 from optcli.record import record_config
 from optcli.resolve_data import resolve_data
@@ -39,7 +40,6 @@ from optcli.resolve_helpers import (
 from optcli.spec import Component, DataSpec, RunSpec, SchedulerSpec
 
 # Metrics a ReduceLROnPlateau scheduler can follow.
-TRAIN_METRICS = ("train_loss",)
 
 
 def resolve_config(raw: RawConfig) -> RunSpec:
@@ -71,6 +71,10 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     loss = _resolve_loss(values.get("loss"), data, raw.base_dir, problems)
     optimizer = _resolve_optimizer(values.get("optimizer"), raw.base_dir, problems)
 
+    metrics = available_metrics(data)
+    if train is not None and data is not None:
+        train = _resolve_train_evaluation(train, data, metrics, problems)
+
     if model is not None and optimizer is not None:
         problems.add_if(probes.check_optimizer_takes_model(model, optimizer))
     if model is not None and loss is not None and data is not None:
@@ -91,7 +95,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     scheduler = None
     if values.get("scheduler") is not None and total_steps:
         scheduler = _resolve_scheduler(
-            values["scheduler"], epochs, total_steps, optimizer, raw.base_dir, problems
+            values["scheduler"], epochs, total_steps, optimizer, raw.base_dir, problems, metrics
         )
 
     if problems.lines:
@@ -209,6 +213,42 @@ def _probe_optimizer(component: Component) -> torch.optim.Optimizer:
     return optimizer
 
 
+def available_metrics(data: DataSpec | None) -> tuple[str, ...]:
+    """What a run can monitor: the epoch's training loss, and the validation metrics it will have."""
+    if data is None or not data.has_validation:
+        return TRAIN_METRICS
+    return TRAIN_METRICS + (VALIDATION_METRICS if data.is_classification else ("val_loss",))
+
+
+def default_monitor(metrics: tuple[str, ...]) -> str:
+    return "val_loss" if "val_loss" in metrics else "train_loss"
+
+
+def _unknown_metric(where: str, metric: str, metrics: tuple[str, ...]) -> str:
+    hint = "" if "val_loss" in metrics else " (validation metrics need data.val_fraction or data.val)"
+    return f"{where}: '{metric}' is not a metric this run produces; choose from: {', '.join(metrics)}{hint}"
+
+
+def _resolve_train_evaluation(
+    train: TrainConfig, data: DataSpec, metrics: tuple[str, ...], problems: Problems
+) -> TrainConfig:
+    """Early stopping's monitor and mode filled in; evaluation settings that cannot work refused."""
+    if train.eval_every is not None and not data.has_validation:
+        problems.lines.append(
+            "train.eval_every: there is no validation data to evaluate on; set data.val_fraction or data.val"
+        )
+    stopping = train.early_stopping
+    if stopping is None:
+        return train
+    monitor = stopping.monitor or default_monitor(metrics)
+    if monitor not in metrics:
+        problems.lines.append(_unknown_metric("train.early_stopping.monitor", monitor, metrics))
+    filled = stopping.model_copy(
+        update={"monitor": monitor, "mode": stopping.mode or better_direction(monitor)}
+    )
+    return train.model_copy(update={"early_stopping": filled})
+
+
 def _resolve_scheduler(
     value: Any,
     epochs: int,
@@ -216,6 +256,7 @@ def _resolve_scheduler(
     optimizer: Component | None,
     base_dir: Path,
     problems: Problems,
+    metrics: tuple[str, ...],
 ) -> SchedulerSpec | None:
     section = as_section(value, "scheduler", problems)
     if section is None:
@@ -234,12 +275,11 @@ def _resolve_scheduler(
 
     monitor = None
     if is_subclass(target, (torch.optim.lr_scheduler.ReduceLROnPlateau,)):
-        monitor = options.monitor or "train_loss"
-        if monitor not in TRAIN_METRICS:
-            problems.lines.append(
-                f"scheduler.monitor: '{monitor}' is not a metric this run produces; choose from: "
-                + ", ".join(TRAIN_METRICS)
-            )
+        monitor = options.monitor or default_monitor(metrics)
+        if monitor not in metrics:
+            problems.lines.append(_unknown_metric("scheduler.monitor", monitor, metrics))
+        elif "mode" not in section:  # ReduceLROnPlateau's mode follows the metric unless the config sets it
+            section["mode"] = better_direction(monitor)
         if interval == "step":
             problems.lines.append(
                 "scheduler.interval: ReduceLROnPlateau is stepped once per epoch with the monitored metric; "

@@ -18,11 +18,13 @@ from typing import Any, Protocol, TextIO
 import torch
 
 from optcli import __version__
-from optcli.records import EpochRecord, Record, RunFinished, RunStarted, StepRecord
+from optcli.records import EpochRecord, EvalRecord, Record, RunFinished, RunStarted, StepRecord
 from optcli.rundir import write_atomically
 
 METRICS_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "elapsed_s")
 EPOCHS_COLUMNS = ("epoch", "step", "train_loss", "lr", "elapsed_s")
+VALIDATION_COLUMNS = ("val_loss", "val_accuracy")  # in epochs.csv when the run has validation data
+EVALS_COLUMNS = ("step", "epoch", "val_loss", "val_accuracy", "elapsed_s")
 
 
 class Sink(Protocol):
@@ -52,16 +54,23 @@ FLUSH_INTERVAL_S = 0.5
 
 
 class CsvWriter:
-    """metrics.csv (one row per logged step) and epochs.csv (one per epoch), written as training goes."""
+    """metrics.csv (one row per logged step), epochs.csv (one per epoch) and, with `train.eval_every`,
+    evals.csv (one per evaluation within an epoch), written as training goes."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, validation: bool = False, evaluations: bool = False) -> None:
+        self.validation = validation
         self._metrics_file, self._metrics = _open_csv(run_dir / "metrics.csv", METRICS_COLUMNS)
-        self._epochs_file, self._epochs = _open_csv(run_dir / "epochs.csv", EPOCHS_COLUMNS)
+        epochs_columns = EPOCHS_COLUMNS + (VALIDATION_COLUMNS if validation else ())
+        self._epochs_file, self._epochs = _open_csv(run_dir / "epochs.csv", epochs_columns)
+        self._files = [self._metrics_file, self._epochs_file]
+        if evaluations:
+            self._evals_file, self._evals = _open_csv(run_dir / "evals.csv", EVALS_COLUMNS)
+            self._files.append(self._evals_file)
         self._next_flush = time.perf_counter() + FLUSH_INTERVAL_S
 
     def flush(self) -> None:
-        self._metrics_file.flush()
-        self._epochs_file.flush()
+        for stream in self._files:
+            stream.flush()
         self._next_flush = time.perf_counter() + FLUSH_INTERVAL_S
 
     def handle(self, record: Record) -> None:
@@ -79,20 +88,31 @@ class CsvWriter:
             if time.perf_counter() >= self._next_flush:
                 self.flush()
         elif isinstance(record, EpochRecord):
-            self._epochs.writerow(
+            row = [
+                record.epoch,
+                record.step,
+                format_number(record.train_loss),
+                format_number(record.lr),
+                f"{record.elapsed_s:.6f}",
+            ]
+            if self.validation:
+                row += [format_number(record.val_loss), format_number(record.val_accuracy)]
+            self._epochs.writerow(row)
+            self.flush()  # every epoch's rows reach the OS when the epoch ends
+        elif isinstance(record, EvalRecord) and record.split == "val":
+            self._evals.writerow(
                 [
-                    record.epoch,
                     record.step,
-                    format_number(record.train_loss),
-                    format_number(record.lr),
+                    record.epoch,
+                    format_number(record.loss),
+                    format_number(record.accuracy),
                     f"{record.elapsed_s:.6f}",
                 ]
             )
-            self.flush()  # every epoch's rows reach the OS when the epoch ends
 
     def close(self, outcome: RunOutcome) -> None:
-        self._metrics_file.close()
-        self._epochs_file.close()
+        for stream in self._files:
+            stream.close()
 
 
 def _open_csv(path: Path, columns: tuple[str, ...]) -> tuple[TextIO, Any]:
@@ -116,6 +136,9 @@ class SummaryWriter:
     final_loss: float | None = None
     best_loss: float | None = None
     best_epoch: int | None = None
+    validation: dict[str, Any] = field(default_factory=dict)  # final and best val_loss / val_accuracy
+    test: dict[str, Any] = field(default_factory=dict)
+    stopped_early: dict[str, Any] | None = None
     summary: dict[str, Any] = field(default_factory=dict)
 
     def handle(self, record: Record) -> None:
@@ -129,12 +152,31 @@ class SummaryWriter:
                 self.best_loss is None or record.train_loss < self.best_loss
             ):
                 self.best_loss, self.best_epoch = record.train_loss, record.epoch
-        elif isinstance(record, RunFinished):
-            self.steps, self.epochs, self.train_time_s = record.steps, record.epochs, record.train_time_s
+            self._track("val_loss", record.val_loss, record.epoch, lower_is_better=True)
+            self._track("val_accuracy", record.val_accuracy, record.epoch, lower_is_better=False)
+        elif isinstance(record, EvalRecord) and record.split == "test":
+            self.test = {"test_loss": record.loss, "test_accuracy": record.accuracy}
         elif isinstance(record, RunStarted):
             self.summary.update(
                 parameters=record.parameters, init_hash=record.init_hash, data_hash=record.data_hash
             )
+        elif isinstance(record, RunFinished):
+            self.steps, self.epochs, self.train_time_s = record.steps, record.epochs, record.train_time_s
+            if record.stopped_early:
+                self.stopped_early = {
+                    "epoch": record.epochs,
+                    "step": record.steps,
+                    "reason": record.stopped_early,
+                }
+
+    def _track(self, metric: str, value: float | None, epoch: int, lower_is_better: bool) -> None:
+        if value is None:
+            return
+        self.validation[f"final_{metric}"] = value
+        best = self.validation.get(f"best_{metric}")
+        if math.isfinite(value) and (best is None or (value < best if lower_is_better else value > best)):
+            self.validation[f"best_{metric}"] = value
+            self.validation[f"best_{metric}_epoch"] = epoch
 
     def close(self, outcome: RunOutcome) -> None:
         finished_at = time.time()
@@ -145,6 +187,9 @@ class SummaryWriter:
             "final_loss": self.final_loss,
             "best_loss": self.best_loss,
             "best_epoch": self.best_epoch,
+            **self.validation,
+            **self.test,
+            "stopped_early": self.stopped_early,
             "steps": self.steps,
             "epochs": self.epochs,
             "train_time_s": round(self.train_time_s, 6),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from optcli.errors import TrainingFailed
 from optcli.loop import run_training
-from optcli.rundir import create_run_dir, write_yaml
+from optcli.rundir import create_run_dir, write_atomically, write_yaml
 from optcli.session import build_session
 from optcli.sinks import CsvWriter, RunOutcome, Sink, SummaryWriter
 from optcli.spec import RunSpec
@@ -44,10 +45,13 @@ def train(spec: RunSpec, displays: Sequence[Sink] = (), run_dir: Path | None = N
     header = f"# The resolved config of run {spec.name}: every default and filled-in value.\n"
     write_yaml(run_dir / "config.yaml", spec.resolved, header)
     summary = SummaryWriter(run_dir, run_identity(spec))
-    sinks: list[Sink] = [CsvWriter(run_dir), summary, *displays]
+    csv_writer = CsvWriter(run_dir, spec.data.has_validation, spec.train.eval_every is not None)
+    sinks: list[Sink] = [csv_writer, summary, *displays]
     outcome = RunOutcome("failed", "training did not start")
     try:
         session = build_session(spec)
+        # What the model sees of the data: sizes, class names, normalization statistics.
+        write_atomically(run_dir / "data.json", json.dumps(session.data_description, indent=2) + "\n")
         for record in run_training(session):
             for sink in sinks:
                 sink.handle(record)

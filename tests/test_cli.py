@@ -32,6 +32,7 @@ def test_train_writes_the_run_directory(tmp_path):
     assert run_dir.parent.name == "guide"
     assert sorted(path.name for path in run_dir.iterdir()) == [
         "config.yaml",
+        "data.json",
         "epochs.csv",
         "metrics.csv",
         "summary.json",

@@ -69,6 +69,7 @@ def test_layout_and_results(comparison):
     for run in expected_runs:  # each run directory has the same files as `optcli train`
         assert {p.name for p in (directory / run).iterdir()} == {
             "config.yaml",
+            "data.json",
             "metrics.csv",
             "epochs.csv",
             "summary.json",
