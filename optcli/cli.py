@@ -143,16 +143,32 @@ def _display(title: str, quiet: bool) -> Sink:
 
 
 def _summary_line(summary: dict[str, object], run_dir: Path) -> str:
-    def number(key: str) -> str:
+    def number(key: str, percent: bool = False) -> str:
         value = summary.get(key)
-        return f"{value:.4f}" if isinstance(value, float) else "-"
+        if not isinstance(value, float):
+            return "-"
+        return f"{value:.2%}" if percent else f"{value:.4f}"
 
-    return (
+    parts = [
         f"{summary['status']} {summary['name']}: {summary['steps']} steps, {summary['epochs']} epochs "
         f"in {summary['train_time_s']:.1f}s ({summary['steps_per_second'] or 0:.0f} steps/s) on "
         f"{summary['device']}; final loss {number('final_loss')}, best {number('best_loss')} "
-        f"(epoch {summary['best_epoch']}) -> {run_dir}"
-    )
+        f"(epoch {summary['best_epoch']})"
+    ]
+    if "final_val_loss" in summary:
+        parts.append(f"val loss {number('final_val_loss')} (best {number('best_val_loss')})")
+    if "final_val_accuracy" in summary:
+        parts.append(
+            f"val accuracy {number('final_val_accuracy', True)} (best {number('best_val_accuracy', True)})"
+        )
+    if "test_loss" in summary:
+        parts.append(f"test loss {number('test_loss')}")
+    if isinstance(summary.get("test_accuracy"), float):
+        parts.append(f"test accuracy {number('test_accuracy', True)}")
+    stopped = summary.get("stopped_early")
+    if isinstance(stopped, dict):
+        parts.append(f"stopped early: {stopped['reason']}")
+    return "; ".join(parts) + f" -> {run_dir}"
 
 
 @app.command()
@@ -249,7 +265,7 @@ def compare(
         except ComparisonInterrupted as interrupted:
             print(f"interrupted: the finished runs are in {interrupted.result.directory}", file=sys.stderr)
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        console.print(ranking_table(result.ranked, plan.metric, result.verdict), markup=False)
+        console.print(ranking_table(result.ranked, plan.ranking_metric, result.verdict), markup=False)
         print(result.verdict.text)
         print(f"-> {result.directory}")
 

@@ -55,10 +55,10 @@ def run_comparison(
     results = [
         read_run_result(job, finished[job.index], plan.target_loss) for job in jobs if job.index in finished
     ]
-    ranked = rank_arms(results, plan.metric, [arm.name for arm in plan.arms])
-    verdict = give_verdict(ranked, plan.metric, plan.target_loss)
-    write_results_csv(directory / "results.csv", results)
-    write_summary_csv(directory / "summary.csv", ranked, plan.metric)
+    ranked = rank_arms(results, plan.ranking_metric, [arm.name for arm in plan.arms])
+    verdict = give_verdict(ranked, plan.ranking_metric, plan.target_loss)
+    write_results_csv(directory / "results.csv", results, plan.has_validation)
+    write_summary_csv(directory / "summary.csv", ranked, plan.ranking_metric)
     write_summary_json(directory / "summary.json", plan, ranked, verdict, results, status)
     _draw(directory, plan, jobs, finished)
     result = ComparisonResult(directory, results, ranked, verdict, status)

@@ -18,7 +18,8 @@ from optcli.errors import ConfigError
 from optcli.overrides import apply_overrides, merge_arm
 from optcli.yaml_loader import load_yaml_mapping
 
-Metric = Literal["final_loss", "best_loss", "steps_to_target", "time_to_target"]
+Metric = Literal["final_loss", "best_loss", "steps_to_target", "time_to_target", "val_loss", "val_accuracy"]
+VALIDATION_METRICS = ("val_loss", "val_accuracy")
 METRICS: tuple[str, ...] = Metric.__args__  # type: ignore[attr-defined]
 TARGET_METRICS = ("steps_to_target", "time_to_target")
 DEFAULT_SEEDS = 3
@@ -29,7 +30,7 @@ class CompareFile(Strict):
     name: str | None = None
     base: str | dict[str, Any]
     seeds: list[int] | int = DEFAULT_SEEDS
-    metric: Metric = "final_loss"
+    metric: Metric | None = None  # default: val_loss when the arms have validation data, else final_loss
     target_loss: float | None = None
     runs: dict[str, dict[str, Any] | None] = Field(min_length=1)
 
@@ -45,9 +46,15 @@ class ComparisonPlan:
     name: str
     arms: tuple[Arm, ...]
     seeds: tuple[int, ...]
-    metric: str
+    metric: str | None  # None until checked: then the default for the arms' data
     target_loss: float | None
     output_dir: Path
+    has_validation: bool = False  # every arm evaluates on validation data (known once checked)
+
+    @property
+    def ranking_metric(self) -> str:
+        assert self.metric is not None, "check_plan settles the metric"
+        return self.metric
 
     def config_for(self, arm: Arm, seed: int) -> RawConfig:
         return replace(arm.config, values={**arm.config.values, "seed": seed, "name": arm.name})
@@ -78,8 +85,7 @@ def load_plan(paths: list[Path], command_line: CommandLine) -> ComparisonPlan:
         plan = _plan_from_compare_file(paths[0], values, command_line)
     else:
         plan = _plan_from_config_files(paths, command_line)
-    check_plan(plan)
-    return plan
+    return check_plan(plan)
 
 
 def _plan_from_compare_file(path: Path, values: dict[str, Any], command_line: CommandLine) -> ComparisonPlan:
@@ -123,7 +129,7 @@ def _plan_from_config_files(paths: list[Path], command_line: CommandLine) -> Com
         name="-".join(names)[:80],
         arms=tuple(arms),
         seeds=_seeds(command_line.seeds, DEFAULT_SEEDS),
-        metric=command_line.metric or "final_loss",
+        metric=command_line.metric,
         target_loss=command_line.target_loss,
         output_dir=command_line.output_dir or _output_dir(arms[0].config.values),
     )
@@ -169,17 +175,13 @@ def _seeds(command_line: str | None, from_file: list[int] | int) -> tuple[int, .
     return seeds
 
 
-def check_plan(plan: ComparisonPlan) -> None:
-    """Resolve every arm with every seed; raise one ConfigError naming each arm's problems."""
+def check_plan(plan: ComparisonPlan) -> ComparisonPlan:
+    """Resolve every arm with every seed; raise one ConfigError naming each arm's problems. The plan
+    comes back with its metric settled: val_loss by default when every arm has validation data."""
     from optcli.resolve import resolve_config  # torch loads here, not when the CLI starts
 
     problems = []
-    if plan.metric not in METRICS:
-        problems.append(f"metric: '{plan.metric}' is not a metric; choose from: {', '.join(METRICS)}")
-    if plan.metric in TARGET_METRICS and plan.target_loss is None:
-        problems.append(
-            f"metric: {plan.metric} needs a target: --target-loss or target_loss: in the compare file"
-        )
+    with_validation = []
     for arm in plan.arms:
         if not _FOLDER_NAME.fullmatch(arm.name):
             problems.append(
@@ -188,9 +190,21 @@ def check_plan(plan: ComparisonPlan) -> None:
             continue
         for seed in plan.seeds:
             try:
-                resolve_config(plan.config_for(arm, seed))
+                spec = resolve_config(plan.config_for(arm, seed))
             except ConfigError as error:
                 problems += [f"arm '{arm.name}': {problem}" for problem in error.problems]
                 break  # the other seeds would repeat the same problems
+            with_validation.append(spec.data.has_validation)
+    validation = bool(with_validation) and all(with_validation)
+    metric = plan.metric or ("val_loss" if validation else "final_loss")
+    if metric not in METRICS:
+        problems.append(f"metric: '{metric}' is not a metric; choose from: {', '.join(METRICS)}")
+    if metric in TARGET_METRICS and plan.target_loss is None:
+        problems.append(f"metric: {metric} needs a target: --target-loss or target_loss: in the compare file")
+    if metric in VALIDATION_METRICS and not validation:
+        problems.append(
+            f"metric: {metric} needs validation data in every arm (data.val_fraction or data.val)"
+        )
     if problems:
         raise ConfigError(problems)
+    return replace(plan, metric=metric, has_validation=validation)

@@ -31,6 +31,7 @@ RESULTS_COLUMNS = (
     "init_hash",
     "data_hash",
 )
+VALIDATION_COLUMNS = ("val_loss", "val_accuracy", "best_val_loss", "best_val_accuracy")
 SUMMARY_COLUMNS = (
     "rank",
     "arm",
@@ -83,13 +84,18 @@ def read_run_result(job: Job, outcome: JobOutcome, target_loss: float | None) ->
         steps=int(summary.get("steps") or 0),
         init_hash=summary.get("init_hash"),
         data_hash=summary.get("data_hash"),
+        val_loss=summary.get("final_val_loss"),
+        val_accuracy=summary.get("final_val_accuracy"),
+        best_val_loss=summary.get("best_val_loss"),
+        best_val_accuracy=summary.get("best_val_accuracy"),
     )
 
 
-def write_results_csv(path: Path, results: list[RunResult]) -> None:
-    rows = [",".join(RESULTS_COLUMNS)]
+def write_results_csv(path: Path, results: list[RunResult], validation: bool) -> None:
+    columns = RESULTS_COLUMNS + (VALIDATION_COLUMNS if validation else ())
+    rows = [",".join(columns)]
     for result in results:
-        values = [getattr(result, column) for column in RESULTS_COLUMNS]
+        values = [getattr(result, column) for column in columns]
         rows.append(",".join(_cell(value) for value in values))
     write_atomically(path, "\n".join(rows) + "\n")
 
@@ -122,11 +128,11 @@ def write_summary_json(
     results: list[RunResult],
     status: str,
 ) -> None:
-    info = METRIC_INFO[plan.metric]
+    info = METRIC_INFO[plan.ranking_metric]
     document = {
         "name": plan.name,
         "status": status,
-        "metric": plan.metric,
+        "metric": plan.ranking_metric,
         "lower_is_better": info.lower_is_better,
         "target_loss": plan.target_loss,
         "seeds": list(plan.seeds),

@@ -52,9 +52,23 @@ class EpochRows:
             return row
         return None
 
+    @property
+    def has_validation(self) -> bool:
+        return any(epoch.val_loss is not None for epoch, _ in self.rows)
+
+    @property
+    def has_accuracy(self) -> bool:
+        return any(epoch.val_accuracy is not None for epoch, _ in self.rows)
+
+    def columns(self) -> list[str]:
+        columns = ["epoch", "step", "train loss", "lr", "grad norm", "time"]
+        if self.has_validation:
+            columns[3:3] = ["val loss", "val acc"] if self.has_accuracy else ["val loss"]
+        return columns
+
     def cells(self, row: tuple[EpochRecord, float | None]) -> list[str]:
         epoch, grad_norm = row
-        return [
+        cells = [
             f"{epoch.epoch}/{self.epochs}",
             str(epoch.step),
             format_loss(epoch.train_loss),
@@ -62,9 +76,12 @@ class EpochRows:
             "-" if grad_norm is None else f"{grad_norm:.3f}",
             format_time(epoch.elapsed_s),
         ]
-
-
-COLUMNS = ("epoch", "step", "train loss", "lr", "grad norm", "time")
+        if self.has_validation:
+            validation = [format_loss(epoch.val_loss)]
+            if self.has_accuracy:
+                validation.append("-" if epoch.val_accuracy is None else f"{epoch.val_accuracy:.2%}")
+            cells[3:3] = validation
+        return cells
 
 
 class LiveDisplay:
@@ -93,7 +110,7 @@ class LiveDisplay:
 
     def _render(self) -> Group:
         table = Table(title=self.title, title_justify="left", expand=False)
-        for column in COLUMNS:
+        for column in self.rows.columns():
             table.add_column(column, justify="right")
         # Keep the table within the terminal: older epochs stay in epochs.csv.
         room = max(5, shutil.get_terminal_size().lines - 8)
@@ -144,7 +161,8 @@ class PlainDisplay:
         row = self.rows.handle(record)
         if row is not None:
             cells = self.rows.cells(row)
-            pairs = zip(("epoch", "step", "train_loss", "lr", "grad_norm", "time"), cells, strict=True)
+            keys = [column.replace(" ", "_") for column in self.rows.columns()]
+            pairs = zip(keys, cells, strict=True)
             print("  ".join(f"{key} {value}" for key, value in pairs), file=self.stream, flush=True)
 
     def close(self, outcome: RunOutcome) -> None:

@@ -135,11 +135,15 @@ def _resolve_model(value: Any, data: DataSpec | None, base_dir: Path, problems: 
     except (TypeError, ValueError):
         parameters = {}
     if data is None:  # the sizes cannot be known: don't also report them missing
-        section.update({key: 1 for key in models.SIZE_ARGUMENTS if key in parameters and key not in section})
+        stand_ins: dict[str, Any] = {"in_features": 1, "out_features": 1, "input_shape": [1, 8, 8]}
+        section.update(
+            {key: stand_ins[key] for key in models.SIZE_ARGUMENTS if key in parameters and key not in section}
+        )
     else:
         sizes = {
             "in_features": data.info.features,
             "out_features": data.info.out_features,
+            "input_shape": list(data.info.feature_shape),
         }
         for key in models.SIZE_ARGUMENTS:
             if key in parameters and key not in section:

@@ -27,6 +27,8 @@ METRIC_INFO = {
     "best_loss": MetricInfo("best_loss", True, "reached the lowest best loss"),
     "steps_to_target": MetricInfo("steps_to_target", True, "reached the target loss in the fewest steps"),
     "time_to_target": MetricInfo("time_to_target_s", True, "reached the target loss soonest", " s"),
+    "val_loss": MetricInfo("val_loss", True, "reached the lowest validation loss"),
+    "val_accuracy": MetricInfo("val_accuracy", False, "reached the highest validation accuracy"),
 }
 
 
@@ -45,6 +47,10 @@ class RunResult:
     steps: int
     init_hash: str | None
     data_hash: str | None
+    val_loss: float | None = None  # at the end of the run
+    val_accuracy: float | None = None
+    best_val_loss: float | None = None
+    best_val_accuracy: float | None = None
 
     def metric(self, name: str) -> float | None:
         if self.status != "ok":
@@ -222,6 +228,8 @@ def _seeds(arm: ArmSummary) -> str:
 
 def _compared(best: float, other: float, info: MetricInfo, other_arm: str) -> str:
     """'2.3× lower than sgd' where a ratio means something, else the difference."""
+    if info.column.endswith("accuracy"):
+        return f"{abs(best - other) * 100:.1f} points higher than {other_arm}"
     if best > 0 and other > 0 and best != other:
         ratio = other / best if info.lower_is_better else best / other
         word = (
