@@ -1,0 +1,362 @@
+"""Real data: CSV, IDX and scikit-learn datasets, validation and test data, normalization, early stopping."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from optcli.config import RawConfig
+from optcli.data_loading import load_data
+from optcli.loop import run_training
+from optcli.records import EpochRecord
+from optcli.resolve import resolve_config
+from optcli.session import build_session
+from tests.conftest import (
+    REPO,
+    assert_clean_exit,
+    column,
+    config_error,
+    invoke,
+    read_csv,
+    read_summary,
+    train_ok,
+    write_config,
+)
+
+
+def config(data: dict, **sections) -> dict:
+    base = {
+        "device": "cpu",
+        "model": {"name": "mlp", "hidden": [16]},
+        "data": {"batch_size": 16, **data},
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {"epochs": 3},
+    }
+    base.update(sections)
+    return base
+
+
+def write_fruit(path: Path, rows: int = 60, delimiter: str = ",", header: bool = True) -> Path:
+    generator = torch.Generator().manual_seed(0)
+    lines = ["weight,width,kind"] if header else []
+    for index in range(rows):
+        kind = ["pear", "apple", "fig"][index % 3]
+        weight, width = (torch.randn(2, generator=generator) + index % 3).tolist()
+        lines.append(delimiter.join([f"{weight:.3f}", f"{width:.3f}", kind]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_csv_with_string_labels_trains_and_saves_the_mapping(tmp_path):
+    write_fruit(tmp_path / "fruit.csv")
+    run_dir = train_ok(
+        write_config(tmp_path, config({"name": "csv", "path": "fruit.csv", "target": "kind"})),
+        tmp_path / "runs",
+    )
+    described = json.loads((run_dir / "data.json").read_text())
+    assert described["class_names"] == ["apple", "fig", "pear"]  # sorted
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert recorded["model"]["in_features"] == 2 and recorded["model"]["out_features"] == 3
+    assert recorded["loss"]["name"] == "cross_entropy"
+
+
+def test_csv_without_header_and_with_another_delimiter(tmp_path):
+    write_fruit(tmp_path / "fruit.csv", delimiter=";", header=False)
+    data = {"name": "csv", "path": "fruit.csv", "target": 2, "features": [0, 1]}
+    run_dir = train_ok(write_config(tmp_path, config(data)), tmp_path / "runs")
+    assert json.loads((run_dir / "data.json").read_text())["train_samples"] == 60
+
+
+def test_csv_regression_target(tmp_path):
+    lines = ["a,b,price"] + [f"{i},{i % 7},{i * 1.5 + 0.25}" for i in range(40)]
+    (tmp_path / "prices.csv").write_text("\n".join(lines))
+    run_dir = train_ok(
+        write_config(tmp_path, config({"name": "csv", "path": "prices.csv", "target": "price"})),
+        tmp_path / "r",
+    )
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert recorded["loss"]["name"] == "mse" and recorded["model"]["out_features"] == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"path": "nope.csv", "target": "kind"}, "no such file"),
+        ({"path": "fruit.csv", "target": "knd"}, "did you mean 'kind'"),
+        ({"path": "fruit.csv", "target": 7}, "column 7 does not exist"),
+        ({"path": "fruit.csv", "target": "weight"}, "column 'kind' has 'pear' on line 2, not a number"),
+        ({"path": "fruit.csv", "target": "kind", "task": "regression"}, "not a number"),
+        ({"path": "fruit.csv", "target": "kind", "features": ["kind"]}, "cannot also be a feature"),
+    ],
+)
+def test_csv_errors(tmp_path, data, message):
+    write_fruit(tmp_path / "fruit.csv")
+    assert message in config_error(invoke("check", write_config(tmp_path, config({"name": "csv", **data}))))
+
+
+def write_idx(path: Path, array: torch.Tensor, compress: bool = False) -> Path:
+    codes = {torch.uint8: 0x08, torch.int32: 0x0C}
+    header = bytes([0, 0, codes[array.dtype], array.dim()]) + struct.pack(f">{array.dim()}I", *array.shape)
+    body = array.numpy().astype(">i4" if array.dtype == torch.int32 else "u1").tobytes()
+    (gzip.open if compress else open)(path, "wb").write(header + body)
+    return path
+
+
+@pytest.fixture
+def idx_files(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(64, dtype=torch.uint8) % 4
+    images = (torch.rand(64, 6, 6, generator=generator) * 60).to(torch.uint8)
+    images[torch.arange(64), 1 + labels.long(), 2] = 250  # a learnable mark per class
+    write_idx(tmp_path / "images.idx.gz", images, compress=True)
+    write_idx(tmp_path / "labels.idx", labels)
+    return tmp_path
+
+
+@pytest.mark.parametrize("model", [{"name": "mlp", "hidden": [16]}, {"name": "cnn", "channels": [4]}])
+def test_idx_files_train_with_mlp_and_cnn(idx_files, model):
+    data = {"name": "idx", "images": "images.idx.gz", "labels": "labels.idx", "val_fraction": 0.25}
+    run_dir = train_ok(
+        write_config(idx_files, config(data, model=model, train={"epochs": 15})), idx_files / "runs"
+    )
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    if model["name"] == "cnn":
+        assert recorded["model"]["input_shape"] == [1, 6, 6]
+    else:
+        assert recorded["model"]["in_features"] == 36
+    assert read_summary(run_dir)["best_val_accuracy"] > 0.5
+
+
+def test_idx_pixels_are_scaled_to_unit_range(idx_files):
+    spec = resolve_config(
+        RawConfig(config({"name": "idx", "images": "images.idx.gz", "labels": "labels.idx"}), idx_files, "x")
+    )
+    loaded = load_data(spec.data, 0)
+    assert loaded.train.inputs.shape == (64, 1, 6, 6)
+    assert float(loaded.train.inputs.max()) == pytest.approx(250 / 255)
+
+
+def test_idx_errors(idx_files):
+    (idx_files / "corrupt.idx").write_bytes(
+        bytes([0, 0, 8, 3]) + struct.pack(">3I", 64, 28, 28) + b"\0" * 100
+    )
+    write_idx(idx_files / "few.idx", torch.zeros(10, dtype=torch.uint8))
+    (idx_files / "text.idx").write_text("hello")
+    cases = [
+        ({"images": "corrupt.idx", "labels": "labels.idx"}, "corrupt IDX header"),
+        ({"images": "images.idx.gz", "labels": "few.idx"}, "has 10 labels but"),
+        ({"images": "text.idx", "labels": "labels.idx"}, "is not an IDX file"),
+        ({"images": "missing.idx", "labels": "labels.idx"}, "no such file"),
+    ]
+    for data, message in cases:
+        path = write_config(idx_files, config({"name": "idx", **data}))
+        assert message in config_error(invoke("check", path)), data
+
+
+def test_validation_split_is_seeded_and_disjoint(tmp_path):
+    torch.save({"x": torch.arange(100.0).unsqueeze(1), "y": torch.arange(100) % 2}, tmp_path / "d.pt")
+    data = {"name": "tensors", "path": "d.pt", "val_fraction": 0.2}
+    spec = resolve_config(RawConfig(config(data), tmp_path, "x"))
+    first, again, other = load_data(spec.data, 0), load_data(spec.data, 0), load_data(spec.data, 1)
+    train_ids = set(first.train.inputs.flatten().tolist())
+    val_ids = set(first.val.inputs.flatten().tolist())
+    assert len(val_ids) == 20 and len(train_ids) == 80 and not train_ids & val_ids
+    assert train_ids | val_ids == set(range(100))
+    assert torch.equal(first.val.inputs, again.val.inputs)
+    assert not torch.equal(first.val.inputs, other.val.inputs)
+
+
+def test_normalization_uses_training_statistics_only(tmp_path):
+    torch.save({"x": torch.arange(100.0).unsqueeze(1) ** 2, "y": torch.arange(100) % 2}, tmp_path / "d.pt")
+    data = {"name": "tensors", "path": "d.pt", "val_fraction": 0.3, "normalize": True}
+    run_dir = train_ok(write_config(tmp_path, config(data)), tmp_path / "runs")
+    stats = json.loads((run_dir / "data.json").read_text())["normalization"]
+    spec = resolve_config(RawConfig(config({**data, "normalize": False}), tmp_path, "x"))
+    raw = load_data(spec.data, 0)
+    assert stats["mean"] == pytest.approx([float(raw.train.inputs.mean())])
+    assert stats["mean"] != pytest.approx([float(torch.arange(100.0).pow(2).mean())])
+    normalized = load_data(resolve_config(RawConfig(config(data), tmp_path, "x")).data, 0)
+    assert float(normalized.train.inputs.mean()) == pytest.approx(0, abs=1e-5)
+    assert float(normalized.train.inputs.std(unbiased=False)) == pytest.approx(1, abs=1e-5)
+    assert float(normalized.val.inputs.mean()) != pytest.approx(0, abs=1e-3)  # not its own statistics
+
+
+def test_validation_metrics_equal_a_hand_computation(tmp_path):
+    generator = torch.Generator().manual_seed(3)
+    torch.save(
+        {"x": torch.randn(80, 5, generator=generator), "y": torch.randint(0, 3, (80,), generator=generator)},
+        tmp_path / "t.pt",
+    )
+    torch.save(
+        {"x": torch.randn(30, 5, generator=generator), "y": torch.randint(0, 3, (30,), generator=generator)},
+        tmp_path / "v.pt",
+    )
+    data = {"name": "tensors", "path": "t.pt", "val": {"path": "v.pt"}}
+    spec = resolve_config(
+        RawConfig(config(data, model={"name": "mlp", "hidden": [8], "dropout": 0.5}), tmp_path, "x")
+    )
+    session = build_session(spec)
+    epochs = [record for record in run_training(session) if isinstance(record, EpochRecord)]
+    validation = torch.load(tmp_path / "v.pt")
+    session.model.eval()  # dropout off, as optcli evaluates
+    with torch.no_grad():
+        logits = session.model(validation["x"])
+    expected_loss = torch.nn.functional.cross_entropy(logits, validation["y"]).item()
+    expected_accuracy = (logits.argmax(1) == validation["y"]).float().mean().item()
+    assert epochs[-1].val_loss == pytest.approx(expected_loss, rel=1e-6)
+    assert epochs[-1].val_accuracy == pytest.approx(expected_accuracy)
+
+
+def test_val_and_test_files_keep_the_training_datasets_arguments(tmp_path):
+    write_fruit(tmp_path / "train.csv")
+    lines = (tmp_path / "train.csv").read_text().splitlines()
+    (tmp_path / "val.csv").write_text(
+        "\n".join([lines[0], *[line for line in lines[1:] if "fig" not in line][:10]]) + "\n"
+    )
+    (tmp_path / "test.csv").write_text("\n".join(lines[:13]) + "\n")
+    data = {
+        "name": "csv",
+        "path": "train.csv",
+        "target": "kind",
+        "val": {"path": "val.csv"},
+        "test": {"path": "test.csv"},
+    }
+    run_dir = train_ok(write_config(tmp_path, config(data)), tmp_path / "runs")
+    summary = read_summary(run_dir)
+    assert {"final_val_loss", "final_val_accuracy", "best_val_loss", "best_val_accuracy"} <= set(summary)
+    assert summary["test_loss"] is not None and summary["test_accuracy"] is not None
+    epochs = read_csv(run_dir / "epochs.csv")
+    assert list(epochs[0]) == ["epoch", "step", "train_loss", "lr", "elapsed_s", "val_loss", "val_accuracy"]
+    assert summary["final_val_loss"] == float(epochs[-1]["val_loss"])
+    # val.csv has no fig: its labels (apple, pear) are renumbered as the training data's (apple, fig, pear)
+    loaded = load_data(resolve_config(RawConfig(config(data), tmp_path, "x")).data, 0)
+    assert set(loaded.val.targets.tolist()) == {0, 2}
+
+
+def test_a_validation_label_the_training_data_lacks(tmp_path):
+    write_fruit(tmp_path / "train.csv")
+    (tmp_path / "val.csv").write_text("weight,width,kind\n1,2,kiwi\n")
+    data = {"name": "csv", "path": "train.csv", "target": "kind", "val": {"path": "val.csv"}}
+    assert "labels ['kiwi'] do not appear" in config_error(
+        invoke("check", write_config(tmp_path, config(data)))
+    )
+
+
+def test_early_stopping_fires_and_says_why(tmp_path):
+    stopping = {"monitor": "train_loss", "patience": 2, "min_delta": 10.0}
+    cfg = config(
+        {"name": "teacher", "samples": 64, "features": 4, "classes": 2},
+        train={"epochs": 20, "early_stopping": stopping},
+    )
+    run_dir = train_ok(write_config(tmp_path, cfg), tmp_path / "runs")
+    summary = read_summary(run_dir)
+    assert summary["epochs"] == 3 and len(read_csv(run_dir / "epochs.csv")) == 3
+    assert summary["stopped_early"]["epoch"] == 3
+    assert "train_loss did not improve by more than 10 for 2 epochs" in summary["stopped_early"]["reason"]
+
+
+def test_plateau_and_early_stopping_follow_validation_by_default(tmp_path):
+    data = {"name": "teacher", "samples": 64, "features": 4, "classes": 2, "val_fraction": 0.25}
+    cfg = config(data, scheduler={"name": "plateau"}, train={"epochs": 2, "early_stopping": {}})
+    result = invoke("check", write_config(tmp_path, cfg), "--resolved")
+    recorded = yaml.safe_load(result.stdout.split("\nok:")[0])
+    assert recorded["scheduler"]["monitor"] == "val_loss" and recorded["scheduler"]["mode"] == "min"
+    assert recorded["train"]["early_stopping"]["monitor"] == "val_loss"
+    cfg["scheduler"]["monitor"] = "val_accuracy"
+    result = invoke("check", write_config(tmp_path, cfg), "--resolved")
+    assert yaml.safe_load(result.stdout.split("\nok:")[0])["scheduler"]["mode"] == "max"
+
+
+def test_plateau_steps_with_the_validation_loss(tmp_path):
+    data = {"name": "teacher", "samples": 256, "features": 4, "classes": 2, "val_fraction": 0.25}
+    plateau = {"name": "plateau", "patience": 0, "factor": 0.5, "threshold": 0.3}
+    spec = resolve_config(RawConfig(config(data, scheduler=plateau, train={"epochs": 8}), tmp_path, "x"))
+    epochs = [r for r in run_training(build_session(spec)) if isinstance(r, EpochRecord)]
+    # torch's own scheduler, stepped by hand with the validation losses the run logged
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=0, factor=0.5, threshold=0.3)
+    expected = []
+    for epoch in epochs:
+        expected.append(optimizer.param_groups[0]["lr"])
+        scheduler.step(epoch.val_loss)
+    assert [epoch.lr for epoch in epochs] == expected
+    assert 0.01 > epochs[-1].lr  # it did reduce
+
+
+def test_validation_metrics_need_validation_data(tmp_path):
+    cfg = config(
+        {"name": "random", "samples": 32},
+        scheduler={"name": "plateau", "monitor": "val_loss"},
+        train={"eval_every": 2},
+    )
+    message = config_error(invoke("check", write_config(tmp_path, cfg)))
+    assert "scheduler.monitor: 'val_loss' is not a metric" in message and "train.eval_every" in message
+
+
+def test_eval_every_writes_evals_csv(tmp_path):
+    data = {"name": "teacher", "samples": 64, "features": 4, "classes": 2, "val_fraction": 0.25}
+    run_dir = train_ok(
+        write_config(tmp_path, config(data, train={"epochs": 2, "eval_every": 1})), tmp_path / "runs"
+    )
+    evals = read_csv(run_dir / "evals.csv")
+    assert [int(row["step"]) for row in evals] == [1, 2, 4, 5]  # the epoch ends (3, 6) are in epochs.csv
+    assert all(0 <= float(row["val_accuracy"]) <= 1 for row in evals)
+
+
+def test_sklearn_datasets_train(tmp_path):
+    for name in ("iris", "wine", "breast_cancer", "digits"):
+        cfg = config({"name": name, "val_fraction": 0.2, "normalize": True}, train={"epochs": 1})
+        run_dir = train_ok(write_config(tmp_path, cfg, f"{name}.yaml"), tmp_path / name)
+        assert read_summary(run_dir)["final_val_accuracy"] is not None
+
+
+def test_without_scikit_learn_the_message_says_how_to_install_it(tmp_path, monkeypatch):
+    from optcli import data_sklearn
+
+    data_sklearn._load.cache_clear()
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    message = config_error(invoke("check", write_config(tmp_path, config({"name": "iris"}))))
+    assert "pip install 'optcli[sklearn]'" in message
+    data_sklearn._load.cache_clear()
+
+
+def test_digits_adam_reaches_95_percent(tmp_path):
+    run_dir = train_ok(REPO / "configs" / "digits_adam.yaml", tmp_path / "runs")
+    summary = read_summary(run_dir)
+    assert summary["final_val_accuracy"] >= 0.95
+
+
+def test_compare_ranks_by_validation_loss_by_default(tmp_path):
+    base = config({"name": "teacher", "samples": 128, "features": 4, "classes": 2, "val_fraction": 0.25})
+    write_config(tmp_path, base, "base.yaml")
+    path = write_config(
+        tmp_path,
+        {
+            "base": "base.yaml",
+            "seeds": 2,
+            "runs": {"adam": {}, "sgd": {"optimizer": {"name": "sgd", "lr": 0.1}}},
+        },
+        "c.yaml",
+    )
+    result = invoke("compare", path, "--out", tmp_path / "out")
+    assert_clean_exit(result, 0)
+    directory = next((tmp_path / "out").glob("compare-c/*"))
+    assert json.loads((directory / "summary.json").read_text())["metric"] == "val_loss"
+    results = read_csv(directory / "results.csv")
+    assert {"val_loss", "val_accuracy", "best_val_loss", "best_val_accuracy"} <= set(results[0])
+    for row in results:
+        summary = read_summary(directory / f"{row['arm']}-seed{row['seed']}")
+        assert float(row["val_loss"]) == summary["final_val_loss"]
+    accuracy = invoke("compare", path, "--out", tmp_path / "acc", "--metric", "val_accuracy")
+    assert "highest validation accuracy" in accuracy.stdout
+    assert column(read_csv(next((tmp_path / "acc").glob("compare-c/*")) / "summary.csv"), "mean") == sorted(
+        column(read_csv(next((tmp_path / "acc").glob("compare-c/*")) / "summary.csv"), "mean"), reverse=True
+    )
