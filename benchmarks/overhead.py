@@ -1,8 +1,10 @@
-"""optcli's training loop with its sinks against the hand-written PyTorch loop doing the same work.
+"""optcli's training loop with its sinks against hand-written PyTorch loops doing the same work.
 
 The guide's SimpleNN (784-128-10), Adam, StepLR, clip_grad_norm_, batch 64, a metrics.csv row every
-step. The two loops run interleaved in one process (plain, optcli, optcli, plain, ...) so that machine
-noise hits both alike; the figure is the ratio of their total steps per second.
+step. Three loops run interleaved in one process, so that machine noise hits all alike: the plain
+loop (batches indexed from tensors, as optcli does), optcli's, and the plain loop fed by
+DataLoader(TensorDataset(...)) as most PyTorch code is written. The figures are ratios of total
+steps per second.
 
     python benchmarks/overhead.py [--steps 2000] [--rounds 10]
 """
@@ -81,31 +83,62 @@ def time_plain(spec: RunSpec) -> float:
     return time.perf_counter() - start
 
 
+def time_dataloader(spec: RunSpec) -> float:
+    """Seconds for the same loop fed the way most PyTorch code is: DataLoader(TensorDataset(...))."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    session = build_session(spec)
+    model, optimizer, batches = session.model, session.optimizer, session.batches
+    loader = DataLoader(
+        TensorDataset(batches.inputs, batches.targets),
+        batch_size=64,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.1)
+    criterion = nn.CrossEntropyLoss()
+    losses, norms = [], []
+    step = 0
+    start = time.perf_counter()
+    while step < spec.total_steps:
+        for inputs, labels in loader:
+            optimizer.zero_grad(set_to_none=True)
+            loss = criterion(model(inputs), labels)
+            loss.backward()
+            norms.append(nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0).item())
+            optimizer.step()
+            losses.append(loss.item())
+            step += 1
+            if step == spec.total_steps:
+                break
+        scheduler.step()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=10)
     arguments = parser.parse_args()
     spec = guide_spec(arguments.steps)
-    time_plain(spec), time_optcli(spec)  # warm-up: first-call costs are nobody's overhead
-    plain_total = optcli_total = 0.0
+    loops = {"plain": time_plain, "optcli": time_optcli, "dataloader": time_dataloader}
+    for loop in loops.values():
+        loop(spec)  # warm-up: first-call costs are nobody's overhead
+    totals = dict.fromkeys(loops, 0.0)
     for round_number in range(1, arguments.rounds + 1):
-        # Alternate which goes first (ABBA), so a drift in machine speed favours neither.
-        if round_number % 2:
-            plain, optcli = time_plain(spec), time_optcli(spec)
-        else:
-            optcli, plain = time_optcli(spec), time_plain(spec)
-        plain_total, optcli_total = plain_total + plain, optcli_total + optcli
-        print(
-            f"round {round_number}: plain {spec.total_steps / plain:8.1f} steps/s   "
-            f"optcli {spec.total_steps / optcli:8.1f} steps/s",
-            file=sys.stderr,
-        )
+        # Alternate the order (ABC, CBA, ...), so a drift in machine speed favours none of them.
+        order = list(loops) if round_number % 2 else list(reversed(loops))
+        seconds = {name: loops[name](spec) for name in order}
+        for name, value in seconds.items():
+            totals[name] += value
+        rates = "   ".join(f"{name} {spec.total_steps / seconds[name]:8.1f} steps/s" for name in loops)
+        print(f"round {round_number}: {rates}", file=sys.stderr)
     steps = spec.total_steps * arguments.rounds
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {steps} steps per loop")
-    print(f"plain loop: {steps / plain_total:8.1f} steps/s")
-    print(f"optcli:     {steps / optcli_total:8.1f} steps/s")
-    print(f"ratio optcli/plain: {plain_total / optcli_total:.3f}")
+    for name in loops:
+        print(f"{name + ':':12s}{steps / totals[name]:8.1f} steps/s")
+    print(f"ratio optcli/plain:      {totals['plain'] / totals['optcli']:.3f}")
+    print(f"ratio optcli/dataloader: {totals['dataloader'] / totals['optcli']:.3f}")
 
 
 if __name__ == "__main__":

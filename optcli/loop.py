@@ -107,6 +107,7 @@ def _train(session: Session, clock: TrainingClock) -> Iterator[Record]:
     step = 0
     lr = optimizer.param_groups[0]["lr"]
     eval_every = spec.train.eval_every
+    batches_per_epoch = len(session.batches)
     stopping = spec.train.early_stopping
     stopper = EarlyStopper.from_config(stopping) if stopping else None
     stopped_early = None
@@ -131,10 +132,13 @@ def _train(session: Session, clock: TrainingClock) -> Iterator[Record]:
             pending.append(_PendingStep(step, loss.detach(), lr, grad_norm, clock.elapsed(), logged))
             if len(pending) >= steps_per_sync:
                 yield from _to_host(pending, epoch, epoch_losses)
-            last_of_epoch = step == spec.total_steps or batch == len(session.batches)
+            # Evaluate every eval_every steps, except at an epoch's last step: the epoch's end does.
             if (
-                eval_every and step % eval_every == 0 and not last_of_epoch
-            ):  # the epoch's end evaluates anyway
+                eval_every
+                and step % eval_every == 0
+                and batch != batches_per_epoch
+                and step != spec.total_steps
+            ):
                 yield from _to_host(pending, epoch, epoch_losses)
                 yield _evaluation(session, clock, "val", step, epoch)
             if step == spec.total_steps:

@@ -29,7 +29,9 @@ def main() -> None:
     for kind, measures in KINDS.items():
         for _ in range(ROWS_PER_KIND):
             values = [generator.gauss(mean, spread) for mean, spread in measures]
-            rows.append([f"{values[0]:.0f}", f"{values[1]:.2f}", f"{values[2] % 360:.0f}", f"{values[3]:.1f}", kind])
+            rows.append(
+                [f"{values[0]:.0f}", f"{values[1]:.2f}", f"{values[2] % 360:.0f}", f"{values[3]:.1f}", kind]
+            )
     generator.shuffle(rows)
     lines = ["weight_g,diameter_cm,hue_deg,sugar_pct,fruit", *(",".join(row) for row in rows)]
     PATH.parent.mkdir(parents=True, exist_ok=True)

@@ -287,7 +287,7 @@ def test_plateau_steps_with_the_validation_loss(tmp_path):
         expected.append(optimizer.param_groups[0]["lr"])
         scheduler.step(epoch.val_loss)
     assert [epoch.lr for epoch in epochs] == expected
-    assert 0.01 > epochs[-1].lr  # it did reduce
+    assert epochs[-1].lr < 0.01  # it did reduce
 
 
 def test_validation_metrics_need_validation_data(tmp_path):
