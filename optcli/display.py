@@ -42,10 +42,10 @@ class EpochRows:
         self.epochs = 0
 
     def handle(self, record: Record) -> tuple[EpochRecord, float | None] | None:
-        if isinstance(record, RunStarted):
-            self.epochs = record.epochs
-        elif isinstance(record, StepRecord):
+        if type(record) is StepRecord:  # (the common case, tested first and cheaply)
             self.last_grad_norm = record.grad_norm
+        elif isinstance(record, RunStarted):
+            self.epochs = record.epochs
         elif isinstance(record, EpochRecord):
             row = (record, self.last_grad_norm)
             self.rows.append(row)

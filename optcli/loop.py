@@ -74,8 +74,9 @@ def run_training(session: Session) -> Iterator[Record]:
     """
     clock = TrainingClock()
     for record in _train(session, clock):
-        with clock.paused():
-            yield record
+        paused_at = time.perf_counter()  # (inline, not clock.paused(): this runs every step)
+        yield record
+        clock.paused_s += time.perf_counter() - paused_at
 
 
 def _train(session: Session, clock: TrainingClock) -> Iterator[Record]:
