@@ -39,10 +39,12 @@ class InMemoryBatches:
             return self.samples // self.batch_size
         return math.ceil(self.samples / self.batch_size)
 
-    def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch's batches; `skip` leaves out its first batches (resuming in the middle of one)."""
+        first = skip * self.batch_size
         if not self.shuffle:
             # Slices are views: no copy at all.
-            for start in range(0, len(self) * self.batch_size, self.batch_size):
+            for start in range(first, len(self) * self.batch_size, self.batch_size):
                 yield (
                     self.inputs[start : start + self.batch_size],
                     self.targets[start : start + self.batch_size],
@@ -51,6 +53,6 @@ class InMemoryBatches:
         order = torch.randperm(self.samples, generator=self.generator).to(
             self.inputs.device, non_blocking=True
         )
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        for start in range(first, len(self) * self.batch_size, self.batch_size):
             indices = order[start : start + self.batch_size]
             yield self.inputs.index_select(0, indices), self.targets.index_select(0, indices)

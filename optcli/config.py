@@ -54,6 +54,9 @@ class TrainConfig(Strict):
     log_every: int = Field(1, ge=1)  # optimizer steps between rows of metrics.csv
     eval_every: int | None = Field(None, ge=1)  # optimizer steps between evaluations, besides epoch ends
     early_stopping: EarlyStoppingConfig | None = None
+    checkpoint_every: int = Field(1, ge=0)  # epochs between checkpoints/last.pt; 0: none
+    on_nonfinite: Literal["stop", "skip"] = "stop"  # a non-finite loss or gradient norm
+    max_skips: int = Field(10, ge=1)  # with skip: stop after this many skipped steps in a row
 
 
 class OutputConfig(Strict):
@@ -82,6 +85,7 @@ class TopLevel(Strict):
     name: str | None = Field(None, min_length=1)
     seed: int = Field(0, ge=0, lt=2**32)
     device: str = "auto"
+    deterministic: bool = False  # torch.use_deterministic_algorithms, and what CUDA needs for it
     # Each section is checked on its own (so that its errors carry its name): here only presence.
     model: Any
     data: Any

@@ -22,3 +22,7 @@ class TrainingFailed(Exception):
     """Training started but could not finish (exit code 1); the run directory keeps what was written."""
 
     run_dir: object = None  # the run's directory (a Path), once known
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: the run stopped after a step and wrote a checkpoint to resume from."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -55,9 +56,21 @@ class EarlyStopper:
     epochs_without_improvement: int = 0
 
     @classmethod
-    def from_config(cls, config: EarlyStoppingConfig) -> EarlyStopper:
+    def from_config(cls, config: EarlyStoppingConfig, saved: dict[str, Any] | None = None) -> EarlyStopper:
+        """A fresh stopper, or one with the counters a checkpoint saved."""
         assert config.monitor is not None and config.mode is not None  # filled in when the config resolves
-        return cls(config.monitor, config.patience, config.min_delta, config.mode)
+        stopper = cls(config.monitor, config.patience, config.min_delta, config.mode)
+        if saved:
+            stopper.best, stopper.best_epoch = saved["best"], saved["best_epoch"]
+            stopper.epochs_without_improvement = saved["epochs_without_improvement"]
+        return stopper
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "epochs_without_improvement": self.epochs_without_improvement,
+        }
 
     def should_stop(self, value: float, epoch: int) -> bool:
         improved = self.best is None or (

@@ -11,15 +11,25 @@ import functools
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import torch
 
 from optcli.config import ClipConfig
-from optcli.errors import TrainingFailed
+from optcli.errors import Interrupted, TrainingFailed
 from optcli.evaluation import EarlyStopper, evaluate
 from optcli.optimizers import needs_closure
-from optcli.records import EpochRecord, EvalRecord, Record, RunFinished, RunStarted, StepRecord
+from optcli.records import (
+    CheckpointDue,
+    EpochRecord,
+    EvalRecord,
+    Record,
+    RunFinished,
+    RunStarted,
+    SkippedStep,
+    StepRecord,
+)
 from optcli.session import Session
 
 # Steps between host copies on an accelerator; on the CPU every step is copied (it costs nothing).
@@ -35,6 +45,15 @@ class NonFiniteLoss(TrainingFailed):
         )
 
 
+class TooManySkips(TrainingFailed):
+    def __init__(self, step: int, epoch: int, count: int) -> None:
+        self.step, self.epoch = step, epoch
+        super().__init__(
+            f"{count} steps in a row had a non-finite loss or gradient (the last at step {step}, epoch {epoch}); "
+            "training stopped (train.max_skips). A lower optimizer.lr or gradient clipping usually helps"
+        )
+
+
 class _PendingStep(NamedTuple):
     step: int
     loss: torch.Tensor  # still on the device
@@ -42,6 +61,29 @@ class _PendingStep(NamedTuple):
     grad_norm: torch.Tensor | None
     elapsed_s: float
     logged: bool
+    skipped: bool = False  # with on_nonfinite: skip, a step that was not applied
+
+
+@dataclass
+class LoopState:
+    """Where training stands, besides the model, optimizer, scheduler and random generators: what a
+    checkpoint must also hold to go on exactly as if nothing had happened."""
+
+    epoch: int = 1  # the epoch in progress, or the next to start
+    batches_done: int = 0  # of that epoch
+    step: int = 0
+    epoch_losses: list[float] = field(default_factory=list)  # that epoch's step losses so far
+    elapsed_s: float = 0.0  # training time so far
+    stopper: dict[str, Any] | None = None  # the early stopper's counters
+    skipped_steps: int = 0
+    skips_in_a_row: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self), epoch_losses=list(self.epoch_losses))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LoopState:
+        return cls(**values)
 
 
 class TrainingClock:
@@ -50,9 +92,10 @@ class TrainingClock:
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.paused_s = 0.0
+        self.offset_s = 0.0  # training time before a resume
 
-    def start(self) -> None:
-        self.started, self.paused_s = time.perf_counter(), 0.0
+    def start(self, offset_s: float = 0.0) -> None:
+        self.started, self.paused_s, self.offset_s = time.perf_counter(), 0.0, offset_s
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
@@ -64,28 +107,35 @@ class TrainingClock:
             self.paused_s += time.perf_counter() - paused_at
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.started - self.paused_s
+        return time.perf_counter() - self.started - self.paused_s + self.offset_s
 
 
-def run_training(session: Session) -> Iterator[Record]:
+def run_training(
+    session: Session, state: LoopState | None = None, stop_requested: Callable[[], bool] = lambda: False
+) -> Iterator[Record]:
     """Train the session's model, yielding a record per logged step, per epoch, and at start and end.
 
+    `state` resumes from a checkpoint (the session's objects already restored); `stop_requested` is
+    asked after every step, and when it says yes the loop yields a checkpoint and raises Interrupted.
     Time spent by the caller on each record (writing CSV rows, drawing the table) is not training time.
     """
     clock = TrainingClock()
-    for record in _train(session, clock):
+    for record in _train(session, clock, state or LoopState(), stop_requested):
         paused_at = time.perf_counter()  # (inline, not clock.paused(): this runs every step)
         yield record
         clock.paused_s += time.perf_counter() - paused_at
 
 
-def _train(session: Session, clock: TrainingClock) -> Iterator[Record]:
+def _train(
+    session: Session, clock: TrainingClock, state: LoopState, stop_requested: Callable[[], bool]
+) -> Iterator[Record]:
     spec, model, optimizer, scheduler = session.spec, session.model, session.optimizer, session.scheduler
     interval = spec.scheduler.interval if spec.scheduler else None
     monitor = spec.scheduler.monitor if spec.scheduler else None
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     uses_closure = needs_closure(optimizer)
     steps_per_sync = 1 if session.device.type == "cpu" else DEVICE_STEPS_PER_SYNC
+    skip_nonfinite = spec.train.on_nonfinite == "skip"
 
     def forward_backward(
         inputs: torch.Tensor, targets: torch.Tensor, want_norm: bool
@@ -105,18 +155,22 @@ def _train(session: Session, clock: TrainingClock) -> Iterator[Record]:
         session.data_hash,
     )
     model.train()
-    step = 0
+    step = state.step
     lr = optimizer.param_groups[0]["lr"]
     eval_every = spec.train.eval_every
     batches_per_epoch = len(session.batches)
     stopping = spec.train.early_stopping
-    stopper = EarlyStopper.from_config(stopping) if stopping else None
+    stopper = EarlyStopper.from_config(stopping, state.stopper) if stopping else None
     stopped_early = None
-    clock.start()
-    for epoch in range(1, spec.epochs + 1):
+    clock.start(state.elapsed_s)
+    while state.epoch <= spec.epochs and step < spec.total_steps:
+        epoch = state.epoch
         pending: list[_PendingStep] = []
-        epoch_losses: list[float] = []
-        for batch, (inputs, targets) in enumerate(session.batches.epoch(), start=1):
+        epoch_losses = state.epoch_losses
+        first_batch = state.batches_done + 1
+        for batch, (inputs, targets) in enumerate(
+            session.batches.epoch(skip=state.batches_done), first_batch
+        ):
             step += 1
             lr = float(optimizer.param_groups[0]["lr"])  # the rate this step uses, before any schedule
             logged = step % spec.train.log_every == 0
@@ -126,13 +180,30 @@ def _train(session: Session, clock: TrainingClock) -> Iterator[Record]:
                     optimizer, functools.partial(forward_backward, inputs, targets), logged
                 )
             else:
-                loss, grad_norm = forward_backward(inputs, targets, logged)
+                loss, grad_norm = forward_backward(inputs, targets, logged or skip_nonfinite)
+                # Note: in skip mode, a host-device sync point every step: the update waits for the check.
+                if skip_nonfinite and not _finite(loss, grad_norm):
+                    # The update is skipped: parameters and the optimizer's state stay as they were.
+                    optimizer.zero_grad(set_to_none=True)
+                    state.skipped_steps += 1
+                    state.skips_in_a_row += 1
+                    pending.append(
+                        _PendingStep(step, loss.detach(), lr, grad_norm, clock.elapsed(), True, True)
+                    )
+                    yield from _to_host(pending, epoch, epoch_losses)
+                    yield SkippedStep(step, epoch, float(loss), state.skips_in_a_row)
+                    if state.skips_in_a_row >= spec.train.max_skips:
+                        raise TooManySkips(step, epoch, state.skips_in_a_row)
+                    state.batches_done, state.step = batch, step
+                    continue
+                state.skips_in_a_row = 0
                 optimizer.step()
             if scheduler is not None and interval == "step":
                 scheduler.step()
             pending.append(_PendingStep(step, loss.detach(), lr, grad_norm, clock.elapsed(), logged))
             if len(pending) >= steps_per_sync:
                 yield from _to_host(pending, epoch, epoch_losses)
+            state.batches_done, state.step = batch, step
             # Evaluate every eval_every steps, except at an epoch's last step: the epoch's end does.
             if (
                 eval_every
@@ -142,10 +213,16 @@ def _train(session: Session, clock: TrainingClock) -> Iterator[Record]:
             ):
                 yield from _to_host(pending, epoch, epoch_losses)
                 yield _evaluation(session, clock, "val", step, epoch)
+            if stop_requested():  # Ctrl-C or SIGTERM: this step is done; keep it, and stop
+                yield from _to_host(pending, epoch, epoch_losses)
+                state.elapsed_s, state.stopper = clock.elapsed(), stopper.to_dict() if stopper else None
+                yield CheckpointDue("interrupted", epoch, step, state.to_dict())
+                raise Interrupted
             if step == spec.total_steps:
                 break
         yield from _to_host(pending, epoch, epoch_losses)
-        metrics = {"train_loss": math.fsum(epoch_losses) / len(epoch_losses)}
+        finite_losses = [loss for loss in epoch_losses if math.isfinite(loss)]
+        metrics = {"train_loss": math.fsum(finite_losses) / len(finite_losses) if finite_losses else math.nan}
         if session.val_batches is not None:
             evaluation = _evaluation(session, clock, "val", step, epoch)
             metrics["val_loss"] = evaluation.loss
@@ -165,10 +242,21 @@ def _train(session: Session, clock: TrainingClock) -> Iterator[Record]:
             scheduler.step(metrics[monitor]) if monitor else scheduler.step()
         if stopper is not None and stopper.should_stop(metrics[stopper.monitor], epoch):
             stopped_early = stopper.reason(epoch)
+        # The next epoch starts here: this is a point to resume from.
+        state.epoch, state.batches_done, state.epoch_losses = epoch + 1, 0, []
+        state.elapsed_s, state.stopper = clock.elapsed(), stopper.to_dict() if stopper else None
+        yield CheckpointDue("epoch", epoch, step, state.to_dict(), metrics)
+        if stopped_early:
             break
+    last_epoch = state.epoch - 1 if state.batches_done == 0 else state.epoch
     if session.test_batches is not None:
-        yield _evaluation(session, clock, "test", step, epoch)
-    yield RunFinished(step, epoch, clock.elapsed(), stopped_early)
+        yield _evaluation(session, clock, "test", step, last_epoch)
+    yield RunFinished(step, last_epoch, clock.elapsed(), stopped_early)
+
+
+def _finite(loss: torch.Tensor, grad_norm: torch.Tensor | None) -> bool:
+    finite = torch.isfinite(loss) if grad_norm is None else torch.isfinite(loss) & torch.isfinite(grad_norm)
+    return bool(finite)
 
 
 def _evaluation(session: Session, clock: TrainingClock, split: str, step: int, epoch: int) -> EvalRecord:
@@ -223,12 +311,13 @@ def _to_host(pending: list[_PendingStep], epoch: int, epoch_losses: list[float])
     items = list(pending)
     pending.clear()
     for item, loss in zip(items, losses, strict=True):
-        epoch_losses.append(loss)
         grad_norm = next(norms) if item.logged and item.grad_norm is not None else None
         finite = math.isfinite(loss)
+        if not item.skipped:
+            epoch_losses.append(loss)
         if item.logged or not finite:
             yield StepRecord(item.step, epoch, loss, item.lr, grad_norm, item.elapsed_s)
-        if not finite:
+        if not finite and not item.skipped:
             raise NonFiniteLoss(item.step, epoch, loss)
 
 

@@ -64,6 +64,7 @@ def record_config(spec: dict[str, Any]) -> dict[str, Any]:
         "name": spec["name"],
         "seed": spec["seed"],
         "device": spec["device"],
+        "deterministic": spec["deterministic"],
         "model": _with_defaults(spec["model"]),
         "data": data_record,
         "loss": _with_defaults(spec["loss"]),

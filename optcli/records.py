@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -61,4 +62,27 @@ class RunFinished:
     stopped_early: str | None = None  # why early stopping ended the run, if it did
 
 
-Record = RunStarted | StepRecord | EpochRecord | EvalRecord | RunFinished
+@dataclass(frozen=True)
+class CheckpointDue:
+    """The loop is at a point it can resume from exactly: an epoch's end (after the scheduler and
+    early stopping have moved on), or the end of a step after an interrupt. `state` is the loop's
+    position (LoopState.to_dict()); `metrics` the epoch's, for choosing the best checkpoint."""
+
+    reason: str  # epoch or interrupted
+    epoch: int
+    step: int
+    state: dict[str, Any] = field(repr=False)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SkippedStep:
+    """With `train.on_nonfinite: skip`: a step whose loss or gradients were not finite, not applied."""
+
+    step: int
+    epoch: int
+    loss: float
+    skips_in_a_row: int
+
+
+Record = RunStarted | StepRecord | EpochRecord | EvalRecord | CheckpointDue | SkippedStep | RunFinished

@@ -105,6 +105,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     spec_without_record = dict(
         name=name,
         seed=top.seed,
+        deterministic=top.deterministic,
         device=device,
         model=model,
         data=data,

@@ -100,6 +100,7 @@ class RunSpec:
 
     name: str
     seed: int
+    deterministic: bool
     device: str
     model: Component
     data: DataSpec
