@@ -29,6 +29,7 @@ class InMemoryBatches:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.generator = generator  # CPU generator: the same order on every device
+        self.epoch_order_state = generator.get_state()  # the state that drew the current epoch's order
 
     @property
     def samples(self) -> int:
@@ -50,6 +51,7 @@ class InMemoryBatches:
                     self.targets[start : start + self.batch_size],
                 )
             return
+        self.epoch_order_state = self.generator.get_state()
         order = torch.randperm(self.samples, generator=self.generator).to(
             self.inputs.device, non_blocking=True
         )

@@ -66,8 +66,16 @@ def reported_errors(debug: bool) -> Iterator[None]:
             traceback.print_exc()
         where = f"\nwhat was written is in {error.run_dir}" if error.run_dir else ""
         fail(f"{error}{where}", EXIT_FAILED)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        from optcli.errors import Interrupted
+
+        if isinstance(interrupt, Interrupted):
+            print(
+                "interrupted: a checkpoint was written; optcli resume RUN_DIR continues the run",
+                file=sys.stderr,
+            )
+        else:
+            print("interrupted", file=sys.stderr)
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
@@ -169,6 +177,33 @@ def _summary_line(summary: dict[str, object], run_dir: Path) -> str:
     if isinstance(stopped, dict):
         parts.append(f"stopped early: {stopped['reason']}")
     return "; ".join(parts) + f" -> {run_dir}"
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The run's directory.")],
+    settings: SetOption = None,
+    allow_changes: Annotated[
+        bool,
+        typer.Option(
+            "--allow-changes", help="Continue even if the config now differs from the checkpoint's."
+        ),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary line.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Continue an interrupted or crashed run from its last checkpoint, exactly as if it had not stopped.
+
+    Example: optcli resume runs/adam_steplr/20261125-181520 --set optimizer.lr=3e-4 --allow-changes
+    """
+    with reported_errors(debug):
+        from optcli.resume import prepare_resume
+        from optcli.training import train as train_run
+
+        spec, point = prepare_resume(run_dir, command_line_overrides(settings), allow_changes)
+        display = _display(spec.name, quiet)
+        result = train_run(spec, [display], run_dir=run_dir, resume=point)
+        print(_summary_line(result.summary, result.run_dir))
 
 
 @app.command()

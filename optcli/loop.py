@@ -191,7 +191,7 @@ def _train(
                         _PendingStep(step, loss.detach(), lr, grad_norm, clock.elapsed(), True, True)
                     )
                     yield from _to_host(pending, epoch, epoch_losses)
-                    yield SkippedStep(step, epoch, float(loss), state.skips_in_a_row)
+                    yield SkippedStep(step, epoch, float(loss.detach()), state.skips_in_a_row)
                     if state.skips_in_a_row >= spec.train.max_skips:
                         raise TooManySkips(step, epoch, state.skips_in_a_row)
                     state.batches_done, state.step = batch, step
@@ -221,6 +221,10 @@ def _train(
             if step == spec.total_steps:
                 break
         yield from _to_host(pending, epoch, epoch_losses)
+        complete = state.batches_done == batches_per_epoch
+        if not complete:  # max_steps ended the run mid-epoch: a resume with more steps goes on from here
+            state.elapsed_s, state.stopper = clock.elapsed(), stopper.to_dict() if stopper else None
+            yield CheckpointDue("partial", epoch, step, state.to_dict())
         finite_losses = [loss for loss in epoch_losses if math.isfinite(loss)]
         metrics = {"train_loss": math.fsum(finite_losses) / len(finite_losses) if finite_losses else math.nan}
         if session.val_batches is not None:
@@ -242,6 +246,8 @@ def _train(
             scheduler.step(metrics[monitor]) if monitor else scheduler.step()
         if stopper is not None and stopper.should_stop(metrics[stopper.monitor], epoch):
             stopped_early = stopper.reason(epoch)
+        if not complete:
+            break
         # The next epoch starts here: this is a point to resume from.
         state.epoch, state.batches_done, state.epoch_losses = epoch + 1, 0, []
         state.elapsed_s, state.stopper = clock.elapsed(), stopper.to_dict() if stopper else None

@@ -137,8 +137,9 @@ def _worker(tasks: Any, messages: Any, run_job: Callable[..., Any], threads: int
             def report(record: Any, index: int = index) -> None:
                 messages.put(WorkerMessage(index, "record", record))
 
-            messages.put(WorkerMessage(index, "done", run_job(job, report)))
-            if _stopping:
-                break  # run_job has recorded the interruption; take no more jobs
+            result = run_job(job, report)
+            messages.put(WorkerMessage(index, "done", result))
+            if _stopping or getattr(result, "status", None) == "interrupted":
+                break  # the run recorded its interruption; take no more jobs
     except KeyboardInterrupt:
         pass  # asked to stop between two jobs

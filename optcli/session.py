@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,6 +35,15 @@ class Session:
     data_description: dict[str, Any]  # sizes, class names, normalization: the run's data.json
 
 
+def set_determinism(deterministic: bool) -> None:
+    """`deterministic: true`: deterministic algorithms only (an error where an operation has none),
+    and what CUDA's cuBLAS needs for it, set before CUDA starts."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(deterministic)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     numpy.random.seed(seed)
@@ -41,6 +51,7 @@ def seed_everything(seed: int) -> None:
 
 
 def build_session(spec: RunSpec) -> Session:
+    set_determinism(spec.deterministic)
     seed_everything(spec.seed)
     # The model is built first, on the CPU, straight after seeding: its weights are those of
     # `torch.manual_seed(seed); Model()` in a hand-written script, on every device.

@@ -18,7 +18,7 @@ from typing import Any, Protocol, TextIO
 import torch
 
 from optcli import __version__
-from optcli.records import EpochRecord, EvalRecord, Record, RunFinished, RunStarted, StepRecord
+from optcli.records import EpochRecord, EvalRecord, Record, RunFinished, RunStarted, SkippedStep, StepRecord
 from optcli.rundir import write_atomically
 
 METRICS_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "elapsed_s")
@@ -57,15 +57,25 @@ class CsvWriter:
     """metrics.csv (one row per logged step), epochs.csv (one per epoch) and, with `train.eval_every`,
     evals.csv (one per evaluation within an epoch), written as training goes."""
 
-    def __init__(self, run_dir: Path, validation: bool = False, evaluations: bool = False) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        validation: bool = False,
+        evaluations: bool = False,
+        resume_sizes: dict[str, int] | None = None,
+    ) -> None:
+        """`resume_sizes`: continue files cut back to these byte sizes (what a checkpoint recorded)."""
         self.validation = validation
-        self._metrics_file, self._metrics = _open_csv(run_dir / "metrics.csv", METRICS_COLUMNS)
         epochs_columns = EPOCHS_COLUMNS + (VALIDATION_COLUMNS if validation else ())
-        self._epochs_file, self._epochs = _open_csv(run_dir / "epochs.csv", epochs_columns)
-        self._files = [self._metrics_file, self._epochs_file]
+        files = {"metrics.csv": METRICS_COLUMNS, "epochs.csv": epochs_columns}
         if evaluations:
-            self._evals_file, self._evals = _open_csv(run_dir / "evals.csv", EVALS_COLUMNS)
-            self._files.append(self._evals_file)
+            files["evals.csv"] = EVALS_COLUMNS
+        opened = {name: _open_csv(run_dir / name, columns, resume_sizes) for name, columns in files.items()}
+        self._metrics_file, self._metrics = opened["metrics.csv"]
+        self._epochs_file, self._epochs = opened["epochs.csv"]
+        if evaluations:
+            self._evals_file, self._evals = opened["evals.csv"]
+        self._files = {name: stream for name, (stream, _) in opened.items()}
         self._next_flush = time.perf_counter() + FLUSH_INTERVAL_S
         # Step rows are kept as records and written in one go at each flush: formatting them in a
         # tight loop costs a fraction of formatting each between two training steps.
@@ -84,9 +94,14 @@ class CsvWriter:
             for step in self._steps
         )
         self._steps.clear()
-        for stream in self._files:
+        for stream in self._files.values():
             stream.flush()
         self._next_flush = time.perf_counter() + FLUSH_INTERVAL_S
+
+    def sizes(self) -> dict[str, int]:
+        """Every file's size once flushed: where a resumed run cuts them back to."""
+        self.flush()
+        return {name: stream.tell() for name, stream in self._files.items()}
 
     def handle(self, record: Record) -> None:
         if type(record) is StepRecord:  # (the common case, tested first and cheaply)
@@ -118,11 +133,19 @@ class CsvWriter:
 
     def close(self, outcome: RunOutcome) -> None:
         self.flush()
-        for stream in self._files:
+        for stream in self._files.values():
             stream.close()
 
 
-def _open_csv(path: Path, columns: tuple[str, ...]) -> tuple[TextIO, Any]:
+def _open_csv(
+    path: Path, columns: tuple[str, ...], resume_sizes: dict[str, int] | None
+) -> tuple[TextIO, Any]:
+    if resume_sizes is not None and path.name in resume_sizes and path.exists():
+        # Rows logged after the checkpoint are dropped: the resumed run logs them again, exactly.
+        with path.open("r+b") as raw:
+            raw.truncate(resume_sizes[path.name])
+        stream = path.open("a", newline="", encoding="utf-8")
+        return stream, csv.writer(stream)
     stream = path.open("w", newline="", encoding="utf-8")
     writer = csv.writer(stream)
     writer.writerow(columns)
@@ -161,6 +184,8 @@ class SummaryWriter:
                 self.best_loss, self.best_epoch = record.train_loss, record.epoch
             self._track("val_loss", record.val_loss, record.epoch, lower_is_better=True)
             self._track("val_accuracy", record.val_accuracy, record.epoch, lower_is_better=False)
+        elif isinstance(record, SkippedStep):
+            self.summary["skipped_steps"] = self.summary.get("skipped_steps", 0) + 1
         elif isinstance(record, EvalRecord) and record.split == "test":
             self.test = {"test_loss": record.loss, "test_accuracy": record.accuracy}
         elif isinstance(record, RunStarted):
@@ -175,6 +200,28 @@ class SummaryWriter:
                     "step": record.steps,
                     "reason": record.stopped_early,
                 }
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps, so that a resumed run's summary covers the whole run."""
+        return {
+            "final_loss": self.final_loss,
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "validation": dict(self.validation),
+            "parameters": self.summary.get("parameters"),
+            "resumes": list(self.summary.get("resumes", [])),
+            "skipped_steps": self.summary.get("skipped_steps", 0),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.final_loss, self.best_loss, self.best_epoch = (
+            state["final_loss"],
+            state["best_loss"],
+            state["best_epoch"],
+        )
+        self.validation = dict(state["validation"])
+        self.summary.update(parameters=state["parameters"], resumes=list(state["resumes"]))
+        self.summary["skipped_steps"] = state["skipped_steps"]
 
     def _track(self, metric: str, value: float | None, epoch: int, lower_is_better: bool) -> None:
         if value is None:
@@ -197,6 +244,8 @@ class SummaryWriter:
             **self.validation,
             **self.test,
             "stopped_early": self.stopped_early,
+            "skipped_steps": self.summary.get("skipped_steps", 0),
+            "resumes": self.summary.get("resumes", []),
             "steps": self.steps,
             "epochs": self.epochs,
             "train_time_s": round(self.train_time_s, 6),

@@ -68,6 +68,7 @@ def test_layout_and_results(comparison):
     assert {path.name for path in directory.iterdir() if path.is_dir()} == expected_runs
     for run in expected_runs:  # each run directory has the same files as `optcli train`
         assert {p.name for p in (directory / run).iterdir()} == {
+            "checkpoints",
             "config.yaml",
             "data.json",
             "metrics.csv",

@@ -1,0 +1,239 @@
+"""Checkpoints and resume: a run killed or interrupted at any moment and resumed equals the same run
+uninterrupted, row for row and weight for weight."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from optcli.checkpoints import load_checkpoint
+from tests.conftest import (
+    REPO,
+    assert_clean_exit,
+    config_error,
+    invoke,
+    read_csv,
+    read_summary,
+    run_dirs,
+    train_ok,
+    write_config,
+)
+
+# Dropout, shuffling, a validation split and a plateau schedule: every kind of state a resume must restore.
+CONFIG = {
+    "seed": 3,
+    "device": "cpu",
+    "model": {"name": "mlp", "hidden": [32], "dropout": 0.2},
+    "data": {
+        "name": "teacher",
+        "samples": 320,
+        "features": 8,
+        "classes": 3,
+        "batch_size": 32,
+        "val_fraction": 0.2,
+    },
+    "optimizer": {"name": "adam", "lr": 0.003},
+    "scheduler": {"name": "plateau", "patience": 2, "factor": 0.5},
+    "clip": {"max_norm": 1.0},
+    "train": {"epochs": 150, "checkpoint_every": 1},
+}
+COMPARED = {
+    "metrics.csv": ("step", "epoch", "loss", "lr", "grad_norm"),
+    "epochs.csv": ("epoch", "step", "train_loss", "lr", "val_loss", "val_accuracy"),
+}
+
+
+def rows(run_dir: Path, name: str) -> list[tuple[str, ...]]:
+    return [tuple(row[key] for key in COMPARED[name]) for row in read_csv(run_dir / name)]
+
+
+def assert_same_run(resumed: Path, reference: Path) -> None:
+    for name in COMPARED:
+        assert rows(resumed, name) == rows(reference, name), name
+    final = load_checkpoint(resumed / "checkpoints" / "last.pt")["model"]
+    expected = load_checkpoint(reference / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(final[key], expected[key]) for key in expected)
+    summary, reference_summary = read_summary(resumed), read_summary(reference)
+    assert summary["status"] == "completed"
+    for key in ("final_loss", "best_loss", "best_val_loss", "final_val_accuracy", "steps", "epochs"):
+        assert summary[key] == reference_summary[key], key
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[Path, Path]:
+    directory = tmp_path_factory.mktemp("reference")
+    config = write_config(directory, CONFIG)
+    return config, train_ok(config, directory / "runs")
+
+
+def start_training(config: Path, out: Path) -> subprocess.Popen[str]:
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "optcli", "train", str(config), "--out", str(out), "--quiet"]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
+    )
+
+
+def wait_for_first_checkpoint(out: Path, process: subprocess.Popen[str]) -> Path:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = list(out.glob("*/*/checkpoints/last.pt"))
+        if found:
+            return found[0].parent.parent
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint within a minute")
+
+
+def test_killed_at_a_random_moment_and_resumed_equals_the_uninterrupted_run(reference, tmp_path):
+    config, reference_dir = reference
+    process = start_training(config, tmp_path / "runs")
+    run_dir = wait_for_first_checkpoint(tmp_path / "runs", process)
+    delay = random.uniform(0.0, 1.5)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, f"the run ended by itself before the kill at {delay:.2f}s"
+    result = invoke("resume", run_dir, "--quiet")
+    assert_clean_exit(result, 0)
+    assert_same_run(run_dir, reference_dir)
+    assert len(read_summary(run_dir)["resumes"]) == 1
+
+
+def test_interrupted_then_resumed_equals_the_uninterrupted_run(reference, tmp_path):
+    config, reference_dir = reference
+    process = start_training(config, tmp_path / "runs")
+    run_dir = wait_for_first_checkpoint(tmp_path / "runs", process)
+    time.sleep(random.uniform(0.0, 1.0))
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "optcli resume" in stderr
+    summary = read_summary(run_dir)
+    assert summary["status"] == "interrupted"
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert checkpoint["loop"]["step"] == summary["steps"]  # the checkpoint is of the very last step
+    result = invoke("resume", run_dir, "--quiet")
+    assert_clean_exit(result, 0)
+    assert_same_run(run_dir, reference_dir)
+
+
+def test_sigterm_checkpoints_and_stops_like_ctrl_c(reference, tmp_path):
+    config, _ = reference
+    process = start_training(config, tmp_path / "runs")
+    run_dir = wait_for_first_checkpoint(tmp_path / "runs", process)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert read_summary(run_dir)["status"] == "interrupted"
+
+
+def test_a_changed_config_is_refused_unless_allowed(reference, tmp_path):
+    config, _ = reference
+    run_dir = train_ok(config, tmp_path / "runs", "--max-steps", "20")
+    (run_dir / "summary.json").write_text('{"status": "interrupted"}')  # as if it had been stopped
+    message = config_error(invoke("resume", run_dir, "--set", "optimizer.lr=0.001"))
+    assert "optimizer.lr: 0.003 -> 0.001" in message and "--allow-changes" in message
+    result = invoke(
+        "resume",
+        run_dir,
+        "--set",
+        "optimizer.lr=0.001",
+        "--set",
+        "train.max_steps=30",
+        "--allow-changes",
+        "-q",
+    )
+    assert_clean_exit(result, 0)
+    summary = read_summary(run_dir)
+    assert summary["steps"] == 30 and "optimizer.lr: 0.003 -> 0.001" in summary["resumes"][0]["changes"]
+    rates = [float(row["lr"]) for row in read_csv(run_dir / "metrics.csv")]
+    assert rates[:20] == [0.003] * 20 and set(rates[20:]) == {0.001}
+    assert [int(row["step"]) for row in read_csv(run_dir / "metrics.csv")] == list(range(1, 31))
+
+
+def test_resume_errors(reference, tmp_path):
+    config, reference_dir = reference
+    assert "has completed" in config_error(invoke("resume", reference_dir))
+    assert "no such run directory" in config_error(invoke("resume", tmp_path / "nope"))
+    run_dir = train_ok(config, tmp_path / "runs", "--max-steps", "10")
+    (run_dir / "summary.json").unlink()
+    (run_dir / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    assert "not a readable checkpoint" in config_error(invoke("resume", run_dir))
+    (run_dir / "checkpoints" / "last.pt").unlink()
+    assert "no checkpoint" in config_error(invoke("resume", run_dir))
+
+
+def test_a_checkpoint_of_another_model(reference, tmp_path):
+    config, _ = reference
+    run_dir = train_ok(config, tmp_path / "runs", "--max-steps", "10")
+    (run_dir / "summary.json").unlink()
+    message = config_error(invoke("resume", run_dir, "--set", "model.hidden=[64]", "--allow-changes"))
+    assert "the checkpoint holds another model" in message
+
+
+def test_checkpoints_hold_what_resume_needs(reference):
+    _, reference_dir = reference
+    checkpoint = load_checkpoint(reference_dir / "checkpoints" / "last.pt")
+    for key in (
+        "model",
+        "optimizer",
+        "scheduler",
+        "random",
+        "data_order",
+        "loop",
+        "config",
+        "csv_sizes",
+        "summary",
+    ):
+        assert key in checkpoint
+    assert set(checkpoint["random"]) >= {"python", "numpy", "torch", "data_order"}
+    assert (reference_dir / "checkpoints" / "best.pt").exists()
+    assert not list((reference_dir / "checkpoints").glob("*.tmp"))  # written atomically
+
+
+def test_nonfinite_stop_names_the_step_and_the_last_checkpoint(tmp_path):
+    config = {**CONFIG, "optimizer": {"name": "sgd", "lr": 1e5}, "clip": None, "scheduler": None}
+    result = invoke("train", write_config(tmp_path, config), "--out", tmp_path / "runs", "-q")
+    assert_clean_exit(result, 1)
+    assert "at step" in result.stderr
+    summary = read_summary(run_dirs(tmp_path / "runs")[0])
+    assert summary["status"] == "failed"
+
+
+def test_nonfinite_skip_leaves_the_update_out_and_counts_it(tmp_path):
+    # A loss that is infinite for one batch only: its step is skipped, the others train as usual.
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.randn(64, 1, generator=torch.Generator().manual_seed(1))
+    x[16:32] = float("inf")  # the second batch
+    torch.save({"x": x, "y": y}, tmp_path / "d.pt")
+    data = {"name": "tensors", "path": "d.pt", "batch_size": 16, "shuffle": False}
+    config = {
+        "device": "cpu",
+        "model": {"name": "linear"},
+        "data": data,
+        "optimizer": {"name": "sgd", "lr": 0.01},
+    }
+    skip = write_config(tmp_path, {**config, "train": {"epochs": 2, "on_nonfinite": "skip"}})
+    result = invoke("train", skip, "--out", tmp_path / "skip", "-q")
+    assert_clean_exit(result, 0)
+    run_dir = run_dirs(tmp_path / "skip")[0]
+    summary = read_summary(run_dir)
+    assert summary["skipped_steps"] == 2 and summary["status"] == "completed"
+    losses = [row["loss"] for row in read_csv(run_dir / "metrics.csv")]
+    assert losses[1] in ("nan", "inf") and losses[5] in ("nan", "inf")
+    assert all(loss not in ("nan", "inf") for index, loss in enumerate(losses) if index not in (1, 5))
+    stop = write_config(
+        tmp_path, {**config, "train": {"epochs": 2, "on_nonfinite": "skip", "max_skips": 1}}, "s.yaml"
+    )
+    result = invoke("train", stop, "--out", tmp_path / "stop", "-q")
+    assert_clean_exit(result, 1)
+    assert "max_skips" in result.stderr
