@@ -142,7 +142,7 @@ class CheckpointWriter:
 def restore_session(session: Session, checkpoint: dict[str, Any]) -> LoopState:
     """Put a checkpoint's states into a freshly built session; return where the loop stood."""
     try:
-        session.model.load_state_dict(checkpoint["model"])
+        session.model.load_state_dict(dict(checkpoint["model"]))  # a plain dict: no stale _metadata
     except RuntimeError as error:
         detail = str(error).splitlines()[0]
         raise ConfigError(f"the checkpoint holds another model than the config describes: {detail}") from None

@@ -56,7 +56,9 @@ def _check_fits(spec: RunSpec, checkpoint: dict[str, Any]) -> None:
                 f"{(after or {}).get('name')}; a resumed run keeps its {section}'s class"
             )
     try:
-        build_on_meta(spec.model).load_state_dict(checkpoint["model"], assign=True)  # checks names and shapes
+        # A plain-dict copy: load_state_dict(assign=True) records `assign` in the state dict's own
+        # _metadata, which would make the real load later replace the parameters the optimizer holds.
+        build_on_meta(spec.model).load_state_dict(dict(checkpoint["model"]), assign=True)
     except RuntimeError as error:
         detail = " ".join(str(error).split())
         raise ConfigError(
