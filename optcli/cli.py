@@ -66,6 +66,14 @@ def reported_errors(debug: bool) -> Iterator[None]:
             traceback.print_exc()
         where = f"\nwhat was written is in {error.run_dir}" if error.run_dir else ""
         fail(f"{error}{where}", EXIT_FAILED)
+    except Exception as error:
+        if debug:
+            traceback.print_exc()
+        fail(
+            f"internal error: {type(error).__name__}: {error}\n(run again with --debug for the traceback, "
+            "and please report it)",
+            EXIT_FAILED,
+        )
     except KeyboardInterrupt as interrupt:
         from optcli.errors import Interrupted
 
@@ -132,6 +140,9 @@ def train(
             **{"output.dir": str(out) if out is not None else None, "train.max_steps": max_steps},
         )
         spec = resolve_config(load_config(config, overrides))
+        from optcli.advice import find_warnings
+
+        _print_warnings(find_warnings(spec))
         display = _display(spec.name, quiet)
         result = train_run(spec, [display])
         print(_summary_line(result.summary, result.run_dir))
@@ -213,19 +224,27 @@ def check(
     resolved: Annotated[
         bool, typer.Option("--resolved", help="Print the resolved config, every default filled in.")
     ] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors (exit 2).")] = False,
     debug: DebugOption = False,
 ) -> None:
-    """Validate a config as `train` would, without training; exit 0 if it is valid, 2 if not.
+    """Validate a config as `train` would, without training; warn about what would surely go wrong.
 
+    Exits 0 if it is valid (warnings are printed), 2 if not (or if --strict and there are warnings).
     Example: optcli check configs/adam_steplr.yaml --set optimizer.name=sgd
     """
     with reported_errors(debug):
         import yaml
 
+        from optcli.advice import find_warnings
         from optcli.config import load_config
+        from optcli.errors import ConfigError
         from optcli.resolve import resolve_config
 
         spec = resolve_config(load_config(config, command_line_overrides(settings)))
+        warnings = find_warnings(spec)
+        if strict and warnings:
+            raise ConfigError([f"(--strict) {warning}" for warning in warnings])
+        _print_warnings(warnings)
         if resolved:
             print(yaml.safe_dump(spec.resolved, sort_keys=False), end="")
         scheduler = (
@@ -235,74 +254,13 @@ def check(
             f"ok: {config}: {spec.model.name} on {spec.data.name} "
             f"({spec.data.info.samples} samples, batch {spec.data.loader.batch_size}), "
             f"{spec.optimizer.name}{scheduler}; {spec.epochs} epochs, {spec.total_steps} steps on {spec.device}"
+            + (f"; {len(warnings)} warning(s)" if warnings else "")
         )
 
 
-@app.command()
-def compare(
-    files: Annotated[
-        list[Path], typer.Argument(metavar="FILE...", help="A compare file, or two or more config files.")
-    ],
-    seeds: Annotated[
-        str | None,
-        typer.Option(help="A count (3: seeds 0, 1, 2) or a list (0,1,2). Default: the file's, or 3."),
-    ] = None,
-    settings: SetOption = None,
-    metric: Annotated[
-        str | None,
-        typer.Option(help="What ranks the arms: final_loss, best_loss, steps_to_target, time_to_target."),
-    ] = None,
-    target_loss: Annotated[
-        float | None, typer.Option(help="The loss that steps_to_target and time_to_target count to.")
-    ] = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Runs at a time, each in its own process.")] = 1,
-    out: Annotated[Path | None, typer.Option(help="Write the comparison under this folder.")] = None,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print only the table and the verdict.")
-    ] = False,
-    debug: DebugOption = False,
-) -> None:
-    """Compare optimizers or schedules: every arm from the same weights on the same batches, over seeds.
-
-    Example: optcli compare configs/compare_guide.yaml --seeds 0,1,2 --jobs 2 --target-loss 0.5
-    """
-    with reported_errors(debug):
-        from optcli.comparison_run import plan_jobs, start_workers
-
-        # Started first, so that the workers import torch while this process reads and checks the plan.
-        pool = start_workers(jobs)
-
-        from rich.console import Console
-
-        from optcli.comparison import ComparisonInterrupted, run_comparison
-        from optcli.comparison_display import LiveComparison, PlainComparison, QuietComparison, ranking_table
-        from optcli.comparison_plan import CommandLine, load_plan
-
-        command_line = CommandLine(command_line_overrides(settings), seeds, metric, target_loss, out)
-        try:
-            plan = load_plan(files, command_line)
-        except BaseException:
-            if pool is not None:
-                pool.close()
-            raise
-        console = Console()
-        preview = plan_jobs(plan, Path())
-        display: PlainComparison | LiveComparison
-        if quiet:
-            display = QuietComparison(sys.stdout, preview)
-        elif console.is_terminal:
-            display = LiveComparison(console, preview)
-        else:
-            display = PlainComparison(sys.stdout, preview)
-        try:
-            with display:
-                result = run_comparison(plan, pool, display)
-        except ComparisonInterrupted as interrupted:
-            print(f"interrupted: the finished runs are in {interrupted.result.directory}", file=sys.stderr)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        console.print(ranking_table(result.ranked, plan.ranking_metric, result.verdict), markup=False)
-        print(result.verdict.text)
-        print(f"-> {result.directory}")
+def _print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 LIST_KINDS = ("optimizers", "schedulers", "models", "datasets", "losses")

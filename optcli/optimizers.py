@@ -37,5 +37,12 @@ SUPPLIED_BY_CODE = frozenset({"params"})
 
 def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
     """LBFGS (and any optimizer whose `step` requires a closure) re-evaluates the loss itself."""
-    closure = inspect.signature(type(optimizer).step).parameters.get("closure")
+    return class_needs_closure(type(optimizer))
+
+
+def class_needs_closure(optimizer_class: object) -> bool:
+    step = getattr(optimizer_class, "step", None)
+    if step is None:
+        return False
+    closure = inspect.signature(step).parameters.get("closure")
     return closure is not None and closure.default is inspect.Parameter.empty

@@ -14,6 +14,7 @@ import torch
 from optcli import models, optimizers, probes, schedulers
 from optcli.arguments import read_signature
 from optcli.config import (
+    SECTION_HELP,
     ClipConfig,
     OutputConfig,
     RawConfig,
@@ -47,6 +48,9 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     problems = Problems()
     top, top_problems = validate_model(TopLevel, raw.values, "")
     problems.lines += top_problems
+    for section in ("model", "data", "optimizer"):
+        if section in raw.values and raw.values[section] is None:  # `model:` with nothing after it
+            problems.lines.append(f"{section}: required: {SECTION_HELP[section]}")
     values = raw.values
     train, train_problems = validate_model(TrainConfig, values.get("train"), "train")
     output, output_problems = validate_model(OutputConfig, values.get("output"), "output")
@@ -77,6 +81,12 @@ def resolve_config(raw: RawConfig) -> RunSpec:
 
     if model is not None and optimizer is not None:
         problems.add_if(probes.check_optimizer_takes_model(model, optimizer))
+    skipping = train is not None and train.on_nonfinite == "skip"
+    if skipping and optimizer is not None and optimizers.class_needs_closure(optimizer.target):
+        problems.lines.append(
+            f"train.on_nonfinite: skip cannot work with {optimizer.name}, which evaluates the loss inside "
+            "its own step (before it could be skipped); use stop"
+        )
     if model is not None and loss is not None and data is not None:
         problems.add_if(probes.check_forward(model, loss, data.info, data.loader.batch_size))
 

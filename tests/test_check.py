@@ -1,0 +1,71 @@
+"""`optcli check` with meaning: warnings for configs that are valid but surely wrong, and --strict."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import assert_clean_exit, config_error, guide_config, invoke, write_config
+
+
+@pytest.mark.parametrize(
+    ("sections", "warning"),
+    [
+        ({"optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.01}}, "name: adamw"),
+        ({"optimizer": {"name": "lbfgs"}}, "LBFGS's line search"),
+        ({"scheduler": {"name": "one_cycle", "max_lr": 0.01, "total_steps": 50}}, "OneCycleLR plans 50"),
+        (
+            {"scheduler": {"name": "one_cycle", "max_lr": 0.01, "interval": "epoch"}},
+            "stepped after every batch",
+        ),
+        ({"scheduler": {"name": "cyclic", "base_lr": 1e-4, "max_lr": 1e-2, "interval": "epoch"}}, "CyclicLR"),
+        (
+            {
+                "scheduler": {
+                    "name": "sequential",
+                    "milestones": [5],
+                    "schedulers": [{"name": "constant"}, {"name": "cosine"}],
+                }
+            },
+            "past the run's end",
+        ),
+        ({"scheduler": {"name": "step", "step_size": 5}}, "the rate never changes"),
+        ({"scheduler": {"name": "exponential", "gamma": 0.1, "interval": "step"}}, "falls to"),
+    ],
+)
+def test_warnings_exit_0_and_strict_makes_them_errors(tmp_path, sections, warning):
+    path = write_config(tmp_path, guide_config(**sections))  # 2 epochs of 4 steps
+    result = invoke("check", path)
+    assert_clean_exit(result, 0)
+    assert warning in result.stderr and result.stderr.startswith("warning: ")
+    assert warning in config_error(invoke("check", path, "--strict"))
+
+
+def test_train_shows_the_warnings_before_it_starts(tmp_path):
+    path = write_config(tmp_path, guide_config(optimizer={"name": "adam", "weight_decay": 0.1}))
+    result = invoke("train", path, "--out", tmp_path / "runs", "--quiet")
+    assert_clean_exit(result, 0)
+    assert "warning: optimizer.weight_decay" in result.stderr
+
+
+def test_good_configs_have_no_warnings(tmp_path):
+    scheduler = {"name": "one_cycle", "max_lr": 0.01}  # total_steps filled in: matches the run
+    result = invoke("check", write_config(tmp_path, guide_config(scheduler=scheduler)), "--strict")
+    assert_clean_exit(result, 0)
+    assert result.stderr == ""
+
+
+def test_skip_with_lbfgs_is_an_error(tmp_path):
+    config = guide_config(optimizer={"name": "lbfgs"}, train={"on_nonfinite": "skip"})
+    assert "skip cannot work with LBFGS" in config_error(invoke("check", write_config(tmp_path, config)))
+
+
+def test_deterministic_is_recorded(tmp_path):
+    from tests.conftest import read_summary, train_ok
+
+    run_dir = train_ok(write_config(tmp_path, guide_config(deterministic=True)), tmp_path / "runs")
+    determinism = read_summary(run_dir)["determinism"]
+    assert determinism["deterministic_algorithms"] is True
+    assert determinism["seeds"]["run"] == 0 and "data_order" in determinism["seeds"]
+    import torch
+
+    torch.use_deterministic_algorithms(False)
