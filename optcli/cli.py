@@ -263,6 +263,73 @@ def _print_warnings(warnings: list[str]) -> None:
         print(f"warning: {warning}", file=sys.stderr)
 
 
+@app.command()
+def compare(
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE...", help="A compare file, or two or more config files.")
+    ],
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="A count (3: seeds 0, 1, 2) or a list (0,1,2). Default: the file's, or 3."),
+    ] = None,
+    settings: SetOption = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(help="What ranks the arms: final_loss, best_loss, steps_to_target, time_to_target."),
+    ] = None,
+    target_loss: Annotated[
+        float | None, typer.Option(help="The loss that steps_to_target and time_to_target count to.")
+    ] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Runs at a time, each in its own process.")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Write the comparison under this folder.")] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the table and the verdict.")
+    ] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Compare optimizers or schedules: every arm from the same weights on the same batches, over seeds.
+
+    Example: optcli compare configs/compare_guide.yaml --seeds 0,1,2 --jobs 2 --target-loss 0.5
+    """
+    with reported_errors(debug):
+        from optcli.comparison_run import plan_jobs, start_workers
+
+        # Started first, so that the workers import torch while this process reads and checks the plan.
+        pool = start_workers(jobs)
+
+        from rich.console import Console
+
+        from optcli.comparison import ComparisonInterrupted, run_comparison
+        from optcli.comparison_display import LiveComparison, PlainComparison, QuietComparison, ranking_table
+        from optcli.comparison_plan import CommandLine, load_plan
+
+        command_line = CommandLine(command_line_overrides(settings), seeds, metric, target_loss, out)
+        try:
+            plan = load_plan(files, command_line)
+        except BaseException:
+            if pool is not None:
+                pool.close()
+            raise
+        console = Console()
+        preview = plan_jobs(plan, Path())
+        display: PlainComparison | LiveComparison
+        if quiet:
+            display = QuietComparison(sys.stdout, preview)
+        elif console.is_terminal:
+            display = LiveComparison(console, preview)
+        else:
+            display = PlainComparison(sys.stdout, preview)
+        try:
+            with display:
+                result = run_comparison(plan, pool, display)
+        except ComparisonInterrupted as interrupted:
+            print(f"interrupted: the finished runs are in {interrupted.result.directory}", file=sys.stderr)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        console.print(ranking_table(result.ranked, plan.ranking_metric, result.verdict), markup=False)
+        print(result.verdict.text)
+        print(f"-> {result.directory}")
+
+
 LIST_KINDS = ("optimizers", "schedulers", "models", "datasets", "losses")
 
 

@@ -214,3 +214,10 @@ def test_a_real_process_exits_2_on_a_config_error_without_traceback(tmp_path):
     result = run_module("-m", "optcli", "train", str(config))
     assert result.returncode == 2
     assert result.stderr.startswith("error: optimizer.momentum") and "Traceback" not in result.stderr
+
+
+def test_help_lists_every_command():
+    result = invoke("--help")
+    assert_clean_exit(result, 0)
+    for command in ("train", "compare", "resume", "check", "list"):
+        assert command in result.stdout
