@@ -7,6 +7,7 @@ per second from a background thread, so a fast loop never waits for the terminal
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from typing import TextIO
 
@@ -15,10 +16,17 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from optcli.records import EpochRecord, Record, RunStarted, StepRecord
+from optcli.records import EpochRecord, Record, RunStarted, SkippedStep, StepRecord
 from optcli.sinks import RunOutcome
 
 REFRESHES_PER_SECOND = 4
+
+
+def skipped_step_warning(record: SkippedStep) -> str:
+    return (
+        f"warning: step {record.step} (epoch {record.epoch}): the loss was {record.loss}; its update was skipped "
+        f"({record.skips_in_a_row} in a row)"
+    )
 
 
 def format_lr(lr: float) -> str:
@@ -131,6 +139,8 @@ class LiveDisplay:
             if time.perf_counter() >= self._next_progress_update:
                 self._next_progress_update = time.perf_counter() + 0.5 / REFRESHES_PER_SECOND
                 self._show_step(record)
+        elif isinstance(record, SkippedStep):
+            self.console.print(skipped_step_warning(record), markup=False, highlight=False)
         if row is not None:
             self.live.update(self._render())
 
@@ -159,6 +169,8 @@ class PlainDisplay:
 
     def handle(self, record: Record) -> None:
         row = self.rows.handle(record)
+        if isinstance(record, SkippedStep):
+            print(skipped_step_warning(record), file=sys.stderr, flush=True)
         if row is not None:
             cells = self.rows.cells(row)
             keys = [column.replace(" ", "_") for column in self.rows.columns()]
@@ -170,10 +182,11 @@ class PlainDisplay:
 
 
 class QuietDisplay:
-    """Nothing while training: `--quiet` prints only the final summary line."""
+    """Nothing while training but warnings: `--quiet` prints only the final summary line."""
 
     def handle(self, record: Record) -> None:
-        pass
+        if isinstance(record, SkippedStep):
+            print(skipped_step_warning(record), file=sys.stderr, flush=True)
 
     def close(self, outcome: RunOutcome) -> None:
         pass

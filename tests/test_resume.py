@@ -225,6 +225,9 @@ def test_nonfinite_skip_leaves_the_update_out_and_counts_it(tmp_path):
     skip = write_config(tmp_path, {**config, "train": {"epochs": 2, "on_nonfinite": "skip"}})
     result = invoke("train", skip, "--out", tmp_path / "skip", "-q")
     assert_clean_exit(result, 0)
+    assert (
+        "warning: step 2 (epoch 1): the loss was" in result.stderr and "update was skipped" in result.stderr
+    )
     run_dir = run_dirs(tmp_path / "skip")[0]
     summary = read_summary(run_dir)
     assert summary["skipped_steps"] == 2 and summary["status"] == "completed"
