@@ -16,7 +16,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,7 +27,7 @@ from optcli.config import RawConfig
 from optcli.display import PlainDisplay
 from optcli.loop import run_training
 from optcli.resolve import resolve_config
-from optcli.session import build_session
+from optcli.session import Session, build_session
 from optcli.sinks import CsvWriter, RunOutcome, SummaryWriter
 from optcli.spec import RunSpec
 
@@ -62,25 +64,7 @@ def time_optcli(spec: RunSpec) -> float:
 def time_plain(spec: RunSpec) -> float:
     """Seconds for the loop a user would write: the same model, data order, optimizer and schedule."""
     session = build_session(spec)  # the same weights and data, built the same way, not timed
-    model, optimizer, batches = session.model, session.optimizer, session.batches
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.1)
-    criterion = nn.CrossEntropyLoss()
-    losses, norms = [], []
-    step = 0
-    start = time.perf_counter()
-    while step < spec.total_steps:
-        for inputs, labels in batches.epoch():
-            optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(inputs), labels)
-            loss.backward()
-            norms.append(nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0).item())
-            optimizer.step()
-            losses.append(loss.item())
-            step += 1
-            if step == spec.total_steps:
-                break
-        scheduler.step()
-    return time.perf_counter() - start
+    return _hand_written_loop(session, session.batches.epoch, spec.total_steps)
 
 
 def time_dataloader(spec: RunSpec) -> float:
@@ -88,20 +72,25 @@ def time_dataloader(spec: RunSpec) -> float:
     from torch.utils.data import DataLoader, TensorDataset
 
     session = build_session(spec)
-    model, optimizer, batches = session.model, session.optimizer, session.batches
     loader = DataLoader(
-        TensorDataset(batches.inputs, batches.targets),
+        TensorDataset(session.batches.inputs, session.batches.targets),
         batch_size=64,
         shuffle=True,
         generator=torch.Generator().manual_seed(0),
     )
+    return _hand_written_loop(session, lambda: iter(loader), spec.total_steps)
+
+
+def _hand_written_loop(session: Session, epoch_batches: Callable[[], Iterator[Any]], steps: int) -> float:
+    """The guide's loop, as a user writes it, with .item() for the loss and norm every step."""
+    model, optimizer = session.model, session.optimizer
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.1)
     criterion = nn.CrossEntropyLoss()
     losses, norms = [], []
     step = 0
     start = time.perf_counter()
-    while step < spec.total_steps:
-        for inputs, labels in loader:
+    while step < steps:
+        for inputs, labels in epoch_batches():
             optimizer.zero_grad(set_to_none=True)
             loss = criterion(model(inputs), labels)
             loss.backward()
@@ -109,7 +98,7 @@ def time_dataloader(spec: RunSpec) -> float:
             optimizer.step()
             losses.append(loss.item())
             step += 1
-            if step == spec.total_steps:
+            if step == steps:
                 break
         scheduler.step()
     return time.perf_counter() - start

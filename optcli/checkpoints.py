@@ -10,9 +10,7 @@ order's), the loop's position, the resolved config, and how long each CSV file w
 from __future__ import annotations
 
 import math
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import torch
 from optcli.errors import ConfigError
 from optcli.loop import LoopState
 from optcli.records import CheckpointDue, Record
+from optcli.rundir import replace_atomically
 from optcli.session import Session
 from optcli.sinks import CsvWriter, RunOutcome, SummaryWriter
 
@@ -54,18 +53,9 @@ def restore_random_state(session: Session, state: dict[str, Any], order_state: t
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """A temporary file, flushed and fsynced, then renamed: a crash while writing leaves the last one."""
+    """Atomically: a crash while writing leaves the previous checkpoint intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    replace_atomically(path, lambda stream: torch.save(payload, stream))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

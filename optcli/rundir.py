@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -34,11 +35,17 @@ def create_run_dir(output_dir: Path, name: str, clock: float | None = None) -> P
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write a whole file or nothing: a temporary file, flushed and fsynced, then renamed over `path`."""
+    """Write a whole text file or nothing."""
+    replace_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
+
+
+def replace_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """A temporary file beside `path`, written by `write`, flushed and fsynced, then renamed over
+    `path`: a crash or a full disk while writing leaves the previous file intact, never half of one."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
