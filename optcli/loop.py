@@ -81,6 +81,11 @@ class LoopState:
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self), epoch_losses=list(self.epoch_losses))
 
+    def snapshot(self, clock: TrainingClock, stopper: EarlyStopper | None) -> dict[str, Any]:
+        """The state as of now, for a checkpoint: with the training time and the stopper's counters."""
+        self.elapsed_s, self.stopper = clock.elapsed(), stopper.to_dict() if stopper else None
+        return self.to_dict()
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LoopState:
         return cls(**values)
@@ -183,17 +188,10 @@ def _train(
                 loss, grad_norm = forward_backward(inputs, targets, logged or skip_nonfinite)
                 # Note: in skip mode, a host-device sync point every step: the update waits for the check.
                 if skip_nonfinite and not _finite(loss, grad_norm):
-                    # The update is skipped: parameters and the optimizer's state stay as they were.
-                    optimizer.zero_grad(set_to_none=True)
-                    state.skipped_steps += 1
-                    state.skips_in_a_row += 1
-                    pending.append(
-                        _PendingStep(step, loss.detach(), lr, grad_norm, clock.elapsed(), True, True)
+                    skipped = _PendingStep(step, loss.detach(), lr, grad_norm, clock.elapsed(), True, True)
+                    yield from _skip_update(
+                        optimizer, state, spec.train.max_skips, skipped, epoch, epoch_losses
                     )
-                    yield from _to_host(pending, epoch, epoch_losses)
-                    yield SkippedStep(step, epoch, float(loss.detach()), state.skips_in_a_row)
-                    if state.skips_in_a_row >= spec.train.max_skips:
-                        raise TooManySkips(step, epoch, state.skips_in_a_row)
                     state.batches_done, state.step = batch, step
                     continue
                 state.skips_in_a_row = 0
@@ -215,23 +213,15 @@ def _train(
                 yield _evaluation(session, clock, "val", step, epoch)
             if stop_requested():  # Ctrl-C or SIGTERM: this step is done; keep it, and stop
                 yield from _to_host(pending, epoch, epoch_losses)
-                state.elapsed_s, state.stopper = clock.elapsed(), stopper.to_dict() if stopper else None
-                yield CheckpointDue("interrupted", epoch, step, state.to_dict())
+                yield CheckpointDue("interrupted", epoch, step, state.snapshot(clock, stopper))
                 raise Interrupted
             if step == spec.total_steps:
                 break
         yield from _to_host(pending, epoch, epoch_losses)
         complete = state.batches_done == batches_per_epoch
         if not complete:  # max_steps ended the run mid-epoch: a resume with more steps goes on from here
-            state.elapsed_s, state.stopper = clock.elapsed(), stopper.to_dict() if stopper else None
-            yield CheckpointDue("partial", epoch, step, state.to_dict())
-        finite_losses = [loss for loss in epoch_losses if math.isfinite(loss)]
-        metrics = {"train_loss": math.fsum(finite_losses) / len(finite_losses) if finite_losses else math.nan}
-        if session.val_batches is not None:
-            evaluation = _evaluation(session, clock, "val", step, epoch)
-            metrics["val_loss"] = evaluation.loss
-            if evaluation.accuracy is not None:
-                metrics["val_accuracy"] = evaluation.accuracy
+            yield CheckpointDue("partial", epoch, step, state.snapshot(clock, stopper))
+        metrics = _epoch_metrics(session, clock, epoch_losses, step, epoch)
         yield EpochRecord(
             epoch,
             step,
@@ -250,14 +240,46 @@ def _train(
             break
         # The next epoch starts here: this is a point to resume from.
         state.epoch, state.batches_done, state.epoch_losses = epoch + 1, 0, []
-        state.elapsed_s, state.stopper = clock.elapsed(), stopper.to_dict() if stopper else None
-        yield CheckpointDue("epoch", epoch, step, state.to_dict(), metrics)
+        yield CheckpointDue("epoch", epoch, step, state.snapshot(clock, stopper), metrics)
         if stopped_early:
             break
     last_epoch = state.epoch - 1 if state.batches_done == 0 else state.epoch
     if session.test_batches is not None:
         yield _evaluation(session, clock, "test", step, last_epoch)
     yield RunFinished(step, last_epoch, clock.elapsed(), stopped_early)
+
+
+def _skip_update(
+    optimizer: torch.optim.Optimizer,
+    state: LoopState,
+    max_skips: int,
+    skipped: _PendingStep,
+    epoch: int,
+    epoch_losses: list[float],
+) -> Iterator[Record]:
+    """on_nonfinite: skip. The update is left out: parameters and the optimizer's state stay as they
+    were. The step is logged (with its non-finite loss) and reported; too many in a row stop the run."""
+    optimizer.zero_grad(set_to_none=True)
+    state.skipped_steps += 1
+    state.skips_in_a_row += 1
+    yield from _to_host([skipped], epoch, epoch_losses)
+    yield SkippedStep(skipped.step, epoch, float(skipped.loss), state.skips_in_a_row)
+    if state.skips_in_a_row >= max_skips:
+        raise TooManySkips(skipped.step, epoch, state.skips_in_a_row)
+
+
+def _epoch_metrics(
+    session: Session, clock: TrainingClock, epoch_losses: list[float], step: int, epoch: int
+) -> dict[str, float]:
+    """The epoch's mean training loss (of its applied steps), and its validation metrics."""
+    finite_losses = [loss for loss in epoch_losses if math.isfinite(loss)]
+    metrics = {"train_loss": math.fsum(finite_losses) / len(finite_losses) if finite_losses else math.nan}
+    if session.val_batches is not None:
+        evaluation = _evaluation(session, clock, "val", step, epoch)
+        metrics["val_loss"] = evaluation.loss
+        if evaluation.accuracy is not None:
+            metrics["val_accuracy"] = evaluation.accuracy
+    return metrics
 
 
 def _finite(loss: torch.Tensor, grad_norm: torch.Tensor | None) -> bool:
