@@ -88,8 +88,9 @@ def _scheduler_warnings(spec: RunSpec) -> list[str]:
     final = _final_rate_fraction(spec)
     if final is not None and final < VANISHED:
         found.append(
-            f"scheduler: the learning rate falls to {final:.1e} of its start by the end of the run (stepped per "
-            f"{scheduler.interval}); most of the run would barely learn. Is interval: {scheduler.interval} meant?"
+            f"scheduler: the learning rate falls to {final:.1e} of its start by the end of the run, so its "
+            f"later part would barely learn; check the decay and `interval: {scheduler.interval}` (the "
+            "schedule is stepped per " + ("optimizer step)" if scheduler.interval == "step" else "epoch)")
         )
     return found
 
