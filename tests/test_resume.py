@@ -93,15 +93,30 @@ def wait_for_first_checkpoint(out: Path, process: subprocess.Popen[str]) -> Path
     raise AssertionError("no checkpoint within a minute")
 
 
+def wait_for_step(run_dir: Path, step: int) -> None:
+    """Until metrics.csv holds `step` rows (they reach the disk at each epoch's end)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with (run_dir / "metrics.csv").open() as stream:
+            if sum(1 for _ in stream) - 1 >= step:
+                return
+        time.sleep(0.005)
+    raise AssertionError(f"step {step} not reached within a minute")
+
+
 def test_killed_at_a_random_moment_and_resumed_equals_the_uninterrupted_run(reference, tmp_path):
     config, reference_dir = reference
     process = start_training(config, tmp_path / "runs")
     run_dir = wait_for_first_checkpoint(tmp_path / "runs", process)
-    delay = random.uniform(0.0, 1.5)
-    time.sleep(delay)
+    # A random point of the run, well before its end (1,200 steps), so the kill always lands mid-run.
+    target = random.randint(8, 800)
+    wait_for_step(run_dir, target)
+    time.sleep(random.uniform(0.0, 0.05))  # and at any moment within an epoch
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert process.returncode == -signal.SIGKILL, f"the run ended by itself before the kill at {delay:.2f}s"
+    assert process.returncode == -signal.SIGKILL, (
+        f"the run ended by itself before the kill after step {target}"
+    )
     result = invoke("resume", run_dir, "--quiet")
     assert_clean_exit(result, 0)
     assert_same_run(run_dir, reference_dir)
@@ -112,7 +127,7 @@ def test_interrupted_then_resumed_equals_the_uninterrupted_run(reference, tmp_pa
     config, reference_dir = reference
     process = start_training(config, tmp_path / "runs")
     run_dir = wait_for_first_checkpoint(tmp_path / "runs", process)
-    time.sleep(random.uniform(0.0, 1.0))
+    wait_for_step(run_dir, random.randint(8, 800))
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
