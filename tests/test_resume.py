@@ -255,3 +255,16 @@ def test_nonfinite_skip_leaves_the_update_out_and_counts_it(tmp_path):
     result = invoke("train", stop, "--out", tmp_path / "stop", "-q")
     assert_clean_exit(result, 1)
     assert "max_skips" in result.stderr
+
+
+def test_a_second_ctrl_c_stops_at_once_and_leaves_a_readable_checkpoint(reference, tmp_path):
+    config, _ = reference
+    process = start_training(config, tmp_path / "runs")
+    run_dir = wait_for_first_checkpoint(tmp_path / "runs", process)
+    wait_for_step(run_dir, random.randint(8, 400))
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in stderr
+    load_checkpoint(run_dir / "checkpoints" / "last.pt")  # whichever moment it hit, never half a file
+    assert not list((run_dir / "checkpoints").glob("*.tmp"))
