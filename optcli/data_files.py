@@ -16,18 +16,11 @@ from typing import Literal
 
 import torch
 
-from optcli.datasets import DataInfo, TensorData
+from optcli.datasets import DataInfo, TensorData, modified_time
 from optcli.errors import ConfigError
 
 # An integer target with at most this many distinct values is taken for class labels.
 MAX_CLASSES_GUESSED = 20
-
-
-def modified_time(path: Path, key: str) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        raise ConfigError(f"{key}: no such file {path}") from None
 
 
 def _is_number(text: str) -> bool:

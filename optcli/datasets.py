@@ -140,23 +140,24 @@ class TensorFileData:
         self.path = Path(path)
 
     def describe(self) -> DataInfo:
-        inputs, targets = _read_tensor_file(str(self.path), _modified_time(self.path))
+        inputs, targets = _read_tensor_file(str(self.path), modified_time(self.path, "path"))
         if targets.is_floating_point():
             return DataInfo(len(inputs), tuple(inputs.shape[1:]), None, math.prod(targets.shape[1:]))
         return DataInfo(len(inputs), tuple(inputs.shape[1:]), int(targets.max()) + 1)
 
     def load(self, seed: int, split: str = "train") -> TensorData:
-        inputs, targets = _read_tensor_file(str(self.path), _modified_time(self.path))
+        inputs, targets = _read_tensor_file(str(self.path), modified_time(self.path, "path"))
         if targets.is_floating_point() and targets.dim() == 1:
             targets = targets.unsqueeze(1)  # one output per sample, shaped as the model's output
         return TensorData(inputs, targets)
 
 
-def _modified_time(path: Path) -> float:
+def modified_time(path: Path, key: str) -> float:
+    """A file's modification time (the key of read caches); a missing file is a ConfigError on `key`."""
     try:
         return path.stat().st_mtime
     except OSError:
-        raise ConfigError(f"path: no such file {path}") from None
+        raise ConfigError(f"{key}: no such file {path}") from None
 
 
 @functools.lru_cache(maxsize=4)
