@@ -7,11 +7,11 @@ config resolves; these are warnings: printed, exit 0, unless `--strict` makes th
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import torch
 from torch.optim import lr_scheduler
 
+from optcli.probes import build_on_stand_in
 from optcli.spec import RunSpec
 
 # A schedule that brings the learning rate below this fraction of its start has stopped learning.
@@ -105,7 +105,7 @@ def _final_rate_fraction(spec: RunSpec) -> float | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns that no optimizer step came first: none is needed
-            optimizer: Any = spec.optimizer.build([torch.nn.Parameter(torch.zeros(1))])
+            optimizer = build_on_stand_in(spec.optimizer)
             start = optimizer.param_groups[0]["lr"]
             scheduler = spec.scheduler.build(optimizer)
             for _ in range(max(0, length - 1)):

@@ -22,6 +22,13 @@ def build_on_meta(component: Any) -> torch.nn.Module:
     return module
 
 
+def build_on_stand_in(optimizer: Any) -> torch.optim.Optimizer:
+    """The optimizer built on one small stand-in parameter: runs torch's own checks of its arguments,
+    and gives schedulers something to schedule."""
+    built: torch.optim.Optimizer = optimizer.build([torch.nn.Parameter(torch.zeros(2, 2))])
+    return built
+
+
 def check_optimizer_takes_model(model: Any, optimizer: Any) -> str | None:
     """Build the optimizer on the model's parameters (Muon takes 2-D weights only); a problem or None."""
     parameters = list(build_on_meta(model).parameters())

@@ -215,17 +215,11 @@ def _resolve_optimizer(value: Any, base_dir: Path, problems: Problems) -> Compon
         return None
     component = Component(portable_name(entry.name, base_dir), entry.target, arguments)
     try:
-        _probe_optimizer(component)
+        probes.build_on_stand_in(component)
     except Exception as error:
         problems.lines.append(f"optimizer: {display_name(entry)} rejected its arguments: {error}")
         return None
     return component
-
-
-def _probe_optimizer(component: Component) -> torch.optim.Optimizer:
-    """The optimizer built on a 2x2 stand-in parameter: runs torch's own checks of its arguments."""
-    optimizer: torch.optim.Optimizer = component.build([torch.nn.Parameter(torch.zeros(2, 2))])
-    return optimizer
 
 
 def available_metrics(data: DataSpec | None) -> tuple[str, ...]:
@@ -329,7 +323,7 @@ def _resolve_scheduler(
     )
     if optimizer is not None:
         try:
-            spec.build(_probe_optimizer(optimizer))
+            spec.build(probes.build_on_stand_in(optimizer))
         except Exception as error:
             problems.lines.append(f"scheduler: {display_name(entry)} rejected its arguments: {error}")
             return None
