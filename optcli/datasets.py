@@ -1,8 +1,10 @@
-"""The dataset registry: in-memory datasets that describe their shape before any tensor exists.
+"""In-memory datasets that describe their shape before any tensor exists (the registry of names is
+dataset_registry.py).
 
 Each dataset class takes the config's keyword arguments in `__init__` (its signature is the schema),
 answers `describe()` cheaply so the config can be checked and the model sized, and builds its
-tensors in `load()`.
+tensors in `load(seed, split)`. `split` is "train", "val" or "test": synthetic datasets draw other
+samples for each split (from the same teacher), file datasets ignore it.
 """
 
 from __future__ import annotations
@@ -55,7 +57,6 @@ class TensorData:
 
 # A dataset's `load(seed, split)` builds its tensors. `split` is "train", "val" or "test": synthetic
 # datasets draw other samples for each split (from the same teacher), file datasets ignore it.
-SPLITS = ("train", "val", "test")
 
 
 def _require_positive(**values: int) -> None:

@@ -115,10 +115,6 @@ MODELS.add("cnn", cnn, summary="a small convolutional network for images")
 SIZE_ARGUMENTS = ("in_features", "out_features", "input_shape")
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(parameter.numel() for parameter in model.parameters())
-
-
 def probe_model(builder: object, arguments: dict[str, object]) -> None:
     """Construct the model on the meta device: checks its arguments without allocating any memory."""
     with torch.device("meta"):

@@ -43,8 +43,3 @@ RUN_LENGTH_ARGUMENT: dict[type, str] = {
     lr_scheduler.CosineAnnealingLR: "T_max",
     lr_scheduler.PolynomialLR: "total_iters",
 }
-
-
-def needs_metric(scheduler_class: type) -> bool:
-    """ReduceLROnPlateau is stepped with the monitored metric rather than blindly."""
-    return issubclass(scheduler_class, lr_scheduler.ReduceLROnPlateau)

@@ -11,8 +11,6 @@ import math
 import statistics
 from dataclasses import dataclass
 
-RUN_STATUSES = ("ok", "diverged", "failed", "interrupted")
-
 
 @dataclass(frozen=True)
 class MetricInfo:
