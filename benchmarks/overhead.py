@@ -23,13 +23,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from optcli.config import RawConfig
-from optcli.display import PlainDisplay
-from optcli.loop import run_training
-from optcli.resolve import resolve_config
-from optcli.session import Session, build_session
-from optcli.sinks import CsvWriter, RunOutcome, SummaryWriter
-from optcli.spec import RunSpec
+from optcli.config.resolve import resolve_config
+from optcli.config.schema import RawConfig
+from optcli.config.spec import RunSpec
+from optcli.train.display import PlainDisplay
+from optcli.train.loop import run_training
+from optcli.train.session import Session, build_session
+from optcli.train.sinks import CsvWriter, RunOutcome, SummaryWriter
 
 
 def guide_spec(steps: int) -> RunSpec:

@@ -20,7 +20,7 @@ import typer
 from optcli import __version__
 
 if TYPE_CHECKING:
-    from optcli.sinks import Sink
+    from optcli.train.sinks import Sink
 
 app = typer.Typer(
     help="Train PyTorch models from YAML configs and find the optimizer and schedule that suit them.",
@@ -130,9 +130,9 @@ def train(
     Example: optcli train configs/adam_steplr.yaml --set optimizer.lr=3e-4 --set train.epochs=5
     """
     with reported_errors(debug):
-        from optcli.config import load_config
-        from optcli.resolve import resolve_config
-        from optcli.training import train as train_run
+        from optcli.config.resolve import resolve_config
+        from optcli.config.schema import load_config
+        from optcli.train.run import train as train_run
 
         overrides = command_line_overrides(
             settings,
@@ -140,7 +140,7 @@ def train(
             **{"output.dir": str(out) if out is not None else None, "train.max_steps": max_steps},
         )
         spec = resolve_config(load_config(config, overrides))
-        from optcli.advice import find_warnings
+        from optcli.config.advice import find_warnings
 
         _print_warnings(find_warnings(spec))
         display = _display(spec.name, quiet)
@@ -151,7 +151,7 @@ def train(
 def _display(title: str, quiet: bool) -> Sink:
     from rich.console import Console
 
-    from optcli.display import LiveDisplay, PlainDisplay, QuietDisplay
+    from optcli.train.display import LiveDisplay, PlainDisplay, QuietDisplay
 
     console = Console()
     if quiet:
@@ -208,8 +208,8 @@ def resume(
     Example: optcli resume runs/adam_steplr/20261125-181520 --set optimizer.lr=3e-4 --allow-changes
     """
     with reported_errors(debug):
-        from optcli.resume import prepare_resume
-        from optcli.training import train as train_run
+        from optcli.train.resume import prepare_resume
+        from optcli.train.run import train as train_run
 
         spec, point = prepare_resume(run_dir, command_line_overrides(settings), allow_changes)
         display = _display(spec.name, quiet)
@@ -235,10 +235,10 @@ def check(
     with reported_errors(debug):
         import yaml
 
-        from optcli.advice import find_warnings
-        from optcli.config import load_config
+        from optcli.config.advice import find_warnings
+        from optcli.config.resolve import resolve_config
+        from optcli.config.schema import load_config
         from optcli.errors import ConfigError
-        from optcli.resolve import resolve_config
 
         spec = resolve_config(load_config(config, command_line_overrides(settings)))
         warnings = find_warnings(spec)
@@ -292,16 +292,16 @@ def compare(
     Example: optcli compare configs/compare_guide.yaml --seeds 0,1,2 --jobs 2 --target-loss 0.5
     """
     with reported_errors(debug):
-        from optcli.comparison_run import plan_jobs, start_workers
+        from optcli.compare.jobs import plan_jobs, start_workers
 
         # Started first, so that the workers import torch while this process reads and checks the plan.
         pool = start_workers(jobs)
 
         from rich.console import Console
 
-        from optcli.comparison import ComparisonInterrupted, run_comparison
-        from optcli.comparison_display import LiveComparison, PlainComparison, QuietComparison, ranking_table
-        from optcli.comparison_plan import CommandLine, load_plan
+        from optcli.compare.display import LiveComparison, PlainComparison, QuietComparison, ranking_table
+        from optcli.compare.plan import CommandLine, load_plan
+        from optcli.compare.run import ComparisonInterrupted, run_comparison
 
         command_line = CommandLine(command_line_overrides(settings), seeds, metric, target_loss, out)
         try:
@@ -358,7 +358,7 @@ def _print_listing(kinds: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from optcli.listing import list_entries
+    from optcli.components.listing import list_entries
 
     console = Console()
     for kind in kinds:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from optcli.config import RawConfig
-from optcli.loop import DEVICE_STEPS_PER_SYNC, run_training
-from optcli.records import StepRecord
-from optcli.resolve import resolve_config
-from optcli.session import build_session
+from optcli.config.resolve import resolve_config
+from optcli.config.schema import RawConfig
+from optcli.train.loop import DEVICE_STEPS_PER_SYNC, run_training
+from optcli.train.records import StepRecord
+from optcli.train.session import build_session
 from tests.conftest import guide_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -12,12 +12,12 @@ import pytest
 import torch
 import yaml
 
-from optcli.config import RawConfig
-from optcli.data_loading import load_data
-from optcli.loop import run_training
-from optcli.records import EpochRecord
-from optcli.resolve import resolve_config
-from optcli.session import build_session
+from optcli.config.resolve import resolve_config
+from optcli.config.schema import RawConfig
+from optcli.data.loading import load_data
+from optcli.train.loop import run_training
+from optcli.train.records import EpochRecord
+from optcli.train.session import build_session
 from tests.conftest import (
     REPO,
     assert_clean_exit,
@@ -318,7 +318,7 @@ def test_sklearn_datasets_train(tmp_path):
 
 
 def test_without_scikit_learn_the_message_says_how_to_install_it(tmp_path, monkeypatch):
-    from optcli import data_sklearn
+    from optcli.data import scikit_learn as data_sklearn
 
     data_sklearn._load.cache_clear()
     monkeypatch.setitem(sys.modules, "sklearn", None)

@@ -128,7 +128,7 @@ def test_random_set_strings(tmp_path, settings_):
 
 
 def test_a_disk_that_fills_is_a_clear_failure_that_keeps_what_was_written(tmp_path, monkeypatch):
-    from optcli import sinks
+    from optcli.train import sinks
 
     calls = {"count": 0}
     real_flush = sinks.CsvWriter.flush

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from optcli.losses import LOSSES
-from optcli.optimizers import OPTIMIZERS
-from optcli.schedulers import SCHEDULERS
+from optcli.components.losses import LOSSES
+from optcli.components.optimizers import OPTIMIZERS
+from optcli.components.schedulers import SCHEDULERS
 from tests.conftest import (
     assert_clean_exit,
     column,

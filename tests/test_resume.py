@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from optcli.checkpoints import load_checkpoint
+from optcli.train.checkpoints import load_checkpoint
 from tests.conftest import (
     REPO,
     assert_clean_exit,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from optcli.verdict import RunResult, give_verdict, rank_arms, within_seed_noise
+from optcli.compare.verdict import RunResult, give_verdict, rank_arms, within_seed_noise
 
 
 def run(

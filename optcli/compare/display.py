@@ -1,0 +1,111 @@
+"""What the terminal shows during `optcli compare`: a bar per arm and seed, then the ranked table."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from optcli.compare.jobs import Event, Job, JobOutcome
+from optcli.compare.verdict import METRIC_INFO, ArmSummary, Verdict, format_value
+from optcli.train.display import format_loss
+from optcli.train.records import EpochRecord, RunStarted, StepRecord
+
+
+class LiveComparison:
+    """One progress bar per job with its running loss; finished jobs show their status."""
+
+    def __init__(self, console: Console, jobs: list[Job]) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[state]}"),
+            TimeElapsedColumn(),
+            console=console,
+            refresh_per_second=4,
+        )
+        width = max(len(f"{job.arm} seed {job.seed}") for job in jobs)
+        self.tasks: dict[int, TaskID] = {
+            job.index: self.progress.add_task(
+                f"{job.arm} seed {job.seed}".ljust(width), total=None, start=False, state="waiting"
+            )
+            for job in jobs
+        }
+
+    def __enter__(self) -> LiveComparison:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, index: int, event: Event) -> None:
+        task = self.tasks[index]
+        if isinstance(event, RunStarted):
+            self.progress.start_task(task)
+            self.progress.update(task, total=event.total_steps, state="")
+        elif isinstance(event, StepRecord):
+            self.progress.update(task, completed=event.step, state=f"loss {format_loss(event.loss)}")
+        elif isinstance(event, EpochRecord):
+            self.progress.update(task, completed=event.step, state=f"loss {format_loss(event.train_loss)}")
+        elif isinstance(event, JobOutcome):
+            state = self.progress.tasks[task].fields.get("state", "")
+            done = "done" if event.status == "ok" else event.status
+            self.progress.update(task, state=f"{done} {state}".strip())
+            self.progress.stop_task(task)
+
+
+class PlainComparison:
+    """A line per finished job, for logs and pipes."""
+
+    def __init__(self, stream: TextIO, jobs: list[Job]) -> None:
+        self.stream = stream
+        self.jobs = {job.index: job for job in jobs}
+        self.last_loss: dict[int, float] = {}
+
+    def __enter__(self) -> PlainComparison:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        pass
+
+    def __call__(self, index: int, event: Event) -> None:
+        if isinstance(event, EpochRecord):
+            self.last_loss[index] = event.train_loss
+        elif isinstance(event, JobOutcome):
+            job = self.jobs[index]
+            loss = self.last_loss.get(index)
+            detail = f", last epoch loss {format_loss(loss)}" if loss is not None else ""
+            print(f"{job.arm} seed {job.seed}: {event.status}{detail}", file=self.stream, flush=True)
+
+
+class QuietComparison(PlainComparison):
+    def __call__(self, index: int, event: Event) -> None:
+        pass
+
+
+def ranking_table(ranked: list[ArmSummary], metric: str, verdict: Verdict) -> Table:
+    info = METRIC_INFO[metric]
+    better = "lower" if info.lower_is_better else "higher"
+    table = Table(title=f"{metric} ({better} is better), mean ± std over seeds", title_justify="left")
+    for column in ("rank", "arm", "mean ± std", "min", "max", "seeds", "train time"):
+        table.add_column(column, justify="left" if column == "arm" else "right", no_wrap=True)
+    for arm in ranked:
+        mark = " ★" if arm.arm == verdict.winner else ""
+        if arm.mean is not None and arm.std is not None:
+            value = f"{format_value(arm.mean, info)} ± {format_value(arm.std, info, like=arm.mean)}"
+            low = format_value(arm.low or 0.0, info, like=arm.mean)
+            high = format_value(arm.high or 0.0, info, like=arm.mean)
+        else:
+            value, low, high = "-", "-", "-"
+        seeds = f"{len(arm.values)}/{arm.runs}"
+        if arm.runs_diverged:
+            seeds += f" ({arm.runs_diverged} diverged)"
+        elif arm.runs_failed:
+            seeds += f" ({arm.runs_failed} failed)"
+        train_time = f"{arm.mean_train_time_s:.1f}s" if arm.mean_train_time_s is not None else "-"
+        table.add_row(str(arm.rank), arm.arm + mark, value, low, high, seeds, train_time)
+    return table

@@ -1,0 +1,140 @@
+"""Running a comparison: one training run per arm and seed, in this process or in workers.
+
+Each run is an ordinary `optcli train` run in `<comparison>/<arm>-seed<seed>/`. Fairness comes from
+the seed alone: for one seed every arm's model is built right after `torch.manual_seed(seed)` and its
+data and order come from generators seeded from it, so all arms start from the same weights and see
+the same batches (the hashes in results.csv let anyone check).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from optcli.compare.plan import ComparisonPlan
+from optcli.compare.workers import WorkerMessage, WorkerPool, available_cores
+from optcli.config.schema import RawConfig
+from optcli.errors import TrainingFailed
+from optcli.train.records import EpochRecord, Record, RunStarted, StepRecord
+
+if TYPE_CHECKING:
+    from optcli.train.sinks import RunOutcome
+
+# Seconds between progress reports from a run: enough for a live bar, cheap across processes.
+_REPORT_INTERVAL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int
+    arm: str
+    seed: int
+    config: RawConfig
+    run_dir: Path
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    index: int
+    status: str  # ok, diverged, failed or interrupted
+    error: str | None = None
+
+
+class ProgressReporter:
+    """A sink that passes on a run's start, its epochs, and a step now and then (for progress bars)."""
+
+    def __init__(self, report: Callable[[Record], None]) -> None:
+        self.report = report
+        self._next_step_report = 0.0
+
+    def handle(self, record: Record) -> None:
+        if isinstance(record, StepRecord):
+            now = time.perf_counter()
+            if now < self._next_step_report:
+                return
+            self._next_step_report = now + _REPORT_INTERVAL_S
+            self.report(record)
+        elif isinstance(record, RunStarted | EpochRecord):
+            self.report(record)
+
+    def close(self, outcome: RunOutcome) -> None:
+        pass
+
+
+Event = Record | JobOutcome  # what a comparison's display sees of each job
+
+
+def run_job(job: Job, report: Callable[[Record], None]) -> JobOutcome:
+    """Train one arm and seed; a diverging or failing run is an outcome, not an exception."""
+    from optcli.config.resolve import resolve_config
+    from optcli.train.loop import NonFiniteLoss
+    from optcli.train.run import train
+
+    try:
+        spec = resolve_config(job.config)
+        job.run_dir.mkdir(parents=True, exist_ok=False)
+        train(spec, [ProgressReporter(report)], run_dir=job.run_dir)
+    except NonFiniteLoss as error:
+        return JobOutcome(job.index, "diverged", str(error))
+    except TrainingFailed as error:
+        return JobOutcome(job.index, "failed", str(error))
+    except KeyboardInterrupt:
+        return JobOutcome(job.index, "interrupted", "interrupted by the user")
+    except Exception as error:
+        return JobOutcome(job.index, "failed", f"{type(error).__name__}: {error}")
+    return JobOutcome(job.index, "ok")
+
+
+def plan_jobs(plan: ComparisonPlan, comparison_dir: Path) -> list[Job]:
+    """Seed-major order, so that with several workers every arm's first seed finishes early."""
+    jobs: list[Job] = []
+    for seed in plan.seeds:
+        for arm in plan.arms:
+            run_dir = comparison_dir / f"{arm.name}-seed{seed}"
+            jobs.append(Job(len(jobs), arm.name, seed, plan.config_for(arm, seed), run_dir))
+    return jobs
+
+
+def start_workers(workers: int) -> WorkerPool | None:
+    """Worker processes for `--jobs N` (None for 1): the machine's cores are shared out among them, so
+    that they do not compete for the same ones. Start them early: each spends a second importing torch.
+    """
+    if workers <= 1:
+        return None
+    return WorkerPool(workers, max(1, available_cores() // workers), run_job)
+
+
+def run_jobs(
+    jobs: list[Job], pool: WorkerPool | None, on_event: Callable[[int, Event], None]
+) -> list[JobOutcome]:
+    """Run every job, in `pool` or else here, one by one; `on_event(job_index, event)` sees their
+    progress and outcome.
+
+    On Ctrl-C the runs under way stop cleanly and KeyboardInterrupt is raised, carrying the outcomes
+    so far as `outcomes`.
+    """
+    outcomes: dict[int, JobOutcome] = {}
+
+    def on_message(message: WorkerMessage) -> None:
+        if message.kind == "done":
+            outcomes[message.job] = message.payload
+        on_event(message.job, message.payload)
+
+    try:
+        if pool is None:
+            for job in jobs:
+                outcome = run_job(job, functools.partial(on_event, job.index))
+                outcomes[job.index] = outcome
+                on_event(job.index, outcome)
+                if outcome.status == "interrupted":
+                    raise KeyboardInterrupt
+        else:
+            pool.run(jobs, on_message)
+    except KeyboardInterrupt as interrupt:
+        interrupt.outcomes = [outcomes[index] for index in sorted(outcomes)]  # type: ignore[attr-defined]
+        raise
+    return [outcomes[job.index] for job in jobs]

@@ -1,0 +1,211 @@
+"""A comparison's plan: its arms (variants of one config), its seeds, and the metric that ranks them.
+
+It comes from a compare file (`base:`, `seeds:`, `metric:`, `runs:`) or from several config files,
+each an arm. Every arm and every seed is validated before anything runs; an error names the arm.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from optcli.config.overrides import apply_overrides, merge_arm
+from optcli.config.schema import RawConfig, Strict, validate_model
+from optcli.config.yaml_loader import load_yaml_mapping
+from optcli.errors import ConfigError
+
+Metric = Literal["final_loss", "best_loss", "steps_to_target", "time_to_target", "val_loss", "val_accuracy"]
+VALIDATION_METRICS = ("val_loss", "val_accuracy")
+METRICS: tuple[str, ...] = Metric.__args__  # type: ignore[attr-defined]
+TARGET_METRICS = ("steps_to_target", "time_to_target")
+DEFAULT_SEEDS = 3
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+class CompareFile(Strict):
+    name: str | None = None
+    base: str | dict[str, Any]
+    seeds: list[int] | int = DEFAULT_SEEDS
+    metric: Metric | None = None  # default: val_loss when the arms have validation data, else final_loss
+    target_loss: float | None = None
+    runs: dict[str, dict[str, Any] | None] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    config: RawConfig  # the arm's config mapping, `--set` applied, seed not yet set
+
+
+@dataclass(frozen=True)
+class ComparisonPlan:
+    name: str
+    arms: tuple[Arm, ...]
+    seeds: tuple[int, ...]
+    metric: str | None  # None until checked: then the default for the arms' data
+    target_loss: float | None
+    output_dir: Path
+    has_validation: bool = False  # every arm evaluates on validation data (known once checked)
+
+    @property
+    def ranking_metric(self) -> str:
+        assert self.metric is not None, "check_plan settles the metric"
+        return self.metric
+
+    def config_for(self, arm: Arm, seed: int) -> RawConfig:
+        return replace(arm.config, values={**arm.config.values, "seed": seed, "name": arm.name})
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """What the command line adds to the files: each is None when not given."""
+
+    overrides: list[str]
+    seeds: str | None = None
+    metric: str | None = None
+    target_loss: float | None = None
+    output_dir: Path | None = None
+
+
+def load_plan(paths: list[Path], command_line: CommandLine) -> ComparisonPlan:
+    """Read a compare file, or several config files (each an arm), and check the whole comparison."""
+    if not paths:
+        raise ConfigError("give a compare file, or two or more config files to compare")
+    if len(paths) == 1:
+        values = load_yaml_mapping(paths[0])
+        if "runs" not in values:
+            raise ConfigError(
+                f"{paths[0]}: a compare file needs runs: (the arms to compare, each a mapping of changes "
+                "to the base config); to compare config files, give two or more of them"
+            )
+        plan = _plan_from_compare_file(paths[0], values, command_line)
+    else:
+        plan = _plan_from_config_files(paths, command_line)
+    return check_plan(plan)
+
+
+def _plan_from_compare_file(path: Path, values: dict[str, Any], command_line: CommandLine) -> ComparisonPlan:
+    compare, problems = validate_model(CompareFile, values, "")
+    if compare is None:
+        raise ConfigError([f"{path}: {problem}" for problem in problems])
+    if isinstance(compare.base, str):
+        base_path = (path.parent / compare.base).resolve()
+        base_values, base_dir, base_stem = load_yaml_mapping(base_path), base_path.parent, base_path.stem
+    else:
+        base_values, base_dir, base_stem = compare.base, path.resolve().parent, path.stem
+    arms = []
+    for name, changes in compare.runs.items():
+        merged = merge_arm(base_values, changes or {})
+        config = RawConfig(_apply(merged, command_line.overrides, name), base_dir, base_stem)
+        arms.append(Arm(name, config))
+    return ComparisonPlan(
+        name=compare.name or path.stem,
+        arms=tuple(arms),
+        seeds=_seeds(command_line.seeds, compare.seeds),
+        metric=command_line.metric or compare.metric,
+        target_loss=command_line.target_loss if command_line.target_loss is not None else compare.target_loss,
+        output_dir=command_line.output_dir or _output_dir(base_values),
+    )
+
+
+def _plan_from_config_files(paths: list[Path], command_line: CommandLine) -> ComparisonPlan:
+    arms = []
+    for path in paths:
+        values = _apply(load_yaml_mapping(path), command_line.overrides, str(path))
+        name = values["name"] if isinstance(values.get("name"), str) else path.stem
+        arms.append(Arm(name, RawConfig(values, path.resolve().parent, path.stem)))
+    names = [arm.name for arm in arms]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(
+            f"arms must have different names; {', '.join(repeated)} appears more than once "
+            "(set name: in the config files)"
+        )
+    return ComparisonPlan(
+        name="-".join(names)[:80],
+        arms=tuple(arms),
+        seeds=_seeds(command_line.seeds, DEFAULT_SEEDS),
+        metric=command_line.metric,
+        target_loss=command_line.target_loss,
+        output_dir=command_line.output_dir or _output_dir(arms[0].config.values),
+    )
+
+
+def _apply(values: dict[str, Any], overrides: list[str], arm: str) -> dict[str, Any]:
+    try:
+        return apply_overrides(values, overrides)
+    except ConfigError as error:
+        raise ConfigError([f"arm '{arm}': {problem}" for problem in error.problems]) from None
+
+
+def _output_dir(values: dict[str, Any]) -> Path:
+    output = values.get("output")
+    directory = output.get("dir") if isinstance(output, dict) else None
+    return Path(directory) if isinstance(directory, str) else Path("runs")
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """`--seeds 3` is seeds 0, 1, 2; `--seeds 0,1,2` names them."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(part.isdigit() for part in parts):
+        raise ConfigError(f"--seeds '{text}': give a count (3) or a list of seeds (0,1,2)")
+    if len(parts) == 1 and "," not in text:
+        count = int(parts[0])
+        if count < 1:
+            raise ConfigError("--seeds: the count must be at least 1")
+        return tuple(range(count))
+    return tuple(int(part) for part in parts)
+
+
+def _seeds(command_line: str | None, from_file: list[int] | int) -> tuple[int, ...]:
+    if command_line is not None:
+        seeds = parse_seeds(command_line)
+    elif isinstance(from_file, int):
+        if from_file < 1:
+            raise ConfigError("seeds: the count must be at least 1")
+        seeds = tuple(range(from_file))
+    else:
+        seeds = tuple(from_file)
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0 or max(seeds) >= 2**32:
+        raise ConfigError(f"seeds: give distinct seeds from 0 to 2**32 - 1, got {list(seeds)}")
+    return seeds
+
+
+def check_plan(plan: ComparisonPlan) -> ComparisonPlan:
+    """Resolve every arm; raise one ConfigError naming each arm's problems. The plan
+    comes back with its metric settled: val_loss by default when every arm has validation data."""
+    from optcli.config.resolve import resolve_config  # torch loads here, not when the CLI starts
+
+    problems = []
+    with_validation = []
+    for arm in plan.arms:
+        if not _FOLDER_NAME.fullmatch(arm.name):
+            problems.append(
+                f"arm '{arm.name}': the name must be usable as a folder name (letters, digits, _ . + -)"
+            )
+            continue
+        # One seed is enough: the seed changes no name, argument or size that resolving checks (its
+        # range is checked with the seeds), so the other seeds would only repeat the same work.
+        try:
+            spec = resolve_config(plan.config_for(arm, plan.seeds[0]))
+        except ConfigError as error:
+            problems += [f"arm '{arm.name}': {problem}" for problem in error.problems]
+            continue
+        with_validation.append(spec.data.has_validation)
+    validation = bool(with_validation) and all(with_validation)
+    metric = plan.metric or ("val_loss" if validation else "final_loss")
+    if metric not in METRICS:
+        problems.append(f"metric: '{metric}' is not a metric; choose from: {', '.join(METRICS)}")
+    if metric in TARGET_METRICS and plan.target_loss is None:
+        problems.append(f"metric: {metric} needs a target: --target-loss or target_loss: in the compare file")
+    if metric in VALIDATION_METRICS and not validation:
+        problems.append(
+            f"metric: {metric} needs validation data in every arm (data.val_fraction or data.val)"
+        )
+    if problems:
+        raise ConfigError(problems)
+    return replace(plan, metric=metric, has_validation=validation)

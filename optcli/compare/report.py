@@ -1,0 +1,169 @@
+"""What a comparison leaves on disk: results.csv, summary.csv and summary.json, read from its runs.
+
+The numbers come from each run's own files (epochs.csv, summary.json), so the report says exactly
+what the run directories hold, whichever process trained them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from optcli.compare.jobs import Job, JobOutcome
+from optcli.compare.plan import ComparisonPlan
+from optcli.compare.verdict import METRIC_INFO, ArmSummary, RunResult, Verdict
+from optcli.train.rundir import write_atomically
+from optcli.train.sinks import format_number
+
+RESULTS_COLUMNS = (
+    "arm",
+    "seed",
+    "status",
+    "final_loss",
+    "best_loss",
+    "steps_to_target",
+    "time_to_target_s",
+    "train_time_s",
+    "steps",
+    "init_hash",
+    "data_hash",
+)
+VALIDATION_COLUMNS = ("val_loss", "val_accuracy", "best_val_loss", "best_val_accuracy")
+SUMMARY_COLUMNS = (
+    "rank",
+    "arm",
+    "metric",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "seeds",
+    "diverged",
+    "failed",
+    "mean_train_time_s",
+)
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as stream:
+            return list(csv.DictReader(stream))
+    except FileNotFoundError:
+        return []
+
+
+def read_run_result(job: Job, outcome: JobOutcome, target_loss: float | None) -> RunResult:
+    """One run's row of results.csv, from the files in its directory."""
+    epochs = read_csv_rows(job.run_dir / "epochs.csv")
+    try:
+        summary: dict[str, Any] = json.loads((job.run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = {}
+    losses = [(int(row["step"]), float(row["train_loss"]), float(row["elapsed_s"])) for row in epochs]
+    finite = [loss for _, loss, _ in losses if math.isfinite(loss)]
+    reached = next(
+        (
+            (step, elapsed)
+            for step, loss, elapsed in losses
+            if target_loss is not None and loss <= target_loss
+        ),
+        (None, None),
+    )
+    return RunResult(
+        arm=job.arm,
+        seed=job.seed,
+        status=outcome.status,
+        final_loss=losses[-1][1] if losses and outcome.status == "ok" else None,
+        best_loss=min(finite) if finite else None,
+        steps_to_target=reached[0],
+        time_to_target_s=reached[1],
+        train_time_s=summary.get("train_time_s"),
+        steps=int(summary.get("steps") or 0),
+        init_hash=summary.get("init_hash"),
+        data_hash=summary.get("data_hash"),
+        val_loss=summary.get("final_val_loss"),
+        val_accuracy=summary.get("final_val_accuracy"),
+        best_val_loss=summary.get("best_val_loss"),
+        best_val_accuracy=summary.get("best_val_accuracy"),
+    )
+
+
+def write_results_csv(path: Path, results: list[RunResult], validation: bool) -> None:
+    columns = RESULTS_COLUMNS + (VALIDATION_COLUMNS if validation else ())
+    rows = [",".join(columns)]
+    for result in results:
+        values = [getattr(result, column) for column in columns]
+        rows.append(",".join(_cell(value) for value in values))
+    write_atomically(path, "\n".join(rows) + "\n")
+
+
+def write_summary_csv(path: Path, ranked: list[ArmSummary], metric: str) -> None:
+    rows = [",".join(SUMMARY_COLUMNS)]
+    for arm in ranked:
+        values = [
+            arm.rank,
+            arm.arm,
+            metric,
+            arm.mean,
+            arm.std,
+            arm.low,
+            arm.high,
+            len(arm.values),
+            arm.runs_diverged,
+            arm.runs_failed,
+            arm.mean_train_time_s,
+        ]
+        rows.append(",".join(_cell(value) for value in values))
+    write_atomically(path, "\n".join(rows) + "\n")
+
+
+def write_summary_json(
+    path: Path,
+    plan: ComparisonPlan,
+    ranked: list[ArmSummary],
+    verdict: Verdict,
+    results: list[RunResult],
+    status: str,
+) -> None:
+    info = METRIC_INFO[plan.ranking_metric]
+    document = {
+        "name": plan.name,
+        "status": status,
+        "metric": plan.ranking_metric,
+        "lower_is_better": info.lower_is_better,
+        "target_loss": plan.target_loss,
+        "seeds": list(plan.seeds),
+        "winner": verdict.winner,
+        "runner_up": verdict.runner_up,
+        "within_seed_noise": verdict.within_noise,
+        "verdict": verdict.text,
+        "arms": [
+            {
+                "rank": arm.rank,
+                "arm": arm.arm,
+                "mean": arm.mean,
+                "std": arm.std,
+                "min": arm.low,
+                "max": arm.high,
+                "values": list(arm.values),
+                "runs": arm.runs,
+                "diverged": arm.runs_diverged,
+                "failed": arm.runs_failed,
+                "mean_train_time_s": arm.mean_train_time_s,
+            }
+            for arm in ranked
+        ],
+        "runs": [{"arm": r.arm, "seed": r.seed, "status": r.status} for r in results],
+    }
+    write_atomically(path, json.dumps(document, indent=2) + "\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return format_number(value)
+    return str(value)

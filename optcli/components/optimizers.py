@@ -1,0 +1,48 @@
+"""The optimizer registry: every optimizer in torch.optim, plus the guide's `momentum`."""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from optcli.components.registry import Registry
+
+OPTIMIZERS = Registry("optimizer")
+
+_UNAVAILABLE = {
+    # optcli's models have dense gradients; a model of your own with nn.Embedding(sparse=True) can
+    # still name the class by its import path.
+    "SparseAdam": "it needs sparse gradients; for a model that has them, write name: torch.optim:SparseAdam",
+}
+
+# Everything torch.optim exports that is an optimizer, so a new torch release adds its optimizers here.
+for _name in torch.optim.__all__:
+    _candidate = getattr(torch.optim, _name)
+    is_optimizer = inspect.isclass(_candidate) and issubclass(_candidate, torch.optim.Optimizer)
+    if is_optimizer and _candidate is not torch.optim.Optimizer:
+        OPTIMIZERS.add(_name, _candidate, unavailable=_UNAVAILABLE.get(_name))
+
+# The guide's "Momentum": SGD where the previous step's gradient contributes 90%.
+OPTIMIZERS.add(
+    "momentum",
+    torch.optim.SGD,
+    presets={"momentum": 0.9},
+    summary="SGD with momentum 0.9 unless the config sets momentum",
+)
+
+# Arguments optcli passes itself: the model's parameters.
+SUPPLIED_BY_CODE = frozenset({"params"})
+
+
+def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """LBFGS (and any optimizer whose `step` requires a closure) re-evaluates the loss itself."""
+    return class_needs_closure(type(optimizer))
+
+
+def class_needs_closure(optimizer_class: object) -> bool:
+    step = getattr(optimizer_class, "step", None)
+    if step is None:
+        return False
+    closure = inspect.signature(step).parameters.get("closure")
+    return closure is not None and closure.default is inspect.Parameter.empty

@@ -1,0 +1,115 @@
+"""What `optcli check` warns about: configs that are valid but would surely not do what was meant.
+
+Pure functions of a resolved RunSpec. Errors (a metric that will not exist) are found when the
+config resolves; these are warnings: printed, exit 0, unless `--strict` makes them errors.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch.optim import lr_scheduler
+
+from optcli.config.probes import build_on_stand_in
+from optcli.config.spec import RunSpec
+
+# A schedule that brings the learning rate below this fraction of its start has stopped learning.
+VANISHED = 1e-6
+
+
+def find_warnings(spec: RunSpec) -> list[str]:
+    found = _optimizer_warnings(spec)
+    if spec.scheduler is not None:
+        found += _scheduler_warnings(spec)
+    return found
+
+
+def _optimizer_warnings(spec: RunSpec) -> list[str]:
+    found = []
+    target, arguments = spec.optimizer.target, spec.optimizer.arguments
+    if (
+        target is torch.optim.Adam
+        and arguments.get("weight_decay", 0)
+        and not arguments.get("decoupled_weight_decay")
+    ):
+        found.append(
+            "optimizer.weight_decay: Adam adds weight decay to the gradient (L2), where Adam's adaptive "
+            "scaling weakens it; AdamW decouples it, which is what weight decay usually means: name: adamw"
+        )
+    if target is torch.optim.LBFGS and spec.data.loader.batch_size < spec.data.train_samples:
+        found.append(
+            f"data.batch_size: LBFGS's line search compares the loss of one function at several points, but "
+            f"with batches of {spec.data.loader.batch_size} of {spec.data.train_samples} samples every step "
+            f"sees another one; use batch_size: {spec.data.train_samples} (the whole data) or another optimizer"
+        )
+    return found
+
+
+def _scheduler_warnings(spec: RunSpec) -> list[str]:
+    assert spec.scheduler is not None
+    found = []
+    scheduler = spec.scheduler
+    target, arguments = scheduler.component.target, scheduler.component.arguments
+    per_step = scheduler.interval == "step"
+    length = spec.total_steps if per_step else spec.epochs
+    unit = "optimizer steps" if per_step else "epochs"
+    if target is lr_scheduler.OneCycleLR:
+        planned = arguments.get("total_steps") or arguments.get("epochs", 0) * arguments.get(
+            "steps_per_epoch", 0
+        )
+        if planned and planned != length:
+            what = "stop short of its end" if planned > length else "fail when it runs out"
+            found.append(
+                f"scheduler.total_steps: OneCycleLR plans {planned} {unit} but the run takes {length}: the cycle "
+                f"would {what}; leave total_steps out and optcli sets it"
+            )
+        if not per_step:
+            found.append(
+                "scheduler.interval: OneCycleLR is meant to be stepped after every batch; with interval: "
+                "epoch its whole cycle spans the epochs instead (leave interval out for the default, step)"
+            )
+    if target is lr_scheduler.CyclicLR and not per_step:
+        found.append("scheduler.interval: CyclicLR's cycle is counted in batches; leave interval out (step)")
+    if target is lr_scheduler.SequentialLR:
+        late = [milestone for milestone in arguments.get("milestones", []) if milestone >= length]
+        if late:
+            found.append(
+                f"scheduler.milestones: {late} at or past the run's end ({length} {unit}): the schedulers "
+                "after them never run"
+            )
+    if target in (lr_scheduler.StepLR, lr_scheduler.MultiStepLR):
+        first = arguments.get("step_size") or min(arguments.get("milestones") or [length + 1])
+        if first > length:
+            found.append(
+                f"scheduler: {target.__name__} first changes the rate after {first} {unit}, but the run takes "
+                f"{length}: the rate never changes"
+            )
+    final = _final_rate_fraction(spec)
+    if final is not None and final < VANISHED:
+        found.append(
+            f"scheduler: the learning rate falls to {final:.1e} of its start by the end of the run, so its "
+            f"later part would barely learn; check the decay and `interval: {scheduler.interval}` (the "
+            "schedule is stepped per " + ("optimizer step)" if scheduler.interval == "step" else "epoch)")
+        )
+    return found
+
+
+def _final_rate_fraction(spec: RunSpec) -> float | None:
+    """The learning rate at the run's end over its start, from the scheduler itself on a stand-in."""
+    assert spec.scheduler is not None
+    target = spec.scheduler.component.target
+    if isinstance(target, type) and issubclass(target, lr_scheduler.ReduceLROnPlateau):
+        return None  # it follows the metric: nothing to preview
+    length = spec.total_steps if spec.scheduler.interval == "step" else spec.epochs
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns that no optimizer step came first: none is needed
+            optimizer = build_on_stand_in(spec.optimizer)
+            start = optimizer.param_groups[0]["lr"]
+            scheduler = spec.scheduler.build(optimizer)
+            for _ in range(max(0, length - 1)):
+                scheduler.step()
+    except Exception:
+        return None
+    return float(optimizer.param_groups[0]["lr"]) / start if start else None

@@ -1,0 +1,117 @@
+"""Changes layered onto a config mapping before it is validated: `--set a.b=value` overrides, and
+the arms of a comparison (deep-merged onto their base). The same rule holds for both: a section
+whose `name` changes starts afresh."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from optcli.config.yaml_loader import parse_yaml
+from optcli.errors import ConfigError
+from optcli.names import normalize_name
+
+# Sections whose `name` picks a class: a new class starts the section afresh, so Adam's `betas`
+# never end up on SGD. The data section keeps the keys that describe batching, not the dataset.
+NAMED_SECTIONS = ("model", "data", "loss", "optimizer", "scheduler")
+KEPT_WHEN_RENAMED = {"data": ("batch_size", "shuffle", "drop_last", "val_fraction", "normalize")}
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`optimizer.lr=3e-4` -> (['optimizer', 'lr'], 0.0003); the value is read as YAML."""
+    key, separator, value_text = text.partition("=")
+    path = key.strip().split(".")
+    if not separator or not all(path):
+        raise ConfigError(f"--set '{text}': write KEY=VALUE, e.g. --set optimizer.lr=3e-4")
+    return path, parse_yaml(value_text, f"--set {key.strip()}")
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of `config` with every override applied; section renames go first, so order is free."""
+    result = copy.deepcopy(config)
+    parsed = [parse_override(text) for text in overrides]
+    renames = [(path, value) for path, value in parsed if _is_rename(path)]
+    others = [(path, value) for path, value in parsed if not _is_rename(path)]
+    for path, value in renames + others:
+        _set_path(result, path, value)
+    return result
+
+
+def _is_rename(path: list[str]) -> bool:
+    return len(path) == 2 and path[0] in NAMED_SECTIONS and path[1] == "name"
+
+
+def _set_path(config: dict[str, Any], path: list[str], value: Any) -> None:
+    dotted = ".".join(path)
+    if _is_rename(path):
+        section_name = path[0]
+        section = config.get(section_name)
+        old_name = section if isinstance(section, str) else (section or {}).get("name")
+        if not isinstance(old_name, str) or normalize_name(old_name) != normalize_name(str(value)):
+            kept = KEPT_WHEN_RENAMED.get(section_name, ())
+            old = section if isinstance(section, dict) else {}
+            config[section_name] = {key: old[key] for key in kept if key in old}
+    node: Any = config
+    for depth, key in enumerate(path[:-1]):
+        where = ".".join(path[: depth + 1])
+        child = _child(node, key, where, dotted)
+        if child is None or (isinstance(child, str) and key in NAMED_SECTIONS):
+            # `loss: mse` then `--set loss.reduction=sum` makes the shorthand a mapping.
+            child = {"name": child} if isinstance(child, str) else {}
+            _assign(node, key, child, dotted)
+        elif not isinstance(child, dict | list):
+            raise ConfigError(f"--set {dotted}: '{where}' is {child!r}, not a mapping, so it has no keys")
+        node = child
+    _assign(node, path[-1], value, dotted)
+
+
+def _child(node: Any, key: str, where: str, dotted: str) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, key, where, dotted)]
+    return node.get(key)
+
+
+def _assign(node: Any, key: str, value: Any, dotted: str) -> None:
+    if isinstance(node, list):
+        node[_index(node, key, key, dotted)] = value
+    else:
+        node[key] = value
+
+
+def _index(items: list[Any], key: str, where: str, dotted: str) -> int:
+    if not key.isdigit() or int(key) >= len(items):
+        raise ConfigError(f"--set {dotted}: '{where}' must be a list index from 0 to {len(items) - 1}")
+    return int(key)
+
+
+def merge_arm(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`base` deep-merged with `changes`; a named section whose class changes is replaced, not merged."""
+    merged = copy.deepcopy(base)
+    for key, value in changes.items():
+        old = merged.get(key)
+        if key in NAMED_SECTIONS and isinstance(old, str | dict) and isinstance(value, str | dict):
+            old_section = {"name": old} if isinstance(old, str) else old
+            new_section = {"name": value} if isinstance(value, str) else value
+            if "name" in new_section and not _same_name(old_section.get("name"), new_section["name"]):
+                kept = KEPT_WHEN_RENAMED.get(key, ())
+                old_section = {name: old_section[name] for name in kept if name in old_section}
+            merged[key] = _deep_merge(old_section, new_section)
+        elif isinstance(old, dict) and isinstance(value, dict):
+            merged[key] = _deep_merge(old, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _same_name(old: Any, new: Any) -> bool:
+    return isinstance(old, str) and isinstance(new, str) and normalize_name(old) == normalize_name(new)
+
+
+def _deep_merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(old)
+    for key, value in new.items():
+        if isinstance(merged.get(key), dict) and isinstance(value, dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

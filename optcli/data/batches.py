@@ -1,0 +1,60 @@
+"""Batches from tensors that already sit on the device: indexing whole tensors, no per-sample collation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+
+from optcli.data.in_memory import TensorData
+
+
+class InMemoryBatches:
+    """Yields (inputs, targets) for one epoch at a time, in a seeded order when shuffling."""
+
+    def __init__(
+        self,
+        data: TensorData,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        drop_last: bool,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> None:
+        self.inputs = data.inputs.to(device)
+        self.targets = data.targets.to(device)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.generator = generator  # CPU generator: the same order on every device
+        self.epoch_order_state = generator.get_state()  # the state that drew the current epoch's order
+
+    @property
+    def samples(self) -> int:
+        return len(self.inputs)
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.samples // self.batch_size
+        return math.ceil(self.samples / self.batch_size)
+
+    def epoch(self, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch's batches; `skip` leaves out its first batches (resuming in the middle of one)."""
+        first = skip * self.batch_size
+        if not self.shuffle:
+            # Slices are views: no copy at all.
+            for start in range(first, len(self) * self.batch_size, self.batch_size):
+                yield (
+                    self.inputs[start : start + self.batch_size],
+                    self.targets[start : start + self.batch_size],
+                )
+            return
+        self.epoch_order_state = self.generator.get_state()
+        order = torch.randperm(self.samples, generator=self.generator).to(
+            self.inputs.device, non_blocking=True
+        )
+        for start in range(first, len(self) * self.batch_size, self.batch_size):
+            indices = order[start : start + self.batch_size]
+            yield self.inputs.index_select(0, indices), self.targets.index_select(0, indices)

@@ -1,0 +1,263 @@
+"""Datasets read from files a user has: CSV tables and MNIST-format IDX files (gzipped or raw).
+
+Each reads its file(s) once per process (cached on path and modification time), so checking a config
+and training from it do not read twice; every problem with a file is a ConfigError naming it.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+import math
+import struct
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from optcli.data.in_memory import DataInfo, TensorData, modified_time
+from optcli.errors import ConfigError
+
+# An integer target with at most this many distinct values is taken for class labels.
+MAX_CLASSES_GUESSED = 20
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class CsvData:
+    """A CSV table: one column is the target, the others (or `features`) the inputs.
+
+    String labels become class indices in sorted order (the names are saved with the run); a
+    numeric target is a class label when it holds few distinct integers, else a regression target.
+    """
+
+    PATH_ARGUMENTS = ("path",)
+
+    def __init__(
+        self,
+        path: str,
+        target: str | int,
+        features: list[str | int] | None = None,
+        delimiter: str | None = None,
+        header: bool | None = None,
+        task: Literal["classification", "regression"] | None = None,
+    ):
+        self.path, self.target, self.features = path, target, features
+        self.delimiter, self.header, self.task = delimiter, header, task
+
+    def _table(self) -> tuple[list[str], list[list[str]]]:
+        path = Path(self.path)
+        return _read_csv(str(path), modified_time(path, "path"), self.delimiter, self.header)
+
+    def _columns(self) -> tuple[int, list[int], list[str]]:
+        """The target's column index, the feature columns' indices, and every column's name."""
+        names, _ = self._table()
+        target = _column_index(self.target, names, "target")
+        if self.features is None:
+            features = [index for index in range(len(names)) if index != target]
+        else:
+            features = [_column_index(feature, names, "features") for feature in self.features]
+            if target in features:
+                raise ConfigError(f"features: the target column '{names[target]}' cannot also be a feature")
+        if not features:
+            raise ConfigError(f"path: {self.path} has no columns besides the target")
+        return target, features, names
+
+    def describe(self) -> DataInfo:
+        return self._parse()[0]
+
+    def load(self, seed: int, split: str = "train") -> TensorData:
+        return self._parse()[1]
+
+    @functools.cache  # noqa: B019 - one parse per dataset object; they live as long as a run
+    def _parse(self) -> tuple[DataInfo, TensorData]:
+        names, rows = self._table()
+        target, features, _ = self._columns()
+        values = [
+            [_number(row, index, names, line) for index in features] for line, row in rows_with_lines(rows)
+        ]
+        inputs = torch.tensor(values, dtype=torch.get_default_dtype())
+        labels = [row[target].strip() for row in rows]
+        if self._is_classification(labels):
+            class_names = _sorted_labels(labels)
+            position = {name: index for index, name in enumerate(class_names)}
+            targets = torch.tensor([position[label] for label in labels], dtype=torch.long)
+            info = DataInfo(len(rows), (len(features),), len(class_names), class_names=tuple(class_names))
+        else:
+            bad = next((line for line, row in rows_with_lines(rows) if not _is_number(row[target])), None)
+            if bad is not None:
+                raise ConfigError(
+                    f"target: row {bad} of {self.path} has '{rows[bad - 2][target]}', not a number"
+                )
+            targets = torch.tensor([[float(label)] for label in labels], dtype=torch.get_default_dtype())
+            info = DataInfo(len(rows), (len(features),), None, 1)
+        return info, TensorData(inputs, targets)
+
+    def _is_classification(self, labels: list[str]) -> bool:
+        if self.task is not None:
+            return self.task == "classification"
+        if not all(_is_number(label) for label in labels):
+            return True
+        numbers = {float(label) for label in labels}
+        return all(number.is_integer() for number in numbers) and len(numbers) <= MAX_CLASSES_GUESSED
+
+
+def rows_with_lines(rows: list[list[str]]) -> list[tuple[int, list[str]]]:
+    """Rows with their line numbers in the file (after a header row), for messages."""
+    return [(index + 2, row) for index, row in enumerate(rows)]
+
+
+def _sorted_labels(labels: list[str]) -> list[str]:
+    unique = set(labels)
+    if all(_is_number(label) for label in unique):
+        return sorted(unique, key=float)  # 2 before 10
+    return sorted(unique)
+
+
+def _number(row: list[str], index: int, names: list[str], line: int) -> float:
+    text = row[index].strip()
+    try:
+        return float(text)
+    except ValueError:
+        what = "is empty" if not text else f"has '{text}'"
+        raise ConfigError(
+            f"features: column '{names[index]}' {what} on line {line}, not a number; "
+            "list the numeric columns in features:"
+        ) from None
+
+
+def _column_index(column: str | int, names: list[str], key: str) -> int:
+    if isinstance(column, int) and not isinstance(column, bool):
+        if not 0 <= column < len(names):
+            raise ConfigError(
+                f"{key}: column {column} does not exist; the table has columns 0 to {len(names) - 1}"
+            )
+        return column
+    if column in names:
+        return names.index(column)
+    from optcli.names import unknown_name_message
+
+    raise ConfigError(f"{key}: " + unknown_name_message("column", str(column), names))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_csv(
+    path: str, modified: float, delimiter: str | None, header: bool | None
+) -> tuple[list[str], list[list[str]]]:
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"path: cannot read {path}: {error}") from None
+    if delimiter is None:
+        try:
+            delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|").delimiter
+        except csv.Error:
+            delimiter = ","
+    rows = [
+        row for row in csv.reader(text.splitlines(), delimiter=delimiter) if any(cell.strip() for cell in row)
+    ]
+    if len(rows) < 2:
+        raise ConfigError(f"path: {path} needs at least two rows")
+    width = len(rows[0])
+    for line, row in enumerate(rows, start=1):
+        if len(row) != width:
+            raise ConfigError(f"path: line {line} of {path} has {len(row)} columns, the first has {width}")
+    if header is None:  # a header row has a name where the next row has a number
+        header = any(not _is_number(a) and _is_number(b) for a, b in zip(rows[0], rows[1], strict=True))
+    if header:
+        return [cell.strip() for cell in rows[0]], rows[1:]
+    return [str(index) for index in range(width)], rows
+
+
+class IdxData:
+    """MNIST-format IDX files (`images`, `labels`), gzipped or raw, as MNIST and Fashion-MNIST ship.
+
+    Pixels are scaled to [0, 1] and kept as 1×H×W images: `mlp` flattens them, `cnn` convolves them.
+    """
+
+    PATH_ARGUMENTS = ("images", "labels")
+
+    def __init__(self, images: str, labels: str, limit: int | None = None):
+        if limit is not None and limit < 1:
+            raise ConfigError(f"limit: must be at least 1, got {limit}")
+        self.images, self.labels, self.limit = images, labels, limit
+
+    def describe(self) -> DataInfo:
+        images, labels = self._arrays()
+        return DataInfo(len(images), (1, *images.shape[1:]), int(labels.max()) + 1)
+
+    def load(self, seed: int, split: str = "train") -> TensorData:
+        images, labels = self._arrays()
+        scale = 255.0 if images.dtype == torch.uint8 else 1.0
+        inputs = images.to(torch.get_default_dtype()).unsqueeze(1) / scale
+        return TensorData(inputs, labels.long())
+
+    def _arrays(self) -> tuple[torch.Tensor, torch.Tensor]:
+        images = read_idx(self.images, "images")
+        labels = read_idx(self.labels, "labels")
+        if images.dim() != 3:
+            raise ConfigError(f"images: {self.images} holds {images.dim()}-D data; images are N×H×W")
+        if labels.dim() != 1:
+            raise ConfigError(
+                f"labels: {self.labels} holds {labels.dim()}-D data; labels are one number each"
+            )
+        if len(images) != len(labels):
+            raise ConfigError(
+                f"labels: {self.labels} has {len(labels)} labels but {self.images} has {len(images)} images"
+            )
+        if len(labels) and int(labels.min()) < 0:
+            raise ConfigError(f"labels: {self.labels} holds negative labels")
+        if self.limit is not None:
+            images, labels = images[: self.limit], labels[: self.limit]
+        return images, labels
+
+
+# IDX type codes: https://yann.lecun.com/exdb/mnist/ ("THE IDX FILE FORMAT")
+_IDX_TYPES = {
+    0x08: (torch.uint8, 1),
+    0x09: (torch.int8, 1),
+    0x0B: (torch.int16, 2),
+    0x0C: (torch.int32, 4),
+    0x0D: (torch.float32, 4),
+    0x0E: (torch.float64, 8),
+}
+
+
+def read_idx(path: str, key: str) -> torch.Tensor:
+    return _read_idx(path, modified_time(Path(path), key), key)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_idx(path: str, modified: float, key: str) -> torch.Tensor:
+    try:
+        with open(path, "rb") as stream:
+            opened = gzip.open(path, "rb") if stream.read(2) == b"\x1f\x8b" else open(path, "rb")  # noqa: SIM115
+        with opened as stream:
+            data = stream.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise ConfigError(f"{key}: cannot read {path}: {error}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES or data[3] == 0:
+        raise ConfigError(f"{key}: {path} is not an IDX file (its header does not start 00 00 <type> <dims>)")
+    dtype, itemsize = _IDX_TYPES[data[2]]
+    dimensions = data[3]
+    header_size = 4 + 4 * dimensions
+    if len(data) < header_size:
+        raise ConfigError(f"{key}: {path} has a corrupt IDX header: it ends before its {dimensions} sizes")
+    shape = struct.unpack(f">{dimensions}I", data[4:header_size])
+    expected = math.prod(shape) * itemsize
+    if len(data) - header_size != expected:
+        raise ConfigError(
+            f"{key}: {path} has a corrupt IDX header: it declares shape {list(shape)} "
+            f"({expected} bytes of data) but holds {len(data) - header_size} bytes"
+        )
+    array = torch.frombuffer(bytearray(data[header_size:]), dtype=dtype)
+    if itemsize > 1:
+        array = array.view(torch.uint8).reshape(-1, itemsize).flip(1).reshape(-1).view(dtype)  # big-endian
+    return array.reshape(shape)

@@ -1,0 +1,194 @@
+"""Checkpoints: everything needed to continue a run exactly, written atomically, read safely.
+
+`checkpoints/last.pt` is written every `train.checkpoint_every` epochs and when a run is
+interrupted; `checkpoints/best.pt` whenever the monitored metric (the validation loss when there is
+validation data, else the epoch's training loss) is the best so far. A checkpoint holds the model,
+optimizer and scheduler, every random generator's state (Python, NumPy, torch, CUDA, the data
+order's), the loop's position, the resolved config, and how long each CSV file was at that point.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy
+import torch
+
+from optcli.errors import ConfigError
+from optcli.train.loop import LoopState
+from optcli.train.records import CheckpointDue, Record
+from optcli.train.rundir import replace_atomically
+from optcli.train.session import Session
+from optcli.train.sinks import CsvWriter, RunOutcome, SummaryWriter
+
+FORMAT = 1
+
+
+def capture_random_state(session: Session) -> dict[str, Any]:
+    """Every generator a run draws from. Plain lists and tensors only: loadable with weights_only."""
+    numpy_state: Any = numpy.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].copy()), *numpy_state[2:]],
+        "torch": torch.get_rng_state(),
+        "data_order": session.batches.generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_random_state(session: Session, state: dict[str, Any], order_state: torch.Tensor) -> None:
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    name, keys, position, has_gauss, cached = state["numpy"]
+    numpy.random.set_state((name, keys.numpy(), position, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    session.batches.generator.set_state(order_state)
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Atomically: a crash while writing leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replace_atomically(path, lambda stream: torch.save(payload, stream))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint with torch.load(weights_only=True); a missing or corrupt file is a ConfigError."""
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: no checkpoint; runs write checkpoints/last.pt at every epoch's end "
+            "(train.checkpoint_every) and when interrupted"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ConfigError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ConfigError(f"{path}: not an optcli checkpoint (format {FORMAT})")
+    return payload
+
+
+class CheckpointWriter:
+    """A sink that writes last.pt and best.pt when the loop says it is at a point to resume from."""
+
+    def __init__(self, run_dir: Path, session: Session, csv: CsvWriter, summary: SummaryWriter) -> None:
+        self.directory = run_dir / "checkpoints"
+        self.session, self.csv, self.summary = session, csv, summary
+        spec = session.spec
+        self.every = spec.train.checkpoint_every
+        self.monitor = "val_loss" if spec.data.has_validation else "train_loss"
+        self.best: float | None = None
+        self.last_written: str | None = None  # "epoch 3 (step 60)", for messages
+
+    def handle(self, record: Record) -> None:
+        if not isinstance(record, CheckpointDue):
+            return
+        # An interrupt, or a run that max_steps ends mid-epoch, always leaves a point to resume from.
+        due = record.reason in ("interrupted", "partial") or (
+            self.every > 0 and record.epoch % self.every == 0
+        )
+        value = record.metrics.get(self.monitor)
+        is_best = value is not None and math.isfinite(value) and (self.best is None or value < self.best)
+        if not (due or is_best):
+            return
+        payload = self._payload(record)
+        if due:
+            save_checkpoint(self.directory / "last.pt", payload)
+            self.last_written = f"epoch {record.epoch}, step {record.step}"
+        if is_best:
+            self.best = value
+            save_checkpoint(self.directory / "best.pt", payload)
+
+    def _payload(self, record: CheckpointDue) -> dict[str, Any]:
+        session = self.session
+        state = dict(record.state)
+        # Where the data order stands: mid-epoch, the state that drew this epoch's order (it is drawn
+        # again and the batches done are skipped); at an epoch's end, the state that draws the next.
+        order_state = session.batches.epoch_order_state if state["batches_done"] else None
+        return {
+            "format": FORMAT,
+            "model": session.model.state_dict(),
+            "optimizer": session.optimizer.state_dict(),
+            "scheduler": session.scheduler.state_dict() if session.scheduler is not None else None,
+            "random": capture_random_state(session),
+            "data_order": order_state if order_state is not None else session.batches.generator.get_state(),
+            "loop": state,
+            "config": session.spec.resolved,
+            "csv_sizes": self.csv.sizes(),  # flushed: rows after these bytes are dropped on resume
+            "summary": self.summary.state(),
+            "best": self.best,
+        }
+
+    def close(self, outcome: RunOutcome) -> None:
+        pass
+
+
+def restore_session(session: Session, checkpoint: dict[str, Any]) -> LoopState:
+    """Put a checkpoint's states into a freshly built session; return where the loop stood."""
+    try:
+        session.model.load_state_dict(dict(checkpoint["model"]))  # a plain dict: no stale _metadata
+    except RuntimeError as error:
+        detail = str(error).splitlines()[0]
+        raise ConfigError(f"the checkpoint holds another model than the config describes: {detail}") from None
+    try:
+        session.optimizer.load_state_dict(checkpoint["optimizer"])
+        if session.scheduler is not None and checkpoint["scheduler"] is not None:
+            session.scheduler.load_state_dict(checkpoint["scheduler"])
+    except (ValueError, KeyError, RuntimeError) as error:
+        raise ConfigError(
+            f"the checkpoint's optimizer or scheduler state does not fit the config's: {error}"
+        ) from None
+    restore_random_state(session, checkpoint["random"], checkpoint["data_order"])
+    return LoopState.from_dict(checkpoint["loop"])
+
+
+def apply_optimizer_arguments(session: Session) -> None:
+    """After a resume with changed optimizer arguments (--allow-changes), the config's values win over
+    the checkpoint's; a schedule's base rates move by the same factor as the learning rate."""
+    arguments = session.spec.optimizer.arguments
+    for group in session.optimizer.param_groups:
+        old_lr = group["lr"]
+        for key, value in arguments.items():
+            if key in group and key != "params":
+                group[key] = value
+        if (
+            "lr" in arguments
+            and old_lr
+            and session.scheduler is not None
+            and hasattr(session.scheduler, "base_lrs")
+        ):
+            ratio = arguments["lr"] / old_lr
+            session.scheduler.base_lrs = [rate * ratio for rate in session.scheduler.base_lrs]
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """'optimizer.lr: 0.001 -> 0.0003' for every key that differs (where the files go does not count)."""
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    differences = []
+    for key in sorted(set(flat_old) | set(flat_new)):
+        if key.startswith("output.") or key == "name":
+            continue
+        before, after = flat_old.get(key, "(absent)"), flat_new.get(key, "(absent)")
+        if before != after:
+            differences.append(f"{key}: {before!r} -> {after!r}")
+    return differences
+
+
+def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(values, dict):
+        flat: dict[str, Any] = {}
+        for key, value in values.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    if isinstance(values, list) and any(isinstance(item, dict) for item in values):
+        flat = {}
+        for index, item in enumerate(values):
+            flat.update(_flatten(item, f"{prefix}{index}."))
+        return flat
+    return {prefix[:-1]: values}

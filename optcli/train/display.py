@@ -1,0 +1,192 @@
+"""What the terminal shows while a run trains: a live Rich table, plain lines, or nothing.
+
+Each display is a sink: it consumes the loop's records. The live display redraws at most a few times
+per second from a background thread, so a fast loop never waits for the terminal.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from typing import TextIO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from optcli.train.records import EpochRecord, Record, RunStarted, SkippedStep, StepRecord
+from optcli.train.sinks import RunOutcome
+
+REFRESHES_PER_SECOND = 4
+
+
+def skipped_step_warning(record: SkippedStep) -> str:
+    return (
+        f"warning: step {record.step} (epoch {record.epoch}): the loss was {record.loss}; its update was skipped "
+        f"({record.skips_in_a_row} in a row)"
+    )
+
+
+def format_lr(lr: float) -> str:
+    return f"{lr:.3e}"
+
+
+def format_loss(loss: float | None) -> str:
+    return "-" if loss is None else f"{loss:.4f}"
+
+
+def format_time(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+
+
+class EpochRows:
+    """The rows of the epoch table, kept as plain values: the gradient norm is the epoch's last logged one."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[EpochRecord, float | None]] = []
+        self.last_grad_norm: float | None = None
+        self.epochs = 0
+
+    def handle(self, record: Record) -> tuple[EpochRecord, float | None] | None:
+        if type(record) is StepRecord:  # (the common case, tested first and cheaply)
+            self.last_grad_norm = record.grad_norm
+        elif isinstance(record, RunStarted):
+            self.epochs = record.epochs
+        elif isinstance(record, EpochRecord):
+            row = (record, self.last_grad_norm)
+            self.rows.append(row)
+            return row
+        return None
+
+    @property
+    def has_validation(self) -> bool:
+        return any(epoch.val_loss is not None for epoch, _ in self.rows)
+
+    @property
+    def has_accuracy(self) -> bool:
+        return any(epoch.val_accuracy is not None for epoch, _ in self.rows)
+
+    def columns(self) -> list[str]:
+        columns = ["epoch", "step", "train loss", "lr", "grad norm", "time"]
+        if self.has_validation:
+            columns[3:3] = ["val loss", "val acc"] if self.has_accuracy else ["val loss"]
+        return columns
+
+    def cells(self, row: tuple[EpochRecord, float | None]) -> list[str]:
+        epoch, grad_norm = row
+        cells = [
+            f"{epoch.epoch}/{self.epochs}",
+            str(epoch.step),
+            format_loss(epoch.train_loss),
+            format_lr(epoch.lr),
+            "-" if grad_norm is None else f"{grad_norm:.3f}",
+            format_time(epoch.elapsed_s),
+        ]
+        if self.has_validation:
+            validation = [format_loss(epoch.val_loss)]
+            if self.has_accuracy:
+                validation.append("-" if epoch.val_accuracy is None else f"{epoch.val_accuracy:.2%}")
+            cells[3:3] = validation
+        return cells
+
+
+class LiveDisplay:
+    """A table with a row per epoch and a progress bar through the current epoch (on a terminal)."""
+
+    def __init__(self, console: Console, title: str) -> None:
+        self.console = console
+        self.title = title
+        self.rows = EpochRows()
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            console=console,
+            auto_refresh=False,  # the Live below does the redrawing
+        )
+        self.task = self.progress.add_task("train", total=None, epoch="1", loss="-")
+        self._next_progress_update = 0.0
+        self._last_step: StepRecord | None = None
+        self.live = Live(
+            self._render(), console=console, refresh_per_second=REFRESHES_PER_SECOND, transient=False
+        )
+        self.live.start()
+
+    def _render(self) -> Group:
+        table = Table(title=self.title, title_justify="left", expand=False)
+        for column in self.rows.columns():
+            table.add_column(column, justify="right")
+        # Keep the table within the terminal: older epochs stay in epochs.csv.
+        room = max(5, shutil.get_terminal_size().lines - 8)
+        shown = self.rows.rows[-room:]
+        if len(shown) < len(self.rows.rows):
+            table.caption = f"{len(self.rows.rows) - len(shown)} earlier epochs in epochs.csv"
+        for row in shown:
+            table.add_row(*self.rows.cells(row))
+        return Group(table, self.progress)
+
+    def handle(self, record: Record) -> None:
+        row = self.rows.handle(record)
+        if isinstance(record, RunStarted):
+            self.progress.update(self.task, total=record.steps_per_epoch, completed=0)
+        elif isinstance(record, StepRecord):
+            self._last_step = record
+            # The bar is redrawn a few times a second at most, so updating it every step would be waste.
+            if time.perf_counter() >= self._next_progress_update:
+                self._next_progress_update = time.perf_counter() + 0.5 / REFRESHES_PER_SECOND
+                self._show_step(record)
+        elif isinstance(record, SkippedStep):
+            self.console.print(skipped_step_warning(record), markup=False, highlight=False)
+        if row is not None:
+            self.live.update(self._render())
+
+    def _show_step(self, record: StepRecord) -> None:
+        steps_per_epoch = int(self.progress.tasks[0].total or 1)
+        self.progress.update(
+            self.task,
+            completed=record.step - (record.epoch - 1) * steps_per_epoch,
+            epoch=f"{record.epoch}/{self.rows.epochs}",
+            loss=format_loss(record.loss),
+        )
+
+    def close(self, outcome: RunOutcome) -> None:
+        if self._last_step is not None:
+            self._show_step(self._last_step)
+        self.live.update(self._render())
+        self.live.stop()
+
+
+class PlainDisplay:
+    """One line per epoch, for logs and pipes."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.rows = EpochRows()
+
+    def handle(self, record: Record) -> None:
+        row = self.rows.handle(record)
+        if isinstance(record, SkippedStep):
+            print(skipped_step_warning(record), file=sys.stderr, flush=True)
+        if row is not None:
+            cells = self.rows.cells(row)
+            keys = [column.replace(" ", "_") for column in self.rows.columns()]
+            pairs = zip(keys, cells, strict=True)
+            print("  ".join(f"{key} {value}" for key, value in pairs), file=self.stream, flush=True)
+
+    def close(self, outcome: RunOutcome) -> None:
+        pass
+
+
+class QuietDisplay:
+    """Nothing while training but warnings: `--quiet` prints only the final summary line."""
+
+    def handle(self, record: Record) -> None:
+        if isinstance(record, SkippedStep):
+            print(skipped_step_warning(record), file=sys.stderr, flush=True)
+
+    def close(self, outcome: RunOutcome) -> None:
+        pass

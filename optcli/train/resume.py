@@ -1,0 +1,73 @@
+"""`optcli resume RUN_DIR`: continue a run in its own directory from checkpoints/last.pt, exactly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from optcli.config.probes import build_on_meta
+from optcli.config.resolve import resolve_config
+from optcli.config.schema import load_config
+from optcli.config.spec import RunSpec
+from optcli.errors import ConfigError
+from optcli.train.checkpoints import config_differences, load_checkpoint
+from optcli.train.run import ResumePoint, RunResult, train
+from optcli.train.sinks import Sink
+
+
+def prepare_resume(run_dir: Path, overrides: list[str], allow_changes: bool) -> tuple[RunSpec, ResumePoint]:
+    """Check everything a resume needs before any training: the run, its checkpoint, its config."""
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: no such run directory")
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (it has no config.yaml)")
+    try:
+        status = json.loads((run_dir / "summary.json").read_text()).get("status")
+    except (OSError, ValueError):
+        status = None  # killed before its summary was written: resumable
+    if status == "completed":
+        raise ConfigError(f"{run_dir}: the run has completed; there is nothing to resume")
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    spec = resolve_config(load_config(config_path, overrides))
+    changes = config_differences(checkpoint["config"], spec.resolved)
+    if changes and not allow_changes:
+        raise ConfigError(
+            [
+                "the config differs from the one the checkpoint was written with:",
+                *changes,
+                "resume with --allow-changes to continue with these changes (they are recorded in summary.json)",
+            ]
+        )
+    _check_fits(spec, checkpoint)
+    return spec, ResumePoint(checkpoint, changes)
+
+
+def _check_fits(spec: RunSpec, checkpoint: dict[str, Any]) -> None:
+    """The checkpoint's states must fit the config's model, optimizer and scheduler (before any file
+    of the run is touched)."""
+    for section in ("optimizer", "scheduler"):
+        before, after = checkpoint["config"].get(section), spec.resolved.get(section)
+        if (before or {}).get("name") != (after or {}).get("name"):
+            raise ConfigError(
+                f"{section}.name: the checkpoint's state is for {(before or {}).get('name')}, the config names "
+                f"{(after or {}).get('name')}; a resumed run keeps its {section}'s class"
+            )
+    try:
+        # A plain-dict copy: load_state_dict(assign=True) records `assign` in the state dict's own
+        # _metadata, which would make the real load later replace the parameters the optimizer holds.
+        build_on_meta(spec.model).load_state_dict(dict(checkpoint["model"]), assign=True)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())
+        raise ConfigError(
+            f"model: the checkpoint holds another model than the config describes: {detail}"
+        ) from None
+
+
+def resume_run(
+    run_dir: Path, overrides: list[str], allow_changes: bool, displays: Sequence[Sink] = ()
+) -> RunResult:
+    spec, point = prepare_resume(run_dir, overrides, allow_changes)
+    return train(spec, displays, run_dir=run_dir, resume=point)

@@ -1,0 +1,124 @@
+"""Turning a validated RunSpec into live objects: seeded model, data on the device, optimizer, scheduler."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy
+import torch
+
+from optcli.config.spec import RunSpec
+from optcli.data.batches import InMemoryBatches
+from optcli.data.in_memory import TensorData
+from optcli.data.loading import load_data
+from optcli.seeds import derive_seed
+
+
+@dataclass
+class Session:
+    spec: RunSpec
+    device: torch.device
+    model: torch.nn.Module
+    batches: InMemoryBatches
+    val_batches: InMemoryBatches | None
+    test_batches: InMemoryBatches | None
+    loss_function: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any | None  # an LRScheduler or ReduceLROnPlateau
+    init_hash: str  # the initial weights: equal for every run of one seed with the same model
+    data_hash: str  # the data and the order it is drawn in, every epoch
+    data_description: dict[str, Any]  # sizes, class names, normalization: the run's data.json
+
+
+def set_determinism(deterministic: bool) -> None:
+    """`deterministic: true`: deterministic algorithms only (an error where an operation has none),
+    and what CUDA's cuBLAS needs for it, set before CUDA starts."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(deterministic)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    numpy.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def build_session(spec: RunSpec) -> Session:
+    set_determinism(spec.deterministic)
+    seed_everything(spec.seed)
+    # The model is built first, on the CPU, straight after seeding: its weights are those of
+    # `torch.manual_seed(seed); Model()` in a hand-written script, on every device.
+    model = spec.model.build()
+    init_hash = fingerprint_tensors(model.state_dict().values())
+    loaded = load_data(spec.data, spec.seed)
+    data = loaded.train
+    device = torch.device(spec.device)
+    model.to(device)
+    loader = spec.data.loader
+    shuffle_generator = torch.Generator().manual_seed(derive_seed(spec.seed, "shuffle"))
+    # The order of every epoch follows from the generator's state, so hashing that state with the
+    # data identifies the whole sequence of batches without drawing it.
+    order = (loader.batch_size, loader.shuffle, loader.drop_last)
+    data_hash = fingerprint_tensors(
+        [data.inputs, data.targets, shuffle_generator.get_state(), torch.tensor(order)]
+    )
+    batches = InMemoryBatches(
+        data,
+        loader.batch_size,
+        shuffle=loader.shuffle,
+        drop_last=loader.drop_last,
+        generator=shuffle_generator,
+        device=device,
+    )
+    val_batches, test_batches = (
+        evaluation_batches(part, loader.batch_size, device) for part in (loaded.val, loaded.test)
+    )
+    loss_function = spec.loss.build().to(device)
+    optimizer = spec.optimizer.build(model.parameters())
+    scheduler = spec.scheduler.build(optimizer) if spec.scheduler is not None else None
+    return Session(
+        spec,
+        device,
+        model,
+        batches,
+        val_batches,
+        test_batches,
+        loss_function,
+        optimizer,
+        scheduler,
+        init_hash,
+        data_hash,
+        loaded.description,
+    )
+
+
+# Evaluation needs no gradients, so it can take bigger batches than training.
+EVALUATION_BATCH_SIZE = 1024
+
+
+def evaluation_batches(
+    data: TensorData | None, batch_size: int, device: torch.device
+) -> InMemoryBatches | None:
+    if data is None:
+        return None
+    size = max(batch_size, EVALUATION_BATCH_SIZE)
+    return InMemoryBatches(
+        data, size, shuffle=False, drop_last=False, generator=torch.Generator(), device=device
+    )
+
+
+def fingerprint_tensors(tensors: Iterable[torch.Tensor]) -> str:
+    """A short hash of tensors' shapes, dtypes and exact bytes."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        plain = tensor.detach().cpu().contiguous()
+        digest.update(f"{plain.dtype}{tuple(plain.shape)}".encode())
+        digest.update(plain.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
