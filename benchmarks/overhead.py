@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from optcli.config.loading import RawConfig
 from optcli.config.resolve import resolve_config
-from optcli.config.schema import RawConfig
 from optcli.config.spec import RunSpec
 from optcli.train.display import PlainDisplay
 from optcli.train.loop import run_training

@@ -130,8 +130,8 @@ def train(
     Example: optcli train configs/adam_steplr.yaml --set optimizer.lr=3e-4 --set train.epochs=5
     """
     with reported_errors(debug):
+        from optcli.config.loading import load_config
         from optcli.config.resolve import resolve_config
-        from optcli.config.schema import load_config
         from optcli.train.run import train as train_run
 
         overrides = command_line_overrides(
@@ -236,8 +236,8 @@ def check(
         import yaml
 
         from optcli.config.advice import find_warnings
+        from optcli.config.loading import load_config
         from optcli.config.resolve import resolve_config
-        from optcli.config.schema import load_config
         from optcli.errors import ConfigError
 
         spec = resolve_config(load_config(config, command_line_overrides(settings)))

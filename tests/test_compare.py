@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from optcli.config.overrides import merge_arm
+from optcli.config.loading import merge_arm
 from tests.conftest import REPO, assert_clean_exit, config_error, invoke, read_csv, write_config
 
 BASE = {

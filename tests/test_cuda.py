@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from optcli.config.loading import RawConfig
 from optcli.config.resolve import resolve_config
-from optcli.config.schema import RawConfig
 from optcli.train.loop import DEVICE_STEPS_PER_SYNC, run_training
 from optcli.train.records import StepRecord
 from optcli.train.session import build_session

@@ -12,9 +12,9 @@ import pytest
 import torch
 import yaml
 
+from optcli.config.loading import RawConfig
 from optcli.config.resolve import resolve_config
-from optcli.config.schema import RawConfig
-from optcli.data.loading import load_data
+from optcli.train.data import load_data
 from optcli.train.loop import run_training
 from optcli.train.records import EpochRecord
 from optcli.train.session import build_session

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from optcli.compare.plan import ComparisonPlan
 from optcli.compare.workers import WorkerMessage, WorkerPool, available_cores
-from optcli.config.schema import RawConfig
+from optcli.config.loading import RawConfig
 from optcli.errors import TrainingFailed
 from optcli.train.records import EpochRecord, Record, RunStarted, StepRecord
 

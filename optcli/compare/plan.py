@@ -11,10 +11,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
-from optcli.config.overrides import apply_overrides, merge_arm
-from optcli.config.schema import RawConfig, Strict, validate_model
+from optcli.config.loading import RawConfig, apply_overrides, merge_arm
+from optcli.config.schema import Strict, describe_error
 from optcli.config.yaml_loader import load_yaml_mapping
 from optcli.errors import ConfigError
 
@@ -89,9 +89,12 @@ def load_plan(paths: list[Path], command_line: CommandLine) -> ComparisonPlan:
 
 
 def _plan_from_compare_file(path: Path, values: dict[str, Any], command_line: CommandLine) -> ComparisonPlan:
-    compare, problems = validate_model(CompareFile, values, "")
-    if compare is None:
-        raise ConfigError([f"{path}: {problem}" for problem in problems])
+    try:
+        compare = CompareFile.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError(
+            [f"{path}: {describe_error(detail, CompareFile)}" for detail in error.errors()]
+        ) from None
     if isinstance(compare.base, str):
         base_path = (path.parent / compare.base).resolve()
         base_values, base_dir, base_stem = load_yaml_mapping(base_path), base_path.parent, base_path.stem

@@ -6,11 +6,7 @@ import inspect
 from dataclasses import dataclass
 
 from optcli.components.registry import Entry, Registry
-from optcli.components.signature import REQUIRED, describe_type, read_signature
-
-# Arguments optcli supplies itself, per kind: not something to put in a config.
-_SUPPLIED = {"optimizers": {"params"}, "schedulers": {"optimizer"}, "losses": {"size_average", "reduce"}}
-_HIDDEN = {"last_epoch", "verbose"}
+from optcli.components.signature import HIDDEN, REQUIRED, describe_type, read_signature
 
 
 @dataclass(frozen=True)
@@ -35,23 +31,23 @@ def registries() -> dict[str, Registry]:
 
 
 def list_entries(kind: str) -> list[ListedEntry]:
-    skipped = _SUPPLIED.get(kind, set()) | _HIDDEN
-    return [_describe(entry, skipped) for entry in registries()[kind].entries()]
+    registry = registries()[kind]
+    return [_describe(entry, registry.supplied_by_code | HIDDEN) for entry in registry.entries()]
 
 
-def _describe(entry: Entry, skipped: set[str]) -> ListedEntry:
+def _describe(entry: Entry, skipped: frozenset[str]) -> ListedEntry:
     try:
-        parameters = read_signature(entry.target).parameters
+        signature = read_signature(entry.target)
     except (TypeError, ValueError):
         return ListedEntry(entry.name, "?", entry.unavailable or entry.summary)
     words = []
-    for name, parameter in parameters.items():
+    for name, parameter in signature.parameters.items():
         if name in skipped:
             continue
         if name in entry.presets:
             words.append(f"{name}={entry.presets[name]!r}")
         elif parameter.default is REQUIRED:
-            hint = describe_type(parameter.annotation) if parameter.annotation is not None else ""
+            hint = describe_type(signature.hints[name]) if name in signature.hints else ""
             words.append(f"{name} (required{': ' + hint if hint else ''})")
         else:
             words.append(f"{name}={_show_default(parameter.default)}")

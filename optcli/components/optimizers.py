@@ -8,7 +8,8 @@ import torch
 
 from optcli.components.registry import Registry
 
-OPTIMIZERS = Registry("optimizer")
+# optcli passes the model's parameters itself.
+OPTIMIZERS = Registry("optimizer", supplied_by_code=frozenset({"params"}))
 
 _UNAVAILABLE = {
     # optcli's models have dense gradients; a model of your own with nn.Embedding(sparse=True) can
@@ -30,9 +31,6 @@ OPTIMIZERS.add(
     presets={"momentum": 0.9},
     summary="SGD with momentum 0.9 unless the config sets momentum",
 )
-
-# Arguments optcli passes itself: the model's parameters.
-SUPPLIED_BY_CODE = frozenset({"params"})
 
 
 def needs_closure(optimizer: torch.optim.Optimizer) -> bool:

@@ -32,9 +32,12 @@ class Entry:
 class Registry:
     """One kind of thing a config can name (optimizers, schedulers, models, datasets, losses)."""
 
-    def __init__(self, kind: str, optional_suffix: str = "") -> None:
+    def __init__(
+        self, kind: str, optional_suffix: str = "", supplied_by_code: frozenset[str] = frozenset()
+    ) -> None:
         self.kind = kind
         self.optional_suffix = optional_suffix
+        self.supplied_by_code = supplied_by_code  # arguments optcli passes itself (the params, the optimizer)
         self._entries: dict[str, Entry] = {}
         self._keys: dict[str, str] = {}  # lookup key -> entry name
         self._aliases: list[str] = []  # other spellings, offered as did-you-mean suggestions

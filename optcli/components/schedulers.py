@@ -8,7 +8,8 @@ from torch.optim import lr_scheduler
 
 from optcli.components.registry import Registry
 
-SCHEDULERS = Registry("scheduler", optional_suffix="lr")
+# optcli passes the optimizer itself.
+SCHEDULERS = Registry("scheduler", optional_suffix="lr", supplied_by_code=frozenset({"optimizer"}))
 
 _NEEDS_A_FUNCTION = "it needs a Python function (lr_lambda), which YAML cannot hold"
 
@@ -27,9 +28,6 @@ for _name in lr_scheduler.__all__:
             }.get(_name, ()),
             unavailable=_NEEDS_A_FUNCTION if _name in ("LambdaLR", "MultiplicativeLR") else None,
         )
-
-# Arguments optcli passes itself.
-SUPPLIED_BY_CODE = frozenset({"optimizer"})
 
 # Schedulers built from a list of inner schedulers (`schedulers:` in YAML holds their mappings).
 COMPOSITE = (lr_scheduler.SequentialLR, lr_scheduler.ChainedScheduler)

@@ -1,79 +1,56 @@
-"""Checking a config's keyword arguments against the real signature of the class they are for.
+"""Binding a config's keyword arguments to the real signature of the class they are for.
 
 The YAML holds constructor arguments verbatim, so the class's own signature is the schema: an
-argument it does not take, a required one left out, or a value of the wrong type is reported here,
-before anything is built.
+argument it does not take, a required one left out, or a value its type hint rejects is reported
+here, before anything is built. Values are checked by pydantic against the hints torch writes.
 """
 
 from __future__ import annotations
 
 import collections.abc
+import functools
 import inspect
+import json
 import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
 from optcli.names import did_you_mean
 
 REQUIRED = inspect.Parameter.empty
 
-
-@dataclass(frozen=True)
-class ParameterInfo:
-    """One keyword a class accepts: its name, its type hint (None when unknown) and its default."""
-
-    name: str
-    annotation: Any
-    default: Any  # REQUIRED when the argument must be given
+# Arguments that are never a config's business: resume bookkeeping and deprecated switches. They are
+# neither listed, nor recorded in config.yaml.
+HIDDEN = frozenset({"last_epoch", "verbose", "size_average", "reduce"})
 
 
 @dataclass(frozen=True)
 class Signature:
-    parameters: dict[str, ParameterInfo]
+    parameters: dict[str, inspect.Parameter]  # keyword parameters only
+    hints: dict[str, Any]  # resolved type hints, where the target has them
     accepts_any_keyword: bool  # the target takes **kwargs
 
 
+@functools.cache
 def read_signature(target: Any) -> Signature:
-    """The keyword parameters of a class or function, with type hints resolved where possible."""
+    """The keyword parameters of a class or function, with their type hints resolved."""
     signature = inspect.signature(target)
-    hints = _type_hints(target)
-    parameters = {}
-    accepts_any = False
-    for parameter in signature.parameters.values():
-        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            accepts_any = True
-            continue
-        if parameter.kind in (
-            inspect.Parameter.VAR_POSITIONAL,
-            inspect.Parameter.POSITIONAL_ONLY,
-        ):
-            continue
-        annotation = hints.get(parameter.name)
-        parameters[parameter.name] = ParameterInfo(parameter.name, annotation, parameter.default)
-    return Signature(parameters, accepts_any)
-
-
-def _type_hints(target: Any) -> dict[str, Any]:
-    """Resolved hints; one unresolvable hint (torch's CyclicLR names `Callable` lazily) costs only itself."""
+    keywords = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = {p.name: p for p in signature.parameters.values() if p.kind in keywords}
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
     function = target.__init__ if inspect.isclass(target) else target
     try:
-        return typing.get_type_hints(function)
+        # torch names some hints (Callable, Iterable) only under TYPE_CHECKING: typing's names fill in.
+        hints = typing.get_type_hints(function, localns=vars(typing))
     except Exception:
-        pass
-    namespace = {**vars(typing), **getattr(inspect.getmodule(function), "__dict__", {})}
-    hints = {}
-    for name, annotation in getattr(function, "__annotations__", {}).items():
-        if isinstance(annotation, str):
-            try:
-                annotation = eval(annotation, namespace)
-            except Exception:
-                continue
-        hints[name] = annotation
-    return hints
+        hints = {}
+    return Signature(parameters, {key: hints[key] for key in parameters if key in hints}, accepts_any)
 
 
-def check_arguments(
+def bind_arguments(
     target: Any,
     arguments: dict[str, Any],
     *,
@@ -81,11 +58,12 @@ def check_arguments(
     display_name: str,
     supplied_by_code: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Any], list[str]]:
-    """Bind `arguments` to `target`'s signature; return the converted arguments and every problem."""
+    """Bind `arguments` to `target`'s signature; return the values as the target takes them (YAML
+    lists become tuples where it asks for a tuple) and every problem, one line each."""
     signature = read_signature(target)
-    accepted = [name for name in signature.parameters if name not in supplied_by_code]
+    accepted = [name for name in signature.parameters if name not in supplied_by_code | HIDDEN]
     problems = []
-    converted = {}
+    bound = {}
     for key, value in arguments.items():
         parameter = signature.parameters.get(key)
         if key in supplied_by_code:
@@ -95,106 +73,102 @@ def check_arguments(
                 f"{where}.{key}: {display_name} has no argument '{key}'{did_you_mean(key, accepted)}; "
                 f"it accepts: {', '.join(accepted) or 'no arguments'}"
             )
-        elif parameter is not None and parameter.annotation is not None:
-            if not value_matches(parameter.annotation, value):
+        elif key in signature.hints:
+            try:
+                validated = _adapter(signature.hints[key]).validate_json(json.dumps(value), strict=True)
+                # The value as given (an integer stays one, for config.yaml), a tuple where one is asked for.
+                bound[key] = tuple(value) if isinstance(validated, tuple) else value
+            except (ValidationError, TypeError, ValueError):
                 problems.append(
-                    f"{where}.{key}: {display_name} expects {describe_type(parameter.annotation)} "
+                    f"{where}.{key}: {display_name} expects {describe_type(signature.hints[key])} "
                     f"for '{key}', got {value!r} ({type(value).__name__})"
                 )
-            else:
-                converted[key] = convert_value(parameter.annotation, value)
         else:
-            converted[key] = value
+            bound[key] = value
     for name, parameter in signature.parameters.items():
         if parameter.default is REQUIRED and name not in arguments and name not in supplied_by_code:
             problems.append(f"{where}.{name}: {display_name} requires '{name}'; add it to {where}")
-    return converted, problems
+    return bound, problems
 
 
-def value_matches(annotation: Any, value: Any) -> bool:
-    """Whether a YAML value fits a type hint; unknown hints accept anything."""
-    if annotation is Any or annotation is inspect.Parameter.empty:
-        return True
-    if annotation is None or annotation is type(None):
-        return value is None
-    origin = typing.get_origin(annotation)
-    arguments = typing.get_args(annotation)
+@functools.cache
+def _adapter(hint: Any) -> TypeAdapter[Any]:
+    """A validator for a type hint. Values arrive as JSON (what YAML can hold), in strict mode: a
+    string is never taken for a number, a JSON array may stand for a tuple, and a hint that only a live
+    object can meet (a Tensor, a Module, a function) rejects every value."""
+    return TypeAdapter(_eager(hint), config=ConfigDict(arbitrary_types_allowed=True))
+
+
+def _eager(hint: Any) -> Any:
+    """`Iterable[int]` as `list[int]`: pydantic validates an Iterable lazily, a list at once."""
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
     if origin in (Union, types.UnionType):
-        return any(value_matches(option, value) for option in arguments)
-    if origin is Literal:
-        return value in arguments
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if annotation is str:
-        return isinstance(value, str)
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            return False
-        if len(arguments) == 2 and arguments[1] is Ellipsis:
-            return all(value_matches(arguments[0], item) for item in value)
-        if arguments and len(arguments) != len(value):
-            return False
-        return all(value_matches(hint, item) for hint, item in zip(arguments, value, strict=False))
-    if origin in (list, collections.abc.Sequence, collections.abc.Iterable):
-        if not isinstance(value, list | tuple):
-            return False
-        return not arguments or all(value_matches(arguments[0], item) for item in value)
-    if origin is dict or annotation is dict:
-        return isinstance(value, dict)
-    if inspect.isclass(annotation):
-        # A YAML value can never be a Tensor, a Module or a function: those hints only match live objects.
-        return isinstance(value, annotation)
-    return True
+        return Union[tuple(_eager(option) for option in arguments)]  # noqa: UP007
+    if origin is collections.abc.Iterable:
+        return list[_eager(arguments[0])] if arguments else list  # type: ignore[misc]
+    return hint
 
 
-def convert_value(annotation: Any, value: Any) -> Any:
-    """YAML has lists, not tuples: give a tuple where the signature asks for one (Adam's `betas`)."""
-    if isinstance(value, list) and _mentions_tuple(annotation):
-        return tuple(value)
-    return value
+def describe_type(hint: Any) -> str:
+    """Type hints in words: `float | Tensor` -> 'a number', `tuple[float, float]` -> 'a list of 2 values'."""
+    return " or ".join(dict.fromkeys(_describe(hint)))
 
 
-def _mentions_tuple(annotation: Any) -> bool:
-    if typing.get_origin(annotation) is tuple:
-        return True
-    if typing.get_origin(annotation) in (Union, types.UnionType):
-        return any(_mentions_tuple(option) for option in typing.get_args(annotation))
-    return False
-
-
-def describe_type(annotation: Any) -> str:
-    """Type hints in words: `float | Tensor` -> 'a number', `tuple[float, float]` -> 'a list of 2 numbers'."""
-    words = _describe(annotation)
-    return " or ".join(dict.fromkeys(words))
-
-
-def _describe(annotation: Any) -> list[str]:
-    origin = typing.get_origin(annotation)
-    arguments = typing.get_args(annotation)
+def _describe(hint: Any) -> list[str]:
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
     if origin in (Union, types.UnionType):
         return [word for option in arguments for word in _describe(option)]
     if origin is Literal:
         return ["one of " + ", ".join(repr(option) for option in arguments)]
-    if origin is tuple:
-        if arguments and arguments[-1] is not Ellipsis:
-            return [f"a list of {len(arguments)} values"]
+    if origin is tuple and arguments and arguments[-1] is not Ellipsis:
+        return [f"a list of {len(arguments)} values"]
+    if origin in (tuple, list, collections.abc.Sequence, collections.abc.Iterable):
         return ["a list"]
-    if origin in (list, collections.abc.Sequence, collections.abc.Iterable):
-        return ["a list"]
-    simple = {
-        bool: "true or false",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-    }
-    if annotation in simple:
-        return [simple[annotation]]
-    if annotation is None or annotation is type(None):
+    simple = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
+    if hint in simple:
+        return [simple[hint]]
+    if hint is None or hint is type(None):
         return ["null"]
-    if inspect.isclass(annotation) and annotation.__module__.startswith("torch"):
+    if inspect.isclass(hint) and hint.__module__.startswith("torch"):
         return []  # a live torch object: not something a config can give
-    return [getattr(annotation, "__name__", str(annotation))]
+    return [getattr(hint, "__name__", str(hint))]
+
+
+def recorded_arguments(
+    target: Any, arguments: dict[str, Any], supplied_by_code: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The arguments with every plain default the signature adds, in signature order, as YAML holds
+    them: what config.yaml records, and what `optcli train` accepts again."""
+    try:
+        parameters = read_signature(target).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    recorded = {}
+    for key, parameter in parameters.items():
+        if key in supplied_by_code or key in HIDDEN:
+            continue
+        if key in arguments:
+            recorded[key] = plain(arguments[key])
+        elif (
+            parameter.default is not REQUIRED
+            and parameter.default is not None
+            and _is_plain(parameter.default)
+        ):
+            recorded[key] = plain(parameter.default)
+    recorded.update({key: plain(value) for key, value in arguments.items() if key not in recorded})
+    return recorded
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, bool | int | float | str) or value is None:
+        return True
+    return isinstance(value, list | tuple) and all(_is_plain(item) for item in value)
+
+
+def plain(value: Any) -> Any:
+    """Tuples as lists, recursively: what YAML writes and reads back."""
+    if isinstance(value, tuple | list):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value

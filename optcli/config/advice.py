@@ -6,12 +6,9 @@ config resolves; these are warnings: printed, exit 0, unless `--strict` makes th
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch.optim import lr_scheduler
 
-from optcli.config.probes import build_on_stand_in
 from optcli.config.spec import RunSpec
 
 # A schedule that brings the learning rate below this fraction of its start has stopped learning.
@@ -96,20 +93,8 @@ def _scheduler_warnings(spec: RunSpec) -> list[str]:
 
 
 def _final_rate_fraction(spec: RunSpec) -> float | None:
-    """The learning rate at the run's end over its start, from the scheduler itself on a stand-in."""
-    assert spec.scheduler is not None
-    target = spec.scheduler.component.target
-    if isinstance(target, type) and issubclass(target, lr_scheduler.ReduceLROnPlateau):
-        return None  # it follows the metric: nothing to preview
-    length = spec.total_steps if spec.scheduler.interval == "step" else spec.epochs
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch warns that no optimizer step came first: none is needed
-            optimizer = build_on_stand_in(spec.optimizer)
-            start = optimizer.param_groups[0]["lr"]
-            scheduler = spec.scheduler.build(optimizer)
-            for _ in range(max(0, length - 1)):
-                scheduler.step()
-    except Exception:
+    """The learning rate at the run's end over its start, from the dry run's schedule."""
+    schedule = spec.schedule
+    if schedule is None or not schedule.rates or not schedule.start_lr:
         return None
-    return float(optimizer.param_groups[0]["lr"]) / start if start else None
+    return schedule.rates[-1] / schedule.start_lr

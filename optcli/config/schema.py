@@ -1,26 +1,75 @@
-"""The config file: loading it, applying `--set`, and the schema of the sections optcli owns.
+"""What a valid config file is: one pydantic model of everything in it.
 
 Sections that name a class (model, data, loss, optimizer, scheduler) hold that class's keyword
-arguments verbatim and are checked against its signature in `resolve.py`; the rest are fixed
-pydantic models here.
+arguments verbatim besides optcli's own keys; those arguments are bound to the class's signature in
+`resolve.py`. Every other key is typed here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
-from optcli.config.overrides import apply_overrides
-from optcli.config.yaml_loader import load_yaml_mapping
 from optcli.names import did_you_mean
 
 
 class Strict(BaseModel):
     # strict: `epochs: "5"` is a mistake to report, not a string to coerce.
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class NamedSection(BaseModel):
+    """A section that names a class: `name` picks it; the keys optcli does not own are its arguments."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    name: str = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if value is None:  # `model:` with nothing after it
+            raise PydanticCustomError("missing", "required")
+        if isinstance(value, str):  # `optimizer: adam` is short for `{name: adam}`
+            return {"name": value}
+        if not isinstance(value, dict):
+            raise PydanticCustomError("mapping_type", "expected a mapping with a name")
+        return value
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The class's keyword arguments, as the YAML gives them."""
+        return dict(self.model_extra or {})
+
+
+class LoaderOptions(Strict):
+    """The data section's own keys: batching, the validation split, normalization."""
+
+    batch_size: int = Field(64, ge=1)
+    shuffle: bool = True
+    drop_last: bool = False
+    val_fraction: float | None = Field(None, gt=0, lt=1)  # a seeded random part of the training data
+    normalize: bool = False  # standardize features with the training split's mean and std
+
+
+class DataSection(NamedSection, LoaderOptions):
+    """The training dataset's name and arguments, how it is batched, and its validation and test data
+    (dataset mappings of their own, inheriting the training dataset's arguments)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    val: dict[str, Any] | None = None
+    test: dict[str, Any] | None = None
+
+    @property
+    def loader(self) -> LoaderOptions:
+        return LoaderOptions(**{key: getattr(self, key) for key in LoaderOptions.model_fields})
+
+
+class SchedulerSection(NamedSection):
+    interval: Literal["epoch", "step"] | None = None  # default: step for OneCycleLR and CyclicLR
+    monitor: str | None = None  # the metric ReduceLROnPlateau follows
+    schedulers: list[NamedSection] | None = None  # SequentialLR / ChainedScheduler's inner schedulers
 
 
 class ClipConfig(Strict):
@@ -42,7 +91,7 @@ class ClipConfig(Strict):
 class EarlyStoppingConfig(Strict):
     """Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs."""
 
-    monitor: str | None = None  # default: val_loss with validation data, else train_loss
+    monitor: str | None = None  # default: the run's default monitor (config/metrics.py)
     patience: int = Field(5, ge=1)
     min_delta: float = Field(0.0, ge=0)
     mode: Literal["min", "max"] | None = None  # default: max for an accuracy, min for a loss
@@ -63,82 +112,81 @@ class OutputConfig(Strict):
     dir: str = "runs"
 
 
-class LoaderConfig(Strict):
-    """The data section's own keys (batching, the validation split, normalization); its other keys
-    belong to the dataset, and `val:` / `test:` are dataset mappings of their own."""
+class ConfigFile(Strict):
+    """A whole config file. The required sections are typed optional so that, when one is broken,
+    the others can still be resolved and one message lists every problem (see `validate_file`)."""
 
-    batch_size: int = Field(64, ge=1)
-    shuffle: bool = True
-    drop_last: bool = False
-    val_fraction: float | None = Field(None, gt=0, lt=1)  # a seeded random part of the training data
-    normalize: bool = False  # standardize features with the training split's mean and std
-
-
-class SchedulerOptions(Strict):
-    """The scheduler section's own keys; its other keys belong to the scheduler class."""
-
-    interval: Literal["epoch", "step"] | None = None
-    monitor: str | None = None
-
-
-class TopLevel(Strict):
     name: str | None = Field(None, min_length=1)
     seed: int = Field(0, ge=0, lt=2**32)
     device: str = "auto"
     deterministic: bool = False  # torch.use_deterministic_algorithms, and what CUDA needs for it
-    # Each section is checked on its own (so that its errors carry its name): here only presence.
-    model: Any
-    data: Any
-    loss: Any = None
-    optimizer: Any
-    scheduler: Any = None
-    clip: Any = None
-    train: Any = None
-    output: Any = None
+    model: NamedSection | None = None
+    data: DataSection | None = None
+    loss: NamedSection | None = None  # default: cross_entropy for class labels, mse for values
+    optimizer: NamedSection | None = None
+    scheduler: SchedulerSection | None = None
+    clip: ClipConfig | None = None
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
 
 
-SECTION_HELP = {
+REQUIRED_SECTIONS = {
     "model": "the network to train, e.g. model: {name: mlp, hidden: [128]}",
     "data": "the training data, e.g. data: {name: random, batch_size: 64}",
     "optimizer": "the optimizer, e.g. optimizer: {name: adam, lr: 1e-3}",
 }
 
-
-@dataclass(frozen=True)
-class RawConfig:
-    """A config mapping with `--set` applied, and where it came from (for relative paths and the name)."""
-
-    values: dict[str, Any]
-    base_dir: Path
-    default_name: str
+# The data keys that describe batching, not the dataset: they stay when `data.name` changes.
+LOADER_KEYS = tuple(LoaderOptions.model_fields)
 
 
-def load_config(path: Path, overrides: list[str] | None = None) -> RawConfig:
-    """Read a config file and apply `--set KEY=VALUE` overrides; nothing is validated yet."""
-    values = apply_overrides(load_yaml_mapping(path), overrides or [])
-    return RawConfig(values, path.resolve().parent, path.stem)
-
-
-def validate_model(schema: type[Strict], values: Any, where: str) -> tuple[Any, list[str]]:
-    """Validate one fixed section; return it (or None) and its problems, one line each."""
+def validate_file(values: dict[str, Any]) -> tuple[ConfigFile, list[str]]:
+    """The validated file and its problems, one line each. Broken sections are left out of the file
+    returned (so that the rest can be resolved), and reported."""
+    problems = [
+        f"{section}: required: {help_text}"
+        for section, help_text in REQUIRED_SECTIONS.items()
+        if values.get(section) is None
+    ]
     try:
-        return schema.model_validate(values if values is not None else {}), []
+        return ConfigFile.model_validate(values), problems
     except ValidationError as error:
-        return None, [_describe_error(detail, schema, where) for detail in error.errors()]
+        problems += [describe_error(detail, ConfigFile) for detail in error.errors()]
+        broken = {detail["loc"][0] if detail["loc"] else "" for detail in error.errors()}
+        # Top-level fields are validated independently, so the file without its broken ones is valid.
+        return ConfigFile.model_validate({k: v for k, v in values.items() if k not in broken}), problems
 
 
-def _describe_error(detail: Any, schema: type[BaseModel], where: str) -> str:
+def describe_error(detail: Any, schema: type[BaseModel], where: str = "") -> str:
+    """One pydantic error as a line naming its key: 'train.epochs: must be greater than or equal to 1, got 0'."""
     location = ".".join(str(part) for part in (where, *detail["loc"]) if part != "")
     key = str(detail["loc"][-1]) if detail["loc"] else ""
     kind = detail["type"]
     if kind == "extra_forbidden":
-        fields = list(schema.model_fields)
+        fields = list(_fields_at(schema, detail["loc"][:-1]))
         return f"{location}: unknown key{did_you_mean(key, fields)}; expected one of: {', '.join(fields)}"
     if kind == "missing":
-        help_text = SECTION_HELP.get(key)
+        if key == "name":
+            return (
+                f"{location}: required: the registry name or import path of the {location.rsplit('.', 1)[0]}"
+            )
+        help_text = REQUIRED_SECTIONS.get(key)
         return f"{location}: required" + (f": {help_text}" if help_text else "")
     message = detail["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
     message = message[:1].lower() + message[1:]
     if kind.endswith("_type") or kind.startswith(("greater", "less", "literal")):
         return f"{location}: {message}, got {detail['input']!r}"
     return f"{location}: {message}"
+
+
+def _fields_at(schema: type[BaseModel], loc: tuple[Any, ...]) -> dict[str, Any]:
+    """The fields of the model found at `loc` inside `schema` (for 'expected one of')."""
+    model: Any = schema
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return {}
+    return dict(model.model_fields)

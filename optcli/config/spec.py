@@ -1,33 +1,52 @@
-"""What a validated config becomes: the classes it names with their checked arguments, and the run's shape.
+"""What a validated config becomes: the classes it names with their bound arguments, and the run's
+shape. Plain data, built by `resolve.py`; `train/session.py` makes the live objects from it.
 
-These are plain data, built by `resolve.py` and used by `session.py` to make live objects.
+The bound form is also what a run records: `RunSpec.resolved` (config.yaml) is read off these objects,
+every default filled in, in YAML that `optcli train` accepts again.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
-from optcli.config.schema import ClipConfig, LoaderConfig, OutputConfig, TrainConfig
+from optcli.components.registry import import_object
+from optcli.components.signature import plain, recorded_arguments
+from optcli.config.schema import ClipConfig, LoaderOptions, OutputConfig, TrainConfig
 from optcli.data.in_memory import DataInfo
 
 
 @dataclass(frozen=True)
 class Component:
-    """A class chosen by name in the config, with its checked keyword arguments."""
+    """A class chosen by name in the config, with its arguments bound to its signature."""
 
-    name: str
+    name: str  # as the config names it (an import path made absolute)
     target: Callable[..., Any]
     arguments: dict[str, Any]
+    supplied_by_code: frozenset[str] = frozenset()  # what `build` passes: the params, the optimizer
 
     def build(self, *live_arguments: Any) -> Any:
         return self.target(*live_arguments, **self.arguments)
+
+    def record(self) -> dict[str, Any]:
+        return {"name": self.name, **recorded_arguments(self.target, self.arguments, self.supplied_by_code)}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A class from a user's .py file lives in a module only this process imported: a compare
+        # worker loads it again by its (absolute) import path.
+        if ":" in self.name and self.name.rpartition(":")[0].endswith(".py"):
+            return (_component_from_path, (self.name, self.arguments, self.supplied_by_code))
+        return (Component, (self.name, self.target, self.arguments, self.supplied_by_code))
+
+
+def _component_from_path(name: str, arguments: dict[str, Any], supplied: frozenset[str]) -> Component:
+    return Component(name, import_object(name, Path.cwd()), arguments, supplied)
 
 
 @dataclass(frozen=True)
@@ -37,32 +56,50 @@ class SchedulerSpec:
     monitor: str | None  # the metric ReduceLROnPlateau is stepped with; None for other schedulers
     children: tuple[Component, ...] = ()  # SequentialLR / ChainedScheduler's inner schedulers
 
-    def build(self, optimizer: torch.optim.Optimizer) -> Any:
+    def build(self, optimizer: Any) -> Any:
         if not self.children:
             return self.component.build(optimizer)
         inner = [child.build(optimizer) for child in self.children]
         return self.component.target(optimizer=optimizer, schedulers=inner, **self.component.arguments)
 
+    def record(self) -> dict[str, Any]:
+        recorded = self.component.record()
+        if self.children:
+            recorded["schedulers"] = [child.record() for child in self.children]
+        recorded["interval"] = self.interval
+        if self.monitor is not None:
+            recorded["monitor"] = self.monitor
+        return recorded
+
 
 @dataclass(frozen=True)
 class DataSource:
-    """One dataset the config names: the training data, or its validation or test data."""
+    """One dataset the config names (the training data, or its validation or test data): the dataset
+    object, built once from its component, and what it said about itself."""
 
-    name: str
-    source: Any  # a dataset object (describe() and load(seed, split))
+    component: Component
+    source: Any  # a dataset object: describe() and load(seed, split)
     info: DataInfo
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A compare worker rebuilds the dataset object from its arguments (cheap: it reads nothing yet).
+        return (_source_from_component, (self.component, self.info))
+
+
+def _source_from_component(component: Component, info: DataInfo) -> DataSource:
+    return DataSource(component, component.build(), info)
 
 
 @dataclass(frozen=True)
 class DataSpec:
     train: DataSource
-    loader: LoaderConfig
+    loader: LoaderOptions
     val: DataSource | None = None  # validation data of its own (`data.val`)
     test: DataSource | None = None  # test data, evaluated once at the end (`data.test`)
 
     @property
     def name(self) -> str:
-        return self.train.name
+        return self.train.component.name
 
     @property
     def info(self) -> DataInfo:
@@ -93,10 +130,26 @@ class DataSpec:
             return self.train_samples // self.loader.batch_size
         return math.ceil(self.train_samples / self.loader.batch_size)
 
+    def record(self) -> dict[str, Any]:
+        recorded = {**self.train.component.record(), **self.loader.model_dump()}
+        for key, split in (("val", self.val), ("test", self.test)):
+            if split is not None:
+                recorded[key] = split.component.record()
+        return recorded
+
+
+@dataclass(frozen=True)
+class SchedulePreview:
+    """From the dry run: the learning rate the optimizer is given, and the rate of every scheduler
+    period of the run (epochs or optimizer steps, as the scheduler is stepped)."""
+
+    start_lr: float
+    rates: tuple[float, ...]
+
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything a run needs, validated; `resolved` is what config.yaml records."""
+    """Everything a run needs, validated, and what its one dry run before training showed."""
 
     name: str
     seed: int
@@ -112,7 +165,29 @@ class RunSpec:
     output: OutputConfig
     epochs: int  # epochs that will run (fewer than train.epochs when max_steps ends the run early)
     total_steps: int
-    resolved: dict[str, Any] = field(repr=False)
+    # None without a scheduler, or for ReduceLROnPlateau (which follows a metric).
+    schedule: SchedulePreview | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def resolved(self) -> dict[str, Any]:
+        """What config.yaml records: every argument, every default, every filled-in value."""
+        record: dict[str, Any] = {
+            "name": self.name,
+            "seed": self.seed,
+            "device": self.device,
+            "deterministic": self.deterministic,
+            "model": self.model.record(),
+            "data": self.data.record(),
+            "loss": self.loss.record(),
+            "optimizer": self.optimizer.record(),
+        }
+        if self.scheduler is not None:
+            record["scheduler"] = self.scheduler.record()
+        if self.clip is not None:
+            record["clip"] = self.clip.model_dump(exclude_none=True)
+        record["train"] = self.train.model_dump()
+        record["output"] = self.output.model_dump()
+        return plain(record)  # type: ignore[no-any-return]
 
     @property
     def config_hash(self) -> str:

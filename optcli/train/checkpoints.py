@@ -17,6 +17,7 @@ from typing import Any
 import numpy
 import torch
 
+from optcli.config.metrics import default_monitor
 from optcli.errors import ConfigError
 from optcli.train.loop import LoopState
 from optcli.train.records import CheckpointDue, Record
@@ -82,7 +83,7 @@ class CheckpointWriter:
         self.session, self.csv, self.summary = session, csv, summary
         spec = session.spec
         self.every = spec.train.checkpoint_every
-        self.monitor = "val_loss" if spec.data.has_validation else "train_loss"
+        self.monitor = default_monitor(spec.data.has_validation)
         self.best: float | None = None
         self.last_written: str | None = None  # "epoch 3 (step 60)", for messages
 

@@ -11,15 +11,6 @@ import torch
 from optcli.config.schema import EarlyStoppingConfig
 from optcli.data.batches import InMemoryBatches
 
-# The metrics a run can monitor (ReduceLROnPlateau, early stopping): train_loss always, the others
-# with validation data. Accuracies are better higher, losses lower.
-TRAIN_METRICS = ("train_loss",)
-VALIDATION_METRICS = ("val_loss", "val_accuracy")
-
-
-def better_direction(metric: str) -> str:
-    return "max" if metric.endswith("accuracy") else "min"
-
 
 def evaluate(
     model: torch.nn.Module, batches: InMemoryBatches, loss_function: torch.nn.Module, classification: bool

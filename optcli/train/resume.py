@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from optcli.config.probes import build_on_meta
+import torch
+
+from optcli.config.loading import load_config
 from optcli.config.resolve import resolve_config
-from optcli.config.schema import load_config
 from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
 from optcli.train.checkpoints import config_differences, load_checkpoint
@@ -58,7 +59,9 @@ def _check_fits(spec: RunSpec, checkpoint: dict[str, Any]) -> None:
     try:
         # A plain-dict copy: load_state_dict(assign=True) records `assign` in the state dict's own
         # _metadata, which would make the real load later replace the parameters the optimizer holds.
-        build_on_meta(spec.model).load_state_dict(dict(checkpoint["model"]), assign=True)
+        with torch.device("meta"):
+            model = spec.model.build()
+        model.load_state_dict(dict(checkpoint["model"]), assign=True)
     except RuntimeError as error:
         detail = " ".join(str(error).split())
         raise ConfigError(

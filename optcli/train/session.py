@@ -15,8 +15,8 @@ import torch
 from optcli.config.spec import RunSpec
 from optcli.data.batches import InMemoryBatches
 from optcli.data.in_memory import TensorData
-from optcli.data.loading import load_data
 from optcli.seeds import derive_seed
+from optcli.train.data import load_data
 
 
 @dataclass

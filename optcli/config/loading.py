@@ -1,20 +1,23 @@
-"""Changes layered onto a config mapping before it is validated: `--set a.b=value` overrides, and
-the arms of a comparison (deep-merged onto their base). The same rule holds for both: a section
-whose `name` changes starts afresh."""
+"""Reading a config: the YAML file, then the changes layered onto it before it is validated: `--set
+a.b=value` overrides, and the arms of a comparison (deep-merged onto their base). The same rule holds
+for both: a section whose `name` changes starts afresh."""
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from optcli.config.yaml_loader import parse_yaml
+from optcli.config.schema import LOADER_KEYS
+from optcli.config.yaml_loader import load_yaml_mapping, parse_yaml
 from optcli.errors import ConfigError
 from optcli.names import normalize_name
 
 # Sections whose `name` picks a class: a new class starts the section afresh, so Adam's `betas`
 # never end up on SGD. The data section keeps the keys that describe batching, not the dataset.
 NAMED_SECTIONS = ("model", "data", "loss", "optimizer", "scheduler")
-KEPT_WHEN_RENAMED = {"data": ("batch_size", "shuffle", "drop_last", "val_fraction", "normalize")}
+KEPT_WHEN_RENAMED = {"data": LOADER_KEYS}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -115,3 +118,18 @@ def _deep_merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+@dataclass(frozen=True)
+class RawConfig:
+    """A config mapping with `--set` applied, and where it came from (for relative paths and the name)."""
+
+    values: dict[str, Any]
+    base_dir: Path
+    default_name: str
+
+
+def load_config(path: Path, overrides: list[str] | None = None) -> RawConfig:
+    """Read a config file and apply `--set KEY=VALUE` overrides; nothing is validated yet."""
+    values = apply_overrides(load_yaml_mapping(path), overrides or [])
+    return RawConfig(values, path.resolve().parent, path.stem)

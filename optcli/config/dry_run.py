@@ -1,0 +1,134 @@
+"""The one dry run before training: the model built on the meta device, one batch's shapes through
+it and the loss, the optimizer built on its parameters, and the scheduler stepped through the run.
+
+Meta tensors have shapes and dtypes but no data, so this costs no memory and little time, yet it
+catches what signatures cannot: a loss that cannot compare the model's output with the targets, an
+optimizer that cannot take the model's parameters, a scheduler that rejects its arguments. Found
+here, such a mistake is a config error naming the section, instead of a crash at the first step.
+`check`, the shape checks and the schedule warnings all read this one run.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch.optim import lr_scheduler
+
+from optcli.config.sections import Problems, display_name, is_subclass
+from optcli.config.spec import Component, DataSpec, SchedulePreview, SchedulerSpec
+from optcli.errors import ConfigError
+
+
+def dry_run(
+    model: Component | None,
+    loss: Component | None,
+    optimizer: Component | None,
+    scheduler: SchedulerSpec | None,
+    data: DataSpec | None,
+    schedule_length: int,
+    problems: Problems,
+) -> SchedulePreview | None:
+    """Build each object once on the meta device and note every problem; return the schedule."""
+    with torch.device("meta"):
+        network = _build_model(model, problems) if model is not None else None
+        if network is not None and loss is not None and data is not None:
+            _check_forward(network, model, loss, data, problems)
+        if optimizer is None:
+            return None
+        # Without a model, one stand-in parameter still runs torch's own checks of the arguments.
+        parameters = (
+            list(network.parameters()) if network is not None else [torch.nn.Parameter(torch.zeros(2, 2))]
+        )
+        try:
+            built = optimizer.build(parameters)
+        except Exception as error:
+            what = "cannot train this model" if network is not None else "rejected its arguments"
+            problems.add(f"optimizer: {display_name(optimizer.name, optimizer.target)} {what}: {error}")
+            return None
+    if scheduler is None:
+        return None
+    return _preview_schedule(built, scheduler, schedule_length, problems)
+
+
+def _build_model(model: Component, problems: Problems) -> torch.nn.Module | None:
+    try:
+        network: torch.nn.Module = model.build()
+        return network
+    except ConfigError as error:
+        problems.add_error("model", error)
+    except Exception as error:
+        name = display_name(model.name, model.target)
+        problems.add(f"model: {name} could not be built: {type(error).__name__}: {error}")
+    return None
+
+
+def _check_forward(
+    network: torch.nn.Module, model: Component | None, loss: Component, data: DataSpec, problems: Problems
+) -> None:
+    """Run one batch's shapes through the model and the loss."""
+    info = data.info
+    batch = max(1, min(data.loader.batch_size, info.samples))
+    inputs = torch.zeros(batch, *info.feature_shape)
+    if info.is_classification:
+        targets = torch.zeros(batch, dtype=torch.long)
+    else:
+        targets = torch.zeros(batch, info.target_size)
+    try:
+        output = network(inputs)
+    except NotImplementedError:
+        return  # a model that needs real data to run (e.g. .item()): checked at the first step
+    except Exception as error:
+        name = model.name if model is not None else "the model"
+        problems.add(
+            f"model: {name} cannot take the data's inputs of shape {list(inputs.shape)}: "
+            f"{type(error).__name__}: {error}"
+        )
+        return
+    try:
+        with warnings.catch_warnings():
+            # torch only warns when mse or l1 would broadcast mismatched shapes: nearly always a
+            # mistake, so that warning is an error here. Its other advice shows when training.
+            warnings.simplefilter("ignore")
+            warnings.filterwarnings("error", message=".*target size", category=UserWarning)
+            loss.build()(output, targets)
+    except NotImplementedError:
+        return
+    except Exception as error:
+        kind = "class labels" if info.is_classification else "real-valued targets"
+        problems.add(
+            f"loss: {loss.name} cannot compare the model's output {_shape(output)} with the data's "
+            f"{kind} {_shape(targets)}: {error}"
+        )
+
+
+def _preview_schedule(
+    optimizer: torch.optim.Optimizer, scheduler: SchedulerSpec, length: int, problems: Problems
+) -> SchedulePreview | None:
+    """The scheduler built on the dry run's optimizer and stepped once per period of the run."""
+    start_lr = float(optimizer.param_groups[0]["lr"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that no optimizer step came first: none is needed
+        try:
+            built: Any = scheduler.build(optimizer)
+        except Exception as error:
+            name = display_name(scheduler.component.name, scheduler.component.target)
+            problems.add(f"scheduler: {name} rejected its arguments: {error}")
+            return None
+        if is_subclass(scheduler.component.target, (lr_scheduler.ReduceLROnPlateau,)):
+            return None  # it follows the metric: nothing to preview
+        rates = [float(optimizer.param_groups[0]["lr"])]
+        try:
+            for _ in range(max(0, length - 1)):
+                built.step()
+                rates.append(float(optimizer.param_groups[0]["lr"]))
+        except Exception:
+            return None  # a schedule that fails before the run's end (OneCycleLR too short): warned about
+    return SchedulePreview(start_lr, tuple(rates))
+
+
+def _shape(tensor: Any) -> str:
+    if not isinstance(tensor, torch.Tensor):
+        return f"({type(tensor).__name__})"
+    return f"(shape {list(tensor.shape)}, {str(tensor.dtype).removeprefix('torch.')})"

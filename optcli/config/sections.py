@@ -1,0 +1,256 @@
+"""Resolving the sections that name a class (model, loss, optimizer, scheduler): the name looked up
+in its registry, the arguments bound to the class's signature. Every problem goes to `Problems`, so
+that one message lists them all.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+from torch.optim import lr_scheduler
+
+from optcli.components import losses, models, optimizers, schedulers
+from optcli.components.registry import Entry, Registry
+from optcli.components.signature import bind_arguments, read_signature
+from optcli.config.metrics import available_metrics, better_direction, default_monitor
+from optcli.config.schema import NamedSection, SchedulerSection
+from optcli.config.spec import Component, DataSpec, SchedulerSpec
+from optcli.errors import ConfigError
+
+
+class Problems:
+    """Collects problems so that one message lists them all."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+    def add_error(self, where: str, error: ConfigError) -> None:
+        for problem in error.problems:
+            self.lines.append(problem if problem.startswith(where) else f"{where}.{problem}")
+
+
+def bind_component(
+    registry: Registry, name: str, arguments: dict[str, Any], where: str, base_dir: Path, problems: Problems
+) -> Component | None:
+    """The named class and its bound arguments, or None (with the problems noted)."""
+    try:
+        entry = registry.get(name, base_dir)
+    except ConfigError as error:
+        problems.lines += [f"{where}.name: {problem}" for problem in error.problems]
+        return None
+    return bind_entry(entry, arguments, where, base_dir, problems, registry.supplied_by_code)
+
+
+def bind_entry(
+    entry: Entry,
+    arguments: dict[str, Any],
+    where: str,
+    base_dir: Path,
+    problems: Problems,
+    supplied_by_code: frozenset[str] = frozenset(),
+) -> Component | None:
+    try:
+        bound, found = bind_arguments(
+            entry.target,
+            {**entry.presets, **arguments},
+            where=where,
+            display_name=display_name(entry.name, entry.target),
+            supplied_by_code=supplied_by_code,
+        )
+    except (TypeError, ValueError) as error:  # no signature to read (a builtin, say)
+        problems.add(f"{where}.name: cannot read the arguments of {entry.name}: {error}")
+        return None
+    problems.lines += found
+    if found:
+        return None
+    return Component(portable_name(entry.name, base_dir), entry.target, bound, supplied_by_code)
+
+
+def display_name(name: str, target: Any) -> str:
+    return getattr(target, "__name__", name) if ":" not in name else name
+
+
+def is_subclass(target: Any, classes: tuple[type, ...]) -> bool:
+    return isinstance(target, type) and issubclass(target, classes)
+
+
+def portable_name(name: str, base_dir: Path) -> str:
+    """A `file.py:Class` name made absolute, so the recorded config works from the run directory."""
+    module_part, separator, attribute = name.rpartition(":")
+    if separator and module_part.endswith(".py"):
+        return f"{(base_dir / module_part).resolve()}:{attribute}"
+    return name
+
+
+def resolve_model(
+    section: NamedSection, data: DataSpec | None, base_dir: Path, problems: Problems
+) -> Component | None:
+    """The model, with the sizes the data decides (in_features, out_features, input_shape) filled in."""
+    if data is None:
+        return None  # its sizes cannot be known; the data's problems are reported
+    arguments = section.arguments
+    try:
+        entry = models.MODELS.get(section.name, base_dir)
+        parameters = read_signature(entry.target).parameters
+    except ConfigError as error:
+        problems.lines += [f"model.name: {problem}" for problem in error.problems]
+        return None
+    except (TypeError, ValueError):
+        parameters = {}
+    sizes = {
+        "in_features": data.info.features,
+        "out_features": data.info.out_features,
+        "input_shape": list(data.info.feature_shape),
+    }
+    for key in models.SIZE_ARGUMENTS:
+        if key in parameters and key not in arguments:
+            arguments[key] = sizes[key]
+    return bind_entry(entry, arguments, "model", base_dir, problems)
+
+
+def resolve_loss(
+    section: NamedSection | None, data: DataSpec | None, base_dir: Path, problems: Problems
+) -> Component | None:
+    if section is None:
+        if data is None:
+            return None
+        # Class labels want cross-entropy; real-valued targets want mean squared error.
+        section = NamedSection(name="cross_entropy" if data.is_classification else "mse")
+    return bind_component(losses.LOSSES, section.name, section.arguments, "loss", base_dir, problems)
+
+
+def resolve_optimizer(section: NamedSection, base_dir: Path, problems: Problems) -> Component | None:
+    component = bind_component(
+        optimizers.OPTIMIZERS, section.name, section.arguments, "optimizer", base_dir, problems
+    )
+    if component is None:
+        return None
+    default_lr = read_signature(component.target).parameters.get("lr")
+    lr = component.arguments.get("lr", getattr(default_lr, "default", None))
+    if isinstance(lr, int | float) and lr <= 0:
+        problems.add(f"optimizer.lr: must be greater than 0, got {lr}")
+        return None
+    return component
+
+
+def resolve_scheduler(
+    section: SchedulerSection,
+    run_length: dict[str, int],
+    data: DataSpec | None,
+    base_dir: Path,
+    problems: Problems,
+) -> SchedulerSpec | None:
+    """The scheduler, its interval and monitor settled, and the run's length filled in where its
+    class takes one (`run_length` holds the run's steps and epochs)."""
+    try:
+        entry = schedulers.SCHEDULERS.get(section.name, base_dir)
+    except ConfigError as error:
+        problems.lines += [f"scheduler.name: {problem}" for problem in error.problems]
+        return None
+    target, arguments = entry.target, section.arguments
+    interval = section.interval or ("step" if is_subclass(target, schedulers.STEPPED_PER_BATCH) else "epoch")
+    length = run_length[interval]
+    monitor = _plateau_monitor(section, target, interval, data, arguments, problems)
+    children: tuple[Component, ...] = ()
+    supplied = schedulers.SCHEDULERS.supplied_by_code
+    if is_subclass(target, schedulers.COMPOSITE):
+        inner = _resolve_children(section.schedulers, arguments.get("milestones"), length, base_dir, problems)
+        if inner is None:
+            return None
+        children, supplied = inner, supplied | {"schedulers"}
+    elif section.schedulers is not None:
+        problems.add("scheduler.schedulers: only SequentialLR and ChainedScheduler take inner schedulers")
+        return None
+    else:
+        fill_run_length(target, arguments, length)
+    component = bind_entry(entry, arguments, "scheduler", base_dir, problems, supplied)
+    if component is None or problems.lines:
+        return None
+    return SchedulerSpec(component, interval, monitor, children)
+
+
+def _plateau_monitor(
+    section: SchedulerSection,
+    target: Any,
+    interval: str,
+    data: DataSpec | None,
+    arguments: dict[str, Any],
+    problems: Problems,
+) -> str | None:
+    """ReduceLROnPlateau's metric (its mode follows the metric unless the config sets it)."""
+    if not is_subclass(target, (lr_scheduler.ReduceLROnPlateau,)):
+        if section.monitor is not None:
+            problems.add("scheduler.monitor: only ReduceLROnPlateau follows a metric; remove monitor")
+        return None
+    if interval == "step":
+        problems.add(
+            "scheduler.interval: ReduceLROnPlateau is stepped once per epoch with the monitored metric; "
+            "remove interval: step"
+        )
+    if data is None:
+        return None
+    monitor = section.monitor or default_monitor(data.has_validation)
+    metrics = available_metrics(data.has_validation, data.is_classification)
+    if monitor not in metrics:
+        problems.add(unknown_metric("scheduler.monitor", monitor, metrics))
+    elif "mode" not in arguments:
+        arguments["mode"] = better_direction(monitor)
+    return monitor
+
+
+def unknown_metric(where: str, metric: str, metrics: tuple[str, ...]) -> str:
+    hint = "" if "val_loss" in metrics else " (validation metrics need data.val_fraction or data.val)"
+    return f"{where}: '{metric}' is not a metric this run produces; choose from: {', '.join(metrics)}{hint}"
+
+
+def _resolve_children(
+    inner: list[NamedSection] | None, milestones: Any, length: int, base_dir: Path, problems: Problems
+) -> tuple[Component, ...] | None:
+    """SequentialLR / ChainedScheduler: `schedulers:` is a list of scheduler mappings."""
+    if not inner:
+        problems.add(
+            "scheduler.schedulers: required: a list of scheduler mappings, e.g. [{name: linear}, ...]"
+        )
+        return None
+    # Each inner scheduler of SequentialLR runs from its milestone to the next one (or the run's end).
+    if isinstance(milestones, list) and all(isinstance(m, int) for m in milestones):
+        bounds = [0, *milestones, length]
+        segment_lengths = [max(1, end - start) for start, end in itertools.pairwise(bounds)]
+    else:
+        segment_lengths = [length] * len(inner)
+    children = []
+    for index, child in enumerate(inner):
+        where = f"scheduler.schedulers.{index}"
+        arguments = child.arguments
+        for key in ("interval", "monitor"):
+            if arguments.pop(key, None) is not None:
+                problems.add(f"{where}.{key}: set {key} on the outer scheduler, not on an inner one")
+        try:
+            entry = schedulers.SCHEDULERS.get(child.name, base_dir)
+        except ConfigError as error:
+            problems.lines += [f"{where}.name: {problem}" for problem in error.problems]
+            continue
+        if is_subclass(entry.target, (*schedulers.COMPOSITE, lr_scheduler.ReduceLROnPlateau)):
+            problems.add(f"{where}.name: {entry.name} cannot be nested inside another scheduler")
+            continue
+        fill_run_length(entry.target, arguments, segment_lengths[min(index, len(segment_lengths) - 1)])
+        component = bind_entry(
+            entry, arguments, where, base_dir, problems, schedulers.SCHEDULERS.supplied_by_code
+        )
+        if component is not None:
+            children.append(component)
+    return tuple(children) if len(children) == len(inner) else None
+
+
+def fill_run_length(target: Any, arguments: dict[str, Any], length: int) -> None:
+    """OneCycleLR total_steps, CosineAnnealingLR T_max, PolynomialLR total_iters: the run's length."""
+    for scheduler_class, key in schedulers.RUN_LENGTH_ARGUMENT.items():
+        if is_subclass(target, (scheduler_class,)) and key not in arguments:
+            one_cycle_by_epochs = key == "total_steps" and "epochs" in arguments
+            if not one_cycle_by_epochs:
+                arguments[key] = length
