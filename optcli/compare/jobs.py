@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 from optcli.compare.plan import ComparisonPlan
 from optcli.compare.workers import WorkerMessage, WorkerPool, available_cores
-from optcli.config.loading import RawConfig
 from optcli.errors import TrainingFailed
 from optcli.train.records import EpochRecord, Record, RunStarted, StepRecord
 
 if TYPE_CHECKING:
+    from optcli.config.spec import RunSpec
     from optcli.train.sinks import RunOutcome
 
 # Seconds between progress reports from a run: enough for a live bar, cheap across processes.
@@ -33,7 +33,7 @@ class Job:
     index: int
     arm: str
     seed: int
-    config: RawConfig
+    spec: RunSpec  # resolved once per arm, in the parent: a worker only builds and trains
     run_dir: Path
 
 
@@ -70,14 +70,12 @@ Event = Record | JobOutcome  # what a comparison's display sees of each job
 
 def run_job(job: Job, report: Callable[[Record], None]) -> JobOutcome:
     """Train one arm and seed; a diverging or failing run is an outcome, not an exception."""
-    from optcli.config.resolve import resolve_config
     from optcli.train.loop import NonFiniteLoss
     from optcli.train.run import train
 
     try:
-        spec = resolve_config(job.config)
         job.run_dir.mkdir(parents=True, exist_ok=False)
-        train(spec, [ProgressReporter(report)], run_dir=job.run_dir)
+        train(job.spec, [ProgressReporter(report)], run_dir=job.run_dir)
     except NonFiniteLoss as error:
         return JobOutcome(job.index, "diverged", str(error))
     except TrainingFailed as error:
@@ -95,7 +93,7 @@ def plan_jobs(plan: ComparisonPlan, comparison_dir: Path) -> list[Job]:
     for seed in plan.seeds:
         for arm in plan.arms:
             run_dir = comparison_dir / f"{arm.name}-seed{seed}"
-            jobs.append(Job(len(jobs), arm.name, seed, plan.config_for(arm, seed), run_dir))
+            jobs.append(Job(len(jobs), arm.name, seed, plan.spec_for(arm, seed), run_dir))
     return jobs
 
 

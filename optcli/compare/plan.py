@@ -9,13 +9,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError
 
 from optcli.config.loading import RawConfig, apply_overrides, merge_arm
 from optcli.config.schema import Strict, describe_error
 from optcli.config.yaml_loader import load_yaml_mapping
+
+if TYPE_CHECKING:
+    from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
 
 Metric = Literal["final_loss", "best_loss", "steps_to_target", "time_to_target", "val_loss", "val_accuracy"]
@@ -39,6 +42,7 @@ class CompareFile(Strict):
 class Arm:
     name: str
     config: RawConfig  # the arm's config mapping, `--set` applied, seed not yet set
+    spec: RunSpec | None = None  # the arm resolved, once the plan is checked; every seed's run uses it
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,11 @@ class ComparisonPlan:
         assert self.metric is not None, "check_plan settles the metric"
         return self.metric
 
-    def config_for(self, arm: Arm, seed: int) -> RawConfig:
-        return replace(arm.config, values={**arm.config.values, "seed": seed, "name": arm.name})
+    def spec_for(self, arm: Arm, seed: int) -> RunSpec:
+        """The arm's run with this seed: resolving does not depend on the seed, so one resolution
+        serves every seed (the seeds' range is checked with the seeds)."""
+        assert arm.spec is not None, "check_plan resolves every arm"
+        return replace(arm.spec, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -185,20 +192,21 @@ def check_plan(plan: ComparisonPlan) -> ComparisonPlan:
 
     problems = []
     with_validation = []
+    arms = []
     for arm in plan.arms:
         if not _FOLDER_NAME.fullmatch(arm.name):
             problems.append(
                 f"arm '{arm.name}': the name must be usable as a folder name (letters, digits, _ . + -)"
             )
             continue
-        # One seed is enough: the seed changes no name, argument or size that resolving checks (its
-        # range is checked with the seeds), so the other seeds would only repeat the same work.
+        values = {**arm.config.values, "seed": plan.seeds[0], "name": arm.name}
         try:
-            spec = resolve_config(plan.config_for(arm, plan.seeds[0]))
+            spec = resolve_config(replace(arm.config, values=values))
         except ConfigError as error:
             problems += [f"arm '{arm.name}': {problem}" for problem in error.problems]
             continue
         with_validation.append(spec.data.has_validation)
+        arms.append(replace(arm, spec=spec))
     validation = bool(with_validation) and all(with_validation)
     metric = plan.metric or ("val_loss" if validation else "final_loss")
     if metric not in METRICS:
@@ -211,4 +219,4 @@ def check_plan(plan: ComparisonPlan) -> ComparisonPlan:
         )
     if problems:
         raise ConfigError(problems)
-    return replace(plan, metric=metric, has_validation=validation)
+    return replace(plan, arms=tuple(arms), metric=metric, has_validation=validation)
