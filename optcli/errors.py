@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class ConfigError(Exception):
     """A config or usage problem; carries every problem found, one line each (exit code 2)."""
@@ -21,7 +23,10 @@ class ConfigError(Exception):
 class TrainingFailed(Exception):
     """Training started but could not finish (exit code 1); the run directory keeps what was written."""
 
-    run_dir: object = None  # the run's directory (a Path), once known
+    def __init__(self, message: str, *, run_dir: Path | None = None, diverged: bool = False) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir  # the run's directory, once known
+        self.diverged = diverged  # the loss became non-finite: in a comparison, a result, not a failure
 
 
 class Interrupted(KeyboardInterrupt):

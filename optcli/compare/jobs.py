@@ -65,21 +65,26 @@ class ProgressReporter:
         pass
 
 
+class JobsInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the jobs; `outcomes` are those of the jobs that ended, in job order."""
+
+    def __init__(self, outcomes: list[JobOutcome]) -> None:
+        super().__init__()
+        self.outcomes = outcomes
+
+
 Event = Record | JobOutcome  # what a comparison's display sees of each job
 
 
 def run_job(job: Job, report: Callable[[Record], None]) -> JobOutcome:
     """Train one arm and seed; a diverging or failing run is an outcome, not an exception."""
-    from optcli.train.loop import NonFiniteLoss
     from optcli.train.run import train
 
     try:
         job.run_dir.mkdir(parents=True, exist_ok=False)
         train(job.spec, [ProgressReporter(report)], run_dir=job.run_dir)
-    except NonFiniteLoss as error:
-        return JobOutcome(job.index, "diverged", str(error))
     except TrainingFailed as error:
-        return JobOutcome(job.index, "failed", str(error))
+        return JobOutcome(job.index, "diverged" if error.diverged else "failed", str(error))
     except KeyboardInterrupt:
         return JobOutcome(job.index, "interrupted", "interrupted by the user")
     except Exception as error:
@@ -112,8 +117,7 @@ def run_jobs(
     """Run every job, in `pool` or else here, one by one; `on_event(job_index, event)` sees their
     progress and outcome.
 
-    On Ctrl-C the runs under way stop cleanly and KeyboardInterrupt is raised, carrying the outcomes
-    so far as `outcomes`.
+    On Ctrl-C the runs under way stop cleanly and JobsInterrupted is raised with the outcomes so far.
     """
     outcomes: dict[int, JobOutcome] = {}
 
@@ -132,7 +136,6 @@ def run_jobs(
                     raise KeyboardInterrupt
         else:
             pool.run(jobs, on_message)
-    except KeyboardInterrupt as interrupt:
-        interrupt.outcomes = [outcomes[index] for index in sorted(outcomes)]  # type: ignore[attr-defined]
-        raise
+    except KeyboardInterrupt:
+        raise JobsInterrupted([outcomes[index] for index in sorted(outcomes)]) from None
     return [outcomes[job.index] for job in jobs]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from optcli.compare.jobs import Event, JobOutcome, plan_jobs, run_jobs
+from optcli.compare.jobs import Event, JobOutcome, JobsInterrupted, plan_jobs, run_jobs
 from optcli.compare.plan import ComparisonPlan
 from optcli.compare.report import (
     read_run_result,
@@ -48,8 +48,8 @@ def run_comparison(
     try:
         outcomes = run_jobs(jobs, pool, on_event)
         status = "completed"
-    except KeyboardInterrupt as interrupt:
-        outcomes = getattr(interrupt, "outcomes", [])
+    except JobsInterrupted as interrupt:
+        outcomes = interrupt.outcomes
         status = "interrupted"
     finished: dict[int, JobOutcome] = {outcome.index: outcome for outcome in outcomes}
     results = [

@@ -9,21 +9,20 @@ order's), the loop's position, the resolved config, and how long each CSV file w
 
 from __future__ import annotations
 
-import math
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy
 import torch
 
 from optcli.config.metrics import default_monitor
 from optcli.errors import ConfigError
-from optcli.train.loop import LoopState
-from optcli.train.records import CheckpointDue, Record
+from optcli.train.records import CheckpointDue
 from optcli.train.rundir import replace_atomically
 from optcli.train.session import Session
-from optcli.train.sinks import CsvWriter, RunOutcome, SummaryWriter
+from optcli.train.sinks import SummaryState
+from optcli.train.state import LoopState
 
 FORMAT = 1
 
@@ -53,13 +52,13 @@ def restore_random_state(session: Session, state: dict[str, Any], order_state: t
     session.batches.generator.set_state(order_state)
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, payload: Checkpoint) -> None:
     """Atomically: a crash while writing leaves the previous checkpoint intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
     replace_atomically(path, lambda stream: torch.save(payload, stream))
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path) -> Checkpoint:
     """Read a checkpoint with torch.load(weights_only=True); a missing or corrupt file is a ConfigError."""
     if not path.is_file():
         raise ConfigError(
@@ -72,65 +71,70 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ConfigError(f"{path}: not an optcli checkpoint (format {FORMAT})")
-    return payload
+    return payload  # type: ignore[return-value]
 
 
-class CheckpointWriter:
-    """A sink that writes last.pt and best.pt when the loop says it is at a point to resume from."""
+class Checkpoint(TypedDict):
+    """What a checkpoint file holds (plain containers and tensors only: loadable with weights_only)."""
 
-    def __init__(self, run_dir: Path, session: Session, csv: CsvWriter, summary: SummaryWriter) -> None:
+    format: int
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any] | None
+    random: dict[str, Any]  # every generator's state
+    data_order: torch.Tensor  # the state that draws the current (mid-epoch) or next epoch's order
+    loop: dict[str, Any]  # LoopState.to_dict()
+    config: dict[str, Any]  # the resolved config the run was started with
+    csv_sizes: dict[str, int]  # where a resumed run cuts its CSV files back to
+    summary: SummaryState
+
+
+class Checkpointer:
+    """Writes last.pt and best.pt at the points to resume from that the loop yields. The run calls it
+    after the sinks have seen every record before that point; it is a step of the run, not a sink."""
+
+    def __init__(self, run_dir: Path, session: Session) -> None:
         self.directory = run_dir / "checkpoints"
-        self.session, self.csv, self.summary = session, csv, summary
-        spec = session.spec
-        self.every = spec.train.checkpoint_every
-        self.monitor = default_monitor(spec.data.has_validation)
-        self.best: float | None = None
-        self.last_written: str | None = None  # "epoch 3 (step 60)", for messages
+        self.session = session
+        self.every = session.spec.train.checkpoint_every
+        self.monitor = default_monitor(session.spec.data.has_validation)
+        self.last_written: str | None = None  # "epoch 3, step 60", for messages
 
-    def handle(self, record: Record) -> None:
-        if not isinstance(record, CheckpointDue):
-            return
+    def save(self, point: CheckpointDue, csv_sizes: dict[str, int], summary: SummaryState) -> None:
         # An interrupt, or a run that max_steps ends mid-epoch, always leaves a point to resume from.
-        due = record.reason in ("interrupted", "partial") or (
-            self.every > 0 and record.epoch % self.every == 0
-        )
-        value = record.metrics.get(self.monitor)
-        is_best = value is not None and math.isfinite(value) and (self.best is None or value < self.best)
+        due = point.reason in ("interrupted", "partial") or (self.every > 0 and point.epoch % self.every == 0)
+        is_best = self.monitor in point.improved
         if not (due or is_best):
             return
-        payload = self._payload(record)
+        payload = self._payload(point, csv_sizes, summary)
         if due:
             save_checkpoint(self.directory / "last.pt", payload)
-            self.last_written = f"epoch {record.epoch}, step {record.step}"
+            self.last_written = f"epoch {point.epoch}, step {point.step}"
         if is_best:
-            self.best = value
             save_checkpoint(self.directory / "best.pt", payload)
 
-    def _payload(self, record: CheckpointDue) -> dict[str, Any]:
+    def _payload(self, point: CheckpointDue, csv_sizes: dict[str, int], summary: SummaryState) -> Checkpoint:
         session = self.session
-        state = dict(record.state)
         # Where the data order stands: mid-epoch, the state that drew this epoch's order (it is drawn
         # again and the batches done are skipped); at an epoch's end, the state that draws the next.
-        order_state = session.batches.epoch_order_state if state["batches_done"] else None
-        return {
-            "format": FORMAT,
-            "model": session.model.state_dict(),
-            "optimizer": session.optimizer.state_dict(),
-            "scheduler": session.scheduler.state_dict() if session.scheduler is not None else None,
-            "random": capture_random_state(session),
-            "data_order": order_state if order_state is not None else session.batches.generator.get_state(),
-            "loop": state,
-            "config": session.spec.resolved,
-            "csv_sizes": self.csv.sizes(),  # flushed: rows after these bytes are dropped on resume
-            "summary": self.summary.state(),
-            "best": self.best,
-        }
-
-    def close(self, outcome: RunOutcome) -> None:
-        pass
+        mid_epoch = point.state["batches_done"] > 0
+        return Checkpoint(
+            format=FORMAT,
+            model=session.model.state_dict(),
+            optimizer=session.optimizer.state_dict(),
+            scheduler=session.scheduler.state_dict() if session.scheduler is not None else None,
+            random=capture_random_state(session),
+            data_order=session.batches.epoch_order_state
+            if mid_epoch
+            else session.batches.generator.get_state(),
+            loop=point.state,
+            config=session.spec.resolved,
+            csv_sizes=csv_sizes,
+            summary=summary,
+        )
 
 
-def restore_session(session: Session, checkpoint: dict[str, Any]) -> LoopState:
+def restore_session(session: Session, checkpoint: Checkpoint) -> LoopState:
     """Put a checkpoint's states into a freshly built session; return where the loop stood."""
     try:
         session.model.load_state_dict(dict(checkpoint["model"]))  # a plain dict: no stale _metadata

@@ -1,18 +1,15 @@
 """The training loop: zero_grad -> forward -> backward -> clip -> step -> schedule, producing records.
 
-On an accelerator nothing here waits for the device per step: losses and gradient norms stay on the
-device and are copied to the host in batches (`_to_host`, the loop's only sync point).
+Nothing here waits for an accelerator on an ordinary step: losses and gradient norms stay on the
+device until `HostCopies` copies them in batches (its flush is the loop's sync point).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from collections.abc import Callable, Generator, Iterator, Sequence
 
 import torch
 
@@ -20,6 +17,7 @@ from optcli.components.optimizers import needs_closure
 from optcli.config.schema import ClipConfig
 from optcli.errors import Interrupted, TrainingFailed
 from optcli.train.evaluation import EarlyStopper, evaluate
+from optcli.train.host_copies import DEVICE_STEPS_PER_SYNC, HostCopies, PendingStep
 from optcli.train.records import (
     CheckpointDue,
     EpochRecord,
@@ -28,273 +26,192 @@ from optcli.train.records import (
     RunFinished,
     RunStarted,
     SkippedStep,
-    StepRecord,
 )
 from optcli.train.session import Session
-
-# Steps between host copies on an accelerator; on the CPU every step is copied (it costs nothing).
-DEVICE_STEPS_PER_SYNC = 50
-
-
-class NonFiniteLoss(TrainingFailed):
-    def __init__(self, step: int, epoch: int, loss: float) -> None:
-        self.step, self.epoch, self.loss = step, epoch, loss
-        super().__init__(
-            f"the loss became {loss} at step {step} (epoch {epoch}); training stopped. "
-            "A lower optimizer.lr or gradient clipping (clip: {max_norm: 1.0}) usually helps"
-        )
+from optcli.train.state import LoopState, TrainingClock
 
 
 class TooManySkips(TrainingFailed):
     def __init__(self, step: int, epoch: int, count: int) -> None:
-        self.step, self.epoch = step, epoch
         super().__init__(
             f"{count} steps in a row had a non-finite loss or gradient (the last at step {step}, epoch {epoch}); "
             "training stopped (train.max_skips). A lower optimizer.lr or gradient clipping usually helps"
         )
 
 
-class _PendingStep(NamedTuple):
-    step: int
-    loss: torch.Tensor  # still on the device
-    lr: float
-    grad_norm: torch.Tensor | None
-    elapsed_s: float
-    logged: bool
-    skipped: bool = False  # with on_nonfinite: skip, a step that was not applied
-
-
-@dataclass
-class LoopState:
-    """Where training stands, besides the model, optimizer, scheduler and random generators: what a
-    checkpoint must also hold to go on exactly as if nothing had happened."""
-
-    epoch: int = 1  # the epoch in progress, or the next to start
-    batches_done: int = 0  # of that epoch
-    step: int = 0
-    epoch_losses: list[float] = field(default_factory=list)  # that epoch's step losses so far
-    elapsed_s: float = 0.0  # training time so far
-    stopper: dict[str, Any] | None = None  # the early stopper's counters
-    skipped_steps: int = 0
-    skips_in_a_row: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self), epoch_losses=list(self.epoch_losses))
-
-    def snapshot(self, clock: TrainingClock, stopper: EarlyStopper | None) -> dict[str, Any]:
-        """The state as of now, for a checkpoint: with the training time and the stopper's counters."""
-        self.elapsed_s, self.stopper = clock.elapsed(), stopper.to_dict() if stopper else None
-        return self.to_dict()
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> LoopState:
-        return cls(**values)
-
-
-class TrainingClock:
-    """Training seconds: wall time since `start`, less the time spent outside the loop on its records."""
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self.paused_s = 0.0
-        self.offset_s = 0.0  # training time before a resume
-
-    def start(self, offset_s: float = 0.0) -> None:
-        self.started, self.paused_s, self.offset_s = time.perf_counter(), 0.0, offset_s
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """Time inside is not training time (evaluations)."""
-        paused_at = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.paused_s += time.perf_counter() - paused_at
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started - self.paused_s + self.offset_s
-
-
 def run_training(
-    session: Session, state: LoopState | None = None, stop_requested: Callable[[], bool] = lambda: False
+    session: Session,
+    state: LoopState | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
+    steps_per_sync: int | None = None,
 ) -> Iterator[Record]:
     """Train the session's model, yielding a record per logged step, per epoch, and at start and end.
 
     `state` resumes from a checkpoint (the session's objects already restored); `stop_requested` is
     asked after every step, and when it says yes the loop yields a checkpoint and raises Interrupted.
+    `steps_per_sync` overrides how many steps wait for one host copy (1 on the CPU, else 50).
     Time spent by the caller on each record (writing CSV rows, drawing the table) is not training time.
     """
     clock = TrainingClock()
-    for record in _train(session, clock, state or LoopState(), stop_requested):
+    if steps_per_sync is None:
+        steps_per_sync = 1 if session.device.type == "cpu" else DEVICE_STEPS_PER_SYNC
+    for record in _train(session, clock, state or LoopState(), stop_requested, steps_per_sync):
         paused_at = time.perf_counter()  # (inline, not clock.paused(): this runs every step)
         yield record
         clock.paused_s += time.perf_counter() - paused_at
 
 
 def _train(
-    session: Session, clock: TrainingClock, state: LoopState, stop_requested: Callable[[], bool]
+    session: Session,
+    clock: TrainingClock,
+    state: LoopState,
+    stop_requested: Callable[[], bool],
+    steps_per_sync: int,
 ) -> Iterator[Record]:
-    spec, model, optimizer, scheduler = session.spec, session.model, session.optimizer, session.scheduler
-    interval = spec.scheduler.interval if spec.scheduler else None
-    monitor = spec.scheduler.monitor if spec.scheduler else None
-    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    uses_closure = needs_closure(optimizer)
-    steps_per_sync = 1 if session.device.type == "cpu" else DEVICE_STEPS_PER_SYNC
-    skip_nonfinite = spec.train.on_nonfinite == "skip"
-
-    def forward_backward(
-        inputs: torch.Tensor, targets: torch.Tensor, want_norm: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        # Gradients accumulate in PyTorch: clear them (to None, which is cheaper than zeros).
-        optimizer.zero_grad(set_to_none=True)
-        loss = session.loss_function(model(inputs), targets)
-        loss.backward()
-        return loss, clip_gradients(parameters, spec.clip, want_norm)
-
+    spec = session.spec
+    per_epoch = spec.scheduler is not None and spec.scheduler.interval == "epoch"
+    epoch_scheduler = session.scheduler if per_epoch else None
+    stopping = spec.train.early_stopping
+    stopper = EarlyStopper.from_config(stopping, state.stopper) if stopping else None
+    stopped_early = None
     yield RunStarted(
         spec.epochs,
         len(session.batches),
         spec.total_steps,
-        sum(p.numel() for p in parameters),
+        sum(p.numel() for p in session.model.parameters() if p.requires_grad),
         session.init_hash,
         session.data_hash,
     )
-    model.train()
-    step = state.step
-    lr = optimizer.param_groups[0]["lr"]
-    eval_every = spec.train.eval_every
-    batches_per_epoch = len(session.batches)
-    stopping = spec.train.early_stopping
-    stopper = EarlyStopper.from_config(stopping, state.stopper) if stopping else None
-    stopped_early = None
+    session.model.train()
     clock.start(state.elapsed_s)
-    while state.epoch <= spec.epochs and step < spec.total_steps:
+    while state.epoch <= spec.epochs and state.step < spec.total_steps:
         epoch = state.epoch
-        pending: list[_PendingStep] = []
-        epoch_losses = state.epoch_losses
-        first_batch = state.batches_done + 1
-        for batch, (inputs, targets) in enumerate(
-            session.batches.epoch(skip=state.batches_done), first_batch
-        ):
-            step += 1
-            lr = float(optimizer.param_groups[0]["lr"])  # the rate this step uses, before any schedule
-            logged = step % spec.train.log_every == 0
-            if uses_closure:
-                # LBFGS re-evaluates the loss itself: forward and backward run inside its step.
-                loss, grad_norm = step_with_closure(
-                    optimizer, functools.partial(forward_backward, inputs, targets), logged
-                )
-            else:
-                loss, grad_norm = forward_backward(inputs, targets, logged or skip_nonfinite)
-                # Note: in skip mode, a host-device sync point every step: the update waits for the check.
-                if skip_nonfinite and not _finite(loss, grad_norm):
-                    skipped = _PendingStep(step, loss.detach(), lr, grad_norm, clock.elapsed(), True, True)
-                    yield from _skip_update(
-                        optimizer, state, spec.train.max_skips, skipped, epoch, epoch_losses
-                    )
-                    state.batches_done, state.step = batch, step
-                    continue
-                state.skips_in_a_row = 0
-                optimizer.step()
-            if scheduler is not None and interval == "step":
-                scheduler.step()
-            pending.append(_PendingStep(step, loss.detach(), lr, grad_norm, clock.elapsed(), logged))
-            if len(pending) >= steps_per_sync:
-                yield from _to_host(pending, epoch, epoch_losses)
-            state.batches_done, state.step = batch, step
-            # Evaluate every eval_every steps, except at an epoch's last step: the epoch's end does.
-            if (
-                eval_every
-                and step % eval_every == 0
-                and batch != batches_per_epoch
-                and step != spec.total_steps
-            ):
-                yield from _to_host(pending, epoch, epoch_losses)
-                yield _evaluation(session, clock, "val", step, epoch)
-            if stop_requested():  # Ctrl-C or SIGTERM: this step is done; keep it, and stop
-                yield from _to_host(pending, epoch, epoch_losses)
-                yield CheckpointDue("interrupted", epoch, step, state.snapshot(clock, stopper))
-                raise Interrupted
-            if step == spec.total_steps:
-                break
-        yield from _to_host(pending, epoch, epoch_losses)
-        complete = state.batches_done == batches_per_epoch
+        lr = yield from _train_epoch(session, clock, state, stop_requested, steps_per_sync)
+        complete = state.batches_done == len(session.batches)
         if not complete:  # max_steps ended the run mid-epoch: a resume with more steps goes on from here
-            yield CheckpointDue("partial", epoch, step, state.snapshot(clock, stopper))
-        metrics = _epoch_metrics(session, clock, epoch_losses, step, epoch)
-        yield EpochRecord(
-            epoch,
-            step,
-            metrics["train_loss"],
-            lr,
-            clock.elapsed(),
-            metrics.get("val_loss"),
-            metrics.get("val_accuracy"),
-        )
-        if scheduler is not None and interval == "epoch":
-            # ReduceLROnPlateau decides from the monitored metric; the others follow the epoch count.
-            scheduler.step(metrics[monitor]) if monitor else scheduler.step()
+            state.elapsed_s = clock.elapsed()
+            yield CheckpointDue("partial", epoch, state.step, state.to_dict())
+        metrics = {"train_loss": _mean_finite(state.epoch_losses)}
+        if session.val_batches is not None:
+            evaluation = _evaluation(session, clock, "val", state.step, epoch)
+            metrics["val_loss"] = evaluation.loss
+            if evaluation.accuracy is not None:
+                metrics["val_accuracy"] = evaluation.accuracy
+        improved = state.note_bests(metrics, epoch)
+        yield EpochRecord(epoch, state.step, lr, clock.elapsed(), metrics, improved)
+        if epoch_scheduler is not None:
+            # Schedule (per epoch). ReduceLROnPlateau decides from the monitored metric; others count epochs.
+            monitor = spec.scheduler.monitor if spec.scheduler else None
+            epoch_scheduler.step(metrics[monitor]) if monitor else epoch_scheduler.step()
         if stopper is not None and stopper.should_stop(metrics[stopper.monitor], epoch):
             stopped_early = stopper.reason(epoch)
         if not complete:
             break
         # The next epoch starts here: this is a point to resume from.
         state.epoch, state.batches_done, state.epoch_losses = epoch + 1, 0, []
-        yield CheckpointDue("epoch", epoch, step, state.snapshot(clock, stopper), metrics)
+        state.elapsed_s, state.stopper = clock.elapsed(), stopper.to_dict() if stopper else None
+        yield CheckpointDue("epoch", epoch, state.step, state.to_dict(), improved)
         if stopped_early:
             break
     last_epoch = state.epoch - 1 if state.batches_done == 0 else state.epoch
     if session.test_batches is not None:
-        yield _evaluation(session, clock, "test", step, last_epoch)
-    yield RunFinished(step, last_epoch, clock.elapsed(), stopped_early)
+        yield _evaluation(session, clock, "test", state.step, last_epoch)
+    yield RunFinished(state.step, last_epoch, clock.elapsed(), stopped_early)
 
 
-def _skip_update(
-    optimizer: torch.optim.Optimizer,
+def _train_epoch(
+    session: Session,
+    clock: TrainingClock,
     state: LoopState,
-    max_skips: int,
-    skipped: _PendingStep,
-    epoch: int,
-    epoch_losses: list[float],
-) -> Iterator[Record]:
-    """on_nonfinite: skip. The update is left out: parameters and the optimizer's state stay as they
-    were. The step is logged (with its non-finite loss) and reported; too many in a row stop the run."""
-    optimizer.zero_grad(set_to_none=True)
+    stop_requested: Callable[[], bool],
+    steps_per_sync: int,
+) -> Generator[Record, None, float]:
+    """The rest of the current epoch, step by step; returns the learning rate its last step used."""
+    spec, model, optimizer = session.spec, session.model, session.optimizer
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    skip_nonfinite = spec.train.on_nonfinite == "skip"
+    per_step = spec.scheduler is not None and spec.scheduler.interval == "step"
+    step_scheduler = session.scheduler if per_step else None
+    closure_step, eval_every = needs_closure(optimizer), spec.train.eval_every
+    last_step = min(spec.total_steps, state.step + len(session.batches) - state.batches_done)
+    host = HostCopies(steps_per_sync, state.epoch_losses)
+    lr = float(optimizer.param_groups[0]["lr"])
+    for inputs, targets in session.batches.epoch(skip=state.batches_done):
+        state.step += 1
+        state.batches_done += 1
+        lr = float(optimizer.param_groups[0]["lr"])  # the rate this step uses, before any schedule
+        logged = state.step % spec.train.log_every == 0
+        if closure_step:
+            # LBFGS evaluates the loss several times per step: zero_grad, forward, backward and clip run
+            # inside its closure, and the first evaluation is the step's loss.
+            forward_backward = functools.partial(_forward_backward, session, parameters, inputs, targets)
+            loss, grad_norm = step_with_closure(optimizer, forward_backward, logged)
+        else:
+            # Zero: gradients accumulate in PyTorch; clear them (to None, which is cheaper than zeros).
+            optimizer.zero_grad(set_to_none=True)
+            # Forward: the loss of this batch.
+            loss = session.loss_function(model(inputs), targets)
+            # Backward: every parameter's gradient of that loss.
+            loss.backward()
+            # Clip: bound the gradients as configured; the norm before clipping is what gets logged.
+            grad_norm = clip_gradients(parameters, spec.clip, logged or skip_nonfinite)
+            # Skip policy: a non-finite step is left out whole, its update and its per-step schedule alike
+            # (as AMP's scaler skips a step). Note: a host-device sync point, every step in this mode.
+            if skip_nonfinite and not _finite(loss, grad_norm):
+                optimizer.zero_grad(set_to_none=True)
+                skipped = PendingStep(
+                    state.step, state.epoch, loss.detach(), lr, grad_norm, clock.elapsed(), True, True
+                )
+                yield from _skip(host, skipped, state, spec.train.max_skips)
+                continue
+            state.skips_in_a_row = 0
+            # Step: update the parameters from their gradients.
+            optimizer.step()
+        if step_scheduler is not None:
+            # Schedule (per step): the rate of the next step.
+            step_scheduler.step()
+        yield from host.add(
+            PendingStep(state.step, state.epoch, loss.detach(), lr, grad_norm, clock.elapsed(), logged)
+        )
+        # Evaluate every eval_every steps, except at the last step of the epoch or run: their end does.
+        if eval_every and state.step % eval_every == 0 and state.step != last_step:
+            yield from host.flush()
+            yield _evaluation(session, clock, "val", state.step, state.epoch)
+        if stop_requested():  # Ctrl-C or SIGTERM: this step is done; keep it, and stop
+            yield from host.flush()
+            state.elapsed_s = clock.elapsed()
+            yield CheckpointDue("interrupted", state.epoch, state.step, state.to_dict())
+            raise Interrupted
+        if state.step == last_step:
+            break
+    yield from host.flush()
+    return lr
+
+
+def _skip(host: HostCopies, skipped: PendingStep, state: LoopState, max_skips: int) -> Iterator[Record]:
+    """on_nonfinite: skip. The step's row follows the steps before it (rows stay in step order), then
+    a warning; too many skips in a row stop the run."""
     state.skipped_steps += 1
     state.skips_in_a_row += 1
-    yield from _to_host([skipped], epoch, epoch_losses)
-    yield SkippedStep(skipped.step, epoch, float(skipped.loss), state.skips_in_a_row)
+    yield from host.add(skipped)
+    yield from host.flush()
+    yield SkippedStep(skipped.step, skipped.epoch, float(skipped.loss), state.skips_in_a_row)
     if state.skips_in_a_row >= max_skips:
-        raise TooManySkips(skipped.step, epoch, state.skips_in_a_row)
+        raise TooManySkips(skipped.step, skipped.epoch, state.skips_in_a_row)
 
 
-def _epoch_metrics(
-    session: Session, clock: TrainingClock, epoch_losses: list[float], step: int, epoch: int
-) -> dict[str, float]:
-    """The epoch's mean training loss (of its applied steps), and its validation metrics."""
-    finite_losses = [loss for loss in epoch_losses if math.isfinite(loss)]
-    metrics = {"train_loss": math.fsum(finite_losses) / len(finite_losses) if finite_losses else math.nan}
-    if session.val_batches is not None:
-        evaluation = _evaluation(session, clock, "val", step, epoch)
-        metrics["val_loss"] = evaluation.loss
-        if evaluation.accuracy is not None:
-            metrics["val_accuracy"] = evaluation.accuracy
-    return metrics
-
-
-def _finite(loss: torch.Tensor, grad_norm: torch.Tensor | None) -> bool:
-    finite = torch.isfinite(loss) if grad_norm is None else torch.isfinite(loss) & torch.isfinite(grad_norm)
-    return bool(finite)
-
-
-def _evaluation(session: Session, clock: TrainingClock, split: str, step: int, epoch: int) -> EvalRecord:
-    batches = session.val_batches if split == "val" else session.test_batches
-    assert batches is not None
-    with clock.paused():  # evaluation is not training time
-        loss, accuracy = evaluate(
-            session.model, batches, session.loss_function, session.spec.data.is_classification
-        )
-    return EvalRecord(split, step, epoch, loss, accuracy, clock.elapsed())
+def _forward_backward(
+    session: Session,
+    parameters: Sequence[torch.Tensor],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    want_norm: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One evaluation for a closure optimizer: zero_grad, forward, backward, clip."""
+    session.optimizer.zero_grad(set_to_none=True)
+    loss = session.loss_function(session.model(inputs), targets)
+    loss.backward()
+    return loss, clip_gradients(parameters, session.spec.clip, want_norm)
 
 
 def step_with_closure(
@@ -327,30 +244,22 @@ def clip_gradients(
     return grad_norm
 
 
-def _to_host(pending: list[_PendingStep], epoch: int, epoch_losses: list[float]) -> Iterator[StepRecord]:
-    """Copy pending losses and norms to the host in one go, yield the logged rows, and stop on a non-finite loss."""
-    if not pending:
-        return
-    # Note: a host-device sync point, once per `steps_per_sync` steps.
-    losses = _to_floats([item.loss for item in pending])
-    norms = iter(
-        _to_floats([item.grad_norm for item in pending if item.logged and item.grad_norm is not None])
-    )
-    items = list(pending)
-    pending.clear()
-    for item, loss in zip(items, losses, strict=True):
-        grad_norm = next(norms) if item.logged and item.grad_norm is not None else None
-        finite = math.isfinite(loss)
-        if not item.skipped:
-            epoch_losses.append(loss)
-        if item.logged or not finite:
-            yield StepRecord(item.step, epoch, loss, item.lr, grad_norm, item.elapsed_s)
-        if not finite and not item.skipped:
-            raise NonFiniteLoss(item.step, epoch, loss)
+def _finite(loss: torch.Tensor, grad_norm: torch.Tensor | None) -> bool:
+    finite = torch.isfinite(loss) if grad_norm is None else torch.isfinite(loss) & torch.isfinite(grad_norm)
+    return bool(finite)
 
 
-def _to_floats(tensors: list[torch.Tensor]) -> list[float]:
-    """Scalars to Python floats in one copy; a single one (every step on the CPU) skips the stack."""
-    if len(tensors) <= 1:
-        return [tensor.item() for tensor in tensors]
-    return torch.stack(tensors).tolist()
+def _mean_finite(losses: list[float]) -> float:
+    """The epoch's mean training loss, over its applied steps."""
+    finite = [loss for loss in losses if math.isfinite(loss)]
+    return math.fsum(finite) / len(finite) if finite else math.nan
+
+
+def _evaluation(session: Session, clock: TrainingClock, split: str, step: int, epoch: int) -> EvalRecord:
+    batches = session.val_batches if split == "val" else session.test_batches
+    assert batches is not None
+    with clock.paused():  # evaluation is not training time
+        loss, accuracy = evaluate(
+            session.model, batches, session.loss_function, session.spec.data.is_classification
+        )
+    return EvalRecord(split, step, epoch, loss, accuracy, clock.elapsed())

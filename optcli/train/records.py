@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,24 @@ class EpochRecord:
 
     epoch: int
     step: int
-    train_loss: float  # mean of the epoch's step losses
     lr: float  # the learning rate the epoch's last step used
     elapsed_s: float
-    val_loss: float | None = None  # on the validation data, at the epoch's end
-    val_accuracy: float | None = None  # for class labels
+    # train_loss (the mean of the epoch's step losses); with validation data val_loss, and
+    # val_accuracy for class labels, on the validation data at the epoch's end.
+    metrics: dict[str, float]
+    improved: tuple[str, ...] = ()  # the metrics whose value is the best so far
+
+    @property
+    def train_loss(self) -> float:
+        return self.metrics["train_loss"]
+
+    @property
+    def val_loss(self) -> float | None:
+        return self.metrics.get("val_loss")
+
+    @property
+    def val_accuracy(self) -> float | None:
+        return self.metrics.get("val_accuracy")
 
 
 @dataclass(frozen=True)
@@ -68,11 +81,11 @@ class CheckpointDue:
     early stopping have moved on), or the end of a step after an interrupt. `state` is the loop's
     position (LoopState.to_dict()); `metrics` the epoch's, for choosing the best checkpoint."""
 
-    reason: str  # epoch or interrupted
+    reason: Literal["epoch", "partial", "interrupted"]  # partial: max_steps ended the run mid-epoch
     epoch: int
     step: int
     state: dict[str, Any] = field(repr=False)
-    metrics: dict[str, float] = field(default_factory=dict)
+    improved: tuple[str, ...] = ()  # the epoch's metrics that are the best so far
 
 
 @dataclass(frozen=True)

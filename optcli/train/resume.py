@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -13,9 +11,8 @@ from optcli.config.loading import load_config
 from optcli.config.resolve import resolve_config
 from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
-from optcli.train.checkpoints import config_differences, load_checkpoint
-from optcli.train.run import ResumePoint, RunResult, train
-from optcli.train.sinks import Sink
+from optcli.train.checkpoints import Checkpoint, config_differences, load_checkpoint
+from optcli.train.run import ResumePoint
 
 
 def prepare_resume(run_dir: Path, overrides: list[str], allow_changes: bool) -> tuple[RunSpec, ResumePoint]:
@@ -46,7 +43,7 @@ def prepare_resume(run_dir: Path, overrides: list[str], allow_changes: bool) -> 
     return spec, ResumePoint(checkpoint, changes)
 
 
-def _check_fits(spec: RunSpec, checkpoint: dict[str, Any]) -> None:
+def _check_fits(spec: RunSpec, checkpoint: Checkpoint) -> None:
     """The checkpoint's states must fit the config's model, optimizer and scheduler (before any file
     of the run is touched)."""
     for section in ("optimizer", "scheduler"):
@@ -67,10 +64,3 @@ def _check_fits(spec: RunSpec, checkpoint: dict[str, Any]) -> None:
         raise ConfigError(
             f"model: the checkpoint holds another model than the config describes: {detail}"
         ) from None
-
-
-def resume_run(
-    run_dir: Path, overrides: list[str], allow_changes: bool, displays: Sequence[Sink] = ()
-) -> RunResult:
-    spec, point = prepare_resume(run_dir, overrides, allow_changes)
-    return train(spec, displays, run_dir=run_dir, resume=point)

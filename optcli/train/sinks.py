@@ -11,13 +11,14 @@ import json
 import math
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Literal, Protocol, TextIO, TypedDict
 
 import torch
 
 from optcli import __version__
+from optcli.config.metrics import VALIDATION_METRICS
 from optcli.train.records import (
     EpochRecord,
     EvalRecord,
@@ -41,11 +42,14 @@ class Sink(Protocol):
     def close(self, outcome: RunOutcome) -> None: ...
 
 
-@dataclass
-class RunOutcome:
-    """How a run ended: `status` is completed, failed or interrupted; `error` says why when it failed."""
+RunStatus = Literal["completed", "failed", "interrupted"]
 
-    status: str
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended, and why when it failed."""
+
+    status: RunStatus
     error: str | None = None
 
 
@@ -161,45 +165,64 @@ def _open_csv(
     return stream, writer
 
 
-@dataclass
+class SummaryState(TypedDict):
+    """What a checkpoint keeps of the summary, so that a resumed run's summary covers the whole run."""
+
+    final_loss: float | None
+    best_loss: float | None
+    best_epoch: int | None
+    validation: dict[str, Any]  # final and best val_loss / val_accuracy, and the best's epoch
+    parameters: int | None
+    resumes: list[dict[str, Any]]  # one entry per resume: when, from where, with which changes
+    skipped_steps: int
+
+
 class SummaryWriter:
     """Gathers what summary.json reports and writes it, atomically, however the run ends."""
 
-    run_dir: Path
-    identity: dict[str, Any]  # name, seed, device, config hash: known before training starts
-    started_at: float = field(default_factory=time.time)
-    steps: int = 0
-    epochs: int = 0
-    train_time_s: float = 0.0
-    final_loss: float | None = None
-    best_loss: float | None = None
-    best_epoch: int | None = None
-    validation: dict[str, Any] = field(default_factory=dict)  # final and best val_loss / val_accuracy
-    test: dict[str, Any] = field(default_factory=dict)
-    stopped_early: dict[str, Any] | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, run_dir: Path, identity: dict[str, Any], restored: SummaryState | None = None) -> None:
+        self.run_dir = run_dir
+        self.identity = identity  # name, seed, device, config hash: known before training starts
+        self.started_at = time.time()
+        self.state = restored or SummaryState(
+            final_loss=None,
+            best_loss=None,
+            best_epoch=None,
+            validation={},
+            parameters=None,
+            resumes=[],
+            skipped_steps=0,
+        )
+        self.steps = self.epochs = 0
+        self.train_time_s = 0.0
+        self.test: dict[str, Any] = {}
+        self.hashes: dict[str, str] = {}
+        self.stopped_early: dict[str, Any] | None = None
+        self.summary: dict[str, Any] = {}  # what was written last
 
     def handle(self, record: Record) -> None:
+        state = self.state
         if isinstance(record, StepRecord):
-            self.steps, self.epochs = record.step, record.epoch
-            self.train_time_s = record.elapsed_s
+            self.steps, self.epochs, self.train_time_s = record.step, record.epoch, record.elapsed_s
         elif isinstance(record, EpochRecord):
             self.steps, self.epochs, self.train_time_s = record.step, record.epoch, record.elapsed_s
-            self.final_loss = record.train_loss
-            if math.isfinite(record.train_loss) and (
-                self.best_loss is None or record.train_loss < self.best_loss
-            ):
-                self.best_loss, self.best_epoch = record.train_loss, record.epoch
-            self._track("val_loss", record.val_loss, record.epoch, lower_is_better=True)
-            self._track("val_accuracy", record.val_accuracy, record.epoch, lower_is_better=False)
+            state["final_loss"] = record.train_loss
+            if "train_loss" in record.improved:
+                state["best_loss"], state["best_epoch"] = record.train_loss, record.epoch
+            for metric in VALIDATION_METRICS:
+                value = record.metrics.get(metric)
+                if value is not None:
+                    state["validation"][f"final_{metric}"] = value
+                if metric in record.improved:
+                    state["validation"][f"best_{metric}"] = value
+                    state["validation"][f"best_{metric}_epoch"] = record.epoch
         elif isinstance(record, SkippedStep):
-            self.summary["skipped_steps"] = self.summary.get("skipped_steps", 0) + 1
+            state["skipped_steps"] += 1
         elif isinstance(record, EvalRecord) and record.split == "test":
             self.test = {"test_loss": record.loss, "test_accuracy": record.accuracy}
         elif isinstance(record, RunStarted):
-            self.summary.update(
-                parameters=record.parameters, init_hash=record.init_hash, data_hash=record.data_hash
-            )
+            state["parameters"] = record.parameters
+            self.hashes = {"init_hash": record.init_hash, "data_hash": record.data_hash}
         elif isinstance(record, RunFinished):
             self.steps, self.epochs, self.train_time_s = record.steps, record.epochs, record.train_time_s
             if record.stopped_early:
@@ -209,59 +232,29 @@ class SummaryWriter:
                     "reason": record.stopped_early,
                 }
 
-    def state(self) -> dict[str, Any]:
-        """What a checkpoint keeps, so that a resumed run's summary covers the whole run."""
-        return {
-            "final_loss": self.final_loss,
-            "best_loss": self.best_loss,
-            "best_epoch": self.best_epoch,
-            "validation": dict(self.validation),
-            "parameters": self.summary.get("parameters"),
-            "resumes": list(self.summary.get("resumes", [])),
-            "skipped_steps": self.summary.get("skipped_steps", 0),
-        }
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.final_loss, self.best_loss, self.best_epoch = (
-            state["final_loss"],
-            state["best_loss"],
-            state["best_epoch"],
-        )
-        self.validation = dict(state["validation"])
-        self.summary.update(parameters=state["parameters"], resumes=list(state["resumes"]))
-        self.summary["skipped_steps"] = state["skipped_steps"]
-
-    def _track(self, metric: str, value: float | None, epoch: int, lower_is_better: bool) -> None:
-        if value is None:
-            return
-        self.validation[f"final_{metric}"] = value
-        best = self.validation.get(f"best_{metric}")
-        if math.isfinite(value) and (best is None or (value < best if lower_is_better else value > best)):
-            self.validation[f"best_{metric}"] = value
-            self.validation[f"best_{metric}_epoch"] = epoch
-
     def close(self, outcome: RunOutcome) -> None:
         finished_at = time.time()
+        state = self.state
         self.summary = {
             **self.identity,
             "status": outcome.status,
             "error": outcome.error,
-            "final_loss": self.final_loss,
-            "best_loss": self.best_loss,
-            "best_epoch": self.best_epoch,
-            **self.validation,
+            "final_loss": state["final_loss"],
+            "best_loss": state["best_loss"],
+            "best_epoch": state["best_epoch"],
+            **state["validation"],
             **self.test,
             "stopped_early": self.stopped_early,
-            "skipped_steps": self.summary.get("skipped_steps", 0),
-            "resumes": self.summary.get("resumes", []),
+            "skipped_steps": state["skipped_steps"],
+            "resumes": state["resumes"],
             "steps": self.steps,
             "epochs": self.epochs,
             "train_time_s": round(self.train_time_s, 6),
             "wall_time_s": round(finished_at - self.started_at, 6),
             "steps_per_second": round(self.steps / self.train_time_s, 3) if self.train_time_s > 0 else None,
-            "parameters": self.summary.get("parameters"),
-            "init_hash": self.summary.get("init_hash"),
-            "data_hash": self.summary.get("data_hash"),
+            "parameters": state["parameters"],
+            "init_hash": self.hashes.get("init_hash"),
+            "data_hash": self.hashes.get("data_hash"),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started_at)),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished_at)),
             "torch_version": torch.__version__,

@@ -1,0 +1,78 @@
+"""Where training stands (what a checkpoint holds besides the model, optimizer, scheduler and random
+generators), and the clock that counts training time."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from optcli.config.metrics import better_direction
+
+
+@dataclass
+class LoopState:
+    """Everything the loop needs, besides the live objects, to go on exactly as if nothing had happened."""
+
+    epoch: int = 1  # the epoch in progress, or the next to start
+    batches_done: int = 0  # of that epoch
+    step: int = 0
+    epoch_losses: list[float] = field(default_factory=list)  # that epoch's step losses so far
+    elapsed_s: float = 0.0  # training time so far
+    stopper: dict[str, Any] | None = None  # the early stopper's counters
+    skipped_steps: int = 0
+    skips_in_a_row: int = 0
+    # The best value so far of each epoch metric, and its epoch: the one record of the run's bests,
+    # which the summary and the choice of best.pt both follow.
+    best: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LoopState:
+        best = {
+            metric: (float(value), int(epoch)) for metric, (value, epoch) in values.get("best", {}).items()
+        }
+        return cls(**{**values, "best": best})
+
+    def note_bests(self, metrics: dict[str, float], epoch: int) -> tuple[str, ...]:
+        """Record the epoch's metrics; return those that are the best so far (finite values only)."""
+        improved = []
+        for metric, value in metrics.items():
+            previous = self.best.get(metric)
+            if not math.isfinite(value):
+                continue
+            if previous is None or (
+                value > previous[0] if better_direction(metric) == "max" else value < previous[0]
+            ):
+                self.best[metric] = (value, epoch)
+                improved.append(metric)
+        return tuple(improved)
+
+
+class TrainingClock:
+    """Training seconds: wall time since `start`, less the time spent outside the loop on its records."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.paused_s = 0.0
+        self.offset_s = 0.0  # training time before a resume
+
+    def start(self, offset_s: float = 0.0) -> None:
+        self.started, self.paused_s, self.offset_s = time.perf_counter(), 0.0, offset_s
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time inside is not training time (evaluations, the caller's work on each record)."""
+        paused_at = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.paused_s += time.perf_counter() - paused_at
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started - self.paused_s + self.offset_s
