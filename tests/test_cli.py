@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from tests.conftest import (
@@ -163,11 +165,14 @@ def test_check_accepts_a_valid_config_without_training(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_an_unwritable_output_directory_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("out", ["file", "file/runs"])
+def test_an_unwritable_output_directory_is_a_clear_error(tmp_path, out):
+    # A path at or under a regular file cannot be created, even by root (a read-only folder can).
     (tmp_path / "file").write_text("not a directory")
-    result = invoke("train", write_config(tmp_path, guide_config()), "--out", tmp_path / "file")
+    result = invoke("train", write_config(tmp_path, guide_config()), "--out", tmp_path / out)
     assert_clean_exit(result, 2)
     assert "cannot create" in result.stderr
+    assert (tmp_path / "file").read_text() == "not a directory"
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -221,3 +226,23 @@ def test_help_lists_every_command():
     assert_clean_exit(result, 0)
     for command in ("train", "compare", "resume", "check", "list"):
         assert command in result.stdout
+
+
+def test_train_builds_each_object_at_most_twice(tmp_path, monkeypatch):
+    # One dry run on the meta device, then the real objects: nothing is built a third time.
+    counts = {"Sequential": 0, "Adam": 0, "StepLR": 0}
+
+    def counting(cls: type, name: str) -> None:
+        original = cls.__init__
+
+        def init(self: Any, *args: Any, **kwargs: Any) -> None:
+            counts[name] += 1
+            original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", init)
+
+    counting(torch.nn.Sequential, "Sequential")  # the mlp model is one Sequential
+    counting(torch.optim.Adam, "Adam")
+    counting(torch.optim.lr_scheduler.StepLR, "StepLR")
+    train_ok(REPO / "configs" / "adam_steplr.yaml", tmp_path, "--set", "train.epochs=2")
+    assert counts == {"Sequential": 2, "Adam": 2, "StepLR": 2}

@@ -146,21 +146,3 @@ def test_a_disk_that_fills_is_a_clear_failure_that_keeps_what_was_written(tmp_pa
     assert "No space left on device" in result.stderr and "Traceback" not in result.stderr
     summary = read_summary(run_dirs(tmp_path / "runs")[0])
     assert summary["status"] == "failed" and "No space left" in summary["error"]
-
-
-def test_an_unwritable_output_folder(tmp_path):
-    (tmp_path / "locked").mkdir()
-    (tmp_path / "locked").chmod(0o500)
-    try:
-        result = invoke(
-            "train", write_config(tmp_path, guide_config()), "--out", tmp_path / "locked" / "runs"
-        )
-        import os
-
-        if os.geteuid() == 0:  # root writes anywhere: then the run simply succeeds
-            assert_clean_exit(result, 0)
-        else:
-            assert_clean_exit(result, 2)
-            assert "cannot create" in result.stderr
-    finally:
-        (tmp_path / "locked").chmod(0o700)

@@ -27,6 +27,9 @@ from tests.conftest import (
     write_config,
 )
 
+# Where the kill and interrupt tests stop a run: drawn at random, but seeded, so that a failure repeats.
+CHOICES = random.Random(20261126)
+
 # Dropout, shuffling, a validation split and a plateau schedule: every kind of state a resume must restore.
 CONFIG = {
     "seed": 3,
@@ -109,9 +112,9 @@ def test_killed_at_a_random_moment_and_resumed_equals_the_uninterrupted_run(refe
     process = start_training(config, tmp_path / "runs")
     run_dir = wait_for_first_checkpoint(tmp_path / "runs", process)
     # A random point of the run, well before its end (1,200 steps), so the kill always lands mid-run.
-    target = random.randint(8, 800)
+    target = CHOICES.randint(8, 800)
     wait_for_step(run_dir, target)
-    time.sleep(random.uniform(0.0, 0.05))  # and at any moment within an epoch
+    time.sleep(CHOICES.uniform(0.0, 0.05))  # and at any moment within an epoch
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, (
@@ -127,7 +130,7 @@ def test_interrupted_then_resumed_equals_the_uninterrupted_run(reference, tmp_pa
     config, reference_dir = reference
     process = start_training(config, tmp_path / "runs")
     run_dir = wait_for_first_checkpoint(tmp_path / "runs", process)
-    wait_for_step(run_dir, random.randint(8, 800))
+    wait_for_step(run_dir, CHOICES.randint(8, 800))
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
@@ -261,7 +264,7 @@ def test_a_second_ctrl_c_stops_at_once_and_leaves_a_readable_checkpoint(referenc
     config, _ = reference
     process = start_training(config, tmp_path / "runs")
     run_dir = wait_for_first_checkpoint(tmp_path / "runs", process)
-    wait_for_step(run_dir, random.randint(8, 400))
+    wait_for_step(run_dir, CHOICES.randint(8, 400))
     process.send_signal(signal.SIGINT)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
