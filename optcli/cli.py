@@ -20,7 +20,7 @@ import typer
 from optcli import __version__
 
 if TYPE_CHECKING:
-    from optcli.train.sinks import Sink
+    pass
 
 app = typer.Typer(
     help="Train PyTorch models from YAML configs and find the optimizer and schedule that suit them.",
@@ -132,7 +132,8 @@ def train(
     with reported_errors(debug):
         from optcli.config.loading import load_config
         from optcli.config.resolve import resolve_config
-        from optcli.train.run import train as train_run
+        from optcli.train.display import make_display, summary_line
+        from optcli.train.run import train_run
 
         overrides = command_line_overrides(
             settings,
@@ -143,51 +144,9 @@ def train(
         from optcli.config.advice import find_warnings
 
         _print_warnings(find_warnings(spec))
-        display = _display(spec.name, quiet)
+        display = make_display(spec.name, quiet)
         result = train_run(spec, [display])
-        print(_summary_line(result.summary, result.run_dir))
-
-
-def _display(title: str, quiet: bool) -> Sink:
-    from rich.console import Console
-
-    from optcli.train.display import LiveDisplay, PlainDisplay, QuietDisplay
-
-    console = Console()
-    if quiet:
-        return QuietDisplay()
-    if console.is_terminal:
-        return LiveDisplay(console, title)
-    return PlainDisplay(sys.stdout)
-
-
-def _summary_line(summary: dict[str, object], run_dir: Path) -> str:
-    def number(key: str, percent: bool = False) -> str:
-        value = summary.get(key)
-        if not isinstance(value, float):
-            return "-"
-        return f"{value:.2%}" if percent else f"{value:.4f}"
-
-    parts = [
-        f"{summary['status']} {summary['name']}: {summary['steps']} steps, {summary['epochs']} epochs "
-        f"in {summary['train_time_s']:.1f}s ({summary['steps_per_second'] or 0:.0f} steps/s) on "
-        f"{summary['device']}; final loss {number('final_loss')}, best {number('best_loss')} "
-        f"(epoch {summary['best_epoch']})"
-    ]
-    if "final_val_loss" in summary:
-        parts.append(f"val loss {number('final_val_loss')} (best {number('best_val_loss')})")
-    if "final_val_accuracy" in summary:
-        parts.append(
-            f"val accuracy {number('final_val_accuracy', True)} (best {number('best_val_accuracy', True)})"
-        )
-    if "test_loss" in summary:
-        parts.append(f"test loss {number('test_loss')}")
-    if isinstance(summary.get("test_accuracy"), float):
-        parts.append(f"test accuracy {number('test_accuracy', True)}")
-    stopped = summary.get("stopped_early")
-    if isinstance(stopped, dict):
-        parts.append(f"stopped early: {stopped['reason']}")
-    return "; ".join(parts) + f" -> {run_dir}"
+        print(summary_line(result.summary, result.run_dir))
 
 
 @app.command()
@@ -208,13 +167,14 @@ def resume(
     Example: optcli resume runs/adam_steplr/20261125-181520 --set optimizer.lr=3e-4 --allow-changes
     """
     with reported_errors(debug):
+        from optcli.train.display import make_display, summary_line
         from optcli.train.resume import prepare_resume
-        from optcli.train.run import train as train_run
+        from optcli.train.run import train_run
 
         spec, point = prepare_resume(run_dir, command_line_overrides(settings), allow_changes)
-        display = _display(spec.name, quiet)
+        display = make_display(spec.name, quiet)
         result = train_run(spec, [display], run_dir=run_dir, resume=point)
-        print(_summary_line(result.summary, result.run_dir))
+        print(summary_line(result.summary, result.run_dir))
 
 
 @app.command()
@@ -247,15 +207,7 @@ def check(
         _print_warnings(warnings)
         if resolved:
             print(yaml.safe_dump(spec.resolved, sort_keys=False), end="")
-        scheduler = (
-            f", {spec.scheduler.component.name} per {spec.scheduler.interval}" if spec.scheduler else ""
-        )
-        print(
-            f"ok: {config}: {spec.model.name} on {spec.data.name} "
-            f"({spec.data.info.samples} samples, batch {spec.data.loader.batch_size}), "
-            f"{spec.optimizer.name}{scheduler}; {spec.epochs} epochs, {spec.total_steps} steps on {spec.device}"
-            + (f"; {len(warnings)} warning(s)" if warnings else "")
-        )
+        print(f"ok: {config}: {spec.outline()}" + (f"; {len(warnings)} warning(s)" if warnings else ""))
 
 
 def _print_warnings(warnings: list[str]) -> None:
@@ -299,7 +251,7 @@ def compare(
 
         from rich.console import Console
 
-        from optcli.compare.display import LiveComparison, PlainComparison, QuietComparison, ranking_table
+        from optcli.compare.display import make_comparison_display, ranking_table
         from optcli.compare.plan import CommandLine, load_plan
         from optcli.compare.run import ComparisonInterrupted, run_comparison
 
@@ -311,16 +263,8 @@ def compare(
                 pool.close()
             raise
         console = Console()
-        preview = plan_jobs(plan, Path())
-        display: PlainComparison | LiveComparison
-        if quiet:
-            display = QuietComparison(sys.stdout, preview)
-        elif console.is_terminal:
-            display = LiveComparison(console, preview)
-        else:
-            display = PlainComparison(sys.stdout, preview)
         try:
-            with display:
+            with make_comparison_display(console, plan_jobs(plan, Path()), quiet) as display:
                 result = run_comparison(plan, pool, display)
         except ComparisonInterrupted as interrupted:
             print(f"interrupted: the finished runs are in {interrupted.result.directory}", file=sys.stderr)
@@ -328,9 +272,6 @@ def compare(
         console.print(ranking_table(result.ranked, plan.ranking_metric, result.verdict), markup=False)
         print(result.verdict.text)
         print(f"-> {result.directory}")
-
-
-LIST_KINDS = ("optimizers", "schedulers", "models", "datasets", "losses")
 
 
 @app.command("list")
@@ -343,32 +284,13 @@ def list_command(
 
     Example: optcli list schedulers
     """
-    from optcli.names import normalize_name, unknown_name_message
+    with reported_errors(debug=False):
+        from rich.console import Console
 
-    kinds = list(LIST_KINDS)
-    if kind is not None:
-        matches = [k for k in LIST_KINDS if normalize_name(k).startswith(normalize_name(kind)[:-1] or "?")]
-        if not matches:
-            fail(unknown_name_message("kind", kind, LIST_KINDS), EXIT_CONFIG)
-        kinds = matches[:1]
-    _print_listing(kinds)
+        from optcli.components.listing import KINDS, kind_named, listing_table
 
-
-def _print_listing(kinds: list[str]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from optcli.components.listing import list_entries
-
-    console = Console()
-    for kind in kinds:
-        table = Table(title=kind, title_justify="left", show_lines=False)
-        table.add_column("name", style="bold", no_wrap=True)
-        table.add_column("parameters (default)")
-        table.add_column("note")
-        for entry in list_entries(kind):
-            table.add_row(entry.name, entry.parameters, entry.note)
-        console.print(table, markup=False)
+        for name in [kind_named(kind)] if kind is not None else KINDS:
+            Console().print(listing_table(name), markup=False)
 
 
 def main() -> None:

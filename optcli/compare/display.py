@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TextIO
 
 from rich.console import Console
@@ -85,6 +86,17 @@ class PlainComparison:
 class QuietComparison(PlainComparison):
     def __call__(self, index: int, event: Event) -> None:
         pass
+
+
+def make_comparison_display(
+    console: Console, jobs: list[Job], quiet: bool
+) -> LiveComparison | PlainComparison:
+    """A bar per run on a terminal, a line per finished run in logs and pipes, or nothing (--quiet)."""
+    if quiet:
+        return QuietComparison(sys.stdout, jobs)
+    if console.is_terminal:
+        return LiveComparison(console, jobs)
+    return PlainComparison(sys.stdout, jobs)
 
 
 def ranking_table(ranked: list[ArmSummary], metric: str, verdict: Verdict) -> Table:

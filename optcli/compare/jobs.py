@@ -78,11 +78,11 @@ Event = Record | JobOutcome  # what a comparison's display sees of each job
 
 def run_job(job: Job, report: Callable[[Record], None]) -> JobOutcome:
     """Train one arm and seed; a diverging or failing run is an outcome, not an exception."""
-    from optcli.train.run import train
+    from optcli.train.run import train_run
 
     try:
         job.run_dir.mkdir(parents=True, exist_ok=False)
-        train(job.spec, [ProgressReporter(report)], run_dir=job.run_dir)
+        train_run(job.spec, [ProgressReporter(report)], run_dir=job.run_dir)
     except TrainingFailed as error:
         return JobOutcome(job.index, "diverged" if error.diverged else "failed", str(error))
     except KeyboardInterrupt:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
+from rich.table import Table
+
 from optcli.components.registry import Entry, Registry
 from optcli.components.signature import HIDDEN, REQUIRED, describe_type, read_signature
+from optcli.errors import ConfigError
+from optcli.names import normalize_name, unknown_name_message
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,28 @@ def registries() -> dict[str, Registry]:
         "datasets": DATASETS,
         "losses": LOSSES,
     }
+
+
+KINDS = ("optimizers", "schedulers", "models", "datasets", "losses")
+
+
+def kind_named(text: str) -> str:
+    """The kind a user means: `optimizer`, `Optimizers` and `optim` all name optimizers."""
+    for kind in KINDS:
+        if normalize_name(kind).startswith(normalize_name(text)[:-1] or "?"):
+            return kind
+    raise ConfigError(unknown_name_message("kind", text, KINDS))
+
+
+def listing_table(kind: str) -> Table:
+    """Every name of one kind with its parameters and defaults, as `optcli list` shows it."""
+    table = Table(title=kind, title_justify="left", show_lines=False)
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("parameters (default)")
+    table.add_column("note")
+    for entry in list_entries(kind):
+        table.add_row(entry.name, entry.parameters, entry.note)
+    return table
 
 
 def list_entries(kind: str) -> list[ListedEntry]:

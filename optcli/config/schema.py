@@ -154,7 +154,12 @@ def validate_file(values: dict[str, Any]) -> tuple[ConfigFile, list[str]]:
         problems += [describe_error(detail, ConfigFile) for detail in error.errors()]
         broken = {detail["loc"][0] if detail["loc"] else "" for detail in error.errors()}
         # Top-level fields are validated independently, so the file without its broken ones is valid.
-        return ConfigFile.model_validate({k: v for k, v in values.items() if k not in broken}), problems
+        valid = {
+            key: value
+            for key, value in values.items()
+            if key in ConfigFile.model_fields and key not in broken
+        }
+        return ConfigFile.model_validate(valid), problems
 
 
 def describe_error(detail: Any, schema: type[BaseModel], where: str = "") -> str:

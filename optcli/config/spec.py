@@ -189,6 +189,16 @@ class RunSpec:
         record["output"] = self.output.model_dump()
         return plain(record)  # type: ignore[no-any-return]
 
+    def outline(self) -> str:
+        """The run in one line: 'mlp on random (1280 samples, batch 64), Adam, StepLR per epoch; 20 epochs, ...'."""
+        scheduler = self.scheduler
+        scheduled = f", {scheduler.component.name} per {scheduler.interval}" if scheduler else ""
+        return (
+            f"{self.model.name} on {self.data.name} ({self.data.info.samples} samples, batch "
+            f"{self.data.loader.batch_size}), {self.optimizer.name}{scheduled}; {self.epochs} epochs, "
+            f"{self.total_steps} steps on {self.device}"
+        )
+
     @property
     def config_hash(self) -> str:
         """Identifies what the run computes: where its files go (output) is not part of that."""

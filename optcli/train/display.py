@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console, Group
@@ -17,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from optcli.train.records import EpochRecord, Record, RunStarted, SkippedStep, StepRecord
-from optcli.train.sinks import RunOutcome
+from optcli.train.sinks import RunOutcome, Sink
 
 REFRESHES_PER_SECOND = 4
 
@@ -190,3 +191,44 @@ class QuietDisplay:
 
     def close(self, outcome: RunOutcome) -> None:
         pass
+
+
+def make_display(title: str, quiet: bool) -> Sink:
+    """The live table on a terminal, plain lines in logs and pipes, or nothing but warnings (--quiet)."""
+    console = Console()
+    if quiet:
+        return QuietDisplay()
+    if console.is_terminal:
+        return LiveDisplay(console, title)
+    return PlainDisplay(sys.stdout)
+
+
+def summary_line(summary: dict[str, object], run_dir: Path) -> str:
+    """The final line of `train` and `resume`: how the run ended, its losses, and where its files are."""
+
+    def number(key: str, percent: bool = False) -> str:
+        value = summary.get(key)
+        if not isinstance(value, float):
+            return "-"
+        return f"{value:.2%}" if percent else f"{value:.4f}"
+
+    parts = [
+        f"{summary['status']} {summary['name']}: {summary['steps']} steps, {summary['epochs']} epochs "
+        f"in {summary['train_time_s']:.1f}s ({summary['steps_per_second'] or 0:.0f} steps/s) on "
+        f"{summary['device']}; final loss {number('final_loss')}, best {number('best_loss')} "
+        f"(epoch {summary['best_epoch']})"
+    ]
+    if "final_val_loss" in summary:
+        parts.append(f"val loss {number('final_val_loss')} (best {number('best_val_loss')})")
+    if "final_val_accuracy" in summary:
+        parts.append(
+            f"val accuracy {number('final_val_accuracy', True)} (best {number('best_val_accuracy', True)})"
+        )
+    if "test_loss" in summary:
+        parts.append(f"test loss {number('test_loss')}")
+    if isinstance(summary.get("test_accuracy"), float):
+        parts.append(f"test accuracy {number('test_accuracy', True)}")
+    stopped = summary.get("stopped_early")
+    if isinstance(stopped, dict):
+        parts.append(f"stopped early: {stopped['reason']}")
+    return "; ".join(parts) + f" -> {run_dir}"

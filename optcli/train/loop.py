@@ -10,6 +10,8 @@ import functools
 import math
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -39,6 +41,30 @@ class TooManySkips(TrainingFailed):
         )
 
 
+@dataclass(frozen=True)
+class LoopPlan:
+    """What every step needs to know, settled once before the first."""
+
+    parameters: list[torch.Tensor]  # the trainable ones: clipped, and their norm logged
+    closure_step: bool  # LBFGS and its kind evaluate the loss inside their own step
+    skip_nonfinite: bool  # train.on_nonfinite: skip
+    step_scheduler: Any | None  # stepped after every optimizer step (interval: step)
+    epoch_scheduler: Any | None  # stepped after every epoch (interval: epoch)
+    steps_per_sync: int  # steps whose values wait on the device for one copy to the host
+
+    @classmethod
+    def of(cls, session: Session, steps_per_sync: int) -> LoopPlan:
+        interval = session.spec.scheduler.interval if session.spec.scheduler else None
+        return cls(
+            [parameter for parameter in session.model.parameters() if parameter.requires_grad],
+            needs_closure(session.optimizer),
+            session.spec.train.on_nonfinite == "skip",
+            session.scheduler if interval == "step" else None,
+            session.scheduler if interval == "epoch" else None,
+            steps_per_sync,
+        )
+
+
 def run_training(
     session: Session,
     state: LoopState | None = None,
@@ -55,7 +81,8 @@ def run_training(
     clock = TrainingClock()
     if steps_per_sync is None:
         steps_per_sync = 1 if session.device.type == "cpu" else DEVICE_STEPS_PER_SYNC
-    for record in _train(session, clock, state or LoopState(), stop_requested, steps_per_sync):
+    plan = LoopPlan.of(session, steps_per_sync)
+    for record in _train(session, plan, clock, state or LoopState(), stop_requested):
         paused_at = time.perf_counter()  # (inline, not clock.paused(): this runs every step)
         yield record
         clock.paused_s += time.perf_counter() - paused_at
@@ -63,14 +90,12 @@ def run_training(
 
 def _train(
     session: Session,
+    plan: LoopPlan,
     clock: TrainingClock,
     state: LoopState,
     stop_requested: Callable[[], bool],
-    steps_per_sync: int,
 ) -> Iterator[Record]:
     spec = session.spec
-    per_epoch = spec.scheduler is not None and spec.scheduler.interval == "epoch"
-    epoch_scheduler = session.scheduler if per_epoch else None
     stopping = spec.train.early_stopping
     stopper = EarlyStopper.from_config(stopping, state.stopper) if stopping else None
     stopped_early = None
@@ -78,7 +103,7 @@ def _train(
         spec.epochs,
         len(session.batches),
         spec.total_steps,
-        sum(p.numel() for p in session.model.parameters() if p.requires_grad),
+        sum(parameter.numel() for parameter in plan.parameters),
         session.init_hash,
         session.data_hash,
     )
@@ -86,7 +111,7 @@ def _train(
     clock.start(state.elapsed_s)
     while state.epoch <= spec.epochs and state.step < spec.total_steps:
         epoch = state.epoch
-        lr = yield from _train_epoch(session, clock, state, stop_requested, steps_per_sync)
+        lr = yield from _train_epoch(session, plan, clock, state, stop_requested)
         complete = state.batches_done == len(session.batches)
         if not complete:  # max_steps ended the run mid-epoch: a resume with more steps goes on from here
             state.elapsed_s = clock.elapsed()
@@ -99,10 +124,10 @@ def _train(
                 metrics["val_accuracy"] = evaluation.accuracy
         improved = state.note_bests(metrics, epoch)
         yield EpochRecord(epoch, state.step, lr, clock.elapsed(), metrics, improved)
-        if epoch_scheduler is not None:
+        if plan.epoch_scheduler is not None:
             # Schedule (per epoch). ReduceLROnPlateau decides from the monitored metric; others count epochs.
             monitor = spec.scheduler.monitor if spec.scheduler else None
-            epoch_scheduler.step(metrics[monitor]) if monitor else epoch_scheduler.step()
+            plan.epoch_scheduler.step(metrics[monitor]) if monitor else plan.epoch_scheduler.step()
         if stopper is not None and stopper.should_stop(metrics[stopper.monitor], epoch):
             stopped_early = stopper.reason(epoch)
         if not complete:
@@ -121,30 +146,26 @@ def _train(
 
 def _train_epoch(
     session: Session,
+    plan: LoopPlan,
     clock: TrainingClock,
     state: LoopState,
     stop_requested: Callable[[], bool],
-    steps_per_sync: int,
 ) -> Generator[Record, None, float]:
     """The rest of the current epoch, step by step; returns the learning rate its last step used."""
     spec, model, optimizer = session.spec, session.model, session.optimizer
-    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    skip_nonfinite = spec.train.on_nonfinite == "skip"
-    per_step = spec.scheduler is not None and spec.scheduler.interval == "step"
-    step_scheduler = session.scheduler if per_step else None
-    closure_step, eval_every = needs_closure(optimizer), spec.train.eval_every
+    eval_every = spec.train.eval_every
     last_step = min(spec.total_steps, state.step + len(session.batches) - state.batches_done)
-    host = HostCopies(steps_per_sync, state.epoch_losses)
+    host = HostCopies(plan.steps_per_sync, state.epoch_losses)
     lr = float(optimizer.param_groups[0]["lr"])
     for inputs, targets in session.batches.epoch(skip=state.batches_done):
         state.step += 1
         state.batches_done += 1
         lr = float(optimizer.param_groups[0]["lr"])  # the rate this step uses, before any schedule
         logged = state.step % spec.train.log_every == 0
-        if closure_step:
+        if plan.closure_step:
             # LBFGS evaluates the loss several times per step: zero_grad, forward, backward and clip run
             # inside its closure, and the first evaluation is the step's loss.
-            forward_backward = functools.partial(_forward_backward, session, parameters, inputs, targets)
+            forward_backward = functools.partial(_forward_backward, session, plan.parameters, inputs, targets)
             loss, grad_norm = step_with_closure(optimizer, forward_backward, logged)
         else:
             # Zero: gradients accumulate in PyTorch; clear them (to None, which is cheaper than zeros).
@@ -154,22 +175,21 @@ def _train_epoch(
             # Backward: every parameter's gradient of that loss.
             loss.backward()
             # Clip: bound the gradients as configured; the norm before clipping is what gets logged.
-            grad_norm = clip_gradients(parameters, spec.clip, logged or skip_nonfinite)
+            grad_norm = clip_gradients(plan.parameters, spec.clip, logged or plan.skip_nonfinite)
             # Skip policy: a non-finite step is left out whole, its update and its per-step schedule alike
             # (as AMP's scaler skips a step). Note: a host-device sync point, every step in this mode.
-            if skip_nonfinite and not _finite(loss, grad_norm):
-                optimizer.zero_grad(set_to_none=True)
+            if plan.skip_nonfinite and not _finite(loss, grad_norm):
                 skipped = PendingStep(
                     state.step, state.epoch, loss.detach(), lr, grad_norm, clock.elapsed(), True, True
                 )
-                yield from _skip(host, skipped, state, spec.train.max_skips)
+                yield from _skip(optimizer, host, skipped, state, spec.train.max_skips)
                 continue
             state.skips_in_a_row = 0
             # Step: update the parameters from their gradients.
             optimizer.step()
-        if step_scheduler is not None:
+        if plan.step_scheduler is not None:
             # Schedule (per step): the rate of the next step.
-            step_scheduler.step()
+            plan.step_scheduler.step()
         yield from host.add(
             PendingStep(state.step, state.epoch, loss.detach(), lr, grad_norm, clock.elapsed(), logged)
         )
@@ -178,19 +198,27 @@ def _train_epoch(
             yield from host.flush()
             yield _evaluation(session, clock, "val", state.step, state.epoch)
         if stop_requested():  # Ctrl-C or SIGTERM: this step is done; keep it, and stop
-            yield from host.flush()
-            state.elapsed_s = clock.elapsed()
-            yield CheckpointDue("interrupted", state.epoch, state.step, state.to_dict())
-            raise Interrupted
+            yield from _interrupt(host, clock, state)
         if state.step == last_step:
             break
     yield from host.flush()
     return lr
 
 
-def _skip(host: HostCopies, skipped: PendingStep, state: LoopState, max_skips: int) -> Iterator[Record]:
-    """on_nonfinite: skip. The step's row follows the steps before it (rows stay in step order), then
-    a warning; too many skips in a row stop the run."""
+def _interrupt(host: HostCopies, clock: TrainingClock, state: LoopState) -> Iterator[Record]:
+    """The rows so far, a point to resume from after this step, then Interrupted."""
+    yield from host.flush()
+    state.elapsed_s = clock.elapsed()
+    yield CheckpointDue("interrupted", state.epoch, state.step, state.to_dict())
+    raise Interrupted
+
+
+def _skip(
+    optimizer: torch.optim.Optimizer, host: HostCopies, skipped: PendingStep, state: LoopState, max_skips: int
+) -> Iterator[Record]:
+    """on_nonfinite: skip. The gradients are dropped; the step's row follows the steps before it (rows
+    stay in step order), then a warning; too many skips in a row stop the run."""
+    optimizer.zero_grad(set_to_none=True)
     state.skipped_steps += 1
     state.skips_in_a_row += 1
     yield from host.add(skipped)

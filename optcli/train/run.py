@@ -25,8 +25,9 @@ from optcli.train.interrupts import StopRequests
 from optcli.train.loop import run_training
 from optcli.train.records import CheckpointDue
 from optcli.train.rundir import create_run_dir, write_atomically, write_yaml
-from optcli.train.session import build_session
+from optcli.train.session import Session, build_session
 from optcli.train.sinks import CsvWriter, RunOutcome, Sink, SummaryWriter
+from optcli.train.state import LoopState
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def run_identity(spec: RunSpec) -> dict[str, Any]:
     }
 
 
-def train(
+def train_run(
     spec: RunSpec,
     displays: Sequence[Sink] = (),
     run_dir: Path | None = None,
@@ -82,27 +83,14 @@ def train(
         run_dir = create_run_dir(Path(spec.output.dir), spec.name)
     header = f"# The resolved config of run {spec.name}: every default and filled-in value.\n"
     write_yaml(run_dir / "config.yaml", spec.resolved, header)
-    checkpoint = resume.checkpoint if resume else None
-    summary = SummaryWriter(run_dir, run_identity(spec), checkpoint["summary"] if checkpoint else None)
-    has_evaluations = spec.train.eval_every is not None
-    csv = CsvWriter(
-        run_dir, spec.data.has_validation, has_evaluations, checkpoint["csv_sizes"] if checkpoint else None
-    )
+    csv, summary = _open_files(spec, run_dir, resume.checkpoint if resume else None)
     sinks: list[Sink] = [csv, summary, *displays]
     checkpointer: Checkpointer | None = None
     outcome = RunOutcome("failed", "training did not start")
     try:
         session = build_session(spec)
         checkpointer = Checkpointer(run_dir, session)
-        state = None
-        if resume is not None:
-            state = restore_session(session, resume.checkpoint)
-            if any(change.startswith("optimizer.") for change in resume.changes):
-                apply_optimizer_arguments(session)
-            from_epoch = state.epoch if state.batches_done else state.epoch - 1
-            summary.state["resumes"].append(
-                {"at": _now(), "from_epoch": from_epoch, "from_step": state.step, "changes": resume.changes}
-            )
+        state = _restore(session, resume, summary) if resume is not None else None
         # What the model sees of the data: sizes, class names, normalization statistics.
         write_atomically(run_dir / "data.json", json.dumps(session.data_description, indent=2) + "\n")
         with StopRequests().installed() as stop:
@@ -139,5 +127,28 @@ def train(
     return TrainedRun(run_dir, summary.summary)
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+def _open_files(
+    spec: RunSpec, run_dir: Path, checkpoint: Checkpoint | None
+) -> tuple[CsvWriter, SummaryWriter]:
+    """The CSV files (cut back to a checkpoint's sizes on resume) and the summary (its history restored)."""
+    summary = SummaryWriter(run_dir, run_identity(spec), checkpoint["summary"] if checkpoint else None)
+    evaluations = spec.train.eval_every is not None
+    csv_sizes = checkpoint["csv_sizes"] if checkpoint else None
+    return CsvWriter(run_dir, spec.data.has_validation, evaluations, csv_sizes), summary
+
+
+def _restore(session: Session, resume: ResumePoint, summary: SummaryWriter) -> LoopState:
+    """The checkpoint's states put into the fresh session; the resume noted in the summary."""
+    state = restore_session(session, resume.checkpoint)
+    if any(change.startswith("optimizer.") for change in resume.changes):
+        apply_optimizer_arguments(session)
+    from_epoch = state.epoch if state.batches_done else state.epoch - 1
+    summary.state["resumes"].append(
+        {
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "from_epoch": from_epoch,
+            "from_step": state.step,
+            "changes": resume.changes,
+        }
+    )
+    return state
