@@ -9,11 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationError
 
+from optcli.compare.verdict import METRIC_INFO, TARGET_METRICS
 from optcli.config.loading import RawConfig, apply_overrides, merge_arm
+from optcli.config.metrics import VALIDATION_METRICS
 from optcli.config.schema import Strict, describe_error
 from optcli.config.yaml_loader import load_yaml_mapping
 
@@ -21,10 +23,6 @@ if TYPE_CHECKING:
     from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
 
-Metric = Literal["final_loss", "best_loss", "steps_to_target", "time_to_target", "val_loss", "val_accuracy"]
-VALIDATION_METRICS = ("val_loss", "val_accuracy")
-METRICS: tuple[str, ...] = Metric.__args__  # type: ignore[attr-defined]
-TARGET_METRICS = ("steps_to_target", "time_to_target")
 DEFAULT_SEEDS = 3
 _FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
@@ -33,7 +31,7 @@ class CompareFile(Strict):
     name: str | None = None
     base: str | dict[str, Any]
     seeds: list[int] | int = DEFAULT_SEEDS
-    metric: Metric | None = None  # default: val_loss when the arms have validation data, else final_loss
+    metric: str | None = None  # default: val_loss when the arms have validation data, else final_loss
     target_loss: float | None = None
     runs: dict[str, dict[str, Any] | None] = Field(min_length=1)
 
@@ -209,8 +207,8 @@ def check_plan(plan: ComparisonPlan) -> ComparisonPlan:
         arms.append(replace(arm, spec=spec))
     validation = bool(with_validation) and all(with_validation)
     metric = plan.metric or ("val_loss" if validation else "final_loss")
-    if metric not in METRICS:
-        problems.append(f"metric: '{metric}' is not a metric; choose from: {', '.join(METRICS)}")
+    if metric not in METRIC_INFO:
+        problems.append(f"metric: '{metric}' is not a metric; choose from: {', '.join(METRIC_INFO)}")
     if metric in TARGET_METRICS and plan.target_loss is None:
         problems.append(f"metric: {metric} needs a target: --target-loss or target_loss: in the compare file")
     if metric in VALIDATION_METRICS and not validation:

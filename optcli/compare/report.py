@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,6 @@ def read_run_result(job: Job, outcome: JobOutcome, target_loss: float | None) ->
     except (OSError, ValueError):
         summary = {}
     losses = [(int(row["step"]), float(row["train_loss"]), float(row["elapsed_s"])) for row in epochs]
-    finite = [loss for _, loss, _ in losses if math.isfinite(loss)]
     reached = next(
         (
             (step, elapsed)
@@ -77,7 +75,7 @@ def read_run_result(job: Job, outcome: JobOutcome, target_loss: float | None) ->
         seed=job.seed,
         status=outcome.status,
         final_loss=losses[-1][1] if losses and outcome.status == "ok" else None,
-        best_loss=min(finite) if finite else None,
+        best_loss=summary.get("best_loss"),
         steps_to_target=reached[0],
         time_to_target_s=reached[1],
         train_time_s=summary.get("train_time_s"),

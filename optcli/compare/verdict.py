@@ -18,16 +18,20 @@ class MetricInfo:
     lower_is_better: bool
     words: str  # "reached the lowest final loss"
     unit: str = ""
+    needs_target: bool = False  # counts steps or seconds to the target loss
 
 
 METRIC_INFO = {
     "final_loss": MetricInfo("final_loss", True, "reached the lowest final loss"),
     "best_loss": MetricInfo("best_loss", True, "reached the lowest best loss"),
-    "steps_to_target": MetricInfo("steps_to_target", True, "reached the target loss in the fewest steps"),
-    "time_to_target": MetricInfo("time_to_target_s", True, "reached the target loss soonest", " s"),
+    "steps_to_target": MetricInfo(
+        "steps_to_target", True, "reached the target loss in the fewest steps", needs_target=True
+    ),
+    "time_to_target": MetricInfo("time_to_target_s", True, "reached the target loss soonest", " s", True),
     "val_loss": MetricInfo("val_loss", True, "reached the lowest validation loss"),
     "val_accuracy": MetricInfo("val_accuracy", False, "reached the highest validation accuracy"),
 }
+TARGET_METRICS = tuple(name for name, info in METRIC_INFO.items() if info.needs_target)
 
 
 @dataclass(frozen=True)
@@ -149,11 +153,7 @@ def give_verdict(ranked: list[ArmSummary], metric: str, target_loss: float | Non
     if not finished:
         return Verdict(_nobody(ranked, metric, target_loss), None, None, None)
     winner = finished[0]
-    words = (
-        info.words
-        if metric not in ("steps_to_target", "time_to_target")
-        else _target_words(info, target_loss)
-    )
+    words = info.words if metric not in TARGET_METRICS else _target_words(info, target_loss)
     parts = [f"{winner.arm} {words}, {_value(winner, info)} over {_seeds(winner)}"]
     # The ratio is against the last arm whose every seed finished with a value: a partial arm's mean
     # (one seed of three reached the target) would compare unlike with like.
@@ -195,7 +195,7 @@ def _target_words(info: MetricInfo, target_loss: float | None) -> str:
 
 
 def _nobody(ranked: list[ArmSummary], metric: str, target_loss: float | None) -> str:
-    if metric in ("steps_to_target", "time_to_target") and not any(arm.trouble for arm in ranked):
+    if metric in TARGET_METRICS and not any(arm.trouble for arm in ranked):
         return (
             f"no arm reached the target loss {target_loss:g} in any run"
             if target_loss

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Literal
 from optcli.components.registry import import_object
 from optcli.components.signature import plain, recorded_arguments
 from optcli.config.schema import ClipConfig, LoaderOptions, OutputConfig, TrainConfig
+from optcli.data.batches import batches_per_epoch
 from optcli.data.in_memory import DataInfo
 
 
@@ -126,9 +126,7 @@ class DataSpec:
 
     @property
     def steps_per_epoch(self) -> int:
-        if self.loader.drop_last:
-            return self.train_samples // self.loader.batch_size
-        return math.ceil(self.train_samples / self.loader.batch_size)
+        return batches_per_epoch(self.train_samples, self.loader.batch_size, self.loader.drop_last)
 
     def record(self) -> dict[str, Any]:
         recorded = {**self.train.component.record(), **self.loader.model_dump()}

@@ -10,6 +10,11 @@ import torch
 from optcli.data.in_memory import TensorData
 
 
+def batches_per_epoch(samples: int, batch_size: int, drop_last: bool) -> int:
+    """How many batches an epoch has: a short last batch counts unless it is dropped."""
+    return samples // batch_size if drop_last else math.ceil(samples / batch_size)
+
+
 class InMemoryBatches:
     """Yields (inputs, targets) for one epoch at a time, in a seeded order when shuffling."""
 
@@ -36,9 +41,7 @@ class InMemoryBatches:
         return len(self.inputs)
 
     def __len__(self) -> int:
-        if self.drop_last:
-            return self.samples // self.batch_size
-        return math.ceil(self.samples / self.batch_size)
+        return batches_per_epoch(self.samples, self.batch_size, self.drop_last)
 
     def epoch(self, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch's batches; `skip` leaves out its first batches (resuming in the middle of one)."""
