@@ -146,3 +146,28 @@ def test_a_disk_that_fills_is_a_clear_failure_that_keeps_what_was_written(tmp_pa
     assert "No space left on device" in result.stderr and "Traceback" not in result.stderr
     summary = read_summary(run_dirs(tmp_path / "runs")[0])
     assert summary["status"] == "failed" and "No space left" in summary["error"]
+
+
+def test_a_checkpoint_that_cannot_be_written_fails_the_run_clearly(tmp_path, monkeypatch):
+    from optcli.train import checkpoints
+
+    written = []
+    real_save = checkpoints.save_checkpoint
+
+    def save_until_full(path, payload):
+        if len(written) >= 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(path)
+        real_save(path, payload)
+
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_until_full)
+    config = write_config(tmp_path, guide_config(train={"epochs": 10}))
+    result = invoke("train", config, "--out", tmp_path / "runs", "--quiet")
+    assert_clean_exit(result, 1)
+    assert "No space left on device" in result.stderr
+    run_dir = run_dirs(tmp_path / "runs")[0]
+    summary = read_summary(run_dir)
+    assert summary["status"] == "failed" and "No space left" in summary["error"]
+    assert summary["epochs"] < 10  # it stopped at the failed write, not at the end
+    resumable = checkpoints.load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert resumable["loop"]["epoch"] == 3  # the last complete write, after epoch 2

@@ -214,8 +214,13 @@ def test_checkpoints_hold_what_resume_needs(reference):
     ):
         assert key in checkpoint
     assert set(checkpoint["random"]) >= {"python", "numpy", "torch", "data_order"}
-    assert (reference_dir / "checkpoints" / "best.pt").exists()
-    assert not list((reference_dir / "checkpoints").glob("*.tmp"))  # written atomically
+    # best.pt holds the state at the end of the best epoch by validation loss, not the last one's.
+    summary = read_summary(reference_dir)
+    assert summary["best_val_loss_epoch"] < summary["epochs"]
+    best = load_checkpoint(reference_dir / "checkpoints" / "best.pt")
+    assert best["loop"]["epoch"] - 1 == summary["best_val_loss_epoch"]
+    assert best["summary"]["validation"]["best_val_loss"] == summary["best_val_loss"]
+    assert not list((reference_dir / "checkpoints").glob(".*"))  # written atomically, nothing left over
 
 
 def test_nonfinite_stop_names_the_step_and_the_last_checkpoint(tmp_path):

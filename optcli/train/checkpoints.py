@@ -19,7 +19,7 @@ import torch
 from optcli.config.metrics import default_monitor
 from optcli.errors import ConfigError
 from optcli.train.records import CheckpointDue
-from optcli.train.rundir import replace_atomically
+from optcli.train.rundir import link_atomically, replace_atomically
 from optcli.train.session import Session
 from optcli.train.sinks import SummaryState
 from optcli.train.state import LoopState
@@ -110,7 +110,10 @@ class Checkpointer:
         if due:
             save_checkpoint(self.directory / "last.pt", payload)
             self.last_written = f"epoch {point.epoch}, step {point.step}"
-        if is_best:
+        if is_best and due:
+            # The same state: best.pt becomes another name of this last.pt, serialized and synced once.
+            link_atomically(self.directory / "last.pt", self.directory / "best.pt")
+        elif is_best:
             save_checkpoint(self.directory / "best.pt", payload)
 
     def _payload(self, point: CheckpointDue, csv_sizes: dict[str, int], summary: SummaryState) -> Checkpoint:

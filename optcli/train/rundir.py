@@ -54,5 +54,19 @@ def replace_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
         raise
 
 
+def link_atomically(source: Path, path: Path) -> None:
+    """`path` becomes another name of the file `source` (no copy; a later replacement of `source`
+    leaves it as it was), or a copy where the file system has no hard links."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.link")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        data = source.read_bytes()
+        replace_atomically(path, lambda stream: stream.write(data))
+        return
+    os.replace(temporary, path)
+
+
 def write_yaml(path: Path, values: dict[str, Any], header: str = "") -> None:
     write_atomically(path, header + yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
