@@ -214,6 +214,7 @@ def test_help_does_not_import_torch():
     assert "Usage" in result.stdout and result.stdout.strip().endswith("False")
 
 
+@pytest.mark.slow
 def test_a_real_process_exits_2_on_a_config_error_without_traceback(tmp_path):
     config = write_config(tmp_path, guide_config(optimizer={"name": "adam", "momentum": 0.9}))
     result = run_module("-m", "optcli", "train", str(config))

@@ -160,6 +160,7 @@ def test_curves_png_is_a_real_image(comparison):
     assert width > 500 and height > 500
 
 
+@pytest.mark.slow
 def test_jobs_2_equals_jobs_1(tmp_path):
     path = compare_file(tmp_path, THREE_ARMS)
     one = run_compare(tmp_path, path, "--jobs", "1", out="one")
@@ -276,6 +277,7 @@ def test_command_line_errors(tmp_path):
     assert invoke("compare", path, "--jobs", "0").exit_code == 2
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_workers_and_keeps_the_finished_runs(tmp_path):
     runs = {"a": {}, "b": {"optimizer": {"name": "sgd", "lr": 0.01}}}
     write_config(

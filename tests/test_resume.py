@@ -107,6 +107,7 @@ def wait_for_step(run_dir: Path, step: int) -> None:
     raise AssertionError(f"step {step} not reached within a minute")
 
 
+@pytest.mark.slow
 def test_killed_at_a_random_moment_and_resumed_equals_the_uninterrupted_run(reference, tmp_path):
     config, reference_dir = reference
     process = start_training(config, tmp_path / "runs")
@@ -126,6 +127,7 @@ def test_killed_at_a_random_moment_and_resumed_equals_the_uninterrupted_run(refe
     assert len(read_summary(run_dir)["resumes"]) == 1
 
 
+@pytest.mark.slow
 def test_interrupted_then_resumed_equals_the_uninterrupted_run(reference, tmp_path):
     config, reference_dir = reference
     process = start_training(config, tmp_path / "runs")
@@ -144,6 +146,7 @@ def test_interrupted_then_resumed_equals_the_uninterrupted_run(reference, tmp_pa
     assert_same_run(run_dir, reference_dir)
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_stops_like_ctrl_c(reference, tmp_path):
     config, _ = reference
     process = start_training(config, tmp_path / "runs")
@@ -265,6 +268,7 @@ def test_nonfinite_skip_leaves_the_update_out_and_counts_it(tmp_path):
     assert "max_skips" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once_and_leaves_a_readable_checkpoint(reference, tmp_path):
     config, _ = reference
     process = start_training(config, tmp_path / "runs")

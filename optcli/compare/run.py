@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from optcli.compare.jobs import Event, JobOutcome, JobsInterrupted, plan_jobs, run_jobs
 from optcli.compare.plan import ComparisonPlan
@@ -25,7 +26,7 @@ class ComparisonResult:
     results: list[RunResult]
     ranked: list[ArmSummary]
     verdict: Verdict
-    status: str  # completed or interrupted
+    status: Literal["completed", "interrupted"]
 
 
 class ComparisonInterrupted(KeyboardInterrupt):
@@ -45,6 +46,7 @@ def run_comparison(
     """
     directory = create_run_dir(plan.output_dir, f"compare-{plan.name}")
     jobs = plan_jobs(plan, directory)
+    status: Literal["completed", "interrupted"]
     try:
         outcomes = run_jobs(jobs, pool, on_event)
         status = "completed"

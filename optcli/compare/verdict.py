@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,16 @@ METRIC_INFO = {
 TARGET_METRICS = tuple(name for name, info in METRIC_INFO.items() if info.needs_target)
 
 
+JobStatus = Literal["ok", "diverged", "failed", "interrupted"]  # how one arm's run with one seed ended
+
+
 @dataclass(frozen=True)
 class RunResult:
     """One arm and seed, as results.csv holds it. Metrics are None when the run has no such value."""
 
     arm: str
     seed: int
-    status: str  # ok, diverged, failed or interrupted
+    status: JobStatus
     final_loss: float | None
     best_loss: float | None
     steps_to_target: int | None

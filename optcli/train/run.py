@@ -143,7 +143,7 @@ def _restore(session: Session, resume: ResumePoint, summary: SummaryWriter) -> L
     if any(change.startswith("optimizer.") for change in resume.changes):
         apply_optimizer_arguments(session)
     from_epoch = state.epoch if state.batches_done else state.epoch - 1
-    summary.state["resumes"].append(
+    summary.note_resume(
         {
             "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "from_epoch": from_epoch,

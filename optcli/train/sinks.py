@@ -200,6 +200,10 @@ class SummaryWriter:
         self.stopped_early: dict[str, Any] | None = None
         self.summary: dict[str, Any] = {}  # what was written last
 
+    def note_resume(self, entry: dict[str, Any]) -> None:
+        """A resume of the run: when, from which epoch and step, with which config changes."""
+        self.state["resumes"].append(entry)
+
     def handle(self, record: Record) -> None:
         state = self.state
         if isinstance(record, StepRecord):
