@@ -12,15 +12,15 @@ from optcli.config.data_section import resolve_data
 from optcli.config.device import resolve_device
 from optcli.config.dry_run import dry_run
 from optcli.config.loading import RawConfig
-from optcli.config.metrics import available_metrics, better_direction, default_monitor
+from optcli.config.metrics import better_direction
 from optcli.config.schema import TrainConfig, validate_file
 from optcli.config.sections import (
     Problems,
+    choose_monitor,
     resolve_loss,
     resolve_model,
     resolve_optimizer,
     resolve_scheduler,
-    unknown_metric,
 )
 from optcli.config.spec import DataSpec, RunSpec
 from optcli.errors import ConfigError
@@ -101,10 +101,8 @@ def _settle_evaluation(train: TrainConfig, data: DataSpec, problems: Problems) -
     stopping = train.early_stopping
     if stopping is None:
         return train
-    monitor = stopping.monitor or default_monitor(data.has_validation)
-    metrics = available_metrics(data.has_validation, data.is_classification)
-    if monitor not in metrics:
-        problems.add(unknown_metric("train.early_stopping.monitor", monitor, metrics))
+    # (An unknown monitor is a problem already; "train_loss" only keeps the types whole until it is raised.)
+    monitor = choose_monitor(stopping.monitor, data, "train.early_stopping.monitor", problems) or "train_loss"
     filled = stopping.model_copy(
         update={"monitor": monitor, "mode": stopping.mode or better_direction(monitor)}
     )

@@ -194,18 +194,24 @@ def _plateau_monitor(
         )
     if data is None:
         return None
-    monitor = section.monitor or default_monitor(data.has_validation)
-    metrics = available_metrics(data.has_validation, data.is_classification)
-    if monitor not in metrics:
-        problems.add(unknown_metric("scheduler.monitor", monitor, metrics))
-    elif "mode" not in arguments:
+    monitor = choose_monitor(section.monitor, data, "scheduler.monitor", problems)
+    if monitor is not None and "mode" not in arguments:
         arguments["mode"] = better_direction(monitor)
     return monitor
 
 
-def unknown_metric(where: str, metric: str, metrics: tuple[str, ...]) -> str:
+def choose_monitor(requested: str | None, data: DataSpec, where: str, problems: Problems) -> str | None:
+    """The metric to follow: the one requested, else the run's default; None (and a problem) when the
+    run will not produce it."""
+    monitor = requested or default_monitor(data.has_validation)
+    metrics = available_metrics(data.has_validation, data.is_classification)
+    if monitor in metrics:
+        return monitor
     hint = "" if "val_loss" in metrics else " (validation metrics need data.val_fraction or data.val)"
-    return f"{where}: '{metric}' is not a metric this run produces; choose from: {', '.join(metrics)}{hint}"
+    problems.add(
+        f"{where}: '{monitor}' is not a metric this run produces; choose from: {', '.join(metrics)}{hint}"
+    )
+    return None
 
 
 def _resolve_children(
