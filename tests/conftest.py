@@ -101,6 +101,21 @@ def tensor_file(tmp_path: Path) -> Path:
     return path
 
 
+def one_infinite_batch(directory: Path, **train: Any) -> dict[str, Any]:
+    """A linear regression whose second batch of 16 (in order, unshuffled) has infinite inputs."""
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.randn(64, 1, generator=torch.Generator().manual_seed(1))
+    x[16:32] = float("inf")
+    torch.save({"x": x, "y": y}, directory / "d.pt")
+    return {
+        "device": "cpu",
+        "model": {"name": "linear"},
+        "data": {"name": "tensors", "path": "d.pt", "batch_size": 16, "shuffle": False},
+        "optimizer": {"name": "sgd", "lr": 0.01},
+        "train": {"epochs": 2, **train},
+    }
+
+
 def train_ok(config_path: Path, out: Path, *extra: str) -> Path:
     result = invoke("train", config_path, "--out", out, "--quiet", *extra)
     assert_clean_exit(result, 0)

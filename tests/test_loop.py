@@ -15,6 +15,7 @@ from tests.conftest import (
     column,
     guide_config,
     invoke,
+    one_infinite_batch,
     read_csv,
     read_summary,
     run_dirs,
@@ -307,22 +308,6 @@ def test_a_non_finite_loss_stops_the_run_with_exit_1_and_keeps_the_rows(tmp_path
     assert all(row["loss"] not in ("nan", "inf") for row in rows[:-1])
 
 
-def _one_infinite_batch(tmp_path: Path, **train: Any) -> Path:
-    """A linear regression whose second batch (of 16, unshuffled) has infinite inputs; skip mode."""
-    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
-    y = torch.randn(64, 1, generator=torch.Generator().manual_seed(1))
-    x[16:32] = float("inf")
-    torch.save({"x": x, "y": y}, tmp_path / "d.pt")
-    config = {
-        "device": "cpu",
-        "model": {"name": "linear"},
-        "data": {"name": "tensors", "path": "d.pt", "batch_size": 16, "shuffle": False},
-        "optimizer": {"name": "sgd", "lr": 0.01},
-        "train": {"epochs": 2, "on_nonfinite": "skip", **train},
-    }
-    return write_config(tmp_path, config)
-
-
 @pytest.mark.parametrize("steps_per_sync", [1, 3, 50])
 def test_rows_stay_in_step_order_when_a_skipped_step_waits_for_earlier_copies(tmp_path, steps_per_sync):
     # On an accelerator, steps wait on the device and are copied to the host several at a time; a
@@ -333,7 +318,8 @@ def test_rows_stay_in_step_order_when_a_skipped_step_waits_for_earlier_copies(tm
     from optcli.train.records import SkippedStep, StepRecord
     from optcli.train.session import build_session
 
-    spec = resolve_config(load_config(_one_infinite_batch(tmp_path)))
+    path = write_config(tmp_path, one_infinite_batch(tmp_path, on_nonfinite="skip"))
+    spec = resolve_config(load_config(path))
     records = list(run_training(build_session(spec), steps_per_sync=steps_per_sync))
     steps = [record.step for record in records if isinstance(record, StepRecord)]
     assert steps == list(range(1, 9))
@@ -346,7 +332,7 @@ def test_rows_stay_in_step_order_when_a_skipped_step_waits_for_earlier_copies(tm
 
 
 def test_a_skipped_step_does_not_advance_a_per_step_scheduler(tmp_path):
-    config = _one_infinite_batch(tmp_path)
+    config = write_config(tmp_path, one_infinite_batch(tmp_path, on_nonfinite="skip"))
     settings = ["--set", "scheduler={name: step, step_size: 1, gamma: 0.5, interval: step}"]
     run_dir = train_ok(config, tmp_path / "runs", *settings)
     rates = column(read_csv(run_dir / "metrics.csv"), "lr")

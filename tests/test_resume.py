@@ -20,6 +20,7 @@ from tests.conftest import (
     assert_clean_exit,
     config_error,
     invoke,
+    one_infinite_batch,
     read_csv,
     read_summary,
     run_dirs,
@@ -237,18 +238,7 @@ def test_nonfinite_stop_names_the_step_and_the_last_checkpoint(tmp_path):
 
 def test_nonfinite_skip_leaves_the_update_out_and_counts_it(tmp_path):
     # A loss that is infinite for one batch only: its step is skipped, the others train as usual.
-    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
-    y = torch.randn(64, 1, generator=torch.Generator().manual_seed(1))
-    x[16:32] = float("inf")  # the second batch
-    torch.save({"x": x, "y": y}, tmp_path / "d.pt")
-    data = {"name": "tensors", "path": "d.pt", "batch_size": 16, "shuffle": False}
-    config = {
-        "device": "cpu",
-        "model": {"name": "linear"},
-        "data": data,
-        "optimizer": {"name": "sgd", "lr": 0.01},
-    }
-    skip = write_config(tmp_path, {**config, "train": {"epochs": 2, "on_nonfinite": "skip"}})
+    skip = write_config(tmp_path, one_infinite_batch(tmp_path, on_nonfinite="skip"))
     result = invoke("train", skip, "--out", tmp_path / "skip", "-q")
     assert_clean_exit(result, 0)
     assert (
@@ -260,9 +250,7 @@ def test_nonfinite_skip_leaves_the_update_out_and_counts_it(tmp_path):
     losses = [row["loss"] for row in read_csv(run_dir / "metrics.csv")]
     assert losses[1] in ("nan", "inf") and losses[5] in ("nan", "inf")
     assert all(loss not in ("nan", "inf") for index, loss in enumerate(losses) if index not in (1, 5))
-    stop = write_config(
-        tmp_path, {**config, "train": {"epochs": 2, "on_nonfinite": "skip", "max_skips": 1}}, "s.yaml"
-    )
+    stop = write_config(tmp_path, one_infinite_batch(tmp_path, on_nonfinite="skip", max_skips=1), "s.yaml")
     result = invoke("train", stop, "--out", tmp_path / "stop", "-q")
     assert_clean_exit(result, 1)
     assert "max_skips" in result.stderr
