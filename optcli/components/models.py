@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 
-import torch
 from torch import nn
 
 from optcli.components.registry import Registry
@@ -113,9 +112,3 @@ MODELS.add("cnn", cnn, summary="a small convolutional network for images")
 
 # Sizes the data decides: filled in when a model takes them and the config leaves them out.
 SIZE_ARGUMENTS = ("in_features", "out_features", "input_shape")
-
-
-def probe_model(builder: object, arguments: dict[str, object]) -> None:
-    """Construct the model on the meta device: checks its arguments without allocating any memory."""
-    with torch.device("meta"):
-        builder(**arguments)  # type: ignore[operator]

@@ -219,7 +219,6 @@ def _skip(
     """on_nonfinite: skip. The gradients are dropped; the step's row follows the steps before it (rows
     stay in step order), then a warning; too many skips in a row stop the run."""
     optimizer.zero_grad(set_to_none=True)
-    state.skipped_steps += 1
     state.skips_in_a_row += 1
     yield from host.add(skipped)
     yield from host.flush()

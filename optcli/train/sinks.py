@@ -83,11 +83,9 @@ class CsvWriter:
         if evaluations:
             files["evals.csv"] = EVALS_COLUMNS
         opened = {name: _open_csv(run_dir / name, columns, resume_sizes) for name, columns in files.items()}
-        self._metrics_file, self._metrics = opened["metrics.csv"]
-        self._epochs_file, self._epochs = opened["epochs.csv"]
-        if evaluations:
-            self._evals_file, self._evals = opened["evals.csv"]
         self._files = {name: stream for name, (stream, _) in opened.items()}
+        self._metrics, self._epochs = opened["metrics.csv"][1], opened["epochs.csv"][1]
+        self._evals = opened["evals.csv"][1] if evaluations else None
         self._next_flush = time.perf_counter() + FLUSH_INTERVAL_S
         # Step rows are kept as records and written in one go at each flush: formatting them in a
         # tight loop costs a fraction of formatting each between two training steps.
@@ -132,7 +130,7 @@ class CsvWriter:
                 row += [format_number(record.val_loss), format_number(record.val_accuracy)]
             self._epochs.writerow(row)
             self.flush()  # every epoch's rows reach the OS when the epoch ends
-        elif isinstance(record, EvalRecord) and record.split == "val":
+        elif isinstance(record, EvalRecord) and record.split == "val" and self._evals is not None:
             self._evals.writerow(
                 [
                     record.step,

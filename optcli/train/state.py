@@ -7,7 +7,7 @@ import contextlib
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from optcli.config.metrics import better_direction
@@ -23,7 +23,6 @@ class LoopState:
     epoch_losses: list[float] = field(default_factory=list)  # that epoch's step losses so far
     elapsed_s: float = 0.0  # training time so far
     stopper: dict[str, Any] | None = None  # the early stopper's counters
-    skipped_steps: int = 0
     skips_in_a_row: int = 0
     # The best value so far of each epoch metric, and its epoch: the one record of the run's bests,
     # which the summary and the choice of best.pt both follow.
@@ -34,10 +33,12 @@ class LoopState:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LoopState:
+        """The state a checkpoint holds (one of an earlier optcli may lack the bests, or hold more)."""
+        known = {key: value for key, value in values.items() if key in {field.name for field in fields(cls)}}
         best = {
             metric: (float(value), int(epoch)) for metric, (value, epoch) in values.get("best", {}).items()
         }
-        return cls(**{**values, "best": best})
+        return cls(**{**known, "best": best})
 
     def note_bests(self, metrics: dict[str, float], epoch: int) -> tuple[str, ...]:
         """Record the epoch's metrics; return those that are the best so far (finite values only)."""
