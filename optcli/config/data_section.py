@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from optcli.config.schema import DataSection, NamedSection, describe_error
-from optcli.config.sections import Problems, bind_component
+from optcli.config.sections import Problems, bind_component, lookup
 from optcli.config.spec import DataSource, DataSpec
 from optcli.data.registry import DATASETS
 from optcli.errors import ConfigError
@@ -37,15 +37,14 @@ def _resolve_source(
     section: NamedSection, where: str, base_dir: Path, problems: Problems
 ) -> DataSource | None:
     """The dataset built from its arguments (file paths taken relative to the config file)."""
-    try:
-        target = DATASETS.get(section.name, base_dir).target
-    except ConfigError:
-        target = None  # bind_component reports it
+    entry = lookup(DATASETS, section.name, where, base_dir, problems)
+    if entry is None:
+        return None
     arguments = section.arguments
-    for key in getattr(target, "PATH_ARGUMENTS", ()):
+    for key in getattr(entry.target, "PATH_ARGUMENTS", ()):
         if isinstance(arguments.get(key), str):
             arguments[key] = str((base_dir / arguments[key]).resolve())
-    component = bind_component(DATASETS, section.name, arguments, where, base_dir, problems)
+    component = bind_component(entry, arguments, where, base_dir, problems)
     if component is None:
         return None
     try:

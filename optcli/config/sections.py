@@ -34,19 +34,16 @@ class Problems:
             self.lines.append(problem if problem.startswith(where) else f"{where}.{problem}")
 
 
-def bind_component(
-    registry: Registry, name: str, arguments: dict[str, Any], where: str, base_dir: Path, problems: Problems
-) -> Component | None:
-    """The named class and its bound arguments, or None (with the problems noted)."""
+def lookup(registry: Registry, name: str, where: str, base_dir: Path, problems: Problems) -> Entry | None:
+    """The registry's entry for a name or an import path, or None (with the problem noted)."""
     try:
-        entry = registry.get(name, base_dir)
+        return registry.get(name, base_dir)
     except ConfigError as error:
         problems.lines += [f"{where}.name: {problem}" for problem in error.problems]
         return None
-    return bind_entry(entry, arguments, where, base_dir, problems, registry.supplied_by_code)
 
 
-def bind_entry(
+def bind_component(
     entry: Entry,
     arguments: dict[str, Any],
     where: str,
@@ -54,6 +51,7 @@ def bind_entry(
     problems: Problems,
     supplied_by_code: frozenset[str] = frozenset(),
 ) -> Component | None:
+    """The entry's class with the arguments bound to its signature, or None (with the problems noted)."""
     try:
         bound, found = bind_arguments(
             entry.target,
@@ -94,12 +92,11 @@ def resolve_model(
     if data is None:
         return None  # its sizes cannot be known; the data's problems are reported
     arguments = section.arguments
-    try:
-        entry = models.MODELS.get(section.name, base_dir)
-        parameters = read_signature(entry.target).parameters
-    except ConfigError as error:
-        problems.lines += [f"model.name: {problem}" for problem in error.problems]
+    entry = lookup(models.MODELS, section.name, "model", base_dir, problems)
+    if entry is None:
         return None
+    try:
+        parameters = read_signature(entry.target).parameters
     except (TypeError, ValueError):
         parameters = {}
     sizes = {
@@ -110,7 +107,7 @@ def resolve_model(
     for key in models.SIZE_ARGUMENTS:
         if key in parameters and key not in arguments:
             arguments[key] = sizes[key]
-    return bind_entry(entry, arguments, "model", base_dir, problems)
+    return bind_component(entry, arguments, "model", base_dir, problems)
 
 
 def resolve_loss(
@@ -121,12 +118,17 @@ def resolve_loss(
             return None
         # Class labels want cross-entropy; real-valued targets want mean squared error.
         section = NamedSection(name="cross_entropy" if data.is_classification else "mse")
-    return bind_component(losses.LOSSES, section.name, section.arguments, "loss", base_dir, problems)
+    entry = lookup(losses.LOSSES, section.name, "loss", base_dir, problems)
+    return bind_component(entry, section.arguments, "loss", base_dir, problems) if entry else None
 
 
 def resolve_optimizer(section: NamedSection, base_dir: Path, problems: Problems) -> Component | None:
+    registry = optimizers.OPTIMIZERS
+    entry = lookup(registry, section.name, "optimizer", base_dir, problems)
+    if entry is None:
+        return None
     component = bind_component(
-        optimizers.OPTIMIZERS, section.name, section.arguments, "optimizer", base_dir, problems
+        entry, section.arguments, "optimizer", base_dir, problems, registry.supplied_by_code
     )
     if component is None:
         return None
@@ -147,10 +149,8 @@ def resolve_scheduler(
 ) -> SchedulerSpec | None:
     """The scheduler, its interval and monitor settled, and the run's length filled in where its
     class takes one (`run_length` holds the run's steps and epochs)."""
-    try:
-        entry = schedulers.SCHEDULERS.get(section.name, base_dir)
-    except ConfigError as error:
-        problems.lines += [f"scheduler.name: {problem}" for problem in error.problems]
+    entry = lookup(schedulers.SCHEDULERS, section.name, "scheduler", base_dir, problems)
+    if entry is None:
         return None
     target, arguments = entry.target, section.arguments
     interval = section.interval or ("step" if is_subclass(target, schedulers.STEPPED_PER_BATCH) else "epoch")
@@ -168,7 +168,7 @@ def resolve_scheduler(
         return None
     else:
         fill_run_length(target, arguments, length)
-    component = bind_entry(entry, arguments, "scheduler", base_dir, problems, supplied)
+    component = bind_component(entry, arguments, "scheduler", base_dir, problems, supplied)
     if component is None or problems.lines:
         return None
     return SchedulerSpec(component, interval, monitor, children)
@@ -236,18 +236,15 @@ def _resolve_children(
         for key in ("interval", "monitor"):
             if arguments.pop(key, None) is not None:
                 problems.add(f"{where}.{key}: set {key} on the outer scheduler, not on an inner one")
-        try:
-            entry = schedulers.SCHEDULERS.get(child.name, base_dir)
-        except ConfigError as error:
-            problems.lines += [f"{where}.name: {problem}" for problem in error.problems]
+        entry = lookup(schedulers.SCHEDULERS, child.name, where, base_dir, problems)
+        if entry is None:
             continue
         if is_subclass(entry.target, (*schedulers.COMPOSITE, lr_scheduler.ReduceLROnPlateau)):
             problems.add(f"{where}.name: {entry.name} cannot be nested inside another scheduler")
             continue
         fill_run_length(entry.target, arguments, segment_lengths[min(index, len(segment_lengths) - 1)])
-        component = bind_entry(
-            entry, arguments, where, base_dir, problems, schedulers.SCHEDULERS.supplied_by_code
-        )
+        supplied = schedulers.SCHEDULERS.supplied_by_code
+        component = bind_component(entry, arguments, where, base_dir, problems, supplied)
         if component is not None:
             children.append(component)
     return tuple(children) if len(children) == len(inner) else None
