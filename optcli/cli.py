@@ -78,8 +78,9 @@ def reported_errors(debug: bool) -> Iterator[None]:
         from optcli.errors import Interrupted
 
         if isinstance(interrupt, Interrupted):
+            where = interrupt.run_dir or "RUN_DIR"
             print(
-                "interrupted: a checkpoint was written; optcli resume RUN_DIR continues the run",
+                f"interrupted: a checkpoint was written; optcli resume {where} continues the run",
                 file=sys.stderr,
             )
         else:

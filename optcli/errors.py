@@ -31,3 +31,7 @@ class TrainingFailed(Exception):
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM: the run stopped after a step and wrote a checkpoint to resume from."""
+
+    def __init__(self, run_dir: Path | None = None) -> None:
+        super().__init__()
+        self.run_dir = run_dir  # where the run and its checkpoint are, once known

@@ -247,3 +247,27 @@ def test_train_builds_each_object_at_most_twice(tmp_path, monkeypatch):
     counting(torch.optim.lr_scheduler.StepLR, "StepLR")
     train_ok(REPO / "configs" / "adam_steplr.yaml", tmp_path, "--set", "train.epochs=2")
     assert counts == {"Sequential": 2, "Adam": 2, "StepLR": 2}
+
+
+def test_the_files_a_run_writes_are_readable_as_the_umask_says(tmp_path):
+    # Colleagues on a shared server read runs: no file is private unless the user's umask says so.
+    previous = os.umask(0o022)
+    try:
+        from optcli.train import rundir
+
+        rundir._umask.cache_clear()
+        run_dir = train_ok(write_config(tmp_path, guide_config()), tmp_path / "runs")
+    finally:
+        os.umask(previous)
+        rundir._umask.cache_clear()
+    written = [path for path in run_dir.rglob("*") if path.is_file()]
+    assert {path.name for path in written} >= {
+        "config.yaml",
+        "summary.json",
+        "data.json",
+        "metrics.csv",
+        "last.pt",
+    }
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in written} == {
+        path.name: "0o644" for path in written
+    }

@@ -137,7 +137,7 @@ def test_interrupted_then_resumed_equals_the_uninterrupted_run(reference, tmp_pa
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr and "optcli resume" in stderr
+    assert "Traceback" not in stderr and f"optcli resume {run_dir} continues the run" in stderr
     summary = read_summary(run_dir)
     assert summary["status"] == "interrupted"
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")

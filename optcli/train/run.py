@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from optcli.config.spec import RunSpec
-from optcli.errors import ConfigError, TrainingFailed
+from optcli.errors import ConfigError, Interrupted, TrainingFailed
 from optcli.seeds import derive_seed
 from optcli.train.checkpoints import Checkpoint, Checkpointer, apply_optimizer_arguments, restore_session
 from optcli.train.interrupts import StopRequests
@@ -109,7 +109,10 @@ def train_run(
         message = f"{error}\nthe last good checkpoint: checkpoints/last.pt ({last})" if last else str(error)
         outcome = RunOutcome("failed", message)
         raise TrainingFailed(message, run_dir=run_dir, diverged=error.diverged) from error
-    except KeyboardInterrupt:
+    except Interrupted:
+        outcome = RunOutcome("interrupted", "interrupted by the user; optcli resume continues the run")
+        raise Interrupted(run_dir) from None
+    except KeyboardInterrupt:  # a second Ctrl-C, at once: no checkpoint of this moment
         outcome = RunOutcome("interrupted", "interrupted by the user; optcli resume continues the run")
         raise
     except OSError as error:

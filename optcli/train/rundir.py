@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import time
@@ -44,6 +45,8 @@ def replace_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     `path`: a crash or a full disk while writing leaves the previous file intact, never half of one."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); the run's files are for colleagues too: the user's umask decides.
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()
@@ -66,6 +69,14 @@ def link_atomically(source: Path, path: Path) -> None:
         replace_atomically(path, lambda stream: stream.write(data))
         return
     os.replace(temporary, path)
+
+
+@functools.cache
+def _umask() -> int:
+    """The process's umask (reading it means setting it: once, and put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_yaml(path: Path, values: dict[str, Any], header: str = "") -> None:
