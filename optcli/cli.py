@@ -78,7 +78,7 @@ def reported_errors(debug: bool) -> Iterator[None]:
         from optcli.errors import Interrupted
 
         if isinstance(interrupt, Interrupted):
-            where = interrupt.run_dir or "RUN_DIR"
+            where = str(interrupt.run_dir or "RUN_DIR")
             print(
                 f"interrupted: a checkpoint was written; optcli resume {where} continues the run",
                 file=sys.stderr,

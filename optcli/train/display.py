@@ -35,7 +35,10 @@ def format_lr(lr: float) -> str:
 
 
 def format_loss(loss: float | None) -> str:
-    return "-" if loss is None else f"{loss:.4f}"
+    """Four decimals, or scientific notation where they would hide the value (0.0000)."""
+    if loss is None:
+        return "-"
+    return f"{loss:.3e}" if loss != 0 and not 1e-3 <= abs(loss) < 1e6 else f"{loss:.4f}"
 
 
 def format_time(seconds: float) -> str:
@@ -210,7 +213,7 @@ def summary_line(summary: dict[str, object], run_dir: Path) -> str:
         value = summary.get(key)
         if not isinstance(value, float):
             return "-"
-        return f"{value:.2%}" if percent else f"{value:.4f}"
+        return f"{value:.2%}" if percent else format_loss(value)
 
     parts = [
         f"{summary['status']} {summary['name']}: {summary['steps']} steps, {summary['epochs']} epochs "
