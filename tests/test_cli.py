@@ -271,3 +271,20 @@ def test_the_files_a_run_writes_are_readable_as_the_umask_says(tmp_path):
     assert {path.name: oct(path.stat().st_mode & 0o777) for path in written} == {
         path.name: "0o644" for path in written
     }
+
+
+def test_tiny_losses_are_shown_in_scientific_notation(tmp_path):
+    # An exactly linear target: the loss falls far below what four decimals can show.
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    torch.save({"x": x, "y": x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])}, tmp_path / "d.pt")
+    config = {
+        "device": "cpu",
+        "model": {"name": "linear"},
+        "data": {"name": "tensors", "path": "d.pt", "batch_size": 64},
+        "optimizer": {"name": "sgd", "lr": 0.3},
+        "train": {"epochs": 50},
+    }
+    result = invoke("train", write_config(tmp_path, config), "--out", tmp_path / "runs", "--quiet")
+    assert_clean_exit(result, 0)
+    final = result.stdout.split("final loss ")[1].split(",")[0]
+    assert "e-" in final and float(final) < 1e-3, result.stdout

@@ -137,6 +137,7 @@ def write_summary_json(
         "winner": verdict.winner,
         "runner_up": verdict.runner_up,
         "within_seed_noise": verdict.within_noise,
+        "identical_to_runner_up": verdict.identical,
         "verdict": verdict.text,
         "arms": [
             {
