@@ -40,6 +40,11 @@ SetOption = Annotated[
 ]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors.")]
 ConfigArgument = Annotated[Path, typer.Argument(metavar="CONFIG", help="A YAML config file.")]
+DeviceOption = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+OutOption = Annotated[
+    Path | None, typer.Option(help="Write the run under this folder (replaces output.dir).")
+]
+MaxStepsOption = Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")]
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -96,6 +101,17 @@ def command_line_overrides(settings: list[str] | None, **values: str | int | Non
     return overrides
 
 
+def run_overrides(
+    settings: list[str] | None, device: str | None, out: Path | None, max_steps: int | None
+) -> list[str]:
+    """`--set` strings with `--device`, `--out` and `--max-steps` as overrides of their keys."""
+    return command_line_overrides(
+        settings,
+        device=device,
+        **{"output.dir": str(out) if out is not None else None, "train.max_steps": max_steps},
+    )
+
+
 def _version_callback(value: bool) -> None:
     if value:
         print(f"optcli {__version__}")
@@ -118,11 +134,9 @@ def main_options(
 def train(
     config: ConfigArgument,
     settings: SetOption = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Write the run under this folder (replaces output.dir).")
-    ] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+    device: DeviceOption = None,
+    out: OutOption = None,
+    max_steps: MaxStepsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary line.")] = False,
     debug: DebugOption = False,
 ) -> None:
@@ -136,12 +150,7 @@ def train(
         from optcli.train.display import make_display, summary_line
         from optcli.train.run import train_run
 
-        overrides = command_line_overrides(
-            settings,
-            device=device,
-            **{"output.dir": str(out) if out is not None else None, "train.max_steps": max_steps},
-        )
-        spec = resolve_config(load_config(config, overrides))
+        spec = resolve_config(load_config(config, run_overrides(settings, device, out, max_steps)))
         from optcli.config.advice import find_warnings
 
         _print_warnings(find_warnings(spec))
@@ -182,13 +191,17 @@ def resume(
 def check(
     config: ConfigArgument,
     settings: SetOption = None,
+    device: DeviceOption = None,
+    out: OutOption = None,
+    max_steps: MaxStepsOption = None,
     resolved: Annotated[
         bool, typer.Option("--resolved", help="Print the resolved config, every default filled in.")
     ] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors (exit 2).")] = False,
     debug: DebugOption = False,
 ) -> None:
-    """Validate a config as `train` would, without training; warn about what would surely go wrong.
+    """Validate a config (or a compare file, every arm) as `train` (or `compare`) would, without
+    training; warn about what would surely go wrong.
 
     Exits 0 if it is valid (warnings are printed), 2 if not (or if --strict and there are warnings).
     Example: optcli check configs/adam_steplr.yaml --set optimizer.name=sgd
@@ -199,16 +212,30 @@ def check(
         from optcli.config.advice import find_warnings
         from optcli.config.loading import load_config
         from optcli.config.resolve import resolve_config
+        from optcli.config.yaml_loader import load_yaml_mapping
         from optcli.errors import ConfigError
 
-        spec = resolve_config(load_config(config, command_line_overrides(settings)))
-        warnings = find_warnings(spec)
+        overrides = run_overrides(settings, device, out, max_steps)
+        if "runs" in load_yaml_mapping(config):  # a compare file: every arm, as compare checks it
+            from optcli.compare.plan import CommandLine, load_plan
+
+            plan = load_plan([config], CommandLine(overrides))
+            specs = {arm.name: arm.spec for arm in plan.arms if arm.spec is not None}
+            outline = f"a comparison of {len(specs)} arms ({', '.join(specs)}) over {len(plan.seeds)} seeds"
+            outline += f", ranked by {plan.ranking_metric}"
+        else:
+            spec = resolve_config(load_config(config, overrides))
+            specs, outline = {"": spec}, spec.outline()
+        warnings = [
+            f"arm '{arm}': {w}" if arm else w for arm, spec in specs.items() for w in find_warnings(spec)
+        ]
         if strict and warnings:
             raise ConfigError([f"(--strict) {warning}" for warning in warnings])
         _print_warnings(warnings)
         if resolved:
-            print(yaml.safe_dump(spec.resolved, sort_keys=False), end="")
-        print(f"ok: {config}: {spec.outline()}" + (f"; {len(warnings)} warning(s)" if warnings else ""))
+            shown = specs[""].resolved if "" in specs else {arm: spec.resolved for arm, spec in specs.items()}
+            print(yaml.safe_dump(shown, sort_keys=False), end="")
+        print(f"ok: {config}: {outline}" + (f"; {len(warnings)} warning(s)" if warnings else ""))
 
 
 def _print_warnings(warnings: list[str]) -> None:

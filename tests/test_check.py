@@ -69,3 +69,29 @@ def test_deterministic_is_recorded(tmp_path):
     import torch
 
     torch.use_deterministic_algorithms(False)
+
+
+def test_check_on_a_compare_file_validates_every_arm(tmp_path):
+    write_config(tmp_path, guide_config(), "base.yaml")
+    runs = {"sgd": {"optimizer": {"name": "sgd", "lr": 0.1}}, "adam": {}}
+    path = write_config(tmp_path, {"base": "base.yaml", "seeds": 2, "runs": runs}, "compare.yaml")
+    result = invoke("check", path)
+    assert_clean_exit(result, 0)
+    assert "a comparison of 2 arms (sgd, adam) over 2 seeds, ranked by final_loss" in result.stdout
+    assert not (tmp_path / "runs").exists()
+    broken = {**runs, "bad": {"optimizer": {"name": "adam", "lrr": 0.1}}}
+    path = write_config(tmp_path, {"base": "base.yaml", "runs": broken}, "broken.yaml")
+    message = config_error(invoke("check", path))
+    assert (
+        "arm 'bad': optimizer.lrr" in message and "model: required" not in message and "base" not in message
+    )
+
+
+def test_check_takes_the_run_options_train_takes(tmp_path):
+    path = write_config(tmp_path, guide_config())
+    result = invoke("check", path, "--max-steps", "3", "--device", "cpu", "--out", tmp_path / "elsewhere")
+    assert_clean_exit(result, 0)
+    assert "3 steps on cpu" in result.stdout
+    resolved = invoke("check", path, "--out", tmp_path / "elsewhere", "--resolved")
+    assert f"dir: {tmp_path / 'elsewhere'}" in resolved.stdout
+    assert config_error(invoke("check", path, "--device", "tpu")).count("device") >= 1
