@@ -171,3 +171,10 @@ def test_a_checkpoint_that_cannot_be_written_fails_the_run_clearly(tmp_path, mon
     assert summary["epochs"] < 10  # it stopped at the failed write, not at the end
     resumable = checkpoints.load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert resumable["loop"]["epoch"] == 3  # the last complete write, after epoch 2
+
+
+def test_a_dot_and_underscores_is_text_not_a_broken_number(tmp_path):
+    # Found by test_random_yaml_text: `._` matched the float pattern and crashed float().
+    result = invoke("check", write_config(tmp_path, guide_config()), "--set", "optimizer.lr=._")
+    assert_clean_exit(result, 2)
+    assert "optimizer.lr" in result.stderr and "'._'" in result.stderr
