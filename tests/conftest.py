@@ -102,10 +102,11 @@ def tensor_file(tmp_path: Path) -> Path:
 
 
 def one_infinite_batch(directory: Path, **train: Any) -> dict[str, Any]:
-    """A linear regression whose second batch of 16 (in order, unshuffled) has infinite inputs."""
+    """A linear regression whose second batch of 16 (in order, unshuffled) has inputs so large that its
+    squared error overflows to inf (the data itself is finite: non-finite data is a config error)."""
     x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
     y = torch.randn(64, 1, generator=torch.Generator().manual_seed(1))
-    x[16:32] = float("inf")
+    x[16:32] = 1e30
     torch.save({"x": x, "y": y}, directory / "d.pt")
     return {
         "device": "cpu",

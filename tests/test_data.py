@@ -360,3 +360,41 @@ def test_compare_ranks_by_validation_loss_by_default(tmp_path):
     assert column(read_csv(next((tmp_path / "acc").glob("compare-c/*")) / "summary.csv"), "mean") == sorted(
         column(read_csv(next((tmp_path / "acc").glob("compare-c/*")) / "summary.csv"), "mean"), reverse=True
     )
+
+
+@pytest.mark.parametrize(("cell", "column_name"), [("nan", "weight"), ("inf", "width")])
+def test_non_finite_csv_features_are_config_errors_naming_column_and_line(tmp_path, cell, column_name):
+    path = write_fruit(tmp_path / "fruit.csv")
+    lines = path.read_text().splitlines()
+    cells = lines[5].split(",")
+    cells[0 if column_name == "weight" else 1] = cell
+    lines[5] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    result = invoke(
+        "train",
+        write_config(tmp_path, config({"name": "csv", "path": "fruit.csv", "target": "kind"})),
+        "--out",
+        tmp_path / "runs",
+    )
+    message = config_error(result)
+    assert f"column '{column_name}' has {cell} on line 6" in message and "lower" not in message
+    assert not (tmp_path / "runs").exists()  # found before anything was written
+
+
+def test_a_non_finite_csv_target_is_a_config_error(tmp_path):
+    rows = ["x,y", *(f"{i},{i * 0.5}" for i in range(20)), "20,nan"]
+    (tmp_path / "r.csv").write_text("\n".join(rows) + "\n")
+    data = {"name": "csv", "path": "r.csv", "target": "y", "task": "regression"}
+    message = config_error(invoke("check", write_config(tmp_path, config(data))))
+    assert "target: line 22" in message and "'nan'" in message
+
+
+@pytest.mark.parametrize("key", ["x", "y"])
+def test_non_finite_values_in_a_tensor_file_are_config_errors(tmp_path, key):
+    tensors = {"x": torch.randn(32, 3), "y": torch.randn(32, 1)}
+    tensors[key][7, 0] = float("nan")
+    torch.save(tensors, tmp_path / "d.pt")
+    data = {"name": "tensors", "path": "d.pt"}
+    message = config_error(invoke("train", write_config(tmp_path, config(data)), "--out", tmp_path / "runs"))
+    assert f"{key} in" in message and "first in row 7" in message
+    assert not (tmp_path / "runs").exists()

@@ -91,11 +91,11 @@ class CsvData:
             targets = torch.tensor([position[label] for label in labels], dtype=torch.long)
             info = DataInfo(len(rows), (len(features),), len(class_names), class_names=tuple(class_names))
         else:
-            bad = next((line for line, row in rows_with_lines(rows) if not _is_number(row[target])), None)
+            bad = next((line for line, row in rows_with_lines(rows) if not _is_finite(row[target])), None)
             if bad is not None:
-                raise ConfigError(
-                    f"target: row {bad} of {self.path} has '{rows[bad - 2][target]}', not a number"
-                )
+                cell = rows[bad - 2][target].strip()
+                kind = "a finite number; fill or drop that row" if _is_number(cell) else "a number"
+                raise ConfigError(f"target: line {bad} of {self.path} has '{cell}', not {kind}")
             targets = torch.tensor([[float(label)] for label in labels], dtype=torch.get_default_dtype())
             info = DataInfo(len(rows), (len(features),), None, 1)
         return info, TensorData(inputs, targets)
@@ -107,6 +107,10 @@ class CsvData:
             return True
         numbers = {float(label) for label in labels}
         return all(number.is_integer() for number in numbers) and len(numbers) <= MAX_CLASSES_GUESSED
+
+
+def _is_finite(text: str) -> bool:
+    return _is_number(text) and math.isfinite(float(text))
 
 
 def rows_with_lines(rows: list[list[str]]) -> list[tuple[int, list[str]]]:
@@ -124,13 +128,19 @@ def _sorted_labels(labels: list[str]) -> list[str]:
 def _number(row: list[str], index: int, names: list[str], line: int) -> float:
     text = row[index].strip()
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         what = "is empty" if not text else f"has '{text}'"
         raise ConfigError(
             f"features: column '{names[index]}' {what} on line {line}, not a number; "
             "list the numeric columns in features:"
         ) from None
+    if not math.isfinite(value):  # nan, inf: the run would train into a non-finite loss
+        raise ConfigError(
+            f"features: column '{names[index]}' has {text} on line {line}; fill or drop that row "
+            "(training needs finite values)"
+        )
+    return value
 
 
 def _column_index(column: str | int, names: list[str], key: str) -> int:

@@ -185,6 +185,13 @@ def _read_tensor_file(path: str, modified_time: float) -> tuple[torch.Tensor, to
         )
     if len(inputs) != len(targets):
         raise ConfigError(f"path: {path} has {len(inputs)} inputs but {len(targets)} targets")
+    for name, values in (("x", inputs), ("y", targets)):
+        if values.is_floating_point() and not bool(torch.isfinite(values).all()):
+            row = int((~torch.isfinite(values.reshape(len(values), -1))).any(dim=1).nonzero()[0])
+            raise ConfigError(
+                f"path: {name} in {path} holds non-finite values (nan or inf), first in row {row}; "
+                "training needs finite values"
+            )
     if targets.dtype == torch.bool or not (targets.is_floating_point() or targets.dtype.is_signed):
         targets = targets.long()
     if not targets.is_floating_point():
