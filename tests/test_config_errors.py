@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import config_error, guide_config, invoke, write_config
+from tests.conftest import assert_clean_exit, config_error, guide_config, invoke, write_config
 
 
 def check(tmp_path, config, *extra):
@@ -184,3 +184,30 @@ def test_train_reports_config_errors_before_writing_anything(tmp_path):
     config = write_config(tmp_path, guide_config(optimizer={"name": "adam", "momentum": 0.9}))
     config_error(invoke("train", config, "--out", tmp_path / "runs"))
     assert not (tmp_path / "runs").exists()
+
+
+def test_too_few_outputs_for_the_classes_is_a_config_error(tmp_path):
+    # Today: an IndexError at step 1. The model gives 2 logits, the data has 10 classes.
+    config = guide_config(model={"name": "mlp", "hidden": [16], "out_features": 2})
+    message = config_error(invoke("train", write_config(tmp_path, config), "--out", tmp_path / "runs"))
+    assert "model: it gives 2 outputs per sample, but the data has 10 classes" in message
+    assert "out_features: 10" in message
+    assert not (tmp_path / "runs").exists()
+
+
+def test_batchnorm_with_a_last_batch_of_one_sample_is_a_config_error(tmp_path):
+    (tmp_path / "bn.py").write_text(
+        "import torch\n"
+        "def net(in_features: int, out_features: int):\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(in_features, 8), torch.nn.BatchNorm1d(8),\n"
+        "                               torch.nn.Linear(8, out_features))\n"
+    )
+    data = {"name": "random", "samples": 65, "features": 4, "classes": 3, "batch_size": 16}
+    config = guide_config(model={"name": "bn.py:net"}, data=data)
+    message = config_error(invoke("train", write_config(tmp_path, config), "--out", tmp_path / "runs"))
+    assert "last batch of each epoch would hold a single sample (65 training samples" in message
+    assert "data.drop_last: true" in message
+    assert not (tmp_path / "runs").exists()
+    assert_clean_exit(
+        invoke("check", write_config(tmp_path, {**config, "data": {**data, "drop_last": True}})), 0
+    )

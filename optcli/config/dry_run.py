@@ -35,6 +35,7 @@ def dry_run(
         network = _build_model(model, problems) if model is not None else None
         if network is not None and loss is not None and data is not None:
             _check_forward(network, model, loss, data, problems)
+            _check_last_batch(network, data, problems)
         if optimizer is None:
             return None
         # Without a model, one stand-in parameter still runs torch's own checks of the arguments.
@@ -86,6 +87,14 @@ def _check_forward(
             f"{type(error).__name__}: {error}"
         )
         return
+    classes = info.classes
+    if classes and isinstance(output, torch.Tensor) and output.dim() == 2 and output.shape[1] < classes:
+        # Cross-entropy would index past the output at the first batch with a label it lacks.
+        problems.add(
+            f"model: it gives {output.shape[1]} outputs per sample, but the data has {classes} classes; "
+            f"set model.out_features: {classes}, or leave it out and optcli sets it from the data"
+        )
+        return
     try:
         with warnings.catch_warnings():
             # torch only warns when mse or l1 would broadcast mismatched shapes: nearly always a
@@ -100,6 +109,20 @@ def _check_forward(
         problems.add(
             f"loss: {loss.name} cannot compare the model's output {_shape(output)} with the data's "
             f"{kind} {_shape(targets)}: {error}"
+        )
+
+
+def _check_last_batch(network: torch.nn.Module, data: DataSpec, problems: Problems) -> None:
+    """BatchNorm cannot normalize one sample in training: a last batch of one fails mid-epoch."""
+    batch_norm = any(
+        isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for module in network.modules()
+    )
+    size = data.loader.batch_size
+    if batch_norm and not data.loader.drop_last and data.train_samples % size == 1:
+        problems.add(
+            f"data.batch_size: the last batch of each epoch would hold a single sample ({data.train_samples} "
+            f"training samples in batches of {size}), which the model's BatchNorm cannot normalize; set "
+            "data.drop_last: true, or another batch size"
         )
 
 
