@@ -211,3 +211,25 @@ def test_batchnorm_with_a_last_batch_of_one_sample_is_a_config_error(tmp_path):
     assert_clean_exit(
         invoke("check", write_config(tmp_path, {**config, "data": {**data, "drop_last": True}})), 0
     )
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "expected"),
+    [
+        ("optimizer", {"name": "torch.nn:MSELoss"}, "is not a torch.optim.Optimizer subclass"),
+        ("scheduler", {"name": "torch.optim:Adam"}, "is not a learning-rate scheduler"),
+        ("loss", {"name": "torch.optim:SGD"}, "is not a torch.nn.Module class"),
+        ("data", {"name": "collections:OrderedDict"}, "is not a dataset optcli can use"),
+        ("model", {"name": "listmodel.py:build"}, "built a list, not a torch.nn.Module"),
+    ],
+)
+def test_a_class_by_import_path_that_is_not_what_its_section_needs(tmp_path, section, value, expected):
+    # Today: AttributeError mid-run ("no attribute 'step'") or "internal error: ... 'describe'".
+    (tmp_path / "listmodel.py").write_text(
+        "def build(in_features: int, out_features: int):\n    return [1]\n"
+    )
+    message = config_error(
+        invoke("train", write_config(tmp_path, guide_config(**{section: value})), "--out", tmp_path / "runs")
+    )
+    assert f"{section}" in message and expected in message and "internal error" not in message
+    assert not (tmp_path / "runs").exists()

@@ -9,7 +9,14 @@ import torch
 
 from optcli.components.registry import Registry
 
-LOSSES = Registry("loss", optional_suffix="loss")
+LOSSES = Registry(
+    "loss",
+    optional_suffix="loss",
+    requirement=(
+        lambda target: inspect.isclass(target) and issubclass(target, torch.nn.Module),
+        "a torch.nn.Module class (built once, then called with the output and the target)",
+    ),
+)
 
 
 def _snake_case(class_name: str) -> str:

@@ -9,7 +9,14 @@ import torch
 from optcli.components.registry import Registry
 
 # optcli passes the model's parameters itself.
-OPTIMIZERS = Registry("optimizer", supplied_by_code=frozenset({"params"}))
+OPTIMIZERS = Registry(
+    "optimizer",
+    supplied_by_code=frozenset({"params"}),
+    requirement=(
+        lambda target: inspect.isclass(target) and issubclass(target, torch.optim.Optimizer),
+        "a torch.optim.Optimizer subclass",
+    ),
+)
 
 _UNAVAILABLE = {
     # optcli's models have dense gradients; a model of your own with nn.Embedding(sparse=True) can

@@ -33,11 +33,17 @@ class Registry:
     """One kind of thing a config can name (optimizers, schedulers, models, datasets, losses)."""
 
     def __init__(
-        self, kind: str, optional_suffix: str = "", supplied_by_code: frozenset[str] = frozenset()
+        self,
+        kind: str,
+        optional_suffix: str = "",
+        supplied_by_code: frozenset[str] = frozenset(),
+        requirement: tuple[Callable[[Any], bool], str] | None = None,
     ) -> None:
         self.kind = kind
         self.optional_suffix = optional_suffix
         self.supplied_by_code = supplied_by_code  # arguments optcli passes itself (the params, the optimizer)
+        # What a class named by import path must be for this kind, and those words for the message.
+        self.requirement = requirement
         self._entries: dict[str, Entry] = {}
         self._keys: dict[str, str] = {}  # lookup key -> entry name
         self._aliases: list[str] = []  # other spellings, offered as did-you-mean suggestions
@@ -70,7 +76,13 @@ class Registry:
     def get(self, name: str, base_dir: Path | None = None) -> Entry:
         """The entry for a name, or for `package.module:Class` / `path/file.py:Class` import paths."""
         if ":" in name:
-            return Entry(name, import_object(name, base_dir or Path.cwd()))
+            target = import_object(name, base_dir or Path.cwd())
+            if self.requirement is not None and not self.requirement[0](target):
+                what = getattr(target, "__name__", type(target).__name__)
+                raise ConfigError(
+                    f"'{name}' ({what}) is not {self.requirement[1]}, which a {self.kind} must be"
+                )
+            return Entry(name, target)
         found = self._keys.get(self._key(name))
         if found is None:
             raise ConfigError(unknown_name_message(self.kind, name, self._entries, self._aliases))

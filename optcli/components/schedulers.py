@@ -9,7 +9,18 @@ from torch.optim import lr_scheduler
 from optcli.components.registry import Registry
 
 # optcli passes the optimizer itself.
-SCHEDULERS = Registry("scheduler", optional_suffix="lr", supplied_by_code=frozenset({"optimizer"}))
+SCHEDULERS = Registry(
+    "scheduler",
+    optional_suffix="lr",
+    supplied_by_code=frozenset({"optimizer"}),
+    requirement=(
+        lambda target: (
+            inspect.isclass(target)
+            and issubclass(target, lr_scheduler.LRScheduler | lr_scheduler.ReduceLROnPlateau)
+        ),
+        "a learning-rate scheduler (an LRScheduler or ReduceLROnPlateau subclass)",
+    ),
+)
 
 _NEEDS_A_FUNCTION = "it needs a Python function (lr_lambda), which YAML cannot hold"
 

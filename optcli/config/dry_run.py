@@ -55,8 +55,11 @@ def dry_run(
 
 def _build_model(model: Component, problems: Problems) -> torch.nn.Module | None:
     try:
-        network: torch.nn.Module = model.build()
-        return network
+        network = model.build()
+        if isinstance(network, torch.nn.Module):
+            return network
+        name = display_name(model.name, model.target)
+        problems.add(f"model: {name} built a {type(network).__name__}, not a torch.nn.Module")
     except ConfigError as error:
         problems.add_error("model", error)
     except Exception as error:

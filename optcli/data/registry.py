@@ -7,7 +7,15 @@ from optcli.data.files import CsvData, IdxData
 from optcli.data.in_memory import RandomData, TeacherData, TensorFileData
 from optcli.data.scikit_learn import BreastCancerData, DigitsData, IrisData, WineData
 
-DATASETS = Registry("dataset")
+DATASETS = Registry(
+    "dataset",
+    requirement=(
+        lambda target: (
+            callable(getattr(target, "describe", None)) and callable(getattr(target, "load", None))
+        ),
+        "a dataset optcli can use: a class with describe() and load(seed, split) (see the README)",
+    ),
+)
 DATASETS.add("random", RandomData, summary="the guide's torch.randn inputs and torch.randint labels")
 DATASETS.add("teacher", TeacherData, summary="labels from a fixed random teacher network")
 DATASETS.add("tensors", TensorFileData, summary="x and y from a .pt or .npz file")
