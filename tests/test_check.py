@@ -95,3 +95,24 @@ def test_check_takes_the_run_options_train_takes(tmp_path):
     resolved = invoke("check", path, "--out", tmp_path / "elsewhere", "--resolved")
     assert f"dir: {tmp_path / 'elsewhere'}" in resolved.stdout
     assert config_error(invoke("check", path, "--device", "tpu")).count("device") >= 1
+
+
+def test_an_argument_a_kwargs_optimizer_never_reads_is_a_warning(tmp_path):
+    # Many third-party optimizers take **kwargs (pytorch_optimizer's Lion among them): a misspelled
+    # argument is accepted, and silently ignored.
+    (tmp_path / "lion.py").write_text(
+        "import torch\n"
+        "class Lion(torch.optim.Optimizer):\n"
+        "    def __init__(self, params, lr: float = 1e-4, weight_decay: float = 0.0, **kwargs):\n"
+        "        super().__init__(params, dict(lr=lr, weight_decay=weight_decay))\n"
+        "    def step(self, closure=None):\n"
+        "        return None\n"
+    )
+    config = write_config(tmp_path, guide_config(optimizer={"name": "lion.py:Lion", "lrr": 0.1}))
+    result = invoke("check", config)
+    assert_clean_exit(result, 0)
+    assert "warning: optimizer.lrr: " in result.stderr and "never reads 'lrr'" in result.stderr
+    assert "--strict" not in result.stderr
+    assert "optimizer.lrr" in config_error(invoke("check", config, "--strict"))
+    spelled = write_config(tmp_path, guide_config(optimizer={"name": "lion.py:Lion", "lr": 0.1}), "ok.yaml")
+    assert "warning" not in invoke("check", spelled).stderr

@@ -23,7 +23,11 @@ def find_warnings(spec: RunSpec) -> list[str]:
 
 
 def _optimizer_warnings(spec: RunSpec) -> list[str]:
-    found = []
+    found = [
+        f"optimizer.{key}: {spec.optimizer.name} accepts any keyword argument but never reads '{key}' "
+        "(a misspelling?); it is ignored"
+        for key in spec.findings.unread_arguments
+    ]
     target, arguments = spec.optimizer.target, spec.optimizer.arguments
     if (
         target is torch.optim.Adam
@@ -94,7 +98,7 @@ def _scheduler_warnings(spec: RunSpec) -> list[str]:
 
 def _final_rate_fraction(spec: RunSpec) -> float | None:
     """The learning rate at the run's end over its start, from the dry run's schedule."""
-    schedule = spec.schedule
+    schedule = spec.findings.schedule
     if schedule is None or not schedule.rates or not schedule.start_lr:
         return None
     return schedule.rates[-1] / schedule.start_lr

@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler
 
+from optcli.components.signature import read_signature
 from optcli.config.sections import Problems, display_name, is_subclass
-from optcli.config.spec import Component, DataSpec, SchedulePreview, SchedulerSpec
+from optcli.config.spec import Component, DataSpec, DryRunFindings, SchedulePreview, SchedulerSpec
 from optcli.errors import ConfigError
 
 
@@ -29,15 +30,15 @@ def dry_run(
     data: DataSpec | None,
     schedule_length: int,
     problems: Problems,
-) -> SchedulePreview | None:
-    """Build each object once on the meta device and note every problem; return the schedule."""
+) -> DryRunFindings:
+    """Build each object once on the meta device and note every problem; return what else it saw."""
     with torch.device("meta"):
         network = _build_model(model, problems) if model is not None else None
         if network is not None and loss is not None and data is not None:
             _check_forward(network, model, loss, data, problems)
             _check_last_batch(network, data, problems)
         if optimizer is None:
-            return None
+            return DryRunFindings()
         # Without a model, one stand-in parameter still runs torch's own checks of the arguments.
         parameters = (
             list(network.parameters()) if network is not None else [torch.nn.Parameter(torch.zeros(2, 2))]
@@ -47,10 +48,15 @@ def dry_run(
         except Exception as error:
             what = "cannot train this model" if network is not None else "rejected its arguments"
             problems.add(f"optimizer: {display_name(optimizer.name, optimizer.target)} {what}: {error}")
-            return None
-    if scheduler is None:
-        return None
-    return _preview_schedule(built, scheduler, schedule_length, problems)
+            return DryRunFindings()
+    schedule = _preview_schedule(built, scheduler, schedule_length, problems) if scheduler else None
+    return DryRunFindings(schedule, _unread_arguments(optimizer, built))
+
+
+def _unread_arguments(optimizer: Component, built: torch.optim.Optimizer) -> tuple[str, ...]:
+    """Arguments that only **kwargs took, and that the optimizer did not keep in its defaults."""
+    named = read_signature(optimizer.target).parameters
+    return tuple(key for key in optimizer.arguments if key not in named and key not in built.defaults)
 
 
 def _build_model(model: Component, problems: Problems) -> torch.nn.Module | None:

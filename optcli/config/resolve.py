@@ -54,7 +54,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         run_length = {"step": total_steps, "epoch": epochs}
         scheduler = resolve_scheduler(config.scheduler, run_length, data, raw.base_dir, problems)
     schedule_length = total_steps if scheduler is not None and scheduler.interval == "step" else epochs
-    schedule = dry_run(model, loss, optimizer, scheduler, data, schedule_length, problems)
+    findings = dry_run(model, loss, optimizer, scheduler, data, schedule_length, problems)
 
     if problems.lines:
         raise ConfigError(problems.lines)
@@ -74,7 +74,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         output=config.output,
         epochs=epochs,
         total_steps=total_steps,
-        schedule=schedule,
+        findings=findings,
     )
 
 

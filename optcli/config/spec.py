@@ -146,6 +146,16 @@ class SchedulePreview:
 
 
 @dataclass(frozen=True)
+class DryRunFindings:
+    """What the dry run saw that is not an error, for `check`'s warnings."""
+
+    # None without a scheduler, or for ReduceLROnPlateau (which follows a metric).
+    schedule: SchedulePreview | None = None
+    # Arguments an optimizer that takes **kwargs accepted but never stored (a misspelling, likely).
+    unread_arguments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """Everything a run needs, validated, and what its one dry run before training showed."""
 
@@ -163,8 +173,7 @@ class RunSpec:
     output: OutputConfig
     epochs: int  # epochs that will run (fewer than train.epochs when max_steps ends the run early)
     total_steps: int
-    # None without a scheduler, or for ReduceLROnPlateau (which follows a metric).
-    schedule: SchedulePreview | None = field(default=None, repr=False)
+    findings: DryRunFindings = field(default_factory=DryRunFindings, repr=False)
 
     @functools.cached_property
     def resolved(self) -> dict[str, Any]:
