@@ -29,7 +29,10 @@ from tests.conftest import assert_clean_exit, config_error, guide_config, invoke
             "past the run's end",
         ),
         ({"scheduler": {"name": "step", "step_size": 5}}, "the rate never changes"),
-        ({"scheduler": {"name": "exponential", "gamma": 0.1, "interval": "step"}}, "falls to"),
+        (
+            {"scheduler": {"name": "exponential", "gamma": 0.1, "interval": "step"}},
+            "of the run, which would barely learn",
+        ),
     ],
 )
 def test_warnings_exit_0_and_strict_makes_them_errors(tmp_path, sections, warning):
@@ -116,3 +119,36 @@ def test_an_argument_a_kwargs_optimizer_never_reads_is_a_warning(tmp_path):
     assert "optimizer.lrr" in config_error(invoke("check", config, "--strict"))
     spelled = write_config(tmp_path, guide_config(optimizer={"name": "lion.py:Lion", "lr": 0.1}), "ok.yaml")
     assert "warning" not in invoke("check", spelled).stderr
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "train"),
+    [
+        ({"name": "cosine", "eta_min": 0.0}, {"epochs": 40}),  # cosine decay to zero, per epoch
+        ({"name": "cosine", "eta_min": 0.0, "interval": "step"}, {"epochs": 250}),  # ... of 1,000 steps
+        (
+            {
+                "name": "sequential",
+                "milestones": [40],
+                "interval": "step",
+                "schedulers": [{"name": "linear", "start_factor": 0.01}, {"name": "cosine", "eta_min": 0.0}],
+            },
+            {"epochs": 100},
+        ),  # warmup + cosine
+        ({"name": "one_cycle", "max_lr": 0.01}, {"epochs": 100}),
+        ({"name": "step", "step_size": 10, "gamma": 0.1}, {"epochs": 40}),
+    ],
+)
+def test_textbook_schedules_raise_no_warning(tmp_path, scheduler, train):
+    path = write_config(tmp_path, guide_config(scheduler=scheduler, train=train))  # 4 steps an epoch
+    result = invoke("check", path, "--strict")
+    assert_clean_exit(result, 0)
+    assert "warning" not in result.stderr
+
+
+def test_a_schedule_that_spends_most_of_the_run_at_a_negligible_rate_is_a_warning(tmp_path):
+    # ExponentialLR(0.9) stepped per step over 1,000 steps: below 1e-4 of the start after 88 steps.
+    scheduler = {"name": "exponential", "gamma": 0.9, "interval": "step"}
+    result = invoke("check", write_config(tmp_path, guide_config(scheduler=scheduler, train={"epochs": 250})))
+    assert_clean_exit(result, 0)
+    assert "stays below 0.0001 of its peak for 91% of the run" in result.stderr

@@ -12,7 +12,11 @@ from torch.optim import lr_scheduler
 from optcli.config.spec import RunSpec
 
 # A schedule that brings the learning rate below this fraction of its start has stopped learning.
-VANISHED = 1e-6
+# A rate below this fraction of the schedule's peak barely moves the weights; a schedule that keeps
+# the rate there for more than a quarter of the run wastes that part (cosine decay to zero spends about
+# the last 1% of the run there, StepLR(10, 0.1) over 40 epochs never goes below 1e-3).
+NEGLIGIBLE = 1e-4
+WASTED_SHARE = 0.25
 
 
 def find_warnings(spec: RunSpec) -> list[str]:
@@ -86,19 +90,23 @@ def _scheduler_warnings(spec: RunSpec) -> list[str]:
                 f"scheduler: {target.__name__} first changes the rate after {first} {unit}, but the run takes "
                 f"{length}: the rate never changes"
             )
-    final = _final_rate_fraction(spec)
-    if final is not None and final < VANISHED:
+    wasted = _negligible_share(spec)
+    if wasted is not None and wasted > WASTED_SHARE:
         found.append(
-            f"scheduler: the learning rate falls to {final:.1e} of its start by the end of the run, so its "
-            f"later part would barely learn; check the decay and `interval: {scheduler.interval}` (the "
-            "schedule is stepped per " + ("optimizer step)" if scheduler.interval == "step" else "epoch)")
+            f"scheduler: the learning rate stays below {NEGLIGIBLE:g} of its peak for {wasted:.0%} of the run, "
+            f"which would barely learn; check the decay and `interval: {scheduler.interval}` (the schedule "
+            "is stepped per " + ("optimizer step)" if scheduler.interval == "step" else "epoch)")
         )
     return found
 
 
-def _final_rate_fraction(spec: RunSpec) -> float | None:
-    """The learning rate at the run's end over its start, from the dry run's schedule."""
+def _negligible_share(spec: RunSpec) -> float | None:
+    """The share of the run's scheduler periods whose rate is negligible next to the schedule's peak
+    (the configured rate, or the highest the schedule reaches: warmup and OneCycleLR climb first)."""
     schedule = spec.findings.schedule
-    if schedule is None or not schedule.rates or not schedule.start_lr:
+    if schedule is None or not schedule.rates:
         return None
-    return schedule.rates[-1] / schedule.start_lr
+    peak = max(schedule.start_lr, *schedule.rates)
+    if peak <= 0:
+        return None
+    return sum(rate < NEGLIGIBLE * peak for rate in schedule.rates) / len(schedule.rates)
