@@ -152,3 +152,18 @@ def test_a_schedule_that_spends_most_of_the_run_at_a_negligible_rate_is_a_warnin
     result = invoke("check", write_config(tmp_path, guide_config(scheduler=scheduler, train={"epochs": 250})))
     assert_clean_exit(result, 0)
     assert "stays below 0.0001 of its peak for 91% of the run" in result.stderr
+
+
+def test_a_test_set_that_is_the_training_data_is_a_warning(tmp_path, tensor_file):
+    data = {"name": "tensors", "path": str(tensor_file), "batch_size": 64}
+    result = invoke("check", write_config(tmp_path, guide_config(data={**data, "test": {}})))
+    assert_clean_exit(result, 0)
+    assert "data.test: it is the training data itself" in result.stderr
+    other = tmp_path / "other.pt"
+    other.write_bytes(tensor_file.read_bytes())
+    separate = guide_config(data={**data, "test": {"path": str(other)}})
+    assert "data.test" not in invoke("check", write_config(tmp_path, separate, "b.yaml")).stderr
+    synthetic = guide_config(
+        data={**guide_config()["data"], "test": {}}
+    )  # other samples from the same teacher
+    assert "data.test" not in invoke("check", write_config(tmp_path, synthetic, "c.yaml")).stderr

@@ -233,3 +233,11 @@ def test_a_class_by_import_path_that_is_not_what_its_section_needs(tmp_path, sec
     )
     assert f"{section}" in message and expected in message and "internal error" not in message
     assert not (tmp_path / "runs").exists()
+
+
+def test_messages_count_the_samples_of_the_split_they_talk_about(tmp_path):
+    # 600 samples, 120 held out for validation: a batch of 500 is larger than the 480 that train.
+    data = {"name": "random", "samples": 600, "features": 4, "classes": 3, "batch_size": 500}
+    data.update(val_fraction=0.2, drop_last=True)
+    message = config_error(invoke("check", write_config(tmp_path, guide_config(data=data))))
+    assert "500 is larger than the 480 training samples (of 600, after the validation split)" in message

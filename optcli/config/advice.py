@@ -20,10 +20,21 @@ WASTED_SHARE = 0.25
 
 
 def find_warnings(spec: RunSpec) -> list[str]:
-    found = _optimizer_warnings(spec)
+    found = _optimizer_warnings(spec) + _data_warnings(spec)
     if spec.scheduler is not None:
         found += _scheduler_warnings(spec)
     return found
+
+
+def _data_warnings(spec: RunSpec) -> list[str]:
+    train, test = spec.data.train.component, spec.data.test.component if spec.data.test else None
+    draws_anew = getattr(train.target, "DRAWS_EACH_SPLIT", False)
+    if test is not None and not draws_anew and test.record() == train.record():
+        return [
+            "data.test: it is the training data itself (the same dataset and arguments), so the test "
+            "loss measures memory, not generalization; give it data the model never trains on"
+        ]
+    return []
 
 
 def _optimizer_warnings(spec: RunSpec) -> list[str]:

@@ -82,8 +82,9 @@ def _run_length(train: TrainConfig, data: DataSpec, problems: Problems) -> tuple
     """The epochs and optimizer steps the run will take (max_steps may end it mid-epoch)."""
     if data.steps_per_epoch == 0:
         problems.add(
-            f"data.batch_size: {data.loader.batch_size} is larger than the {data.info.samples} samples "
-            "and drop_last is true, so an epoch has no batches"
+            f"data.batch_size: {data.loader.batch_size} is larger than the {data.train_samples} training samples"
+            + (f" (of {data.info.samples}, after the validation split)" if data.val_samples_held_out else "")
+            + " and drop_last is true, so an epoch has no batches"
         )
         return 0, 0
     total_steps = train.epochs * data.steps_per_epoch

@@ -68,6 +68,8 @@ def _require_positive(**values: int) -> None:
 class RandomData:
     """The guide's data: `torch.randn` inputs and `torch.randint` labels. Nothing to learn, by design."""
 
+    DRAWS_EACH_SPLIT = True  # validation and test data are other samples, whatever the arguments
+
     def __init__(
         self,
         samples: int = 1280,
@@ -96,6 +98,8 @@ class RandomData:
 
 class TeacherData:
     """Labels from a fixed random teacher network: a learnable task on which optimizers differ."""
+
+    DRAWS_EACH_SPLIT = True
 
     def __init__(
         self,
