@@ -291,6 +291,8 @@ def compare(
                 pool.close()
             raise
         console = Console()
+        if not console.is_terminal:  # logs and pipes have no width: never cut a column to fit 80
+            console = Console(width=max(console.width, 200))
         try:
             with make_comparison_display(console, plan_jobs(plan, Path()), quiet) as display:
                 result = run_comparison(plan, pool, display)

@@ -311,3 +311,11 @@ def test_ctrl_c_stops_the_workers_and_keeps_the_finished_runs(tmp_path):
         summary = json.loads((directory / run / "summary.json").read_text())
         assert summary["status"] == "interrupted" and summary["steps"] > 0
     assert json.loads((directory / "summary.json").read_text())["status"] == "interrupted"
+
+
+def test_the_ranking_table_is_whole_when_output_is_piped(comparison):
+    # Not a terminal (CliRunner, like a pipe or a CI log): no column is cut to fit 80 characters.
+    _, output = comparison
+    header = next(line for line in output.splitlines() if "rank" in line)
+    assert all(name in header for name in ("rank", "arm", "mean ± std", "min", "max", "seeds", "train time"))
+    assert "…" not in output
