@@ -313,9 +313,12 @@ def test_ctrl_c_stops_the_workers_and_keeps_the_finished_runs(tmp_path):
     assert json.loads((directory / "summary.json").read_text())["status"] == "interrupted"
 
 
-def test_the_ranking_table_is_whole_when_output_is_piped(comparison):
+def test_the_ranking_table_is_whole_when_output_is_piped(tmp_path):
     # Not a terminal (CliRunner, like a pipe or a CI log): no column is cut to fit 80 characters.
-    _, output = comparison
-    header = next(line for line in output.splitlines() if "rank" in line)
+    runs = {"adam_with_a_rather_long_descriptive_arm_name": {}, "sgd": {"optimizer": {"name": "sgd"}}}
+    path = compare_file(tmp_path, runs)
+    result = invoke("compare", path, "--seeds", "1", "--out", tmp_path / "out", "--set", "train.max_steps=2")
+    assert_clean_exit(result, 0)
+    header = next(line for line in result.stdout.splitlines() if "rank" in line)
     assert all(name in header for name in ("rank", "arm", "mean ± std", "min", "max", "seeds", "train time"))
-    assert "…" not in output
+    assert "…" not in result.stdout and "adam_with_a_rather_long_descriptive_arm_name" in result.stdout
