@@ -241,3 +241,15 @@ def test_messages_count_the_samples_of_the_split_they_talk_about(tmp_path):
     data.update(val_fraction=0.2, drop_last=True)
     message = config_error(invoke("check", write_config(tmp_path, guide_config(data=data))))
     assert "500 is larger than the 480 training samples (of 600, after the validation split)" in message
+
+
+def test_targets_of_a_shape_the_loss_cannot_take_are_a_config_error(tmp_path):
+    # y of shape [N, 2, 2] for cross-entropy over 4 outputs: today a crash at step 1.
+    import numpy
+
+    generator = numpy.random.default_rng(0)
+    numpy.savez(tmp_path / "d.npz", x=generator.normal(size=(32, 6)), y=generator.normal(size=(32, 2, 2)))
+    config = guide_config(data={"name": "tensors", "path": "d.npz", "batch_size": 8}, loss="cross_entropy")
+    message = config_error(invoke("train", write_config(tmp_path, config), "--out", tmp_path / "runs"))
+    assert message.startswith("error: loss: cross_entropy cannot compare") and "[8, 2, 2]" in message
+    assert not (tmp_path / "runs").exists()

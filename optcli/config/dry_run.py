@@ -81,10 +81,8 @@ def _check_forward(
     info = data.info
     batch = max(1, min(data.loader.batch_size, info.samples))
     inputs = torch.zeros(batch, *info.feature_shape)
-    if info.is_classification:
-        targets = torch.zeros(batch, dtype=torch.long)
-    else:
-        targets = torch.zeros(batch, info.target_size)
+    dtype = torch.long if info.is_classification else torch.get_default_dtype()
+    targets = torch.zeros(batch, *info.sample_target_shape, dtype=dtype)
     try:
         output = network(inputs)
     except NotImplementedError:

@@ -29,6 +29,8 @@ class DataInfo:
     classes: int | None  # None for real-valued (regression) targets
     target_size: int = 1  # regression outputs per sample
     class_names: tuple[str, ...] | None = None  # what each class index stands for, when the data says
+    target_shape: tuple[int, ...] | None = None  # one sample's regression target, when not (target_size,)
+    task_reason: str = ""  # why the targets are taken for class labels or values, when it was a guess
 
     @property
     def features(self) -> int:
@@ -41,6 +43,13 @@ class DataInfo:
     @property
     def out_features(self) -> int:
         return self.classes if self.classes is not None else self.target_size
+
+    @property
+    def sample_target_shape(self) -> tuple[int, ...]:
+        """One sample's target: () for a class label, else the values' shape."""
+        if self.classes is not None:
+            return ()
+        return self.target_shape or (self.target_size,)
 
 
 @dataclass(frozen=True)
@@ -147,7 +156,8 @@ class TensorFileData:
     def describe(self) -> DataInfo:
         inputs, targets = _read_tensor_file(str(self.path), modified_time(self.path, "path"))
         if targets.is_floating_point():
-            return DataInfo(len(inputs), tuple(inputs.shape[1:]), None, math.prod(targets.shape[1:]))
+            shape = tuple(targets.shape[1:]) or (1,)
+            return DataInfo(len(inputs), tuple(inputs.shape[1:]), None, math.prod(shape), target_shape=shape)
         return DataInfo(len(inputs), tuple(inputs.shape[1:]), int(targets.max()) + 1)
 
     def load(self, seed: int, split: str = "train") -> TensorData:
