@@ -151,9 +151,10 @@ def train(
         from optcli.train.run import train_run
 
         spec = resolve_config(load_config(config, run_overrides(settings, device, out, max_steps)))
-        from optcli.config.advice import find_warnings
+        from optcli.config.advice import find_notes, find_warnings
 
-        _print_warnings(find_warnings(spec))
+        _print_lines("note", find_notes(spec))
+        _print_lines("warning", find_warnings(spec))
         display = make_display(spec.name, quiet)
         result = train_run(spec, [display])
         print(summary_line(result.summary, result.run_dir))
@@ -209,7 +210,7 @@ def check(
     with reported_errors(debug):
         import yaml
 
-        from optcli.config.advice import find_warnings
+        from optcli.config.advice import find_notes, find_warnings
         from optcli.config.loading import load_config
         from optcli.config.resolve import resolve_config
         from optcli.config.yaml_loader import load_yaml_mapping
@@ -231,16 +232,18 @@ def check(
         ]
         if strict and warnings:
             raise ConfigError([f"(--strict) {warning}" for warning in warnings])
-        _print_warnings(warnings)
+        for arm, spec in specs.items():
+            _print_lines("note", [f"arm '{arm}': {n}" if arm else n for n in find_notes(spec)])
+        _print_lines("warning", warnings)
         if resolved:
             shown = specs[""].resolved if "" in specs else {arm: spec.resolved for arm, spec in specs.items()}
             print(yaml.safe_dump(shown, sort_keys=False), end="")
         print(f"ok: {config}: {outline}" + (f"; {len(warnings)} warning(s)" if warnings else ""))
 
 
-def _print_warnings(warnings: list[str]) -> None:
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+def _print_lines(kind: str, lines: list[str]) -> None:
+    for line in lines:
+        print(f"{kind}: {line}", file=sys.stderr)
 
 
 @app.command()

@@ -398,3 +398,26 @@ def test_non_finite_values_in_a_tensor_file_are_config_errors(tmp_path, key):
     message = config_error(invoke("train", write_config(tmp_path, config(data)), "--out", tmp_path / "runs"))
     assert f"{key} in" in message and "first in row 7" in message
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("values", "note"),
+    [
+        (range(30), "regression: target 'y' has 30 distinct integer values; set data.task: classification"),
+        ([0, 1, 2, 3] * 8, "classification: target 'y' has 4 distinct integer values"),
+        ([0.5 * i for i in range(32)], "regression: target 'y' holds non-integer numbers"),
+    ],
+)
+def test_the_task_guess_is_never_silent(tmp_path, values, note):
+    rows = ["x,y", *(f"{i % 7},{value}" for i, value in enumerate(values))]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    path = write_config(tmp_path, config({"name": "csv", "path": "t.csv", "target": "y"}))
+    checked = invoke("check", path)
+    assert_clean_exit(checked, 0)
+    assert checked.stderr.startswith(f"note: data: {note}")
+    trained = invoke("train", path, "--out", tmp_path / "runs", "--quiet")
+    assert trained.stderr.startswith(f"note: data: {note}")  # the run's first line
+    stated = write_config(
+        tmp_path, config({"name": "csv", "path": "t.csv", "target": "y", "task": "regression"}), "s.yaml"
+    )
+    assert "note:" not in invoke("check", stated).stderr

@@ -19,6 +19,12 @@ NEGLIGIBLE = 1e-4
 WASTED_SHARE = 0.25
 
 
+def find_notes(spec: RunSpec) -> list[str]:
+    """What a user should know before training, though nothing is wrong: the guesses optcli made."""
+    reason = spec.data.info.task_reason
+    return [f"data: {reason}"] if reason else []
+
+
 def find_warnings(spec: RunSpec) -> list[str]:
     found = _optimizer_warnings(spec) + _data_warnings(spec)
     if spec.scheduler is not None:

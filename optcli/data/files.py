@@ -85,11 +85,18 @@ class CsvData:
         ]
         inputs = torch.tensor(values, dtype=torch.get_default_dtype())
         labels = [row[target].strip() for row in rows]
-        if self._is_classification(labels):
+        classification, reason = self._task(labels, names[target])
+        if classification:
             class_names = _sorted_labels(labels)
             position = {name: index for index, name in enumerate(class_names)}
             targets = torch.tensor([position[label] for label in labels], dtype=torch.long)
-            info = DataInfo(len(rows), (len(features),), len(class_names), class_names=tuple(class_names))
+            info = DataInfo(
+                len(rows),
+                (len(features),),
+                len(class_names),
+                class_names=tuple(class_names),
+                task_reason=reason,
+            )
         else:
             bad = next((line for line, row in rows_with_lines(rows) if not _is_finite(row[target])), None)
             if bad is not None:
@@ -97,16 +104,28 @@ class CsvData:
                 kind = "a finite number; fill or drop that row" if _is_number(cell) else "a number"
                 raise ConfigError(f"target: line {bad} of {self.path} has '{cell}', not {kind}")
             targets = torch.tensor([[float(label)] for label in labels], dtype=torch.get_default_dtype())
-            info = DataInfo(len(rows), (len(features),), None, 1)
+            info = DataInfo(len(rows), (len(features),), None, 1, task_reason=reason)
         return info, TensorData(inputs, targets)
 
-    def _is_classification(self, labels: list[str]) -> bool:
+    def _task(self, labels: list[str], column: str) -> tuple[bool, str]:
+        """Whether the target holds class labels, and, when that is a guess, why (said to the user)."""
         if self.task is not None:
-            return self.task == "classification"
+            return self.task == "classification", ""
         if not all(_is_number(label) for label in labels):
-            return True
+            return True, f"classification: target '{column}' holds text labels ({len(set(labels))} classes)"
         numbers = {float(label) for label in labels}
-        return all(number.is_integer() for number in numbers) and len(numbers) <= MAX_CLASSES_GUESSED
+        if not all(number.is_integer() for number in numbers):
+            return False, f"regression: target '{column}' holds non-integer numbers"
+        count = len(numbers)
+        if count <= MAX_CLASSES_GUESSED:
+            return True, (
+                f"classification: target '{column}' has {count} distinct integer values (at most "
+                f"{MAX_CLASSES_GUESSED} are taken for classes); set data.task: regression if they are values"
+            )
+        return False, (
+            f"regression: target '{column}' has {count} distinct integer values; set data.task: "
+            "classification if they are classes"
+        )
 
 
 def _is_finite(text: str) -> bool:
