@@ -63,6 +63,7 @@ def test_arms_with_identical_results_are_reported_as_identical():
     ranked = rank_arms(
         runs("plain", 0.2, 0.3, 0.25) + runs("plateau", 0.2, 0.3, 0.25), "final_loss", ["plain", "plateau"]
     )
+    assert [arm.rank for arm in ranked] == [1, 1]  # not ranked 1 and 2
     verdict = give_verdict(ranked, "final_loss")
     assert verdict.identical and verdict.within_noise is True
     assert "plain and plateau gave identical results on every seed" in verdict.text
@@ -150,3 +151,51 @@ def test_steps_to_target_ranks_arms_that_reach_it_first():
 def test_ties_keep_the_given_order(order):
     ranked = rank_arms(runs("a", 0.5) + runs("b", 0.5), "final_loss", order)
     assert [arm.arm for arm in ranked] == order
+
+
+def test_arms_that_never_reach_the_target_are_ranked_by_how_close_they_came():
+    results = [
+        run("fast", 0, 0.1, steps=100),
+        run("fast", 1, 0.1, steps=120),
+        RunResult("far", 0, "ok", 0.9, 0.9, None, None, 1.0, 100, "i", "d"),
+        RunResult("far", 1, "ok", 0.9, 0.8, None, None, 1.0, 100, "i", "d"),
+        RunResult("near", 0, "ok", 0.6, 0.55, None, None, 1.0, 100, "i", "d"),
+        RunResult("near", 1, "ok", 0.6, 0.52, None, None, 1.0, 100, "i", "d"),
+    ]
+    ranked = rank_arms(results, "steps_to_target", ["far", "near", "fast"])
+    assert [arm.arm for arm in ranked] == ["fast", "near", "far"]  # not the order they were given in
+    assert ranked[1].closeness == pytest.approx(0.535)
+    from optcli.compare.display import ranking_table
+
+    table = ranking_table(ranked, "steps_to_target", give_verdict(ranked, "steps_to_target", 0.5))
+    assert list(table.columns[2].cells)[1:] == ["not reached", "not reached"]
+
+
+def test_interrupted_runs_and_arms_that_never_ran_are_said_so():
+    results = [*runs("adam", 0.2, 0.21), run("sgd", 0, None, "interrupted")]
+    ranked = rank_arms(results, "final_loss", ["adam", "sgd", "rmsprop"])
+    assert [arm.arm for arm in ranked] == ["adam", "sgd", "rmsprop"]
+    text = give_verdict(ranked, "final_loss").text
+    assert "sgd was interrupted in 1 of 1 runs" in text and "failed" not in text
+    assert "rmsprop was not run" in text
+
+
+def test_arms_that_started_from_other_weights_are_not_a_controlled_comparison():
+    other = [
+        RunResult("wide", seed, "ok", loss, loss, None, None, 1.0, 100, "other", "d")
+        for seed, loss in enumerate((0.1, 0.11))
+    ]
+    ranked = rank_arms(
+        runs("adam", 0.2, 0.21) + runs("sgd", 0.3, 0.31) + other, "final_loss", ["adam", "sgd", "wide"]
+    )
+    assert [arm.controlled for arm in ranked] == [False, True, True]  # wide ranks first
+    assert "wide did not start from the same weights and data" in give_verdict(ranked, "final_loss").text
+
+
+def test_a_scheduler_that_never_acted_gets_a_note():
+    still = [
+        RunResult("plateau", s, "ok", 0.2, 0.2, None, None, 1.0, 100, "i", "d", lr_changed=False)
+        for s in (0, 1)
+    ]
+    ranked = rank_arms(runs("adam", 0.1, 0.11) + still, "final_loss", ["adam", "plateau"])
+    assert "plateau's learning rate never changed" in give_verdict(ranked, "final_loss").text

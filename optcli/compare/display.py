@@ -105,17 +105,28 @@ def ranking_table(ranked: list[ArmSummary], metric: str, verdict: Verdict) -> Ta
     table = Table(title=f"{metric} ({better} is better), mean ± std over seeds", title_justify="left")
     for column in ("rank", "arm", "mean ± std", "min", "max", "seeds", "train time"):
         table.add_column(column, justify="left" if column == "arm" else "right", no_wrap=True)
+    if not all(arm.controlled for arm in ranked):
+        table.caption = "† other initial weights or data than the other arms: not a controlled comparison"
     for arm in ranked:
-        mark = " ★" if arm.arm == verdict.winner else ""
+        mark = (" ★" if arm.arm == verdict.winner else "") + ("" if arm.controlled else " †")
         if arm.mean is not None and arm.std is not None:
             value = f"{format_value(arm.mean, info)} ± {format_value(arm.std, info, like=arm.mean)}"
             low = format_value(arm.low or 0.0, info, like=arm.mean)
             high = format_value(arm.high or 0.0, info, like=arm.mean)
         else:
-            value, low, high = "-", "-", "-"
+            missing = (
+                "not run"
+                if arm.runs == 0
+                else "not reached"
+                if info.needs_target and not arm.trouble
+                else "-"
+            )
+            value, low, high = missing, "-", "-"
         seeds = f"{len(arm.values)}/{arm.runs}"
         if arm.runs_diverged:
             seeds += f" ({arm.runs_diverged} diverged)"
+        elif arm.runs_interrupted:
+            seeds += f" ({arm.runs_interrupted} interrupted)"
         elif arm.runs_failed:
             seeds += f" ({arm.runs_failed} failed)"
         train_time = f"{arm.mean_train_time_s:.1f}s" if arm.mean_train_time_s is not None else "-"

@@ -86,7 +86,13 @@ def read_run_result(job: Job, outcome: JobOutcome, target_loss: float | None) ->
         val_accuracy=summary.get("final_val_accuracy"),
         best_val_loss=summary.get("best_val_loss"),
         best_val_accuracy=summary.get("best_val_accuracy"),
+        lr_changed=_lr_changed(job) if job.spec.scheduler is not None else None,
     )
+
+
+def _lr_changed(job: Job) -> bool:
+    """Whether the run's logged learning rate ever moved (a scheduler that never acted leaves it)."""
+    return len({row["lr"] for row in read_csv_rows(job.run_dir / "metrics.csv")}) > 1
 
 
 def write_results_csv(path: Path, results: list[RunResult], validation: bool) -> None:

@@ -60,6 +60,7 @@ class RunResult:
     val_accuracy: float | None = None
     best_val_loss: float | None = None
     best_val_accuracy: float | None = None
+    lr_changed: bool | None = None  # with a scheduler: whether the learning rate ever changed
 
     def metric(self, name: str) -> float | None:
         if self.status != "ok":
@@ -74,10 +75,14 @@ class ArmSummary:
     rank: int
     values: tuple[float, ...]  # the metric of each ok run that has it
     seeds: tuple[int, ...]  # the seed of each of those values
-    runs: int
+    runs: int  # runs that ended (0: the arm never ran, e.g. after an interrupt)
     runs_diverged: int
     runs_failed: int  # failed or interrupted
     mean_train_time_s: float | None
+    runs_interrupted: int = 0  # of runs_failed, those stopped by the user
+    closeness: float | None = None  # with a target metric: the mean best loss, for arms short of it
+    controlled: bool = True  # started from the same weights and data as the other arms, seed by seed
+    lr_never_changed: bool = False  # it has a scheduler, yet the rate stayed the same in every run
 
     @property
     def mean(self) -> float | None:
@@ -106,8 +111,10 @@ class ArmSummary:
 
 def rank_arms(results: list[RunResult], metric: str, arm_order: list[str]) -> list[ArmSummary]:
     """One summary per arm, best first: finished arms before troubled ones, then by how many seeds have
-    a value (reached the target), then by the mean."""
+    a value (reached the target), then by the mean; arms that never reached a target by how close they
+    came (their best loss); arms that never ran last."""
     info = METRIC_INFO[metric]
+    uncontrolled = _uncontrolled_arms(results)
     unranked = []
     for arm in arm_order:
         runs = [result for result in results if result.arm == arm]
@@ -124,17 +131,55 @@ def rank_arms(results: list[RunResult], metric: str, arm_order: list[str]) -> li
                 runs_diverged=sum(run.status == "diverged" for run in runs),
                 runs_failed=sum(run.status in ("failed", "interrupted") for run in runs),
                 mean_train_time_s=statistics.fmean(times) if times else None,
+                runs_interrupted=sum(run.status == "interrupted" for run in runs),
+                closeness=_mean_best_loss(runs) if info.needs_target else None,
+                controlled=arm not in uncontrolled,
+                lr_never_changed=bool(runs) and all(run.lr_changed is False for run in runs),
             )
         )
 
-    def key(summary: ArmSummary) -> tuple[bool, int, float]:
+    def key(summary: ArmSummary) -> tuple[bool, bool, int, float]:
+        never_ran = summary.runs == 0
         if summary.mean is None:
-            return (summary.trouble, 0, math.inf)
+            return (
+                never_ran,
+                summary.trouble,
+                0,
+                summary.closeness if summary.closeness is not None else math.inf,
+            )
         direction = 1.0 if info.lower_is_better else -1.0
-        return (summary.trouble, -len(summary.values), direction * summary.mean)
+        return (never_ran, summary.trouble, -len(summary.values), direction * summary.mean)
 
     ordered = sorted(unranked, key=key)  # stable: ties keep the order the arms were given in
-    return [dataclasses.replace(summary, rank=rank) for rank, summary in enumerate(ordered, start=1)]
+    ranked: list[ArmSummary] = []
+    for position, summary in enumerate(ordered, start=1):
+        previous = ranked[-1] if ranked else None
+        # Identical results on every seed share a rank: neither is ahead of the other.
+        same = (
+            previous is not None
+            and summary.values
+            and (summary.seeds, summary.values) == (previous.seeds, previous.values)
+        )
+        ranked.append(dataclasses.replace(summary, rank=previous.rank if same and previous else position))
+    return ranked
+
+
+def _mean_best_loss(runs: list[RunResult]) -> float | None:
+    losses = [run.best_loss for run in runs if run.status == "ok" and run.best_loss is not None]
+    return statistics.fmean(losses) if losses else None
+
+
+def _uncontrolled_arms(results: list[RunResult]) -> set[str]:
+    """Arms whose initial weights or data differ, for some seed, from what most arms had: another model
+    or dataset, so not a controlled comparison with the others."""
+    uncontrolled = set()
+    for seed in {result.seed for result in results}:
+        runs = [r for r in results if r.seed == seed and r.init_hash is not None and r.data_hash is not None]
+        fingerprints = [(run.init_hash, run.data_hash) for run in runs]
+        if len(set(fingerprints)) > 1:
+            common = max(set(fingerprints), key=fingerprints.count)
+            uncontrolled |= {run.arm for run in runs if (run.init_hash, run.data_hash) != common}
+    return uncontrolled
 
 
 # Two-sided 95% quantiles of Student's t for 1 to 30 degrees of freedom; beyond, the normal's 1.96.
@@ -207,16 +252,36 @@ def give_verdict(ranked: list[ArmSummary], metric: str, target_loss: float | Non
     complete = [arm for arm in finished if len(arm.values) == arm.runs and not arm.trouble]
     if len(complete) > 2 and complete[-1] is not runner_up and complete[-1].mean is not None:
         parts.append(f"{complete[-1].arm} came last ({_value(complete[-1], info)})")
-    troubled = [arm for arm in ranked if arm.trouble]
-    for arm in troubled:
-        what = "diverged" if arm.runs_diverged else "failed"
-        count = arm.runs_diverged or arm.runs_failed
-        parts.append(f"{arm.arm} {what} in {count} of {arm.runs} runs")
-    unreached = [arm for arm in ranked if not arm.trouble and len(arm.values) < arm.runs]
-    for arm in unreached:
-        parts.append(f"{arm.arm} missed the target in {arm.runs - len(arm.values)} of {arm.runs} runs")
+    parts += _caveats(ranked)
     identical = lead is not None and lead.identical
     return Verdict("; ".join(parts), winner.arm, runner_up.arm if runner_up else None, within, identical)
+
+
+def _caveats(ranked: list[ArmSummary]) -> list[str]:
+    """What qualifies the ranking: runs that diverged, failed or were interrupted, arms that never ran or
+    missed the target, arms not comparable with the others, schedules that never acted."""
+    notes = []
+    for arm in ranked:
+        if arm.runs == 0:
+            notes.append(f"{arm.arm} was not run")
+            continue
+        if arm.runs_diverged:
+            notes.append(f"{arm.arm} diverged in {arm.runs_diverged} of {arm.runs} runs")
+        if arm.runs_failed > arm.runs_interrupted:
+            notes.append(f"{arm.arm} failed in {arm.runs_failed - arm.runs_interrupted} of {arm.runs} runs")
+        if arm.runs_interrupted:
+            notes.append(f"{arm.arm} was interrupted in {arm.runs_interrupted} of {arm.runs} runs")
+        if not arm.trouble and len(arm.values) < arm.runs:
+            notes.append(f"{arm.arm} missed the target in {arm.runs - len(arm.values)} of {arm.runs} runs")
+        if arm.lr_never_changed:
+            notes.append(f"{arm.arm}'s learning rate never changed: its scheduler did not act in this run")
+    uncontrolled = [arm.arm for arm in ranked if not arm.controlled]
+    if uncontrolled:
+        notes.append(
+            f"{', '.join(uncontrolled)} did not start from the same weights and data as the other arms for "
+            "every seed (another model or dataset): not a controlled comparison with them"
+        )
+    return notes
 
 
 def _against_runner_up(winner: ArmSummary, runner_up: ArmSummary, info: MetricInfo) -> str:
