@@ -322,3 +322,26 @@ def test_the_ranking_table_is_whole_when_output_is_piped(tmp_path):
     header = next(line for line in result.stdout.splitlines() if "rank" in line)
     assert all(name in header for name in ("rank", "arm", "mean ± std", "min", "max", "seeds", "train time"))
     assert "…" not in result.stdout and "adam_with_a_rather_long_descriptive_arm_name" in result.stdout
+
+
+def test_curves_keep_the_scale_of_the_arms_that_did_not_diverge():
+    from optcli.compare.curves import identical_to, loss_limits
+
+    means = {"adam": [1.0, 0.5, 0.2], "sgd": [1.0, 40.0, 1e9], "plain": [1.0, 0.5, 0.2]}
+    low, high = loss_limits(means, {"sgd"})
+    assert low == 0.2 and 1.0 <= high < 1.1  # not stretched to 1e9
+    assert loss_limits({"adam": means["adam"]}, set()) is None  # nothing diverged: matplotlib's own range
+    assert identical_to(means) == {"plain": "adam"}
+
+
+def test_curves_png_with_a_diverged_arm_and_a_validation_metric(tmp_path):
+    runs = {"adam": {}, "wild": {"optimizer": {"name": "sgd", "lr": 1e6}}}
+    data = {**BASE["data"], "val_fraction": 0.25}
+    write_config(tmp_path, {**BASE, "data": data}, "base.yaml")
+    path = write_config(tmp_path, {"base": "base.yaml", "seeds": [0], "runs": runs}, "compare.yaml")
+    directory = run_compare(tmp_path, path)
+    assert {row["status"] for row in read_csv(directory / "results.csv")} == {"ok", "diverged"}
+    image = (directory / "curves.png").read_bytes()
+    assert image.startswith(b"\x89PNG\r\n\x1a\n")
+    _, height = struct.unpack(">II", image[16:24])
+    assert height > 1000  # a third panel: val_loss, which ranks the arms

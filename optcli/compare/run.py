@@ -17,6 +17,7 @@ from optcli.compare.report import (
 )
 from optcli.compare.verdict import ArmSummary, RunResult, Verdict, give_verdict, rank_arms
 from optcli.compare.workers import WorkerPool
+from optcli.config.metrics import VALIDATION_METRICS
 from optcli.train.rundir import create_run_dir
 
 
@@ -72,8 +73,10 @@ def run_comparison(
 def _draw(directory: Path, plan: ComparisonPlan, jobs: list, finished: dict[int, JobOutcome]) -> None:
     from optcli.compare.curves import draw_curves, read_curve
 
+    metric = plan.ranking_metric if plan.ranking_metric in VALIDATION_METRICS else None
     curves = {arm.name: [] for arm in plan.arms}  # type: ignore[var-annotated]
     for job in jobs:
         if job.index in finished:
-            curves[job.arm].append(read_curve(job.run_dir))
-    draw_curves(directory / "curves.png", curves, plan.name)
+            curves[job.arm].append(read_curve(job.run_dir, metric))
+    diverged = {job.arm for job in jobs if job.index in finished and finished[job.index].status == "diverged"}
+    draw_curves(directory / "curves.png", curves, plan.name, diverged, metric)
