@@ -293,6 +293,12 @@ def compare(
             if pool is not None:
                 pool.close()
             raise
+        from optcli.config.advice import find_notes
+
+        for arm in plan.arms:
+            _print_lines(
+                "note", [f"arm '{arm.name}': {note}" for note in find_notes(arm.spec)] if arm.spec else []
+            )
         console = Console()
         if not console.is_terminal:  # logs and pipes have no width: never cut a column to fit 80
             console = Console(width=max(console.width, 200))

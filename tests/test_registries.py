@@ -186,14 +186,44 @@ def test_warmup_then_cosine_as_plain_yaml(tmp_path):
     assert recorded["schedulers"][1]["T_max"] == 8  # the 12-step run's last 8 steps
 
 
-def test_set_name_starts_the_section_afresh(tmp_path):
+def test_set_name_keeps_the_arguments_the_new_class_takes_and_says_what_it_dropped(tmp_path):
     config = small_config(optimizer={"name": "adam", "lr": 0.01, "betas": [0.8, 0.9]})
     path = write_config(tmp_path, config)
     result = invoke("check", path, "--set", "optimizer.name=sgd", "--resolved")
-    assert_clean_exit(result, 0)  # Adam's betas did not follow onto SGD
-    assert "name: SGD" in result.stdout and "betas" not in result.stdout
+    assert_clean_exit(result, 0)  # Adam's betas did not follow onto SGD; its lr did
+    recorded = yaml.safe_load(result.stdout.rsplit("ok:", 1)[0])["optimizer"]
+    assert recorded["name"] == "SGD" and "betas" not in recorded and recorded["lr"] == 0.01
+    assert (
+        "note: optimizer: switching to SGD kept lr and dropped betas (SGD does not take them)"
+        in result.stderr
+    )
     result = invoke("check", path, "--set", "optimizer.name=sgd", "--set", "optimizer.lr=0.2", "--resolved")
     assert "lr: 0.2" in result.stdout
+    # The case that surprised users: lr 0.01 silently became AdamW's default 0.001.
+    momentum = write_config(
+        tmp_path, small_config(optimizer={"name": "sgd", "lr": 0.01, "momentum": 0.9}), "m.yaml"
+    )
+    result = invoke("check", momentum, "--set", "optimizer.name=adamw", "--resolved")
+    assert yaml.safe_load(result.stdout.rsplit("ok:", 1)[0])["optimizer"]["lr"] == 0.01
+    assert "dropped momentum (AdamW does not take them)" in result.stderr
+
+
+def test_a_compare_arm_that_switches_the_scheduler_keeps_what_the_new_one_takes(tmp_path):
+    base = small_config(scheduler={"name": "step", "step_size": 2, "gamma": 0.5}, train={"epochs": 4})
+    write_config(tmp_path, base, "base.yaml")
+    runs = {"step": {}, "exponential": {"scheduler": {"name": "exponential"}}}
+    path = write_config(tmp_path, {"base": "base.yaml", "seeds": 1, "runs": runs}, "c.yaml")
+    result = invoke("check", path, "--resolved")
+    assert_clean_exit(result, 0)
+    resolved = yaml.safe_load(result.stdout.rsplit("ok:", 1)[0])
+    assert (
+        resolved["exponential"]["scheduler"]["gamma"] == 0.5
+        and "step_size" not in resolved["exponential"]["scheduler"]
+    )
+    assert (
+        "arm 'exponential': scheduler: switching to ExponentialLR kept gamma and dropped step_size"
+        in result.stderr
+    )
 
 
 def test_import_paths_load_classes_outside_the_registries(tmp_path):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, ValidationError
 
 from optcli.compare.verdict import METRIC_INFO, TARGET_METRICS
-from optcli.config.loading import RawConfig, apply_overrides, merge_arm
+from optcli.config.loading import RawConfig, apply_overrides, carried_over, merge_arm
 from optcli.config.metrics import VALIDATION_METRICS
 from optcli.config.schema import Strict, describe_error
 from optcli.config.yaml_loader import load_yaml_mapping
@@ -107,8 +107,8 @@ def _plan_from_compare_file(path: Path, values: dict[str, Any], command_line: Co
         base_values, base_dir, base_stem = compare.base, path.resolve().parent, path.stem
     arms = []
     for name, changes in compare.runs.items():
-        merged = merge_arm(base_values, changes or {})
-        config = RawConfig(_apply(merged, command_line.overrides, name), base_dir, base_stem)
+        values = _apply(merge_arm(base_values, changes or {}), command_line.overrides, name)
+        config = RawConfig(values, base_dir, base_stem, carried_over(base_values, values))
         arms.append(Arm(name, config))
     return ComparisonPlan(
         name=compare.name or path.stem,
@@ -123,9 +123,12 @@ def _plan_from_compare_file(path: Path, values: dict[str, Any], command_line: Co
 def _plan_from_config_files(paths: list[Path], command_line: CommandLine) -> ComparisonPlan:
     arms = []
     for path in paths:
-        values = _apply(load_yaml_mapping(path), command_line.overrides, str(path))
+        original = load_yaml_mapping(path)
+        values = _apply(original, command_line.overrides, str(path))
         name = values["name"] if isinstance(values.get("name"), str) else path.stem
-        arms.append(Arm(name, RawConfig(values, path.resolve().parent, path.stem)))
+        arms.append(
+            Arm(name, RawConfig(values, path.resolve().parent, path.stem, carried_over(original, values)))
+        )
     names = [arm.name for arm in arms]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:

@@ -22,7 +22,7 @@ WASTED_SHARE = 0.25
 def find_notes(spec: RunSpec) -> list[str]:
     """What a user should know before training, though nothing is wrong: the guesses optcli made."""
     reason = spec.data.info.task_reason
-    return [f"data: {reason}"] if reason else []
+    return ([f"data: {reason}"] if reason else []) + list(spec.notes)
 
 
 def find_warnings(spec: RunSpec) -> list[str]:

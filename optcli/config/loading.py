@@ -1,11 +1,12 @@
 """Reading a config: the YAML file, then the changes layered onto it before it is validated: `--set
 a.b=value` overrides, and the arms of a comparison (deep-merged onto their base). The same rule holds
-for both: a section whose `name` changes starts afresh."""
+for both: a section whose `name` changes starts afresh; an optimizer's or scheduler's old arguments
+are carried over (`carried_over`) for the new class to take those it accepts."""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,10 @@ from optcli.names import normalize_name
 # never end up on SGD. The data section keeps the keys that describe batching, not the dataset.
 NAMED_SECTIONS = ("model", "data", "loss", "optimizer", "scheduler")
 KEPT_WHEN_RENAMED = {"data": LOADER_KEYS}
+# Sections whose arguments mostly mean the same across classes (lr, weight_decay; gamma, T_max): when
+# the class changes, the ones the new class accepts are kept (see resolve), the others dropped with a note.
+CARRIED_WHEN_RENAMED = ("optimizer", "scheduler")
+_SECTION_KEYS = frozenset({"name", "interval", "monitor", "schedulers"})  # optcli's own, never carried
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -120,6 +125,24 @@ def _deep_merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def carried_over(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """For each optimizer or scheduler whose class changed between two mappings, the old class's
+    arguments that the new section does not set itself."""
+    carried = {}
+    for section in CARRIED_WHEN_RENAMED:
+        old, new = before.get(section), after.get(section)
+        if not isinstance(old, dict) or not isinstance(new, dict | str):
+            continue
+        new_section = {"name": new} if isinstance(new, str) else new
+        if not _same_name(old.get("name"), new_section.get("name")):
+            arguments = {
+                key: value for key, value in old.items() if key not in _SECTION_KEYS | set(new_section)
+            }
+            if arguments:
+                carried[section] = arguments
+    return carried
+
+
 @dataclass(frozen=True)
 class RawConfig:
     """A config mapping with `--set` applied, and where it came from (for relative paths and the name)."""
@@ -127,9 +150,11 @@ class RawConfig:
     values: dict[str, Any]
     base_dir: Path
     default_name: str
+    carried: dict[str, dict[str, Any]] = field(default_factory=dict)  # see carried_over
 
 
 def load_config(path: Path, overrides: list[str] | None = None) -> RawConfig:
     """Read a config file and apply `--set KEY=VALUE` overrides; nothing is validated yet."""
-    values = apply_overrides(load_yaml_mapping(path), overrides or [])
-    return RawConfig(values, path.resolve().parent, path.stem)
+    original = load_yaml_mapping(path)
+    values = apply_overrides(original, overrides or [])
+    return RawConfig(values, path.resolve().parent, path.stem, carried_over(original, values))

@@ -41,7 +41,12 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     data = resolve_data(config.data, raw.base_dir, problems) if config.data else None
     model = resolve_model(config.model, data, raw.base_dir, problems) if config.model else None
     loss = resolve_loss(config.loss, data, raw.base_dir, problems)
-    optimizer = resolve_optimizer(config.optimizer, raw.base_dir, problems) if config.optimizer else None
+    carried = raw.carried
+    optimizer = (
+        resolve_optimizer(config.optimizer, carried.get("optimizer", {}), raw.base_dir, problems)
+        if config.optimizer
+        else None
+    )
     train = config.train if data is None else _settle_evaluation(config.train, data, problems)
     if train.on_nonfinite == "skip" and optimizer and optimizers.class_needs_closure(optimizer.target):
         problems.add(
@@ -52,7 +57,10 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     scheduler = None
     if config.scheduler is not None and total_steps:
         run_length = {"step": total_steps, "epoch": epochs}
-        scheduler = resolve_scheduler(config.scheduler, run_length, data, raw.base_dir, problems)
+        carried_scheduler = carried.get("scheduler", {})
+        scheduler = resolve_scheduler(
+            config.scheduler, carried_scheduler, run_length, data, raw.base_dir, problems
+        )
     schedule_length = total_steps if scheduler is not None and scheduler.interval == "step" else epochs
     findings = dry_run(model, loss, optimizer, scheduler, data, schedule_length, problems)
 
@@ -75,6 +83,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         epochs=epochs,
         total_steps=total_steps,
         findings=findings,
+        notes=tuple(problems.notes),
     )
 
 

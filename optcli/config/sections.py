@@ -21,10 +21,12 @@ from optcli.errors import ConfigError
 
 
 class Problems:
-    """Collects problems so that one message lists them all."""
+    """Collects problems so that one message lists them all, and notes: what optcli decided that the
+    user should hear about, though nothing is wrong."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.notes: list[str] = []
 
     def add(self, line: str) -> None:
         self.lines.append(line)
@@ -122,14 +124,35 @@ def resolve_loss(
     return bind_component(entry, section.arguments, "loss", base_dir, problems) if entry else None
 
 
-def resolve_optimizer(section: NamedSection, base_dir: Path, problems: Problems) -> Component | None:
+def take_carried(
+    entry: Entry, arguments: dict[str, Any], carried: dict[str, Any], where: str, problems: Problems
+) -> dict[str, Any]:
+    """The section's arguments with those carried over from the class it replaced that this class
+    accepts too (lr, weight_decay, ...); the others are dropped, with a note naming them."""
+    if not carried:
+        return arguments
+    try:
+        accepted = read_signature(entry.target).parameters
+    except (TypeError, ValueError):
+        accepted = {}
+    kept = {key: value for key, value in carried.items() if key in accepted}
+    dropped = sorted(set(carried) - set(kept))
+    name = display_name(entry.name, entry.target)
+    words = [f"kept {', '.join(kept)}"] if kept else []
+    words += [f"dropped {', '.join(dropped)} ({name} does not take them)"] if dropped else []
+    problems.notes.append(f"{where}: switching to {name} {' and '.join(words)}")
+    return {**kept, **arguments}
+
+
+def resolve_optimizer(
+    section: NamedSection, carried: dict[str, Any], base_dir: Path, problems: Problems
+) -> Component | None:
     registry = optimizers.OPTIMIZERS
     entry = lookup(registry, section.name, "optimizer", base_dir, problems)
     if entry is None:
         return None
-    component = bind_component(
-        entry, section.arguments, "optimizer", base_dir, problems, registry.supplied_by_code
-    )
+    arguments = take_carried(entry, section.arguments, carried, "optimizer", problems)
+    component = bind_component(entry, arguments, "optimizer", base_dir, problems, registry.supplied_by_code)
     if component is None:
         return None
     default_lr = read_signature(component.target).parameters.get("lr")
@@ -142,6 +165,7 @@ def resolve_optimizer(section: NamedSection, base_dir: Path, problems: Problems)
 
 def resolve_scheduler(
     section: SchedulerSection,
+    carried: dict[str, Any],
     run_length: dict[str, int],
     data: DataSpec | None,
     base_dir: Path,
@@ -152,7 +176,7 @@ def resolve_scheduler(
     entry = lookup(schedulers.SCHEDULERS, section.name, "scheduler", base_dir, problems)
     if entry is None:
         return None
-    target, arguments = entry.target, section.arguments
+    target, arguments = entry.target, take_carried(entry, section.arguments, carried, "scheduler", problems)
     interval = section.interval or ("step" if is_subclass(target, schedulers.STEPPED_PER_BATCH) else "epoch")
     length = run_length[interval]
     monitor = _plateau_monitor(section, target, interval, data, arguments, problems)

@@ -174,6 +174,7 @@ class RunSpec:
     epochs: int  # epochs that will run (fewer than train.epochs when max_steps ends the run early)
     total_steps: int
     findings: DryRunFindings = field(default_factory=DryRunFindings, repr=False)
+    notes: tuple[str, ...] = ()  # what optcli decided that the user should hear (a carried-over argument)
 
     @functools.cached_property
     def resolved(self) -> dict[str, Any]:
