@@ -421,3 +421,29 @@ def test_the_task_guess_is_never_silent(tmp_path, values, note):
         tmp_path, config({"name": "csv", "path": "t.csv", "target": "y", "task": "regression"}), "s.yaml"
     )
     assert "note:" not in invoke("check", stated).stderr
+
+
+def test_the_test_data_judges_the_best_epochs_weights_by_default(tmp_path):
+    # A small task and a wide model: the validation loss bottoms out, then rises (overfitting).
+    data = {"name": "teacher", "samples": 96, "features": 8, "classes": 3, "val_fraction": 0.25, "test": {}}
+    sections = {"model": {"name": "mlp", "hidden": [256]}, "train": {"epochs": 40}}
+    best_run = train_ok(write_config(tmp_path, config(data, **sections)), tmp_path / "best")
+    summary = read_summary(best_run)
+    assert summary["best_val_loss_epoch"] < summary["epochs"]  # the best epoch is not the last
+    assert summary["test_on"] == "best" and summary["test_weights_epoch"] == summary["best_val_loss_epoch"]
+    last = {**sections, "train": {"epochs": 40, "test_on": "last"}}
+    last_run = train_ok(write_config(tmp_path, config(data, **last), "last.yaml"), tmp_path / "last")
+    last_summary = read_summary(last_run)
+    assert last_summary["test_on"] == "last" and last_summary["test_weights_epoch"] == 40
+    assert last_summary["test_loss"] != summary["test_loss"]  # the same run otherwise, other weights judged
+    assert last_summary["final_val_loss"] == summary["final_val_loss"]
+
+
+def test_test_on_best_needs_validation_data(tmp_path):
+    data = {"name": "teacher", "samples": 96, "features": 8, "classes": 3, "test": {}}
+    message = config_error(
+        invoke("check", write_config(tmp_path, config(data, train={"epochs": 2, "test_on": "best"})))
+    )
+    assert "train.test_on: best is chosen by the validation data" in message
+    plain = train_ok(write_config(tmp_path, config(data), "p.yaml"), tmp_path / "runs")
+    assert read_summary(plain)["test_on"] == "last"

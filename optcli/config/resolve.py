@@ -108,6 +108,12 @@ def _settle_evaluation(train: TrainConfig, data: DataSpec, problems: Problems) -
         problems.add(
             "train.eval_every: there is no validation data to evaluate on; set data.val_fraction or data.val"
         )
+    if train.test_on == "best" and not data.has_validation:
+        problems.add(
+            "train.test_on: best is chosen by the validation data, and there is none; use last, or set data.val_fraction"
+        )
+    if train.test_on is None:
+        train = train.model_copy(update={"test_on": "best" if data.has_validation else "last"})
     stopping = train.early_stopping
     if stopping is None:
         return train

@@ -106,6 +106,9 @@ class TrainConfig(Strict):
     checkpoint_every: int = Field(1, ge=0)  # epochs between checkpoints/last.pt; 0: none
     on_nonfinite: Literal["stop", "skip"] = "stop"  # a non-finite loss or gradient norm
     max_skips: int = Field(10, ge=1)  # with skip: stop after this many skipped steps in a row
+    # Which weights the test data judges: the best checkpoint's (by the monitored validation metric,
+    # the usual protocol) or the last. Default: best with validation data, else last.
+    test_on: Literal["best", "last"] | None = None
 
 
 class OutputConfig(Strict):

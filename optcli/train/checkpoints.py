@@ -116,6 +116,15 @@ class Checkpointer:
         elif is_best:
             save_checkpoint(self.directory / "best.pt", payload)
 
+    def restore_best(self) -> int | None:
+        """The best checkpoint's weights put into the model; its epoch, or None when there is none."""
+        path = self.directory / "best.pt"
+        if not path.is_file():
+            return None
+        best = load_checkpoint(path)
+        self.session.model.load_state_dict(dict(best["model"]))
+        return int(best["loop"]["epoch"]) - 1  # written at an epoch's end, when the next is due
+
     def _payload(self, point: CheckpointDue, csv_sizes: dict[str, int], summary: SummaryState) -> Checkpoint:
         session = self.session
         # Where the data order stands: mid-epoch, the state that drew this epoch's order (it is drawn

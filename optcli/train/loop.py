@@ -6,12 +6,13 @@ device until `HostCopies` copies them in batches (its flush is the loop's sync p
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -70,19 +71,22 @@ def run_training(
     state: LoopState | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
     steps_per_sync: int | None = None,
+    restore_best: Callable[[], int | None] = lambda: None,
 ) -> Iterator[Record]:
     """Train the session's model, yielding a record per logged step, per epoch, and at start and end.
 
     `state` resumes from a checkpoint (the session's objects already restored); `stop_requested` is
     asked after every step, and when it says yes the loop yields a checkpoint and raises Interrupted.
     `steps_per_sync` overrides how many steps wait for one host copy (1 on the CPU, else 50).
+    `restore_best` puts the best checkpoint's weights into the model and returns its epoch (or None
+    when there is none): the test data judges those with `train.test_on: best`.
     Time spent by the caller on each record (writing CSV rows, drawing the table) is not training time.
     """
     clock = TrainingClock()
     if steps_per_sync is None:
         steps_per_sync = 1 if session.device.type == "cpu" else DEVICE_STEPS_PER_SYNC
     plan = LoopPlan.of(session, steps_per_sync)
-    for record in _train(session, plan, clock, state or LoopState(), stop_requested):
+    for record in _train(session, plan, clock, state or LoopState(), stop_requested, restore_best):
         paused_at = time.perf_counter()  # (inline, not clock.paused(): this runs every step)
         yield record
         clock.paused_s += time.perf_counter() - paused_at
@@ -94,6 +98,7 @@ def _train(
     clock: TrainingClock,
     state: LoopState,
     stop_requested: Callable[[], bool],
+    restore_best: Callable[[], int | None],
 ) -> Iterator[Record]:
     spec = session.spec
     stopping = spec.train.early_stopping
@@ -140,7 +145,11 @@ def _train(
             break
     last_epoch = state.epoch - 1 if state.batches_done == 0 else state.epoch
     if session.test_batches is not None:
-        yield _evaluation(session, clock, "test", state.step, last_epoch)
+        # The test data judges the weights the run would keep: the best epoch's (train.test_on).
+        weights_epoch = restore_best() if spec.train.test_on == "best" else None
+        test = _evaluation(session, clock, "test", state.step, last_epoch)
+        judged: Literal["best", "last"] = "best" if weights_epoch is not None else "last"
+        yield dataclasses.replace(test, weights=judged, weights_epoch=weights_epoch or last_epoch)
     yield RunFinished(state.step, last_epoch, clock.elapsed(), stopped_early)
 
 

@@ -65,6 +65,8 @@ class EvalRecord:
     loss: float
     accuracy: float | None  # for class labels
     elapsed_s: float
+    weights: Literal["best", "last"] = "last"  # which weights the test data judged
+    weights_epoch: int | None = None  # the epoch whose end-of-epoch weights they are
 
 
 @dataclass(frozen=True)

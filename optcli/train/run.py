@@ -94,7 +94,7 @@ def train_run(
         # What the model sees of the data: sizes, class names, normalization statistics.
         write_atomically(run_dir / "data.json", json.dumps(session.data_description, indent=2) + "\n")
         with StopRequests().installed() as stop:
-            for record in run_training(session, state, stop):
+            for record in run_training(session, state, stop, restore_best=checkpointer.restore_best):
                 for sink in sinks:
                     sink.handle(record)
                 if isinstance(record, CheckpointDue):

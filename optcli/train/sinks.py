@@ -221,7 +221,12 @@ class SummaryWriter:
         elif isinstance(record, SkippedStep):
             state["skipped_steps"] += 1
         elif isinstance(record, EvalRecord) and record.split == "test":
-            self.test = {"test_loss": record.loss, "test_accuracy": record.accuracy}
+            self.test = {
+                "test_loss": record.loss,
+                "test_accuracy": record.accuracy,
+                "test_on": record.weights,
+                "test_weights_epoch": record.weights_epoch,
+            }
         elif isinstance(record, RunStarted):
             state["parameters"] = record.parameters
             self.hashes = {"init_hash": record.init_hash, "data_hash": record.data_hash}
