@@ -3,6 +3,7 @@ uninterrupted, row for row and weight for weight."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from optcli.train.checkpoints import load_checkpoint
 from tests.conftest import (
@@ -268,3 +270,56 @@ def test_a_second_ctrl_c_stops_at_once_and_leaves_a_readable_checkpoint(referenc
     assert process.returncode == 130 and "Traceback" not in stderr
     load_checkpoint(run_dir / "checkpoints" / "last.pt")  # whichever moment it hit, never half a file
     assert not list((run_dir / "checkpoints").glob("*.tmp"))
+
+
+def _cosine_run(tmp_path: Path, **scheduler: object) -> Path:
+    config = {
+        "seed": 0,
+        "device": "cpu",
+        "model": {"name": "mlp", "hidden": [8]},
+        "data": {"name": "teacher", "samples": 64, "features": 4, "classes": 2, "batch_size": 32},
+        "optimizer": {"name": "sgd", "lr": 0.1},
+        "scheduler": {"name": "cosine", **scheduler},
+        "train": {"epochs": 4},
+    }
+    return train_ok(write_config(tmp_path, config), tmp_path / "runs")
+
+
+def test_a_completed_run_extended_refills_the_run_length_optcli_filled_in(tmp_path):
+    run_dir = _cosine_run(tmp_path)
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["filled"] == ["T_max"]
+    refused = config_error(invoke("resume", run_dir))
+    assert "has completed" in refused and "--set train.epochs=N --allow-changes" in refused
+    result = invoke("resume", run_dir, "--set", "train.epochs=8", "--allow-changes", "--quiet")
+    assert_clean_exit(result, 0)
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert recorded["scheduler"]["T_max"] == 8 and recorded["train"]["epochs"] == 8
+    rates = [float(row["lr"]) for row in read_csv(run_dir / "epochs.csv")]
+    assert len(rates) == 8
+    # Today T_max stayed 4 and the rate climbed back up after epoch 4: never again.
+    assert all(later <= earlier + 1e-12 for earlier, later in itertools.pairwise(rates)), rates
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["resumes"][0]["changes"]
+
+
+def test_the_live_scheduler_takes_the_new_length_not_the_checkpoints(tmp_path):
+    run_dir = _cosine_run(tmp_path)  # its scheduler state says T_max 4; the config now says 16
+    result = invoke("resume", run_dir, "--set", "train.epochs=16", "--allow-changes", "--quiet")
+    assert_clean_exit(result, 0)
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert checkpoint["scheduler"]["T_max"] == 16  # the live scheduler took the new length
+    assert checkpoint["config"]["scheduler"]["T_max"] == 16
+
+
+def test_an_explicit_run_length_is_the_users_and_one_cycle_cannot_be_stretched(tmp_path):
+    run_dir = _cosine_run(tmp_path, T_max=4)  # written by the user: not refilled
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["filled"] == []
+    result = invoke("resume", run_dir, "--set", "train.epochs=6", "--allow-changes", "--quiet")
+    assert_clean_exit(result, 0)
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["scheduler"]["T_max"] == 4
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["scheduler"] = {"name": "one_cycle", "max_lr": 0.1}
+    config["train"]["epochs"] = 2
+    one_cycle = train_ok(write_config(tmp_path, config, "one.yaml"), tmp_path / "one")
+    message = config_error(invoke("resume", one_cycle, "--set", "train.epochs=4", "--allow-changes"))
+    assert "OneCycleLR plans its whole cycle when it starts" in message

@@ -181,9 +181,12 @@ def resolve_scheduler(
     length = run_length[interval]
     monitor = _plateau_monitor(section, target, interval, data, arguments, problems)
     children: tuple[Component, ...] = ()
+    filled: list[str] = []
     supplied = schedulers.SCHEDULERS.supplied_by_code
     if is_subclass(target, schedulers.COMPOSITE):
-        inner = _resolve_children(section.schedulers, arguments.get("milestones"), length, base_dir, problems)
+        inner = _resolve_children(
+            section.schedulers, arguments.get("milestones"), length, base_dir, problems, filled
+        )
         if inner is None:
             return None
         children, supplied = inner, supplied | {"schedulers"}
@@ -191,11 +194,11 @@ def resolve_scheduler(
         problems.add("scheduler.schedulers: only SequentialLR and ChainedScheduler take inner schedulers")
         return None
     else:
-        fill_run_length(target, arguments, length)
+        filled += [key for key in [fill_run_length(target, arguments, length)] if key]
     component = bind_component(entry, arguments, "scheduler", base_dir, problems, supplied)
     if component is None or problems.lines:
         return None
-    return SchedulerSpec(component, interval, monitor, children)
+    return SchedulerSpec(component, interval, monitor, children, tuple(filled))
 
 
 def _plateau_monitor(
@@ -239,7 +242,12 @@ def choose_monitor(requested: str | None, data: DataSpec, where: str, problems: 
 
 
 def _resolve_children(
-    inner: list[NamedSection] | None, milestones: Any, length: int, base_dir: Path, problems: Problems
+    inner: list[NamedSection] | None,
+    milestones: Any,
+    length: int,
+    base_dir: Path,
+    problems: Problems,
+    filled: list[str],
 ) -> tuple[Component, ...] | None:
     """SequentialLR / ChainedScheduler: `schedulers:` is a list of scheduler mappings."""
     if not inner:
@@ -266,7 +274,11 @@ def _resolve_children(
         if is_subclass(entry.target, (*schedulers.COMPOSITE, lr_scheduler.ReduceLROnPlateau)):
             problems.add(f"{where}.name: {entry.name} cannot be nested inside another scheduler")
             continue
-        fill_run_length(entry.target, arguments, segment_lengths[min(index, len(segment_lengths) - 1)])
+        filled_key = fill_run_length(
+            entry.target, arguments, segment_lengths[min(index, len(segment_lengths) - 1)]
+        )
+        if filled_key:
+            filled.append(f"schedulers.{index}.{filled_key}")
         supplied = schedulers.SCHEDULERS.supplied_by_code
         component = bind_component(entry, arguments, where, base_dir, problems, supplied)
         if component is not None:
@@ -274,10 +286,13 @@ def _resolve_children(
     return tuple(children) if len(children) == len(inner) else None
 
 
-def fill_run_length(target: Any, arguments: dict[str, Any], length: int) -> None:
-    """OneCycleLR total_steps, CosineAnnealingLR T_max, PolynomialLR total_iters: the run's length."""
+def fill_run_length(target: Any, arguments: dict[str, Any], length: int) -> str | None:
+    """OneCycleLR total_steps, CosineAnnealingLR T_max, PolynomialLR total_iters: the run's length;
+    the key filled in, if any (a resume that changes the run's length fills it in anew)."""
     for scheduler_class, key in schedulers.RUN_LENGTH_ARGUMENT.items():
         if is_subclass(target, (scheduler_class,)) and key not in arguments:
             one_cycle_by_epochs = key == "total_steps" and "epochs" in arguments
             if not one_cycle_by_epochs:
                 arguments[key] = length
+                return key
+    return None

@@ -55,6 +55,7 @@ class SchedulerSpec:
     interval: Literal["epoch", "step"]
     monitor: str | None  # the metric ReduceLROnPlateau is stepped with; None for other schedulers
     children: tuple[Component, ...] = ()  # SequentialLR / ChainedScheduler's inner schedulers
+    filled: tuple[str, ...] = ()  # run-length arguments optcli filled in: "T_max", "schedulers.1.T_max"
 
     def build(self, optimizer: Any) -> Any:
         if not self.children:

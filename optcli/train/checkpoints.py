@@ -87,6 +87,7 @@ class Checkpoint(TypedDict):
     config: dict[str, Any]  # the resolved config the run was started with
     csv_sizes: dict[str, int]  # where a resumed run cuts its CSV files back to
     summary: SummaryState
+    filled: list[str]  # the scheduler's run-length arguments optcli filled in (SchedulerSpec.filled)
 
 
 class Checkpointer:
@@ -143,6 +144,7 @@ class Checkpointer:
             config=session.spec.resolved,
             csv_sizes=csv_sizes,
             summary=summary,
+            filled=list(session.spec.scheduler.filled) if session.spec.scheduler else [],
         )
 
 
@@ -182,6 +184,20 @@ def apply_optimizer_arguments(session: Session) -> None:
         ):
             ratio = arguments["lr"] / old_lr
             session.scheduler.base_lrs = [rate * ratio for rate in session.scheduler.base_lrs]
+
+
+def apply_scheduler_arguments(session: Session) -> None:
+    """After a resume with changed scheduler arguments (a new run length among them), the config's
+    values win over those the checkpoint's state restored (T_max, gamma, ...)."""
+    spec, scheduler = session.spec.scheduler, session.scheduler
+    if spec is None or scheduler is None:
+        return
+    pairs = [(spec.component, scheduler)]
+    pairs += list(zip(spec.children, getattr(scheduler, "_schedulers", []), strict=False))
+    for component, live in pairs:
+        for key, value in component.arguments.items():
+            if key in vars(live) and not key.startswith("_"):
+                setattr(live, key, value)
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from optcli.config.loading import load_config
+from optcli.config.loading import RawConfig, load_config
 from optcli.config.resolve import resolve_config
 from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
@@ -26,11 +29,15 @@ def prepare_resume(run_dir: Path, overrides: list[str], allow_changes: bool) -> 
         status = json.loads((run_dir / "summary.json").read_text()).get("status")
     except (OSError, ValueError):
         status = None  # killed before its summary was written: resumable
-    if status == "completed":
-        raise ConfigError(f"{run_dir}: the run has completed; there is nothing to resume")
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    spec = resolve_config(load_config(config_path, overrides))
+    spec = resolve_config(_refilled(load_config(config_path, overrides), checkpoint.get("filled", [])))
+    if status == "completed" and spec.total_steps <= checkpoint["loop"]["step"]:
+        raise ConfigError(
+            f"{run_dir}: the run has completed; there is nothing to resume. To extend it, resume with a "
+            "longer run: --set train.epochs=N --allow-changes"
+        )
     changes = config_differences(checkpoint["config"], spec.resolved)
+    _check_schedule_length(spec, changes)
     if changes and not allow_changes:
         raise ConfigError(
             [
@@ -41,6 +48,32 @@ def prepare_resume(run_dir: Path, overrides: list[str], allow_changes: bool) -> 
         )
     _check_fits(spec, checkpoint)
     return spec, ResumePoint(checkpoint, changes)
+
+
+def _refilled(raw: RawConfig, filled: list[str]) -> RawConfig:
+    """The run's config without the run-length arguments optcli filled in, so that they are filled in
+    again for the run's length now (a resume may change it: --set train.epochs=N)."""
+    scheduler = raw.values.get("scheduler")
+    if not filled or not isinstance(scheduler, dict):
+        return raw
+    scheduler = copy.deepcopy(scheduler)
+    for dotted in filled:
+        *path, key = dotted.split(".")
+        node: Any = scheduler
+        for part in path:
+            node = node[int(part)] if isinstance(node, list) else node.get(part, {})
+        if isinstance(node, dict):
+            node.pop(key, None)
+    return dataclasses.replace(raw, values={**raw.values, "scheduler": scheduler})
+
+
+def _check_schedule_length(spec: RunSpec, changes: list[str]) -> None:
+    """OneCycleLR plans its phases when it is built: a resume cannot stretch them."""
+    if spec.scheduler is not None and any(change.startswith("scheduler.total_steps:") for change in changes):
+        raise ConfigError(
+            "scheduler.total_steps: OneCycleLR plans its whole cycle when it starts, so a resumed run cannot "
+            "change its length; start a new run for a longer cycle"
+        )
 
 
 def _check_fits(spec: RunSpec, checkpoint: Checkpoint) -> None:

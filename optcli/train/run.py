@@ -20,7 +20,13 @@ import torch
 from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError, Interrupted, TrainingFailed
 from optcli.seeds import derive_seed
-from optcli.train.checkpoints import Checkpoint, Checkpointer, apply_optimizer_arguments, restore_session
+from optcli.train.checkpoints import (
+    Checkpoint,
+    Checkpointer,
+    apply_optimizer_arguments,
+    apply_scheduler_arguments,
+    restore_session,
+)
 from optcli.train.interrupts import StopRequests
 from optcli.train.loop import run_training
 from optcli.train.records import CheckpointDue
@@ -145,6 +151,8 @@ def _restore(session: Session, resume: ResumePoint, summary: SummaryWriter) -> L
     state = restore_session(session, resume.checkpoint)
     if any(change.startswith("optimizer.") for change in resume.changes):
         apply_optimizer_arguments(session)
+    if any(change.startswith("scheduler.") for change in resume.changes):
+        apply_scheduler_arguments(session)
     from_epoch = state.epoch if state.batches_done else state.epoch - 1
     summary.note_resume(
         {
