@@ -7,20 +7,19 @@ that failed, 130 for an interrupt. Nothing heavy is imported at the top, so `opt
 
 from __future__ import annotations
 
-import json
 import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from optcli import __version__
 
 if TYPE_CHECKING:
-    pass
+    from optcli.config.spec import RunSpec
 
 app = typer.Typer(
     help="Train PyTorch models from YAML configs and find the optimizer and schedule that suit them.",
@@ -56,34 +55,27 @@ def fail(message: str, code: int) -> NoReturn:
 @contextmanager
 def reported_errors(debug: bool) -> Iterator[None]:
     """Turn the library's exceptions into one clear message and an exit code."""
-    from optcli.errors import ConfigError, TrainingFailed
+    from optcli.errors import ConfigError, Interrupted, TrainingFailed
 
     try:
         yield
     except typer.Exit:
         raise
-    except ConfigError as error:
-        if debug:
-            traceback.print_exc()
-        fail(str(error), EXIT_CONFIG)
-    except TrainingFailed as error:
-        if debug:
-            traceback.print_exc()
-        where = f"\nwhat was written is in {error.run_dir}" if error.run_dir else ""
-        fail(f"{error}{where}", EXIT_FAILED)
     except Exception as error:
         if debug:
             traceback.print_exc()
-        fail(
-            f"internal error: {type(error).__name__}: {error}\n(run again with --debug for the traceback, "
-            "and please report it)",
-            EXIT_FAILED,
-        )
+        if isinstance(error, ConfigError):
+            fail(str(error), EXIT_CONFIG)
+        if isinstance(error, TrainingFailed):
+            fail(
+                f"{error}" + (f"\nwhat was written is in {error.run_dir}" if error.run_dir else ""),
+                EXIT_FAILED,
+            )
+        internal = f"internal error: {type(error).__name__}: {error}"
+        fail(f"{internal}\n(run again with --debug for the traceback, and please report it)", EXIT_FAILED)
     except KeyboardInterrupt as interrupt:
-        from optcli.errors import Interrupted
-
         if isinstance(interrupt, Interrupted):
-            where = str(interrupt.run_dir or "RUN_DIR")
+            where = interrupt.run_dir or "RUN_DIR"
             print(
                 f"interrupted: a checkpoint was written; optcli resume {where} continues the run",
                 file=sys.stderr,
@@ -93,23 +85,14 @@ def reported_errors(debug: bool) -> Iterator[None]:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-def command_line_overrides(settings: list[str] | None, **values: str | int | None) -> list[str]:
-    """`--set` strings, then the dedicated options (`--device`, `--out`, ...) as overrides of their keys."""
-    overrides = list(settings or [])
-    # JSON is valid YAML, so each value arrives exactly as typed (a folder named 123 stays a string).
-    overrides += [f"{key}={json.dumps(value)}" for key, value in values.items() if value is not None]
-    return overrides
-
-
 def run_overrides(
     settings: list[str] | None, device: str | None, out: Path | None, max_steps: int | None
 ) -> list[str]:
     """`--set` strings with `--device`, `--out` and `--max-steps` as overrides of their keys."""
-    return command_line_overrides(
-        settings,
-        device=device,
-        **{"output.dir": str(out) if out is not None else None, "train.max_steps": max_steps},
-    )
+    from optcli.config.loading import option_overrides
+
+    output = str(out) if out is not None else None
+    return option_overrides(settings, {"device": device, "output.dir": output, "train.max_steps": max_steps})
 
 
 def _version_callback(value: bool) -> None:
@@ -147,17 +130,10 @@ def train(
     with reported_errors(debug):
         from optcli.config.loading import load_config
         from optcli.config.resolve import resolve_config
-        from optcli.train.display import make_display, summary_line
-        from optcli.train.run import train_run
 
         spec = resolve_config(load_config(config, run_overrides(settings, device, out, max_steps)))
-        from optcli.config.advice import find_notes, find_warnings
-
-        _print_lines("note", find_notes(spec))
-        _print_lines("warning", find_warnings(spec))
-        display = make_display(spec.name, quiet)
-        result = train_run(spec, [display])
-        print(summary_line(result.summary, result.run_dir))
+        _print_advice({"": spec})
+        _train_and_report(spec, quiet)
 
 
 @app.command()
@@ -178,14 +154,10 @@ def resume(
     Example: optcli resume runs/adam_steplr/20261125-181520 --set optimizer.lr=3e-4 --allow-changes
     """
     with reported_errors(debug):
-        from optcli.train.display import make_display, summary_line
         from optcli.train.resume import prepare_resume
-        from optcli.train.run import train_run
 
-        spec, point = prepare_resume(run_dir, command_line_overrides(settings), allow_changes)
-        display = make_display(spec.name, quiet)
-        result = train_run(spec, [display], run_dir=run_dir, resume=point)
-        print(summary_line(result.summary, result.run_dir))
+        spec, point = prepare_resume(run_dir, run_overrides(settings, None, None, None), allow_changes)
+        _train_and_report(spec, quiet, run_dir=run_dir, resume=point)
 
 
 @app.command()
@@ -210,40 +182,38 @@ def check(
     with reported_errors(debug):
         import yaml
 
-        from optcli.config.advice import find_notes, find_warnings
-        from optcli.config.loading import load_config
-        from optcli.config.resolve import resolve_config
-        from optcli.config.yaml_loader import load_yaml_mapping
+        from optcli.compare.plan import check_file
+        from optcli.config.advice import advise
         from optcli.errors import ConfigError
 
-        overrides = run_overrides(settings, device, out, max_steps)
-        if "runs" in load_yaml_mapping(config):  # a compare file: every arm, as compare checks it
-            from optcli.compare.plan import CommandLine, load_plan
-
-            plan = load_plan([config], CommandLine(overrides))
-            specs = {arm.name: arm.spec for arm in plan.arms if arm.spec is not None}
-            outline = f"a comparison of {len(specs)} arms ({', '.join(specs)}) over {len(plan.seeds)} seeds"
-            outline += f", ranked by {plan.ranking_metric}"
-        else:
-            spec = resolve_config(load_config(config, overrides))
-            specs, outline = {"": spec}, spec.outline()
-        warnings = [
-            f"arm '{arm}': {w}" if arm else w for arm, spec in specs.items() for w in find_warnings(spec)
-        ]
-        if strict and warnings:
+        specs, outline = check_file(config, run_overrides(settings, device, out, max_steps))
+        if strict and (warnings := advise(specs)[1]):
             raise ConfigError([f"(--strict) {warning}" for warning in warnings])
-        for arm, spec in specs.items():
-            _print_lines("note", [f"arm '{arm}': {n}" if arm else n for n in find_notes(spec)])
-        _print_lines("warning", warnings)
+        warnings = _print_advice(specs)
         if resolved:
             shown = specs[""].resolved if "" in specs else {arm: spec.resolved for arm, spec in specs.items()}
             print(yaml.safe_dump(shown, sort_keys=False), end="")
         print(f"ok: {config}: {outline}" + (f"; {len(warnings)} warning(s)" if warnings else ""))
 
 
-def _print_lines(kind: str, lines: list[str]) -> None:
-    for line in lines:
-        print(f"{kind}: {line}", file=sys.stderr)
+def _train_and_report(spec: RunSpec, quiet: bool, **where: Any) -> None:
+    """Train with the display the terminal calls for; print the final line."""
+    from optcli.train.display import make_display, summary_line
+    from optcli.train.run import train_run
+
+    result = train_run(spec, [make_display(spec.name, quiet)], **where)
+    print(summary_line(result.summary, result.run_dir))
+
+
+def _print_advice(specs: dict[str, RunSpec]) -> list[str]:
+    """Print the notes and warnings of one run or of each arm (on stderr); return the warnings."""
+    from optcli.config.advice import advise
+
+    notes, warnings = advise(specs)
+    for kind, lines in (("note", notes), ("warning", warnings)):
+        for line in lines:
+            print(f"{kind}: {line}", file=sys.stderr)
+    return warnings
 
 
 @app.command()
@@ -258,7 +228,9 @@ def compare(
     settings: SetOption = None,
     metric: Annotated[
         str | None,
-        typer.Option(help="What ranks the arms: final_loss, best_loss, steps_to_target, time_to_target."),
+        typer.Option(
+            help="What ranks the arms: final_loss, best_loss, val_loss, val_accuracy, steps_to_target, time_to_target."
+        ),
     ] = None,
     target_loss: Annotated[
         float | None, typer.Option(help="The loss that steps_to_target and time_to_target count to.")
@@ -280,28 +252,19 @@ def compare(
         # Started first, so that the workers import torch while this process reads and checks the plan.
         pool = start_workers(jobs)
 
-        from rich.console import Console
-
-        from optcli.compare.display import make_comparison_display, ranking_table
+        from optcli.compare.display import make_comparison_display, output_console, ranking_table
         from optcli.compare.plan import CommandLine, load_plan
         from optcli.compare.run import ComparisonInterrupted, run_comparison
 
-        command_line = CommandLine(command_line_overrides(settings), seeds, metric, target_loss, out)
+        command_line = CommandLine(run_overrides(settings, None, None, None), seeds, metric, target_loss, out)
         try:
             plan = load_plan(files, command_line)
         except BaseException:
             if pool is not None:
                 pool.close()
             raise
-        from optcli.config.advice import find_notes
-
-        for arm in plan.arms:
-            _print_lines(
-                "note", [f"arm '{arm.name}': {note}" for note in find_notes(arm.spec)] if arm.spec else []
-            )
-        console = Console()
-        if not console.is_terminal:  # logs and pipes have no width: never cut a column to fit 80
-            console = Console(width=max(console.width, 200))
+        _print_advice({arm.name: arm.spec for arm in plan.arms if arm.spec})
+        console = output_console()
         try:
             with make_comparison_display(console, plan_jobs(plan, Path()), quiet) as display:
                 result = run_comparison(plan, pool, display)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from optcli.compare.verdict import RunResult, give_verdict, paired_lead, rank_arms
+from optcli.compare.ranking import RunResult, paired_lead, rank_arms
+from optcli.compare.verdict import give_verdict
 
 
 def run(

@@ -96,38 +96,55 @@ def draw_curves(
         sharex=True,
         gridspec_kw={"height_ratios": ratios},
     )
-    loss_axis, lr_axis = axes[0], axes[1]
     longest = max((len(curve.steps) for curves in curves_by_arm.values() for curve in curves), default=0)
     window = max(1, longest // 40)
-    bands = {
-        arm: _band(curves, window) for arm, curves in curves_by_arm.items() if any(c.steps for c in curves)
-    }
+    bands = {arm: _band(cs, window) for arm, cs in curves_by_arm.items() if any(c.steps for c in cs)}
     means = {arm: band[1] for arm, band in bands.items()}
     same = identical_to(means)
-    rates: list[float] = []
-    styles = ["-", "--", ":", "-."]
+    styles = ["-", "--", ":", "-."]  # identical curves stay distinguishable
     for index, (colour, (arm, (steps, mean, low, high, curves))) in enumerate(
         zip(_colours(), bands.items(), strict=False)
     ):
-        seeds = f"{len(curves)} seed{'s' if len(curves) > 1 else ''}"
-        notes = (
-            [seeds]
-            + (["diverged"] if arm in diverged else [])
-            + ([f"identical to {same[arm]}"] if arm in same else [])
+        notes = [f"{len(curves)} seed{'s' if len(curves) > 1 else ''}"]
+        notes += (["diverged"] if arm in diverged else []) + (
+            [f"identical to {same[arm]}"] if arm in same else []
         )
-        style = styles[index % len(styles)]  # identical curves stay distinguishable
-        loss_axis.plot(
+        style = styles[index % len(styles)]
+        axes[0].plot(
             steps, mean, color=colour, linestyle=style, linewidth=1.6, label=f"{arm} ({', '.join(notes)})"
         )
         if len(curves) > 1:
-            loss_axis.fill_between(steps, low, high, color=colour, alpha=0.2, linewidth=0)
-        lr_axis.plot(steps, curves[0].rates[: len(steps)], color=colour, linestyle=style, linewidth=1.4)
-        rates += curves[0].rates[: len(steps)]
+            axes[0].fill_between(steps, low, high, color=colour, alpha=0.2, linewidth=0)
+        axes[1].plot(steps, curves[0].rates[: len(steps)], color=colour, linestyle=style, linewidth=1.4)
         if with_validation:
             _plot_validation(axes[2], curves, colour, style)
-    limits = loss_limits(means, diverged)
-    all_positive = all(min(band[2]) > 0 for band in bands.values())
-    if all_positive and (limits is None or limits[0] > 0):
+    positive = all(min(band[2]) > 0 for band in bands.values())
+    _label(
+        axes,
+        title,
+        window,
+        loss_limits(means, diverged),
+        positive,
+        validation_metric if with_validation else None,
+    )
+    figure.tight_layout()
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, dpi=110)
+    pyplot.close(figure)
+    temporary.replace(path)
+
+
+def _label(
+    axes: Any,
+    title: str,
+    window: int,
+    limits: tuple[float, float] | None,
+    positive: bool,
+    validation: str | None,
+) -> None:
+    """Scales, limits, titles and labels: a log scale where values span decades."""
+    loss_axis, lr_axis = axes[0], axes[1]
+    if positive and (limits is None or limits[0] > 0):
         loss_axis.set_yscale("log")
     if limits is not None:
         loss_axis.set_ylim(*limits)
@@ -136,19 +153,15 @@ def draw_curves(
     loss_axis.set_ylabel("training loss")
     loss_axis.grid(True, which="both", alpha=0.3)
     loss_axis.legend(fontsize=9)
+    rates = [rate for line in lr_axis.get_lines() for rate in line.get_ydata()]
     if rates and min(rates) > 0 and max(rates) / min(rates) > 20:  # decays over orders of magnitude
         lr_axis.set_yscale("log")
     lr_axis.set_ylabel("learning rate")
-    if with_validation:
-        axes[2].set_ylabel(f"{validation_metric} (epoch ends)")
+    lr_axis.grid(True, alpha=0.3)
+    if validation is not None:
+        axes[2].set_ylabel(f"{validation} (epoch ends)")
         axes[2].grid(True, alpha=0.3)
     axes[-1].set_xlabel("optimizer step")
-    lr_axis.grid(True, alpha=0.3)
-    figure.tight_layout()
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=110)
-    pyplot.close(figure)
-    temporary.replace(path)
 
 
 def _band(

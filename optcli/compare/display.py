@@ -10,7 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from optcli.compare.jobs import Event, Job, JobOutcome
-from optcli.compare.verdict import METRIC_INFO, ArmSummary, Verdict, format_value
+from optcli.compare.ranking import METRIC_INFO, ArmSummary
+from optcli.compare.verdict import Verdict, format_value
 from optcli.train.display import format_loss
 from optcli.train.records import EpochRecord, RunStarted, StepRecord
 
@@ -86,6 +87,13 @@ class PlainComparison:
 class QuietComparison(PlainComparison):
     def __call__(self, index: int, event: Event) -> None:
         pass
+
+
+def output_console() -> Console:
+    """The console for the ranked table: on a terminal its width; in logs and pipes (which have none)
+    wide enough that no column is cut to fit 80 characters."""
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, 200))
 
 
 def make_comparison_display(

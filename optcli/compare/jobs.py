@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from optcli.compare.plan import ComparisonPlan
-from optcli.compare.verdict import JobStatus
+from optcli.compare.ranking import JobStatus
 from optcli.compare.workers import WorkerMessage, WorkerPool, available_cores
 from optcli.errors import TrainingFailed
 from optcli.train.records import EpochRecord, Record, RunStarted, StepRecord

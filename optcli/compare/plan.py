@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationError
 
-from optcli.compare.verdict import METRIC_INFO, TARGET_METRICS
+from optcli.compare.ranking import METRIC_INFO, TARGET_METRICS
 from optcli.config.loading import RawConfig, apply_overrides, carried_over, merge_arm
 from optcli.config.metrics import VALIDATION_METRICS
 from optcli.config.schema import Strict, describe_error
@@ -184,6 +184,24 @@ def _seeds(command_line: str | None, from_file: list[int] | int) -> tuple[int, .
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0 or max(seeds) >= 2**32:
         raise ConfigError(f"seeds: give distinct seeds from 0 to 2**32 - 1, got {list(seeds)}")
     return seeds
+
+
+def check_file(path: Path, overrides: list[str]) -> tuple[dict[str, RunSpec], str]:
+    """`optcli check` on a config (its run under the key "") or a compare file (every arm, as compare
+    checks it): the resolved runs and the whole in one line."""
+    from optcli.config.loading import load_config
+    from optcli.config.resolve import resolve_config
+
+    if "runs" not in load_yaml_mapping(path):
+        spec = resolve_config(load_config(path, overrides))
+        return {"": spec}, spec.outline()
+    plan = load_plan([path], CommandLine(overrides))
+    specs = {arm.name: arm.spec for arm in plan.arms if arm.spec is not None}
+    seeds = len(plan.seeds)
+    return (
+        specs,
+        f"a comparison of {len(specs)} arms ({', '.join(specs)}) over {seeds} seeds, ranked by {plan.ranking_metric}",
+    )
 
 
 def check_plan(plan: ComparisonPlan) -> ComparisonPlan:

@@ -13,7 +13,8 @@ from typing import Any
 
 from optcli.compare.jobs import Job, JobOutcome
 from optcli.compare.plan import ComparisonPlan
-from optcli.compare.verdict import METRIC_INFO, ArmSummary, RunResult, Verdict
+from optcli.compare.ranking import METRIC_INFO, ArmSummary, RunResult
+from optcli.compare.verdict import Verdict
 from optcli.train.rundir import write_atomically
 from optcli.train.sinks import format_number
 

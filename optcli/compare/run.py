@@ -9,13 +9,14 @@ from typing import Literal
 
 from optcli.compare.jobs import Event, JobOutcome, JobsInterrupted, plan_jobs, run_jobs
 from optcli.compare.plan import ComparisonPlan
+from optcli.compare.ranking import ArmSummary, RunResult, rank_arms
 from optcli.compare.report import (
     read_run_result,
     write_results_csv,
     write_summary_csv,
     write_summary_json,
 )
-from optcli.compare.verdict import ArmSummary, RunResult, Verdict, give_verdict, rank_arms
+from optcli.compare.verdict import Verdict, give_verdict
 from optcli.compare.workers import WorkerPool
 from optcli.config.metrics import VALIDATION_METRICS
 from optcli.train.rundir import create_run_dir

@@ -19,6 +19,18 @@ NEGLIGIBLE = 1e-4
 WASTED_SHARE = 0.25
 
 
+def advise(specs: dict[str, RunSpec]) -> tuple[list[str], list[str]]:
+    """The notes and the warnings for one run (its key "") or for each arm of a comparison (each line
+    naming its arm)."""
+
+    def named(arm: str, lines: list[str]) -> list[str]:
+        return [f"arm '{arm}': {line}" if arm else line for line in lines]
+
+    notes = [line for arm, spec in specs.items() for line in named(arm, find_notes(spec))]
+    warnings = [line for arm, spec in specs.items() for line in named(arm, find_warnings(spec))]
+    return notes, warnings
+
+
 def find_notes(spec: RunSpec) -> list[str]:
     """What a user should know before training, though nothing is wrong: the guesses optcli made."""
     reason = spec.data.info.task_reason

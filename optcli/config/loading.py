@@ -6,6 +6,7 @@ are carried over (`carried_over`) for the new class to take those it accepts."""
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,15 @@ KEPT_WHEN_RENAMED = {"data": LOADER_KEYS}
 # the class changes, the ones the new class accepts are kept (see resolve), the others dropped with a note.
 CARRIED_WHEN_RENAMED = ("optimizer", "scheduler")
 _SECTION_KEYS = frozenset({"name", "interval", "monitor", "schedulers"})  # optcli's own, never carried
+
+
+def option_overrides(settings: list[str] | None, values: dict[str, str | int | None]) -> list[str]:
+    """`--set` strings, then dedicated command-line options (`--device`, `--out`, ...) as overrides of
+    their keys; JSON is valid YAML, so each value arrives exactly as typed (a folder named 123 stays a
+    string)."""
+    return list(settings or []) + [
+        f"{key}={json.dumps(value)}" for key, value in values.items() if value is not None
+    ]
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -11,12 +11,10 @@ import functools
 import math
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
-from optcli.components.optimizers import needs_closure
 from optcli.config.schema import ClipConfig
 from optcli.errors import Interrupted, TrainingFailed
 from optcli.train.evaluation import EarlyStopper, evaluate
@@ -31,7 +29,7 @@ from optcli.train.records import (
     SkippedStep,
 )
 from optcli.train.session import Session
-from optcli.train.state import LoopState, TrainingClock
+from optcli.train.state import LoopPlan, LoopState, TrainingClock
 
 
 class TooManySkips(TrainingFailed):
@@ -39,30 +37,6 @@ class TooManySkips(TrainingFailed):
         super().__init__(
             f"{count} steps in a row had a non-finite loss or gradient (the last at step {step}, epoch {epoch}); "
             "training stopped (train.max_skips). A lower optimizer.lr or gradient clipping usually helps"
-        )
-
-
-@dataclass(frozen=True)
-class LoopPlan:
-    """What every step needs to know, settled once before the first."""
-
-    parameters: list[torch.Tensor]  # the trainable ones: clipped, and their norm logged
-    closure_step: bool  # LBFGS and its kind evaluate the loss inside their own step
-    skip_nonfinite: bool  # train.on_nonfinite: skip
-    step_scheduler: Any | None  # stepped after every optimizer step (interval: step)
-    epoch_scheduler: Any | None  # stepped after every epoch (interval: epoch)
-    steps_per_sync: int  # steps whose values wait on the device for one copy to the host
-
-    @classmethod
-    def of(cls, session: Session, steps_per_sync: int) -> LoopPlan:
-        interval = session.spec.scheduler.interval if session.spec.scheduler else None
-        return cls(
-            [parameter for parameter in session.model.parameters() if parameter.requires_grad],
-            needs_closure(session.optimizer),
-            session.spec.train.on_nonfinite == "skip",
-            session.scheduler if interval == "step" else None,
-            session.scheduler if interval == "epoch" else None,
-            steps_per_sync,
         )
 
 

@@ -1,5 +1,5 @@
 """Where training stands (what a checkpoint holds besides the model, optimizer, scheduler and random
-generators), and the clock that counts training time."""
+generators), what every step needs to know, and the clock that counts training time."""
 
 from __future__ import annotations
 
@@ -8,9 +8,15 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import torch
+
+from optcli.components.optimizers import needs_closure
 from optcli.config.metrics import better_direction
+
+if TYPE_CHECKING:
+    from optcli.train.session import Session
 
 
 @dataclass
@@ -53,6 +59,30 @@ class LoopState:
                 self.best[metric] = (value, epoch)
                 improved.append(metric)
         return tuple(improved)
+
+
+@dataclass(frozen=True)
+class LoopPlan:
+    """What every step needs to know, settled once before the first."""
+
+    parameters: list[torch.Tensor]  # the trainable ones: clipped, and their norm logged
+    closure_step: bool  # LBFGS and its kind evaluate the loss inside their own step
+    skip_nonfinite: bool  # train.on_nonfinite: skip
+    step_scheduler: Any | None  # stepped after every optimizer step (interval: step)
+    epoch_scheduler: Any | None  # stepped after every epoch (interval: epoch)
+    steps_per_sync: int  # steps whose values wait on the device for one copy to the host
+
+    @classmethod
+    def of(cls, session: Session, steps_per_sync: int) -> LoopPlan:
+        interval = session.spec.scheduler.interval if session.spec.scheduler else None
+        return cls(
+            [parameter for parameter in session.model.parameters() if parameter.requires_grad],
+            needs_closure(session.optimizer),
+            session.spec.train.on_nonfinite == "skip",
+            session.scheduler if interval == "step" else None,
+            session.scheduler if interval == "epoch" else None,
+            steps_per_sync,
+        )
 
 
 class TrainingClock:
