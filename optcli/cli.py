@@ -276,6 +276,42 @@ def compare(
         print(f"-> {result.directory}")
 
 
+@app.command()
+def schedule(
+    config: ConfigArgument,
+    settings: SetOption = None,
+    max_steps: MaxStepsOption = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write step,epoch,lr to this file.")] = None,
+    png: Annotated[Path | None, typer.Option("--png", help="Draw the schedule to this PNG file.")] = None,
+    debug: DebugOption = False,
+) -> None:
+    """Show the learning rate of every optimizer step of the run a config describes, without training.
+
+    Example: optcli schedule configs/warmup_cosine.yaml --csv schedule.csv --png schedule.png
+    """
+    with reported_errors(debug):
+        from optcli.compare.plan import check_file
+        from optcli.config.schedule import (
+            describe_schedule,
+            planned_rates,
+            save_schedule_png,
+            schedule_csv,
+            text_plot,
+        )
+
+        specs, _ = check_file(config, run_overrides(settings, None, None, max_steps))
+        if "" not in specs:
+            fail(f"{config}: a compare file; give one arm's config to see its schedule", EXIT_CONFIG)
+        spec = specs[""]
+        planned = planned_rates(spec)
+        lines = describe_schedule(spec, planned)
+        print("\n".join([lines[0], *text_plot([row.lr for row in planned]), *lines[1:]]))
+        if csv is not None:
+            csv.write_text(schedule_csv(planned))
+        if png is not None:
+            save_schedule_png(str(png), planned, spec.name)
+
+
 @app.command("list")
 def list_command(
     kind: Annotated[

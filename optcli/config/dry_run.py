@@ -49,8 +49,9 @@ def dry_run(
             what = "cannot train this model" if network is not None else "rejected its arguments"
             problems.add(f"optimizer: {display_name(optimizer.name, optimizer.target)} {what}: {error}")
             return DryRunFindings()
+    start_lr = float(built.param_groups[0]["lr"])
     schedule = _preview_schedule(built, scheduler, schedule_length, problems) if scheduler else None
-    return DryRunFindings(schedule, _unread_arguments(optimizer, built))
+    return DryRunFindings(schedule, _unread_arguments(optimizer, built), start_lr)
 
 
 def _unread_arguments(optimizer: Component, built: torch.optim.Optimizer) -> tuple[str, ...]:

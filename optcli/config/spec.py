@@ -154,6 +154,7 @@ class DryRunFindings:
     schedule: SchedulePreview | None = None
     # Arguments an optimizer that takes **kwargs accepted but never stored (a misspelling, likely).
     unread_arguments: tuple[str, ...] = ()
+    start_lr: float | None = None  # the optimizer's learning rate as configured, before any schedule
 
 
 @dataclass(frozen=True)

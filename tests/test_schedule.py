@@ -1,0 +1,84 @@
+"""`optcli schedule`: the rates a config's run will use, step for step, without training."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import (
+    assert_clean_exit,
+    config_error,
+    guide_config,
+    invoke,
+    read_csv,
+    train_ok,
+    write_config,
+)
+
+SMALL_DATA = {
+    "name": "random",
+    "samples": 256,
+    "features": 16,
+    "classes": 4,
+    "batch_size": 32,
+}  # 8 steps an epoch
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "epochs"),
+    [
+        ({"name": "step", "step_size": 3, "gamma": 0.1}, 10),  # per epoch
+        (
+            {
+                "name": "sequential",
+                "milestones": [16],
+                "interval": "step",
+                "schedulers": [
+                    {"name": "linear", "start_factor": 0.1, "total_iters": 16},
+                    {"name": "cosine"},
+                ],
+            },
+            8,
+        ),  # warmup + cosine, per step
+        ({"name": "one_cycle", "max_lr": 0.01}, 6),
+        ({"name": "CosineAnnealingWarmRestarts", "T_0": 3, "T_mult": 2}, 12),
+    ],
+)
+def test_the_schedule_equals_the_lr_column_train_writes(tmp_path, scheduler, epochs):
+    config = guide_config(data=SMALL_DATA, scheduler=scheduler, train={"epochs": epochs})
+    path = write_config(tmp_path, config)
+    result = invoke("schedule", path, "--csv", tmp_path / "schedule.csv", "--png", tmp_path / "schedule.png")
+    assert_clean_exit(result, 0)
+    assert "start " in result.stdout and "peak " in result.stdout and "final " in result.stdout
+    planned = read_csv(tmp_path / "schedule.csv")
+    run_dir = train_ok(path, tmp_path / "runs")
+    logged = read_csv(run_dir / "metrics.csv")
+    assert [(row["step"], row["epoch"], row["lr"]) for row in planned] == [
+        (row["step"], row["epoch"], row["lr"]) for row in logged
+    ]
+    assert len({row["lr"] for row in planned}) > 2  # a schedule that moves, not a constant
+    assert (tmp_path / "schedule.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_where_the_rate_changes_is_said(tmp_path):
+    config = guide_config(
+        data=SMALL_DATA, scheduler={"name": "step", "step_size": 2, "gamma": 0.5}, train={"epochs": 5}
+    )
+    result = invoke("schedule", write_config(tmp_path, config))
+    assert_clean_exit(result, 0)
+    assert "the rate changes at step 17 (epoch 3): 5.000e-04, step 33 (epoch 5): 2.500e-04" in result.stdout
+    assert "│" in result.stdout  # the plot in text
+
+
+def test_plateau_is_shown_without_reductions_and_says_so(tmp_path):
+    config = guide_config(data=SMALL_DATA, scheduler={"name": "plateau"}, train={"epochs": 3})
+    result = invoke("schedule", write_config(tmp_path, config), "--csv", tmp_path / "s.csv")
+    assert_clean_exit(result, 0)
+    assert "shown here without any reduction" in result.stdout
+    assert {row["lr"] for row in read_csv(tmp_path / "s.csv")} == {"0.001"}
+
+
+def test_schedule_builds_no_model_and_reports_config_errors(tmp_path):
+    config = guide_config(data=SMALL_DATA, scheduler={"name": "step"})  # StepLR requires step_size
+    message = config_error(invoke("schedule", write_config(tmp_path, config)))
+    assert "scheduler.step_size" in message
+    assert not (tmp_path / "runs").exists()
