@@ -1,0 +1,132 @@
+"""The commands about several runs: compare, plot, and list (what a config can name)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from optcli.cli.shared import (
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    DebugOption,
+    SetOption,
+    app,
+    fail,
+    print_advice,
+    reported_errors,
+    run_overrides,
+)
+
+
+@app.command()
+def compare(
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE...", help="A compare file, or two or more config files.")
+    ],
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="A count (3: seeds 0, 1, 2) or a list (0,1,2). Default: the file's, or 3."),
+    ] = None,
+    settings: SetOption = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help="What ranks the arms: final_loss, best_loss, val_loss, val_accuracy, steps_to_target, time_to_target."
+        ),
+    ] = None,
+    target_loss: Annotated[
+        float | None, typer.Option(help="The loss that steps_to_target and time_to_target count to.")
+    ] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Runs at a time, each in its own process.")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Write the comparison under this folder.")] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the table and the verdict.")
+    ] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Compare optimizers or schedules: every arm from the same weights on the same batches, over seeds.
+
+    Example: optcli compare configs/compare_guide.yaml --seeds 0,1,2 --jobs 2 --target-loss 0.5
+    """
+    with reported_errors(debug):
+        from optcli.compare.jobs import plan_jobs, start_workers
+
+        # Started first, so that the workers import torch while this process reads and checks the plan.
+        pool = start_workers(jobs)
+
+        from optcli.compare.display import make_comparison_display, output_console, ranking_table
+        from optcli.compare.plan import CommandLine, load_plan
+        from optcli.compare.run import ComparisonInterrupted, run_comparison
+
+        command_line = CommandLine(run_overrides(settings, None, None, None), seeds, metric, target_loss, out)
+        try:
+            plan = load_plan(files, command_line)
+        except BaseException:
+            if pool is not None:
+                pool.close()
+            raise
+        print_advice({arm.name: arm.spec for arm in plan.arms if arm.spec})
+        console = output_console()
+        try:
+            with make_comparison_display(console, plan_jobs(plan, Path()), quiet) as display:
+                result = run_comparison(plan, pool, display)
+        except ComparisonInterrupted as interrupted:
+            print(f"interrupted: the finished runs are in {interrupted.result.directory}", file=sys.stderr)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        console.print(ranking_table(result.ranked, plan.ranking_metric, result.verdict), markup=False)
+        print(result.verdict.text)
+        print(f"-> {result.directory}")
+
+
+@app.command()
+def plot(
+    directories: Annotated[
+        list[Path],
+        typer.Argument(metavar="RUN_OR_COMPARE_DIR...", help="Run directories, or a comparison's."),
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="The PNG to write (default: plot.png in the first directory).")
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option(help="An epochs.csv column to add a panel for, e.g. val_accuracy.")
+    ] = None,
+    debug: DebugOption = False,
+) -> None:
+    """Draw finished runs: loss (and validation loss), learning rate and gradient norm against the step.
+
+    Example: optcli plot runs/adam_steplr/20261125-181520 runs/compare-compare_guide/20261125-182000
+    """
+    with reported_errors(debug):
+        from optcli.compare.plot import draw_runs, find_runs, read_runs
+
+        plotted = read_runs(find_runs(directories))
+        missing = [
+            name for name in metric or [] if not any(name in row for run in plotted for row in run.epochs)
+        ]
+        if missing:
+            fail(f"--metric: no run has {', '.join(missing)} in its epochs.csv", EXIT_CONFIG)
+        path = out or directories[0] / "plot.png"
+        draw_runs(path, plotted, list(metric or []))
+        print(f"-> {path}")
+
+
+@app.command("list")
+def list_command(
+    kind: Annotated[
+        str | None, typer.Argument(help="optimizers, schedulers, models, datasets or losses (default: all).")
+    ] = None,
+) -> None:
+    """List every name a config can use, with its parameters and defaults.
+
+    Example: optcli list schedulers
+    """
+    with reported_errors(debug=False):
+        from rich.console import Console
+
+        from optcli.components.listing import KINDS, kind_named, listing_table
+
+        for name in [kind_named(kind)] if kind is not None else KINDS:
+            Console().print(listing_table(name), markup=False)

@@ -1,0 +1,143 @@
+"""The commands about one run: train, resume, check and schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from optcli.cli.shared import (
+    EXIT_CONFIG,
+    ConfigArgument,
+    DebugOption,
+    DeviceOption,
+    MaxStepsOption,
+    OutOption,
+    SetOption,
+    app,
+    fail,
+    print_advice,
+    reported_errors,
+    run_overrides,
+    train_and_report,
+)
+
+
+@app.command()
+def train(
+    config: ConfigArgument,
+    settings: SetOption = None,
+    device: DeviceOption = None,
+    out: OutOption = None,
+    max_steps: MaxStepsOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary line.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Train the model a config describes, writing metrics.csv, epochs.csv and summary.json.
+
+    Example: optcli train configs/adam_steplr.yaml --set optimizer.lr=3e-4 --set train.epochs=5
+    """
+    with reported_errors(debug):
+        from optcli.config.loading import load_config
+        from optcli.config.resolve import resolve_config
+
+        spec = resolve_config(load_config(config, run_overrides(settings, device, out, max_steps)))
+        print_advice({"": spec})
+        train_and_report(spec, quiet)
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The run's directory.")],
+    settings: SetOption = None,
+    allow_changes: Annotated[
+        bool,
+        typer.Option(
+            "--allow-changes", help="Continue even if the config now differs from the checkpoint's."
+        ),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary line.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Continue an interrupted or crashed run from its last checkpoint, exactly as if it had not stopped.
+
+    Example: optcli resume runs/adam_steplr/20261125-181520 --set optimizer.lr=3e-4 --allow-changes
+    """
+    with reported_errors(debug):
+        from optcli.train.resume import prepare_resume
+
+        spec, point = prepare_resume(run_dir, run_overrides(settings, None, None, None), allow_changes)
+        train_and_report(spec, quiet, run_dir=run_dir, resume=point)
+
+
+@app.command()
+def check(
+    config: ConfigArgument,
+    settings: SetOption = None,
+    device: DeviceOption = None,
+    out: OutOption = None,
+    max_steps: MaxStepsOption = None,
+    resolved: Annotated[
+        bool, typer.Option("--resolved", help="Print the resolved config, every default filled in.")
+    ] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors (exit 2).")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Validate a config (or a compare file, every arm) as `train` (or `compare`) would, without
+    training; warn about what would surely go wrong.
+
+    Exits 0 if it is valid (warnings are printed), 2 if not (or if --strict and there are warnings).
+    Example: optcli check configs/adam_steplr.yaml --set optimizer.name=sgd
+    """
+    with reported_errors(debug):
+        import yaml
+
+        from optcli.compare.plan import check_file
+        from optcli.config.advice import advise
+        from optcli.errors import ConfigError
+
+        specs, outline = check_file(config, run_overrides(settings, device, out, max_steps))
+        if strict and (warnings := advise(specs)[1]):
+            raise ConfigError([f"(--strict) {warning}" for warning in warnings])
+        warnings = print_advice(specs)
+        if resolved:
+            shown = specs[""].resolved if "" in specs else {arm: spec.resolved for arm, spec in specs.items()}
+            print(yaml.safe_dump(shown, sort_keys=False), end="")
+        print(f"ok: {config}: {outline}" + (f"; {len(warnings)} warning(s)" if warnings else ""))
+
+
+@app.command()
+def schedule(
+    config: ConfigArgument,
+    settings: SetOption = None,
+    max_steps: MaxStepsOption = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write step,epoch,lr to this file.")] = None,
+    png: Annotated[Path | None, typer.Option("--png", help="Draw the schedule to this PNG file.")] = None,
+    debug: DebugOption = False,
+) -> None:
+    """Show the learning rate of every optimizer step of the run a config describes, without training.
+
+    Example: optcli schedule configs/warmup_cosine.yaml --csv schedule.csv --png schedule.png
+    """
+    with reported_errors(debug):
+        from optcli.compare.plan import check_file
+        from optcli.config.schedule import (
+            describe_schedule,
+            planned_rates,
+            save_schedule_png,
+            schedule_csv,
+            text_plot,
+        )
+
+        specs, _ = check_file(config, run_overrides(settings, None, None, max_steps))
+        if "" not in specs:
+            fail(f"{config}: a compare file; give one arm's config to see its schedule", EXIT_CONFIG)
+        spec = specs[""]
+        planned = planned_rates(spec)
+        lines = describe_schedule(spec, planned)
+        print("\n".join([lines[0], *text_plot([row.lr for row in planned]), *lines[1:]]))
+        if csv is not None:
+            csv.write_text(schedule_csv(planned))
+        if png is not None:
+            save_schedule_png(str(png), planned, spec.name)

@@ -1,0 +1,130 @@
+"""What every command shares: the Typer app, the common options, and turning the library's errors into
+one clear message and an exit code (2 for config and usage errors, 1 for a run that failed, 130 for an
+interrupt). Only the CLI prints errors and chooses exit codes."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from optcli import __version__
+
+if TYPE_CHECKING:
+    from optcli.config.spec import RunSpec
+
+app = typer.Typer(
+    help="Train PyTorch models from YAML configs and find the optimizer and schedule that suit them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set optimizer.lr=3e-4."),
+]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors.")]
+ConfigArgument = Annotated[Path, typer.Argument(metavar="CONFIG", help="A YAML config file.")]
+DeviceOption = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+OutOption = Annotated[
+    Path | None, typer.Option(help="Write the run under this folder (replaces output.dir).")
+]
+MaxStepsOption = Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")]
+
+
+def fail(message: str, code: int) -> NoReturn:
+    # Plain text on stderr: messages quote YAML such as [128], which Rich would read as markup.
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def reported_errors(debug: bool) -> Iterator[None]:
+    """Turn the library's exceptions into one clear message and an exit code."""
+    from optcli.errors import ConfigError, Interrupted, TrainingFailed
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except Exception as error:
+        if debug:
+            traceback.print_exc()
+        if isinstance(error, ConfigError):
+            fail(str(error), EXIT_CONFIG)
+        if isinstance(error, TrainingFailed):
+            fail(
+                f"{error}" + (f"\nwhat was written is in {error.run_dir}" if error.run_dir else ""),
+                EXIT_FAILED,
+            )
+        internal = f"internal error: {type(error).__name__}: {error}"
+        fail(f"{internal}\n(run again with --debug for the traceback, and please report it)", EXIT_FAILED)
+    except KeyboardInterrupt as interrupt:
+        if isinstance(interrupt, Interrupted):
+            where = interrupt.run_dir or "RUN_DIR"
+            print(
+                f"interrupted: a checkpoint was written; optcli resume {where} continues the run",
+                file=sys.stderr,
+            )
+        else:
+            print("interrupted", file=sys.stderr)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def run_overrides(
+    settings: list[str] | None, device: str | None, out: Path | None, max_steps: int | None
+) -> list[str]:
+    """`--set` strings with `--device`, `--out` and `--max-steps` as overrides of their keys."""
+    from optcli.config.loading import option_overrides
+
+    output = str(out) if out is not None else None
+    return option_overrides(settings, {"device": device, "output.dir": output, "train.max_steps": max_steps})
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"optcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """optcli: config-driven PyTorch training and optimizer comparison."""
+
+
+def train_and_report(spec: RunSpec, quiet: bool, **where: Any) -> None:
+    """Train with the display the terminal calls for; print the final line."""
+    from optcli.train.display import make_display, summary_line
+    from optcli.train.run import train_run
+
+    result = train_run(spec, [make_display(spec.name, quiet)], **where)
+    print(summary_line(result.summary, result.run_dir))
+
+
+def print_advice(specs: dict[str, RunSpec]) -> list[str]:
+    """Print the notes and warnings of one run or of each arm (on stderr); return the warnings."""
+    from optcli.config.advice import advise
+
+    notes, warnings = advise(specs)
+    for kind, lines in (("note", notes), ("warning", warnings)):
+        for line in lines:
+            print(f"{kind}: {line}", file=sys.stderr)
+    return warnings
