@@ -288,3 +288,42 @@ def test_tiny_losses_are_shown_in_scientific_notation(tmp_path):
     assert_clean_exit(result, 0)
     final = result.stdout.split("final loss ")[1].split(",")[0]
     assert "e-" in final and float(final) < 1e-3, result.stdout
+
+
+def run_on_a_terminal(*arguments: str) -> str:
+    """Run optcli with a pseudo-terminal as its output, as a user's shell gives it; what it drew."""
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "140"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "optcli", *arguments], stdout=follower, stderr=follower, env=environment
+    )
+    os.close(follower)
+    output = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        try:
+            chunk = os.read(leader, 65536) if ready else b""
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        output += chunk
+    process.wait(timeout=60)
+    os.close(leader)
+    assert process.returncode == 0, output.decode(errors="replace")
+    return output.decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_the_live_displays_show_the_time_remaining(tmp_path):
+    config = write_config(tmp_path, guide_config(train={"epochs": 3}))
+    drawn = run_on_a_terminal("train", str(config), "--out", str(tmp_path / "runs"))
+    assert "eta " in drawn and "eta 0.0s" in drawn  # the run's, ending at nothing left
+    write_config(tmp_path, guide_config(train={"epochs": 2}), "base.yaml")
+    runs = {"adam": {}, "sgd": {"optimizer": {"name": "sgd"}}}
+    compare = write_config(tmp_path, {"base": "base.yaml", "seeds": 1, "runs": runs}, "c.yaml")
+    drawn = run_on_a_terminal("compare", str(compare), "--out", str(tmp_path / "out"))
+    assert "all runs" in drawn and "16/16" in drawn  # the whole comparison's bar: 2 runs of 8 steps

@@ -6,7 +6,15 @@ import sys
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from optcli.compare.jobs import Event, Job, JobOutcome
@@ -17,7 +25,8 @@ from optcli.train.records import EpochRecord, RunStarted, StepRecord
 
 
 class LiveComparison:
-    """One progress bar per job with its running loss; finished jobs show their status."""
+    """A bar for the whole comparison, with its ETA, and one per job with its running loss; finished
+    jobs show their status."""
 
     def __init__(self, console: Console, jobs: list[Job]) -> None:
         self.progress = Progress(
@@ -26,10 +35,15 @@ class LiveComparison:
             MofNCompleteColumn(),
             TextColumn("{task.fields[state]}"),
             TimeElapsedColumn(),
+            TimeRemainingColumn(),
             console=console,
             refresh_per_second=4,
         )
         width = max(len(f"{job.arm} seed {job.seed}") for job in jobs)
+        # Every run's length is known from the plan, so the whole comparison's remaining time can be told.
+        total = sum(job.spec.total_steps for job in jobs)
+        self.overall = self.progress.add_task("all runs".ljust(width), total=total, state="steps")
+        self.done: dict[int, int] = {}  # each job's steps so far
         self.tasks: dict[int, TaskID] = {
             job.index: self.progress.add_task(
                 f"{job.arm} seed {job.seed}".ljust(width), total=None, start=False, state="waiting"
@@ -51,13 +65,19 @@ class LiveComparison:
             self.progress.update(task, total=event.total_steps, state="")
         elif isinstance(event, StepRecord):
             self.progress.update(task, completed=event.step, state=f"loss {format_loss(event.loss)}")
+            self._count(index, event.step)
         elif isinstance(event, EpochRecord):
             self.progress.update(task, completed=event.step, state=f"loss {format_loss(event.train_loss)}")
+            self._count(index, event.step)
         elif isinstance(event, JobOutcome):
             state = self.progress.tasks[task].fields.get("state", "")
             done = "done" if event.status == "ok" else event.status
             self.progress.update(task, state=f"{done} {state}".strip())
             self.progress.stop_task(task)
+
+    def _count(self, index: int, step: int) -> None:
+        self.done[index] = step
+        self.progress.update(self.overall, completed=sum(self.done.values()))
 
 
 class PlainComparison:

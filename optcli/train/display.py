@@ -45,6 +45,11 @@ def format_time(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
 
 
+def remaining_time(elapsed_s: float, step: int, total_steps: int) -> float:
+    """The run's time still to go, at the pace so far (training time: evaluations excluded)."""
+    return elapsed_s / step * max(0, total_steps - step) if step > 0 else 0.0
+
+
 class EpochRows:
     """The rows of the epoch table, kept as plain values: the gradient norm is the epoch's last logged one."""
 
@@ -109,10 +114,12 @@ class LiveDisplay:
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
             TimeElapsedColumn(),
+            TextColumn("eta {task.fields[eta]}"),
             console=console,
             auto_refresh=False,  # the Live below does the redrawing
         )
-        self.task = self.progress.add_task("train", total=None, epoch="1", loss="-")
+        self.task = self.progress.add_task("train", total=None, epoch="1", loss="-", eta="-")
+        self.total_steps = 0
         self._next_progress_update = 0.0
         self._last_step: StepRecord | None = None
         self.live = Live(
@@ -137,6 +144,7 @@ class LiveDisplay:
         row = self.rows.handle(record)
         if isinstance(record, RunStarted):
             self.progress.update(self.task, total=record.steps_per_epoch, completed=0)
+            self.total_steps = record.total_steps
         elif isinstance(record, StepRecord):
             self._last_step = record
             # The bar is redrawn a few times a second at most, so updating it every step would be waste.
@@ -155,6 +163,7 @@ class LiveDisplay:
             completed=record.step - (record.epoch - 1) * steps_per_epoch,
             epoch=f"{record.epoch}/{self.rows.epochs}",
             loss=format_loss(record.loss),
+            eta=format_time(remaining_time(record.elapsed_s, record.step, self.total_steps)),
         )
 
     def close(self, outcome: RunOutcome) -> None:
