@@ -9,6 +9,7 @@ import typer
 
 from optcli.cli.shared import (
     EXIT_CONFIG,
+    EXIT_FAILED,
     ConfigArgument,
     DebugOption,
     DeviceOption,
@@ -141,3 +142,48 @@ def schedule(
             csv.write_text(schedule_csv(planned))
         if png is not None:
             save_schedule_png(str(png), planned, spec.name)
+
+
+@app.command("find-lr")
+def find_lr(
+    config: ConfigArgument,
+    settings: SetOption = None,
+    start_lr: Annotated[float, typer.Option(help="The first rate tried.")] = 1e-7,
+    end_lr: Annotated[float, typer.Option(help="The last rate tried.")] = 10.0,
+    steps: Annotated[int, typer.Option(help="Mini-batches, the rate growing exponentially.")] = 100,
+    out: Annotated[Path | None, typer.Option(help="Write lr_find.csv and lr_find.png here.")] = None,
+    apply: Annotated[
+        Path | None, typer.Option(help="Write a copy of the config with the suggested optimizer.lr.")
+    ] = None,
+    debug: DebugOption = False,
+) -> None:
+    """Find a learning rate that will not diverge: the LR range test on the config's model and data.
+
+    The model is never trained by this: no run directory of yours changes. Example:
+    optcli find-lr configs/teacher_mlp.yaml --apply teacher_tuned.yaml
+    """
+    with reported_errors(debug):
+        from optcli.config.loading import load_config
+        from optcli.config.resolve import resolve_config
+        from optcli.train.lr_finder import range_test, suggest, write_range_test
+        from optcli.train.rundir import create_run_dir
+
+        spec = resolve_config(load_config(config, run_overrides(settings, None, None, None)))
+        tested, stopped = range_test(spec, start_lr, end_lr, steps)
+        suggestion = suggest(tested)
+        directory = out or create_run_dir(Path(spec.output.dir), spec.name, prefix="lr_find-")
+        directory.mkdir(parents=True, exist_ok=True)
+        write_range_test(directory, tested, suggestion, spec.name)
+        print(f"range test: {len(tested)} steps from {start_lr:g}, stopped because {stopped}")
+        steepest = f"{suggestion.steepest:.2e}" if suggestion.steepest else "-"
+        tenth = f"{suggestion.minimum_tenth:.2e}" if suggestion.minimum_tenth else "-"
+        print(f"steepest descent of the smoothed loss: {steepest}; minimum / 10: {tenth}")
+        if suggestion.lr is None:
+            fail(f"no suggestion: {suggestion.why}", EXIT_FAILED)
+        print(f"suggested optimizer.lr: {suggestion.lr:.2e} ({suggestion.why})")
+        if apply is not None:
+            from optcli.config.loading import write_with_override
+
+            write_with_override(config, apply, f"optimizer.lr={suggestion.lr!r}")
+            print(f"wrote {apply} with optimizer.lr: {suggestion.lr:.2e}")
+        print(f"-> {directory}")

@@ -168,3 +168,15 @@ def load_config(path: Path, overrides: list[str] | None = None) -> RawConfig:
     original = load_yaml_mapping(path)
     values = apply_overrides(original, overrides or [])
     return RawConfig(values, path.resolve().parent, path.stem, carried_over(original, values))
+
+
+def write_with_override(source: Path, target: Path, override: str) -> None:
+    """A copy of a config file with one `--set` override applied (its comments are not kept)."""
+    import yaml
+
+    values = apply_overrides(load_yaml_mapping(source), [override])
+    header = f"# {source.name} with {override} (written by optcli find-lr)\n"
+    try:
+        target.write_text(header + yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+    except OSError as error:
+        raise ConfigError(f"--apply: cannot write {target}: {error.strerror or error}") from None

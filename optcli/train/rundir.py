@@ -15,9 +15,10 @@ import yaml
 from optcli.errors import ConfigError
 
 
-def create_run_dir(output_dir: Path, name: str, clock: float | None = None) -> Path:
-    """A new, empty directory for one run; a second run in the same second gets a `-2` suffix."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(clock))
+def create_run_dir(output_dir: Path, name: str, clock: float | None = None, prefix: str = "") -> Path:
+    """A new, empty directory for one run (`prefix` + a time stamp); a second one in the same second
+    gets a `-2` suffix."""
+    stamp = prefix + time.strftime("%Y%m%d-%H%M%S", time.localtime(clock))
     parent = output_dir / name
     try:
         parent.mkdir(parents=True, exist_ok=True)
