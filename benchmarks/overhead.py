@@ -3,8 +3,8 @@
 The guide's SimpleNN (784-128-10), Adam, StepLR, clip_grad_norm_, batch 64, a metrics.csv row every
 step. Three loops run interleaved in one process, so that machine noise hits all alike: the plain
 loop (batches indexed from tensors, as optcli does), optcli's, and the plain loop fed by
-DataLoader(TensorDataset(...)) as most PyTorch code is written. The figures are ratios of total
-steps per second.
+DataLoader(TensorDataset(...)) as most PyTorch code is written. A fourth loop is optcli's with TensorBoard's event files
+written too (`output.tensorboard: true`). The figures are ratios of total steps per second.
 
     python benchmarks/overhead.py [--steps 2000] [--rounds 10]
 """
@@ -12,6 +12,7 @@ steps per second.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -46,12 +47,17 @@ def guide_spec(steps: int) -> RunSpec:
     return resolve_config(RawConfig(config, Path.cwd(), "overhead"))
 
 
-def time_optcli(spec: RunSpec) -> float:
-    """Seconds for optcli's loop with the sinks `optcli train` uses (CSV files, summary, plain display)."""
+def time_optcli(spec: RunSpec, tensorboard: bool = False) -> float:
+    """Seconds for optcli's loop with the sinks `optcli train` uses (CSV files, summary, plain display,
+    and TensorBoard's event files when asked)."""
     session = build_session(spec)
     with tempfile.TemporaryDirectory() as directory, open(os.devnull, "w") as devnull:
         run_dir = Path(directory)
-        sinks = [CsvWriter(run_dir), SummaryWriter(run_dir, {}), PlainDisplay(devnull)]
+        sinks: list[Any] = [CsvWriter(run_dir), SummaryWriter(run_dir, {}), PlainDisplay(devnull)]
+        if tensorboard:
+            from optcli.train.tensorboard import TensorBoardWriter
+
+            sinks.append(TensorBoardWriter(run_dir, spec))
         start = time.perf_counter()
         for record in run_training(session):
             for sink in sinks:
@@ -110,7 +116,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     arguments = parser.parse_args()
     spec = guide_spec(arguments.steps)
-    loops = {"plain": time_plain, "optcli": time_optcli, "dataloader": time_dataloader}
+    loops = {
+        "plain": time_plain,
+        "optcli": time_optcli,
+        "dataloader": time_dataloader,
+        "tensorboard": functools.partial(time_optcli, tensorboard=True),
+    }
     for loop in loops.values():
         loop(spec)  # warm-up: first-call costs are nobody's overhead
     totals = dict.fromkeys(loops, 0.0)
@@ -128,6 +139,7 @@ def main() -> None:
         print(f"{name + ':':12s}{steps / totals[name]:8.1f} steps/s")
     print(f"ratio optcli/plain:      {totals['plain'] / totals['optcli']:.3f}")
     print(f"ratio optcli/dataloader: {totals['dataloader'] / totals['optcli']:.3f}")
+    print(f"ratio optcli+tensorboard/optcli: {totals['optcli'] / totals['tensorboard']:.3f}")
 
 
 if __name__ == "__main__":

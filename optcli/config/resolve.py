@@ -5,6 +5,7 @@ and every problem reported at once, before any real tensor exists.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 from optcli.components import optimizers
@@ -35,6 +36,10 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         device = resolve_device(config.device)
     except ConfigError as error:
         problems.add_error("device", error)
+    if config.output.tensorboard and not all(
+        importlib.util.find_spec(p) for p in ("tensorboard", "google_crc32c")
+    ):
+        problems.add("output.tensorboard: needs the tensorboard package: pip install 'optcli[tensorboard]'")
     if config.name is not None and ("/" in config.name or config.name in (".", "..")):
         problems.add(f"name: '{config.name}' must be usable as a folder name (no '/')")
 

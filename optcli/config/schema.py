@@ -113,6 +113,7 @@ class TrainConfig(Strict):
 
 class OutputConfig(Strict):
     dir: str = "runs"
+    tensorboard: bool = False  # TensorBoard event files in <run>/tensorboard/ (the optional extra)
 
 
 class ConfigFile(Strict):

@@ -91,6 +91,10 @@ def train_run(
     write_yaml(run_dir / "config.yaml", spec.resolved, header)
     csv, summary = _open_files(spec, run_dir, resume.checkpoint if resume else None)
     sinks: list[Sink] = [csv, summary, *displays]
+    if spec.output.tensorboard:
+        from optcli.train.tensorboard import TensorBoardWriter
+
+        sinks.append(TensorBoardWriter(run_dir, spec))
     checkpointer: Checkpointer | None = None
     outcome = RunOutcome("failed", "training did not start")
     try:
