@@ -72,6 +72,17 @@ def column(rows: list[dict[str, str]], key: str) -> list[float]:
     return [float(row[key]) for row in rows]
 
 
+# A small learnable task with a validation split: runs of a second or less.
+SMALL_TEACHER = {
+    "name": "teacher",
+    "samples": 128,
+    "features": 8,
+    "classes": 3,
+    "batch_size": 32,
+    "val_fraction": 0.25,
+}
+
+
 def guide_config(**sections: Any) -> dict[str, Any]:
     """The guide's SimpleNN on random data, with any section replaced."""
     config: dict[str, Any] = {

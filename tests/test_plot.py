@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import struct
 
-from tests.conftest import assert_clean_exit, config_error, guide_config, invoke, train_ok, write_config
+from tests.conftest import (
+    SMALL_TEACHER,
+    assert_clean_exit,
+    config_error,
+    guide_config,
+    invoke,
+    train_ok,
+    write_config,
+)
 
-DATA = {
-    "name": "teacher",
-    "samples": 128,
-    "features": 8,
-    "classes": 3,
-    "batch_size": 32,
-    "val_fraction": 0.25,
-}
+DATA = SMALL_TEACHER
 
 
 def png_size(path) -> tuple[int, int]:

@@ -6,16 +6,9 @@ import importlib.util
 
 import pytest
 
-from tests.conftest import config_error, guide_config, invoke, read_csv, train_ok, write_config
+from tests.conftest import SMALL_TEACHER, config_error, guide_config, invoke, read_csv, train_ok, write_config
 
-DATA = {
-    "name": "teacher",
-    "samples": 128,
-    "features": 8,
-    "classes": 3,
-    "batch_size": 32,
-    "val_fraction": 0.25,
-}
+DATA = SMALL_TEACHER
 
 
 def events(directory):
