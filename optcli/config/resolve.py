@@ -14,7 +14,7 @@ from optcli.config.device import resolve_device
 from optcli.config.dry_run import dry_run
 from optcli.config.loading import RawConfig
 from optcli.config.metrics import better_direction
-from optcli.config.schema import TrainConfig, validate_file
+from optcli.config.schema import ConfigFile, TrainConfig, validate_file
 from optcli.config.sections import (
     Problems,
     choose_monitor,
@@ -31,17 +31,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     """Validate a config mapping completely; raise one ConfigError listing every problem."""
     problems = Problems()
     config, problems.lines = validate_file(raw.values)
-    device = None
-    try:
-        device = resolve_device(config.device)
-    except ConfigError as error:
-        problems.add_error("device", error)
-    if config.output.tensorboard and not all(
-        importlib.util.find_spec(p) for p in ("tensorboard", "google_crc32c")
-    ):
-        problems.add("output.tensorboard: needs the tensorboard package: pip install 'optcli[tensorboard]'")
-    if config.name is not None and ("/" in config.name or config.name in (".", "..")):
-        problems.add(f"name: '{config.name}' must be usable as a folder name (no '/')")
+    device = _check_top_level(config, problems)
 
     data = resolve_data(config.data, raw.base_dir, problems) if config.data else None
     model = resolve_model(config.model, data, raw.base_dir, problems) if config.model else None
@@ -90,6 +80,22 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         findings=findings,
         notes=tuple(problems.notes),
     )
+
+
+def _check_top_level(config: ConfigFile, problems: Problems) -> str | None:
+    """The device (None when it is not here), the run's name, and what output.tensorboard needs."""
+    device = None
+    try:
+        device = resolve_device(config.device)
+    except ConfigError as error:
+        problems.add_error("device", error)
+    if config.output.tensorboard and not all(
+        importlib.util.find_spec(p) for p in ("tensorboard", "google_crc32c")
+    ):
+        problems.add("output.tensorboard: needs the tensorboard package: pip install 'optcli[tensorboard]'")
+    if config.name is not None and ("/" in config.name or config.name in (".", "..")):
+        problems.add(f"name: '{config.name}' must be usable as a folder name (no '/')")
+    return device
 
 
 def _run_length(train: TrainConfig, data: DataSpec, problems: Problems) -> tuple[int, int]:

@@ -87,14 +87,8 @@ def train_run(
     """
     if run_dir is None:
         run_dir = create_run_dir(Path(spec.output.dir), spec.name)
-    header = f"# The resolved config of run {spec.name}: every default and filled-in value.\n"
-    write_yaml(run_dir / "config.yaml", spec.resolved, header)
-    csv, summary = _open_files(spec, run_dir, resume.checkpoint if resume else None)
-    sinks: list[Sink] = [csv, summary, *displays]
-    if spec.output.tensorboard:
-        from optcli.train.tensorboard import TensorBoardWriter
-
-        sinks.append(TensorBoardWriter(run_dir, spec))
+    csv, summary, files = _open_files(spec, run_dir, resume.checkpoint if resume else None)
+    sinks: list[Sink] = [*files, *displays]
     checkpointer: Checkpointer | None = None
     outcome = RunOutcome("failed", "training did not start")
     try:
@@ -142,12 +136,21 @@ def train_run(
 
 def _open_files(
     spec: RunSpec, run_dir: Path, checkpoint: Checkpoint | None
-) -> tuple[CsvWriter, SummaryWriter]:
-    """The CSV files (cut back to a checkpoint's sizes on resume) and the summary (its history restored)."""
+) -> tuple[CsvWriter, SummaryWriter, list[Sink]]:
+    """config.yaml; the CSV files (cut back to a checkpoint's sizes on resume), the summary (its history
+    restored) and TensorBoard's events when asked: the sinks that write the run's files."""
+    header = f"# The resolved config of run {spec.name}: every default and filled-in value.\n"
+    write_yaml(run_dir / "config.yaml", spec.resolved, header)
     summary = SummaryWriter(run_dir, run_identity(spec), checkpoint["summary"] if checkpoint else None)
     evaluations = spec.train.eval_every is not None
     csv_sizes = checkpoint["csv_sizes"] if checkpoint else None
-    return CsvWriter(run_dir, spec.data.has_validation, evaluations, csv_sizes), summary
+    csv = CsvWriter(run_dir, spec.data.has_validation, evaluations, csv_sizes)
+    files: list[Sink] = [csv, summary]
+    if spec.output.tensorboard:
+        from optcli.train.tensorboard import TensorBoardWriter
+
+        files.append(TensorBoardWriter(run_dir, spec))
+    return csv, summary, files
 
 
 def _restore(session: Session, resume: ResumePoint, summary: SummaryWriter) -> LoopState:
