@@ -126,7 +126,7 @@ def list_command(
     with reported_errors(debug=False):
         from rich.console import Console
 
-        from optcli.components.listing import KINDS, kind_named, listing_table
+        from optcli.config.listing import KINDS, kind_named, listing_table
 
         for name in [kind_named(kind)] if kind is not None else KINDS:
             Console().print(listing_table(name), markup=False)

@@ -1,0 +1,39 @@
+"""The package's architecture, kept: each stage imports only the stages below it."""
+
+from __future__ import annotations
+
+import ast
+
+from tests.conftest import REPO
+
+# Top to bottom: a subpackage may import those after it, never one before it.
+STAGES = ["cli", "compare", "train", "config", "data", "components"]
+
+
+def test_each_stage_imports_only_the_stages_below_it():
+    upward = []
+    for path in (REPO / "optcli").rglob("*.py"):
+        stage = path.relative_to(REPO / "optcli").parts[0]
+        if stage not in STAGES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("optcli."):
+                target = node.module.split(".")[1]
+                if target in STAGES and STAGES.index(target) < STAGES.index(stage):
+                    upward.append(f"{path.relative_to(REPO)} imports {node.module}")
+    assert upward == []
+
+
+def test_no_module_over_300_lines_and_no_function_over_60():
+    too_long = []
+    for path in (REPO / "optcli").rglob("*.py"):
+        text = path.read_text()
+        if len(text.splitlines()) > 300:
+            too_long.append(f"{path.name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if (
+                isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                and node.end_lineno - node.lineno >= 60
+            ):
+                too_long.append(f"{path.name}:{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert too_long == []
