@@ -57,9 +57,11 @@ def bind_arguments(
     where: str,
     display_name: str,
     supplied_by_code: frozenset[str] = frozenset(),
+    partial: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
     """Bind `arguments` to `target`'s signature; return the values as the target takes them (YAML
-    lists become tuples where it asks for a tuple) and every problem, one line each."""
+    lists become tuples where it asks for a tuple) and every problem, one line each. `partial`: some
+    of the arguments only (a parameter group's), so none is required."""
     signature = read_signature(target)
     accepted = [name for name in signature.parameters if name not in supplied_by_code | HIDDEN]
     problems = []
@@ -86,6 +88,8 @@ def bind_arguments(
         else:
             bound[key] = value
     for name, parameter in signature.parameters.items():
+        if partial:
+            break
         if parameter.default is REQUIRED and name not in arguments and name not in supplied_by_code:
             problems.append(f"{where}.{name}: {display_name} requires '{name}'; add it to {where}")
     return bound, problems

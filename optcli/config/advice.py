@@ -34,7 +34,12 @@ def advise(specs: dict[str, RunSpec]) -> tuple[list[str], list[str]]:
 def find_notes(spec: RunSpec) -> list[str]:
     """What a user should know before training, though nothing is wrong: the guesses optcli made."""
     reason = spec.data.info.task_reason
-    return ([f"data: {reason}"] if reason else []) + list(spec.notes)
+    groups = (
+        ["optimizer.param_groups:", *(f"  {line}" for line in spec.findings.group_table)]
+        if spec.findings.group_table
+        else []
+    )
+    return ([f"data: {reason}"] if reason else []) + list(spec.notes) + groups
 
 
 def find_warnings(spec: RunSpec) -> list[str]:

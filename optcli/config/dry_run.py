@@ -10,6 +10,7 @@ here, such a mistake is a config error naming the section, instead of a crash at
 
 from __future__ import annotations
 
+import fnmatch
 import warnings
 from typing import Any
 
@@ -18,7 +19,15 @@ from torch.optim import lr_scheduler
 
 from optcli.components.signature import read_signature
 from optcli.config.sections import Problems, display_name, is_subclass
-from optcli.config.spec import Component, DataSpec, DryRunFindings, SchedulePreview, SchedulerSpec
+from optcli.config.spec import (
+    Component,
+    DataSpec,
+    DryRunFindings,
+    ParamGroup,
+    SchedulePreview,
+    SchedulerSpec,
+    optimizer_parameters,
+)
 from optcli.errors import ConfigError
 
 
@@ -26,6 +35,7 @@ def dry_run(
     model: Component | None,
     loss: Component | None,
     optimizer: Component | None,
+    groups: tuple[ParamGroup, ...],
     scheduler: SchedulerSpec | None,
     data: DataSpec | None,
     schedule_length: int,
@@ -40,18 +50,52 @@ def dry_run(
         if optimizer is None:
             return DryRunFindings()
         # Without a model, one stand-in parameter still runs torch's own checks of the arguments.
-        parameters = (
-            list(network.parameters()) if network is not None else [torch.nn.Parameter(torch.zeros(2, 2))]
+        named = (
+            list(network.named_parameters())
+            if network is not None
+            else [("", torch.nn.Parameter(torch.zeros(2, 2)))]
         )
+        if network is not None and not _groups_match(named, groups, problems):
+            return DryRunFindings()
         try:
-            built = optimizer.build(parameters)
+            built = optimizer.build(optimizer_parameters(named, groups if network is not None else ()))
         except Exception as error:
             what = "cannot train this model" if network is not None else "rejected its arguments"
             problems.add(f"optimizer: {display_name(optimizer.name, optimizer.target)} {what}: {error}")
             return DryRunFindings()
     start_lr = float(built.param_groups[0]["lr"])
+    table = _group_table(built, groups) if groups and network is not None else ()  # before any schedule
     schedule = _preview_schedule(built, scheduler, schedule_length, problems) if scheduler else None
-    return DryRunFindings(schedule, _unread_arguments(optimizer, built), start_lr)
+    return DryRunFindings(schedule, _unread_arguments(optimizer, built), start_lr, table)
+
+
+def _groups_match(named: list[tuple[str, Any]], groups: tuple[ParamGroup, ...], problems: Problems) -> bool:
+    """Every pattern matches some parameter of the model (a typo would silently group nothing)."""
+    names = [name for name, _ in named]
+    unmatched = [
+        (index, pattern)
+        for index, group in enumerate(groups)
+        for pattern in group.patterns
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names)
+    ]
+    for index, pattern in unmatched:
+        shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+        problems.add(
+            f"optimizer.param_groups.{index}.params: '{pattern}' matches no parameter of the model ({shown})"
+        )
+    return not unmatched
+
+
+def _group_table(built: torch.optim.Optimizer, groups: tuple[ParamGroup, ...]) -> tuple[str, ...]:
+    """A line per parameter group: its patterns, parameter count, lr and weight_decay."""
+    labels = ["(the rest)", *(", ".join(group.patterns) for group in groups)]
+    width = max(len(label) for label in labels)
+    lines = []
+    for label, group in zip(labels, built.param_groups, strict=True):
+        count = sum(parameter.numel() for parameter in group["params"])
+        decay = group.get("weight_decay", "-")
+        lines.append(f"{label:<{width}}  {count:>10,} parameters  lr {group['lr']:g}  weight_decay {decay}")
+    return tuple(lines)
 
 
 def _unread_arguments(optimizer: Component, built: torch.optim.Optimizer) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from optcli.config.device import resolve_device
 from optcli.config.dry_run import dry_run
 from optcli.config.loading import RawConfig
 from optcli.config.metrics import better_direction
+from optcli.config.scheduler_section import resolve_scheduler
 from optcli.config.schema import ConfigFile, TrainConfig, validate_file
 from optcli.config.sections import (
     Problems,
@@ -21,7 +22,7 @@ from optcli.config.sections import (
     resolve_loss,
     resolve_model,
     resolve_optimizer,
-    resolve_scheduler,
+    resolve_param_groups,
 )
 from optcli.config.spec import DataSpec, RunSpec
 from optcli.errors import ConfigError
@@ -42,6 +43,9 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         if config.optimizer
         else None
     )
+    groups = (
+        resolve_param_groups(config.optimizer, optimizer, problems) if config.optimizer and optimizer else ()
+    )
     train = config.train if data is None else _settle_evaluation(config.train, data, problems)
     if train.on_nonfinite == "skip" and optimizer and optimizers.class_needs_closure(optimizer.target):
         problems.add(
@@ -57,7 +61,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
             config.scheduler, carried_scheduler, run_length, data, raw.base_dir, problems
         )
     schedule_length = total_steps if scheduler is not None and scheduler.interval == "step" else epochs
-    findings = dry_run(model, loss, optimizer, scheduler, data, schedule_length, problems)
+    findings = dry_run(model, loss, optimizer, groups, scheduler, data, schedule_length, problems)
 
     if problems.lines:
         raise ConfigError(problems.lines)
@@ -79,6 +83,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         total_steps=total_steps,
         findings=findings,
         notes=tuple(problems.notes),
+        param_groups=groups,
     )
 
 

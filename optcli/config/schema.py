@@ -43,6 +43,28 @@ class NamedSection(BaseModel):
         return dict(self.model_extra or {})
 
 
+class ParamGroupSection(BaseModel):
+    """One parameter group: glob patterns on the model's parameter names, and the optimizer arguments
+    that differ for the parameters they match (`{params: ["*.bias", "*norm*"], weight_decay: 0.0}`)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    params: str | list[str]
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        return (self.params,) if isinstance(self.params, str) else tuple(self.params)
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class OptimizerSection(NamedSection):
+    # The first group whose pattern a parameter's name matches takes it; the others stay in the
+    # default group, with the section's own arguments.
+    param_groups: list[ParamGroupSection] | None = None
+
+
 class LoaderOptions(Strict):
     """The data section's own keys: batching, the validation split, normalization."""
 
@@ -127,7 +149,7 @@ class ConfigFile(Strict):
     model: NamedSection | None = None
     data: DataSection | None = None
     loss: NamedSection | None = None  # default: cross_entropy for class labels, mse for values
-    optimizer: NamedSection | None = None
+    optimizer: OptimizerSection | None = None
     scheduler: SchedulerSection | None = None
     clip: ClipConfig | None = None
     train: TrainConfig = Field(default_factory=TrainConfig)

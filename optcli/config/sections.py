@@ -5,18 +5,15 @@ that one message lists them all.
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any
 
-from torch.optim import lr_scheduler
-
-from optcli.components import losses, models, optimizers, schedulers
+from optcli.components import losses, models, optimizers
 from optcli.components.registry import Entry, Registry
 from optcli.components.signature import bind_arguments, read_signature
-from optcli.config.metrics import available_metrics, better_direction, default_monitor
-from optcli.config.schema import NamedSection, SchedulerSection
-from optcli.config.spec import Component, DataSpec, SchedulerSpec
+from optcli.config.metrics import available_metrics, default_monitor
+from optcli.config.schema import NamedSection, OptimizerSection
+from optcli.config.spec import Component, DataSpec, ParamGroup
 from optcli.errors import ConfigError
 
 
@@ -145,7 +142,7 @@ def take_carried(
 
 
 def resolve_optimizer(
-    section: NamedSection, carried: dict[str, Any], base_dir: Path, problems: Problems
+    section: OptimizerSection, carried: dict[str, Any], base_dir: Path, problems: Problems
 ) -> Component | None:
     registry = optimizers.OPTIMIZERS
     entry = lookup(registry, section.name, "optimizer", base_dir, problems)
@@ -163,68 +160,23 @@ def resolve_optimizer(
     return component
 
 
-def resolve_scheduler(
-    section: SchedulerSection,
-    carried: dict[str, Any],
-    run_length: dict[str, int],
-    data: DataSpec | None,
-    base_dir: Path,
-    problems: Problems,
-) -> SchedulerSpec | None:
-    """The scheduler, its interval and monitor settled, and the run's length filled in where its
-    class takes one (`run_length` holds the run's steps and epochs)."""
-    entry = lookup(schedulers.SCHEDULERS, section.name, "scheduler", base_dir, problems)
-    if entry is None:
-        return None
-    target, arguments = entry.target, take_carried(entry, section.arguments, carried, "scheduler", problems)
-    interval = section.interval or ("step" if is_subclass(target, schedulers.STEPPED_PER_BATCH) else "epoch")
-    length = run_length[interval]
-    monitor = _plateau_monitor(section, target, interval, data, arguments, problems)
-    children: tuple[Component, ...] = ()
-    filled: list[str] = []
-    supplied = schedulers.SCHEDULERS.supplied_by_code
-    if is_subclass(target, schedulers.COMPOSITE):
-        inner = _resolve_children(
-            section.schedulers, arguments.get("milestones"), length, base_dir, problems, filled
+def resolve_param_groups(
+    section: OptimizerSection, optimizer: Component, problems: Problems
+) -> tuple[ParamGroup, ...]:
+    """Each group's arguments bound to the optimizer's signature (none of them required)."""
+    groups = []
+    for index, group in enumerate(section.param_groups or []):
+        bound, found = bind_arguments(
+            optimizer.target,
+            group.arguments,
+            where=f"optimizer.param_groups.{index}",
+            display_name=display_name(optimizer.name, optimizer.target),
+            supplied_by_code=optimizer.supplied_by_code,
+            partial=True,
         )
-        if inner is None:
-            return None
-        children, supplied = inner, supplied | {"schedulers"}
-    elif section.schedulers is not None:
-        problems.add("scheduler.schedulers: only SequentialLR and ChainedScheduler take inner schedulers")
-        return None
-    else:
-        filled += [key for key in [fill_run_length(target, arguments, length)] if key]
-    component = bind_component(entry, arguments, "scheduler", base_dir, problems, supplied)
-    if component is None or problems.lines:
-        return None
-    return SchedulerSpec(component, interval, monitor, children, tuple(filled))
-
-
-def _plateau_monitor(
-    section: SchedulerSection,
-    target: Any,
-    interval: str,
-    data: DataSpec | None,
-    arguments: dict[str, Any],
-    problems: Problems,
-) -> str | None:
-    """ReduceLROnPlateau's metric (its mode follows the metric unless the config sets it)."""
-    if not is_subclass(target, (lr_scheduler.ReduceLROnPlateau,)):
-        if section.monitor is not None:
-            problems.add("scheduler.monitor: only ReduceLROnPlateau follows a metric; remove monitor")
-        return None
-    if interval == "step":
-        problems.add(
-            "scheduler.interval: ReduceLROnPlateau is stepped once per epoch with the monitored metric; "
-            "remove interval: step"
-        )
-    if data is None:
-        return None
-    monitor = choose_monitor(section.monitor, data, "scheduler.monitor", problems)
-    if monitor is not None and "mode" not in arguments:
-        arguments["mode"] = better_direction(monitor)
-    return monitor
+        problems.lines += found
+        groups.append(ParamGroup(group.patterns, bound))
+    return tuple(groups)
 
 
 def choose_monitor(requested: str | None, data: DataSpec, where: str, problems: Problems) -> str | None:
@@ -238,61 +190,4 @@ def choose_monitor(requested: str | None, data: DataSpec, where: str, problems: 
     problems.add(
         f"{where}: '{monitor}' is not a metric this run produces; choose from: {', '.join(metrics)}{hint}"
     )
-    return None
-
-
-def _resolve_children(
-    inner: list[NamedSection] | None,
-    milestones: Any,
-    length: int,
-    base_dir: Path,
-    problems: Problems,
-    filled: list[str],
-) -> tuple[Component, ...] | None:
-    """SequentialLR / ChainedScheduler: `schedulers:` is a list of scheduler mappings."""
-    if not inner:
-        problems.add(
-            "scheduler.schedulers: required: a list of scheduler mappings, e.g. [{name: linear}, ...]"
-        )
-        return None
-    # Each inner scheduler of SequentialLR runs from its milestone to the next one (or the run's end).
-    if isinstance(milestones, list) and all(isinstance(m, int) for m in milestones):
-        bounds = [0, *milestones, length]
-        segment_lengths = [max(1, end - start) for start, end in itertools.pairwise(bounds)]
-    else:
-        segment_lengths = [length] * len(inner)
-    children = []
-    for index, child in enumerate(inner):
-        where = f"scheduler.schedulers.{index}"
-        arguments = child.arguments
-        for key in ("interval", "monitor"):
-            if arguments.pop(key, None) is not None:
-                problems.add(f"{where}.{key}: set {key} on the outer scheduler, not on an inner one")
-        entry = lookup(schedulers.SCHEDULERS, child.name, where, base_dir, problems)
-        if entry is None:
-            continue
-        if is_subclass(entry.target, (*schedulers.COMPOSITE, lr_scheduler.ReduceLROnPlateau)):
-            problems.add(f"{where}.name: {entry.name} cannot be nested inside another scheduler")
-            continue
-        filled_key = fill_run_length(
-            entry.target, arguments, segment_lengths[min(index, len(segment_lengths) - 1)]
-        )
-        if filled_key:
-            filled.append(f"schedulers.{index}.{filled_key}")
-        supplied = schedulers.SCHEDULERS.supplied_by_code
-        component = bind_component(entry, arguments, where, base_dir, problems, supplied)
-        if component is not None:
-            children.append(component)
-    return tuple(children) if len(children) == len(inner) else None
-
-
-def fill_run_length(target: Any, arguments: dict[str, Any], length: int) -> str | None:
-    """OneCycleLR total_steps, CosineAnnealingLR T_max, PolynomialLR total_iters: the run's length;
-    the key filled in, if any (a resume that changes the run's length fills it in anew)."""
-    for scheduler_class, key in schedulers.RUN_LENGTH_ARGUMENT.items():
-        if is_subclass(target, (scheduler_class,)) and key not in arguments:
-            one_cycle_by_epochs = key == "total_steps" and "epochs" in arguments
-            if not one_cycle_by_epochs:
-                arguments[key] = length
-                return key
     return None

@@ -7,6 +7,7 @@ every default filled in, in YAML that `optcli train` accepts again.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import hashlib
 import json
@@ -47,6 +48,51 @@ class Component:
 
 def _component_from_path(name: str, arguments: dict[str, Any], supplied: frozenset[str]) -> Component:
     return Component(name, import_object(name, Path.cwd()), arguments, supplied)
+
+
+@dataclass(frozen=True)
+class ParamGroup:
+    """Parameters chosen by glob patterns on their names, and the optimizer arguments they take."""
+
+    patterns: tuple[str, ...]
+    arguments: dict[str, Any]
+
+    def record(self) -> dict[str, Any]:
+        return {"params": list(self.patterns), **plain(self.arguments)}
+
+
+def group_indices(names: list[str], groups: tuple[ParamGroup, ...]) -> list[int]:
+    """For each parameter name, its group: the first whose pattern matches it (1, 2, ...), else 0 (the
+    default group, with the optimizer section's own arguments)."""
+    return [
+        next(
+            (
+                index
+                for index, group in enumerate(groups, 1)
+                if any(fnmatch.fnmatchcase(name, p) for p in group.patterns)
+            ),
+            0,
+        )
+        for name in names
+    ]
+
+
+def optimizer_parameters(named: list[tuple[str, Any]], groups: tuple[ParamGroup, ...]) -> list[Any]:
+    """What the optimizer is given: the parameters themselves without groups; else the default group
+    first (so param_groups[0], whose rate metrics.csv logs, is the section's own), then each group."""
+    if not groups:
+        return [parameter for _, parameter in named]
+    indices = group_indices([name for name, _ in named], groups)
+    default = {
+        "params": [parameter for (_, parameter), index in zip(named, indices, strict=True) if index == 0]
+    }
+    return [default] + [
+        {
+            "params": [p for (_, p), index in zip(named, indices, strict=True) if index == number],
+            **group.arguments,
+        }
+        for number, group in enumerate(groups, 1)
+    ]
 
 
 @dataclass(frozen=True)
@@ -155,6 +201,7 @@ class DryRunFindings:
     # Arguments an optimizer that takes **kwargs accepted but never stored (a misspelling, likely).
     unread_arguments: tuple[str, ...] = ()
     start_lr: float | None = None  # the optimizer's learning rate as configured, before any schedule
+    group_table: tuple[str, ...] = ()  # with optimizer.param_groups: a line per group, for check and train
 
 
 @dataclass(frozen=True)
@@ -176,6 +223,7 @@ class RunSpec:
     epochs: int  # epochs that will run (fewer than train.epochs when max_steps ends the run early)
     total_steps: int
     findings: DryRunFindings = field(default_factory=DryRunFindings, repr=False)
+    param_groups: tuple[ParamGroup, ...] = ()  # optimizer.param_groups
     notes: tuple[str, ...] = ()  # what optcli decided that the user should hear (a carried-over argument)
 
     @functools.cached_property
@@ -191,6 +239,8 @@ class RunSpec:
             "loss": self.loss.record(),
             "optimizer": self.optimizer.record(),
         }
+        if self.param_groups:
+            record["optimizer"]["param_groups"] = [group.record() for group in self.param_groups]
         if self.scheduler is not None:
             record["scheduler"] = self.scheduler.record()
         if self.clip is not None:

@@ -124,7 +124,8 @@ def _train(
         test = _evaluation(session, clock, "test", state.step, last_epoch)
         judged: Literal["best", "last"] = "best" if weights_epoch is not None else "last"
         yield dataclasses.replace(test, weights=judged, weights_epoch=weights_epoch or last_epoch)
-    yield RunFinished(state.step, last_epoch, clock.elapsed(), stopped_early)
+    final_lrs = tuple(float(group["lr"]) for group in session.optimizer.param_groups)
+    yield RunFinished(state.step, last_epoch, clock.elapsed(), stopped_early, final_lrs)
 
 
 def _train_epoch(

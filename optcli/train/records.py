@@ -75,6 +75,7 @@ class RunFinished:
     epochs: int
     train_time_s: float
     stopped_early: str | None = None  # why early stopping ended the run, if it did
+    final_lrs: tuple[float, ...] = ()  # every parameter group's rate at the end
 
 
 @dataclass(frozen=True)

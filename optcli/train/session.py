@@ -12,7 +12,7 @@ from typing import Any
 import numpy
 import torch
 
-from optcli.config.spec import RunSpec
+from optcli.config.spec import RunSpec, optimizer_parameters
 from optcli.data.batches import InMemoryBatches
 from optcli.data.in_memory import TensorData
 from optcli.seeds import derive_seed
@@ -81,7 +81,7 @@ def build_session(spec: RunSpec) -> Session:
         evaluation_batches(part, loader.batch_size, device) for part in (loaded.val, loaded.test)
     )
     loss_function = spec.loss.build().to(device)
-    optimizer = spec.optimizer.build(model.parameters())
+    optimizer = spec.optimizer.build(optimizer_parameters(list(model.named_parameters()), spec.param_groups))
     scheduler = spec.scheduler.build(optimizer) if spec.scheduler is not None else None
     return Session(
         spec,

@@ -196,6 +196,7 @@ class SummaryWriter:
         self.test: dict[str, Any] = {}
         self.hashes: dict[str, str] = {}
         self.stopped_early: dict[str, Any] | None = None
+        self.extra: dict[str, Any] = {}  # what only some runs have (every parameter group's final rate)
         self.summary: dict[str, Any] = {}  # what was written last
 
     def note_resume(self, entry: dict[str, Any]) -> None:
@@ -238,6 +239,8 @@ class SummaryWriter:
                     "step": record.steps,
                     "reason": record.stopped_early,
                 }
+            if len(record.final_lrs) > 1:  # parameter groups: each one's rate, the default group's first
+                self.extra["final_lrs"] = list(record.final_lrs)
 
     def close(self, outcome: RunOutcome) -> None:
         finished_at = time.time()
@@ -252,6 +255,7 @@ class SummaryWriter:
             **state["validation"],
             **self.test,
             "stopped_early": self.stopped_early,
+            **self.extra,
             "skipped_steps": state["skipped_steps"],
             "resumes": state["resumes"],
             "steps": self.steps,

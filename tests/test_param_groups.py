@@ -1,0 +1,73 @@
+"""`optimizer.param_groups`: glob patterns on parameter names, each group with its own arguments."""
+
+from __future__ import annotations
+
+import yaml
+
+from optcli.config.loading import load_config
+from optcli.config.resolve import resolve_config
+from optcli.train.session import build_session
+from tests.conftest import (
+    assert_clean_exit,
+    column,
+    config_error,
+    guide_config,
+    invoke,
+    read_csv,
+    read_summary,
+    train_ok,
+    write_config,
+)
+
+# The mlp is Sequential(Flatten, Linear, ReLU, Linear): parameters 1.weight, 1.bias, 3.weight, 3.bias.
+GROUPED = {
+    "name": "adamw",
+    "lr": 1e-3,
+    "weight_decay": 0.05,
+    "param_groups": [{"params": ["*.bias"], "weight_decay": 0.0}, {"params": "3.*", "lr": 1e-4}],
+}
+
+
+def test_groups_reach_the_optimizer_as_configured(tmp_path):
+    path = write_config(tmp_path, guide_config(model={"name": "mlp", "hidden": [16]}, optimizer=GROUPED))
+    session = build_session(resolve_config(load_config(path)))
+    names = {id(parameter): name for name, parameter in session.model.named_parameters()}
+    groups = [
+        (sorted(names[id(p)] for p in group["params"]), group["lr"], group["weight_decay"])
+        for group in session.optimizer.param_groups
+    ]
+    # The default group first (metrics.csv logs its rate); a parameter goes to the first group it matches.
+    assert groups == [
+        (["1.weight"], 1e-3, 0.05),
+        (["1.bias", "3.bias"], 1e-3, 0.0),
+        (["3.weight"], 1e-4, 0.05),
+    ]
+
+
+def test_check_shows_the_groups_and_train_records_every_groups_rate(tmp_path):
+    scheduler = {"name": "step", "step_size": 1, "gamma": 0.5}
+    config = guide_config(model={"name": "mlp", "hidden": [16]}, optimizer=GROUPED, scheduler=scheduler)
+    path = write_config(tmp_path, config)
+    checked = invoke("check", path)
+    assert_clean_exit(checked, 0)
+    assert "note: optimizer.param_groups:" in checked.stderr and "*.bias" in checked.stderr
+    assert "lr 0.0001  weight_decay 0.05" in checked.stderr
+    run_dir = train_ok(path, tmp_path / "runs")
+    summary = read_summary(run_dir)
+    # Two epochs of StepLR(1, 0.5): every group scaled as PyTorch does. metrics.csv logs the default
+    # group's rate each step used (halved once by the last epoch); final_lrs are the rates at the end.
+    assert summary["final_lrs"] == [2.5e-4, 2.5e-4, 2.5e-5]
+    assert column(read_csv(run_dir / "metrics.csv"), "lr")[-1] == 5e-4
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())["optimizer"]["param_groups"]
+    assert recorded == [{"params": ["*.bias"], "weight_decay": 0.0}, {"params": ["3.*"], "lr": 1e-4}]
+    assert_clean_exit(invoke("check", run_dir / "config.yaml"), 0)  # the record trains again
+
+
+def test_group_mistakes_are_config_errors_naming_the_group(tmp_path):
+    typo = {**GROUPED, "param_groups": [{"params": ["*.bais"], "weight_decay": 0.0}]}
+    message = config_error(invoke("check", write_config(tmp_path, guide_config(optimizer=typo))))
+    assert "optimizer.param_groups.0.params: '*.bais' matches no parameter of the model" in message
+    assert "1.bias" in message
+    foreign = {**GROUPED, "param_groups": [{"params": ["*.bias"], "momentum": 0.9}]}
+    message = config_error(invoke("check", write_config(tmp_path, guide_config(optimizer=foreign), "f.yaml")))
+    assert "optimizer.param_groups.0.momentum: AdamW has no argument 'momentum'" in message
