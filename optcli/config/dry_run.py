@@ -27,12 +27,14 @@ from optcli.config.spec import (
     SchedulePreview,
     SchedulerSpec,
     optimizer_parameters,
+    pick_output,
 )
 from optcli.errors import ConfigError
 
 
 def dry_run(
     model: Component | None,
+    output_key: str | int | None,
     loss: Component | None,
     optimizer: Component | None,
     groups: tuple[ParamGroup, ...],
@@ -45,7 +47,7 @@ def dry_run(
     with torch.device("meta"):
         network = _build_model(model, problems) if model is not None else None
         if network is not None and loss is not None and data is not None:
-            _check_forward(network, model, loss, data, problems)
+            _check_forward(network, model, output_key, loss, data, problems)
             _check_last_batch(network, data, problems)
         if optimizer is None:
             return DryRunFindings()
@@ -120,7 +122,12 @@ def _build_model(model: Component, problems: Problems) -> torch.nn.Module | None
 
 
 def _check_forward(
-    network: torch.nn.Module, model: Component | None, loss: Component, data: DataSpec, problems: Problems
+    network: torch.nn.Module,
+    model: Component | None,
+    output_key: str | int | None,
+    loss: Component,
+    data: DataSpec,
+    problems: Problems,
 ) -> None:
     """Run one batch's shapes through the model and the loss."""
     info = data.info
@@ -138,6 +145,9 @@ def _check_forward(
             f"model: {name} cannot take the data's inputs of shape {list(inputs.shape)}: "
             f"{type(error).__name__}: {error}"
         )
+        return
+    output = _picked(output, output_key, problems)
+    if output is None:
         return
     classes = info.classes
     if classes and isinstance(output, torch.Tensor) and output.dim() == 2 and output.shape[1] < classes:
@@ -162,6 +172,24 @@ def _check_forward(
             f"loss: {loss.name} cannot compare the model's output {_shape(output)} with the data's "
             f"{kind} {_shape(targets)}: {error}"
         )
+
+
+def _picked(output: Any, key: str | int | None, problems: Problems) -> Any:
+    """The part of the model's output the loss sees; None (and a problem) when there is no telling."""
+    if key is None and isinstance(output, dict | tuple | list):
+        found = list(output) if isinstance(output, dict) else list(range(len(output)))
+        kind = "a dict with keys" if isinstance(output, dict) else f"a {type(output).__name__} of items"
+        problems.add(
+            f"model: it returns {kind} {found}, not one tensor; set model.output to the one the loss should see "
+            f"(e.g. model.output: {found[0] if found else 0})"
+        )
+        return None
+    try:
+        return pick_output(output, key)
+    except (KeyError, IndexError, AttributeError, TypeError):
+        returned = list(output) if isinstance(output, dict) else type(output).__name__
+        problems.add(f"model.output: {key!r} is not in what the model returns ({returned})")
+        return None
 
 
 def _check_last_batch(network: torch.nn.Module, data: DataSpec, problems: Problems) -> None:

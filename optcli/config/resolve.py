@@ -61,7 +61,8 @@ def resolve_config(raw: RawConfig) -> RunSpec:
             config.scheduler, carried_scheduler, run_length, data, raw.base_dir, problems
         )
     schedule_length = total_steps if scheduler is not None and scheduler.interval == "step" else epochs
-    findings = dry_run(model, loss, optimizer, groups, scheduler, data, schedule_length, problems)
+    output_key = config.model.output if config.model else None
+    findings = dry_run(model, output_key, loss, optimizer, groups, scheduler, data, schedule_length, problems)
 
     if problems.lines:
         raise ConfigError(problems.lines)
@@ -84,6 +85,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         findings=findings,
         notes=tuple(problems.notes),
         param_groups=groups,
+        model_output=output_key,
     )
 
 

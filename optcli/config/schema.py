@@ -43,6 +43,12 @@ class NamedSection(BaseModel):
         return dict(self.model_extra or {})
 
 
+class ModelSection(NamedSection):
+    # What the loss sees of a model that returns more than a tensor: a key of a returned dict (or an
+    # attribute of a returned object), or the index of an item of a returned tuple.
+    output: str | int | None = None
+
+
 class ParamGroupSection(BaseModel):
     """One parameter group: glob patterns on the model's parameter names, and the optimizer arguments
     that differ for the parameters they match (`{params: ["*.bias", "*norm*"], weight_decay: 0.0}`)."""
@@ -146,7 +152,7 @@ class ConfigFile(Strict):
     seed: int = Field(0, ge=0, lt=2**32)
     device: str = "auto"
     deterministic: bool = False  # torch.use_deterministic_algorithms, and what CUDA needs for it
-    model: NamedSection | None = None
+    model: ModelSection | None = None
     data: DataSection | None = None
     loss: NamedSection | None = None  # default: cross_entropy for class labels, mse for values
     optimizer: OptimizerSection | None = None

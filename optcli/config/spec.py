@@ -61,6 +61,15 @@ class ParamGroup:
         return {"params": list(self.patterns), **plain(self.arguments)}
 
 
+def pick_output(output: Any, key: str | int | None) -> Any:
+    """What the loss sees of a model's output: all of it, or `model.output`'s key, attribute or item."""
+    if key is None:
+        return output
+    if isinstance(key, int) or isinstance(output, dict):
+        return output[key]
+    return getattr(output, key)
+
+
 def group_indices(names: list[str], groups: tuple[ParamGroup, ...]) -> list[int]:
     """For each parameter name, its group: the first whose pattern matches it (1, 2, ...), else 0 (the
     default group, with the optimizer section's own arguments)."""
@@ -224,6 +233,7 @@ class RunSpec:
     total_steps: int
     findings: DryRunFindings = field(default_factory=DryRunFindings, repr=False)
     param_groups: tuple[ParamGroup, ...] = ()  # optimizer.param_groups
+    model_output: str | int | None = None  # model.output: what the loss sees of the model's output
     notes: tuple[str, ...] = ()  # what optcli decided that the user should hear (a carried-over argument)
 
     @functools.cached_property
@@ -239,6 +249,8 @@ class RunSpec:
             "loss": self.loss.record(),
             "optimizer": self.optimizer.record(),
         }
+        if self.model_output is not None:
+            record["model"]["output"] = self.model_output
         if self.param_groups:
             record["optimizer"]["param_groups"] = [group.record() for group in self.param_groups]
         if self.scheduler is not None:

@@ -9,11 +9,16 @@ from typing import Any
 import torch
 
 from optcli.config.schema import EarlyStoppingConfig
+from optcli.config.spec import pick_output
 from optcli.data.batches import InMemoryBatches
 
 
 def evaluate(
-    model: torch.nn.Module, batches: InMemoryBatches, loss_function: torch.nn.Module, classification: bool
+    model: torch.nn.Module,
+    batches: InMemoryBatches,
+    loss_function: torch.nn.Module,
+    classification: bool,
+    output_key: str | int | None = None,
 ) -> tuple[float, float | None]:
     """The mean loss over every sample (each batch's mean loss weighted by its size), and the
     accuracy for class labels; in eval mode (dropout off), without gradients."""
@@ -24,7 +29,7 @@ def evaluate(
     correct = torch.zeros((), device=device, dtype=torch.long)
     with torch.no_grad():
         for inputs, targets in batches.epoch():
-            output = model(inputs)
+            output = pick_output(model(inputs), output_key)
             total_loss += loss_function(output, targets).double() * len(targets)
             if classification and output.dim() == 2 and output.shape[1] > 1:
                 correct += (output.argmax(dim=1) == targets).sum()

@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 
 from optcli.config.schema import ClipConfig
+from optcli.config.spec import pick_output
 from optcli.errors import Interrupted, TrainingFailed
 from optcli.train.evaluation import EarlyStopper, evaluate
 from optcli.train.host_copies import DEVICE_STEPS_PER_SYNC, HostCopies, PendingStep
@@ -155,7 +156,7 @@ def _train_epoch(
             # Zero: gradients accumulate in PyTorch; clear them (to None, which is cheaper than zeros).
             optimizer.zero_grad(set_to_none=True)
             # Forward: the loss of this batch.
-            loss = session.loss_function(model(inputs), targets)
+            loss = session.loss_function(pick_output(model(inputs), spec.model_output), targets)
             # Backward: every parameter's gradient of that loss.
             loss.backward()
             # Clip: bound the gradients as configured; the norm before clipping is what gets logged.
@@ -220,7 +221,7 @@ def _forward_backward(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One evaluation for a closure optimizer: zero_grad, forward, backward, clip."""
     session.optimizer.zero_grad(set_to_none=True)
-    loss = session.loss_function(session.model(inputs), targets)
+    loss = session.loss_function(pick_output(session.model(inputs), session.spec.model_output), targets)
     loss.backward()
     return loss, clip_gradients(parameters, session.spec.clip, want_norm)
 
@@ -270,7 +271,8 @@ def _evaluation(session: Session, clock: TrainingClock, split: str, step: int, e
     batches = session.val_batches if split == "val" else session.test_batches
     assert batches is not None
     with clock.paused():  # evaluation is not training time
+        spec = session.spec
         loss, accuracy = evaluate(
-            session.model, batches, session.loss_function, session.spec.data.is_classification
+            session.model, batches, session.loss_function, spec.data.is_classification, spec.model_output
         )
     return EvalRecord(split, step, epoch, loss, accuracy, clock.elapsed())

@@ -18,7 +18,7 @@ import numpy
 import torch
 
 from optcli.components.optimizers import needs_closure
-from optcli.config.spec import RunSpec
+from optcli.config.spec import RunSpec, pick_output
 from optcli.errors import ConfigError
 from optcli.train.loop import clip_gradients
 from optcli.train.rundir import write_atomically
@@ -77,7 +77,7 @@ def _run(session: Session, start_lr: float, end_lr: float, steps: int) -> tuple[
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_function(model(inputs), targets)
+        loss = loss_function(pick_output(model(inputs), session.spec.model_output), targets)
         loss.backward()
         clip_gradients(parameters, session.spec.clip, want_norm=False)
         optimizer.step()
