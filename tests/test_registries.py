@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 import yaml
 
 from optcli.components.losses import LOSSES
@@ -257,3 +258,30 @@ def test_list_shows_every_name_with_parameters(tmp_path):
     for kind in ("optimizers", "schedulers", "models", "datasets", "losses"):
         assert kind in everything.stdout
     assert "choose from" in config_error(invoke("list", "optimisers"))
+
+
+def test_loss_class_weights_are_lists_that_become_tensors(tmp_path):
+    # Today: "CrossEntropyLoss expects null for 'weight'".
+    weights = [1.0, 2.0, 0.5, 1.0]
+    config = small_config(
+        loss={"name": "cross_entropy", "weight": weights},
+        data={"name": "teacher", "samples": 64, "features": 4, "classes": 4, "batch_size": 16},
+    )
+    path = write_config(tmp_path, config)
+    from optcli.config.loading import load_config
+    from optcli.config.resolve import resolve_config
+    from optcli.train.session import build_session
+
+    session = build_session(resolve_config(load_config(path)))
+    assert torch.equal(session.loss_function.weight, torch.tensor(weights))
+    run_dir = train_ok(path, tmp_path / "runs")
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["loss"]["weight"] == weights
+    message = config_error(
+        invoke(
+            "check",
+            write_config(
+                tmp_path, {**config, "loss": {"name": "cross_entropy", "weight": "heavy"}}, "b.yaml"
+            ),
+        )
+    )
+    assert "CrossEntropyLoss expects a list of numbers or null for 'weight'" in message

@@ -27,6 +27,11 @@ REQUIRED = inspect.Parameter.empty
 HIDDEN = frozenset({"last_epoch", "verbose", "size_average", "reduce"})
 
 
+class TensorValue(list):  # type: ignore[type-arg]
+    """A YAML list of numbers given where the class takes a tensor (a loss's class `weight`,
+    `pos_weight`): recorded as the list, built into a tensor (moved to the run's device with the module)."""
+
+
 @dataclass(frozen=True)
 class Signature:
     parameters: dict[str, inspect.Parameter]  # keyword parameters only
@@ -65,7 +70,7 @@ def bind_arguments(
     signature = read_signature(target)
     accepted = [name for name in signature.parameters if name not in supplied_by_code | HIDDEN]
     problems = []
-    bound = {}
+    bound: dict[str, Any] = {}
     for key, value in arguments.items():
         parameter = signature.parameters.get(key)
         if key in supplied_by_code:
@@ -75,6 +80,8 @@ def bind_arguments(
                 f"{where}.{key}: {display_name} has no argument '{key}'{did_you_mean(key, accepted)}; "
                 f"it accepts: {', '.join(accepted) or 'no arguments'}"
             )
+        elif key in signature.hints and _takes_tensor(signature.hints[key]) and _numbers(value):
+            bound[key] = TensorValue(value)
         elif key in signature.hints:
             try:
                 validated = _adapter(signature.hints[key]).validate_json(json.dumps(value), strict=True)
@@ -93,6 +100,26 @@ def bind_arguments(
         if parameter.default is REQUIRED and name not in arguments and name not in supplied_by_code:
             problems.append(f"{where}.{name}: {display_name} requires '{name}'; add it to {where}")
     return bound, problems
+
+
+def _takes_tensor(hint: Any) -> bool:
+    options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    return any(
+        getattr(option, "__name__", "") == "Tensor" and option.__module__.startswith("torch")
+        for option in options
+    )
+
+
+def _numbers(value: Any) -> bool:
+    """A non-empty list of numbers, or of such lists."""
+    if not isinstance(value, list) or not value:
+        return False
+    return all(
+        _numbers(item)
+        if isinstance(item, list)
+        else isinstance(item, int | float) and not isinstance(item, bool)
+        for item in value
+    )
 
 
 @functools.cache
@@ -133,6 +160,8 @@ def _describe(hint: Any) -> list[str]:
         return [simple[hint]]
     if hint is None or hint is type(None):
         return ["null"]
+    if _takes_tensor(hint):
+        return ["a list of numbers"]
     if inspect.isclass(hint) and hint.__module__.startswith("torch"):
         return []  # a live torch object: not something a config can give
     return [getattr(hint, "__name__", str(hint))]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from optcli.components.registry import import_object
-from optcli.components.signature import plain, recorded_arguments
+from optcli.components.signature import TensorValue, plain, recorded_arguments
 from optcli.config.schema import ClipConfig, LoaderOptions, OutputConfig, TrainConfig
 from optcli.data.batches import batches_per_epoch
 from optcli.data.in_memory import DataInfo
@@ -33,7 +33,17 @@ class Component:
     supplied_by_code: frozenset[str] = frozenset()  # what `build` passes: the params, the optimizer
 
     def build(self, *live_arguments: Any) -> Any:
-        return self.target(*live_arguments, **self.arguments)
+        arguments = self.arguments
+        if any(isinstance(value, TensorValue) for value in arguments.values()):
+            import torch
+
+            tensors = {
+                k: torch.tensor(v, dtype=torch.get_default_dtype())
+                for k, v in arguments.items()
+                if isinstance(v, TensorValue)
+            }
+            arguments = {**arguments, **tensors}
+        return self.target(*live_arguments, **arguments)
 
     def record(self) -> dict[str, Any]:
         return {"name": self.name, **recorded_arguments(self.target, self.arguments, self.supplied_by_code)}
