@@ -447,3 +447,33 @@ def test_test_on_best_needs_validation_data(tmp_path):
     assert "train.test_on: best is chosen by the validation data" in message
     plain = train_ok(write_config(tmp_path, config(data), "p.yaml"), tmp_path / "runs")
     assert read_summary(plain)["test_on"] == "last"
+
+
+def test_test_fraction_splits_a_seeded_test_set_disjoint_from_validation(tmp_path):
+    data = {
+        "name": "teacher",
+        "samples": 100,
+        "features": 6,
+        "classes": 3,
+        "val_fraction": 0.2,
+        "test_fraction": 0.3,
+    }
+    spec = resolve_config(RawConfig(config(data), tmp_path, "x"))
+    loaded = load_data(spec.data, 0)
+    assert (len(loaded.train), len(loaded.val), len(loaded.test)) == (50, 20, 30)
+    rows = [{tuple(row.tolist()) for row in part.inputs} for part in (loaded.train, loaded.val, loaded.test)]
+    assert not (rows[0] & rows[1]) and not (rows[0] & rows[2]) and not (rows[1] & rows[2])
+    again = load_data(spec.data, 0)
+    assert torch.equal(again.test.inputs, loaded.test.inputs)  # seeded
+    run_dir = train_ok(write_config(tmp_path, config(data)), tmp_path / "runs")
+    summary = read_summary(run_dir)
+    assert (
+        summary["test_loss"] is not None
+        and json.loads((run_dir / "data.json").read_text())["test_samples"] == 30
+    )
+    both = config({**data, "test": {}})
+    assert "give either test_fraction or test:" in config_error(
+        invoke("check", write_config(tmp_path, both, "b.yaml"))
+    )
+    greedy = config({**data, "val_fraction": 0.6, "test_fraction": 0.5})
+    assert "leave no training data" in config_error(invoke("check", write_config(tmp_path, greedy, "g.yaml")))

@@ -27,9 +27,19 @@ def resolve_data(section: DataSection, base_dir: Path, problems: Problems) -> Da
             splits[key] = _resolve_split(key, value, section, train, base_dir, problems)
     if section.val_fraction is not None and "val" in splits:
         problems.add("data.val_fraction: give either val_fraction or val:, not both")
+    if section.test_fraction is not None and "test" in splits:
+        problems.add("data.test_fraction: give either test_fraction or test:, not both")
     spec = DataSpec(train, section.loader, splits.get("val"), splits.get("test"))
-    if train.info.samples - spec.val_samples_held_out < 1:
-        problems.add(f"data.val_fraction: {section.val_fraction} leaves no training data")
+    if spec.train_samples < 1:
+        taken = " and ".join(
+            f"{key} {value}"
+            for key, value in (
+                ("val_fraction", section.val_fraction),
+                ("test_fraction", section.test_fraction),
+            )
+            if value
+        )
+        problems.add(f"data: {taken} leave no training data")
     return spec
 
 

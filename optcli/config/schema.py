@@ -78,6 +78,7 @@ class LoaderOptions(Strict):
     shuffle: bool = True
     drop_last: bool = False
     val_fraction: float | None = Field(None, gt=0, lt=1)  # a seeded random part of the training data
+    test_fraction: float | None = Field(None, gt=0, lt=1)  # another, disjoint from it: the test set
     normalize: bool = False  # standardize features with the training split's mean and std
 
 

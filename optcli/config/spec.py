@@ -179,8 +179,15 @@ class DataSpec:
         return max(1, round(self.info.samples * self.loader.val_fraction))
 
     @property
+    def test_samples_held_out(self) -> int:
+        """Samples `test_fraction` takes from the training data (of the whole, as `val_fraction`)."""
+        if self.loader.test_fraction is None:
+            return 0
+        return max(1, round(self.info.samples * self.loader.test_fraction))
+
+    @property
     def train_samples(self) -> int:
-        return self.info.samples - self.val_samples_held_out
+        return self.info.samples - self.val_samples_held_out - self.test_samples_held_out
 
     @property
     def has_validation(self) -> bool:

@@ -27,6 +27,8 @@ def load_data(data: DataSpec, seed: int) -> LoadedData:
     train = data.train.source.load(data_seed, "train")
     val = _load_split(data.val, data, data_seed, "val")
     test = _load_split(data.test, data, data_seed, "test")
+    if data.loader.test_fraction is not None:  # first, so that validation never sees a test sample
+        train, test = hold_out(train, data.test_samples_held_out, derive_seed(seed, "test_split"))
     if data.loader.val_fraction is not None:
         train, val = hold_out(train, data.val_samples_held_out, derive_seed(seed, "split"))
     description: dict[str, Any] = {

@@ -68,6 +68,7 @@ def run_identity(spec: RunSpec) -> dict[str, Any]:
                 "run": spec.seed,
                 "data": derive_seed(spec.seed, "data"),
                 "split": derive_seed(spec.seed, "split"),
+                "test_split": derive_seed(spec.seed, "test_split"),
                 "data_order": derive_seed(spec.seed, "shuffle"),
             },
         },
