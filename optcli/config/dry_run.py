@@ -23,6 +23,7 @@ from optcli.config.spec import (
     Component,
     DataSpec,
     DryRunFindings,
+    ModelInit,
     ParamGroup,
     SchedulePreview,
     SchedulerSpec,
@@ -35,6 +36,7 @@ from optcli.errors import ConfigError
 def dry_run(
     model: Component | None,
     output_key: str | int | None,
+    init: ModelInit | None,
     loss: Component | None,
     optimizer: Component | None,
     groups: tuple[ParamGroup, ...],
@@ -46,6 +48,8 @@ def dry_run(
     """Build each object once on the meta device and note every problem; return what else it saw."""
     with torch.device("meta"):
         network = _build_model(model, problems) if model is not None else None
+        if network is not None and init is not None:
+            _check_init(network, init, problems)
         if network is not None and loss is not None and data is not None:
             _check_forward(network, model, output_key, loss, data, problems)
             _check_last_batch(network, data, problems)
@@ -172,6 +176,35 @@ def _check_forward(
             f"loss: {loss.name} cannot compare the model's output {_shape(output)} with the data's "
             f"{kind} {_shape(targets)}: {error}"
         )
+
+
+def _check_init(network: torch.nn.Module, init: ModelInit, problems: Problems) -> None:
+    """The trained weights must fit the model: every key (unless init_strict is false), every shape."""
+    try:
+        state = init.state_dict()
+    except Exception as error:
+        problems.add(f"model.init: cannot read {init.path} as weights: {type(error).__name__}: {error}")
+        return
+    expected = {key: tuple(value.shape) for key, value in network.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [
+        f"{key} {list(state[key].shape)} (the model's {list(expected[key])})"
+        for key in expected
+        if key in state and tuple(state[key].shape) != expected[key]
+    ]
+    if shapes:
+        problems.add(f"model.init: the weights in {init.path} do not fit the model: {'; '.join(shapes)}")
+    elif (missing or unexpected) and init.strict:
+        problems.add(
+            f"model.init: the weights in {init.path} have other keys than the model (not in the file: {missing}; "
+            f"not in the model: {unexpected}); set model.init_strict: false to load those that fit"
+        )
+    else:
+        detail = (
+            f" (not in the file: {missing}; not in the model: {unexpected})" if missing or unexpected else ""
+        )
+        problems.notes.append(f"model: starting from the weights in {init.path}{detail}")
 
 
 def _picked(output: Any, key: str | int | None, problems: Problems) -> Any:

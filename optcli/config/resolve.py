@@ -21,6 +21,7 @@ from optcli.config.sections import (
     choose_monitor,
     resolve_loss,
     resolve_model,
+    resolve_model_init,
     resolve_optimizer,
     resolve_param_groups,
 )
@@ -62,7 +63,10 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         )
     schedule_length = total_steps if scheduler is not None and scheduler.interval == "step" else epochs
     output_key = config.model.output if config.model else None
-    findings = dry_run(model, output_key, loss, optimizer, groups, scheduler, data, schedule_length, problems)
+    init = resolve_model_init(config.model, raw.base_dir, problems) if config.model else None
+    findings = dry_run(
+        model, output_key, init, loss, optimizer, groups, scheduler, data, schedule_length, problems
+    )
 
     if problems.lines:
         raise ConfigError(problems.lines)
@@ -86,6 +90,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         notes=tuple(problems.notes),
         param_groups=groups,
         model_output=output_key,
+        model_init=init,
     )
 
 

@@ -47,6 +47,11 @@ class ModelSection(NamedSection):
     # What the loss sees of a model that returns more than a tensor: a key of a returned dict (or an
     # attribute of a returned object), or the index of an item of a returned tuple.
     output: str | int | None = None
+    # Start from trained weights: a run directory (its best or last checkpoint) or a weights file (a
+    # state dict or an optcli checkpoint), relative to the config file.
+    init: str | None = None
+    init_checkpoint: Literal["best", "last"] = "best"
+    init_strict: bool = True  # false: missing and unexpected keys are reported, and the run goes on
 
 
 class ParamGroupSection(BaseModel):

@@ -12,8 +12,8 @@ from optcli.components import losses, models, optimizers
 from optcli.components.registry import Entry, Registry
 from optcli.components.signature import bind_arguments, read_signature
 from optcli.config.metrics import available_metrics, default_monitor
-from optcli.config.schema import NamedSection, OptimizerSection
-from optcli.config.spec import Component, DataSpec, ParamGroup
+from optcli.config.schema import ModelSection, NamedSection, OptimizerSection
+from optcli.config.spec import Component, DataSpec, ModelInit, ParamGroup
 from optcli.errors import ConfigError
 
 
@@ -107,6 +107,23 @@ def resolve_model(
         if key in parameters and key not in arguments:
             arguments[key] = sizes[key]
     return bind_component(entry, arguments, "model", base_dir, problems)
+
+
+def resolve_model_init(section: ModelSection, base_dir: Path, problems: Problems) -> ModelInit | None:
+    """model.init: a run directory (its best or last checkpoint) or a weights file."""
+    if section.init is None:
+        return None
+    source = (base_dir / section.init).resolve()
+    path = source / "checkpoints" / f"{section.init_checkpoint}.pt" if source.is_dir() else source
+    if not path.is_file():
+        what = (
+            f"has no checkpoints/{section.init_checkpoint}.pt"
+            if source.is_dir()
+            else "is no run directory or weights file"
+        )
+        problems.add(f"model.init: {source} {what}")
+        return None
+    return ModelInit(str(path), section.init_strict, str(source), section.init_checkpoint)
 
 
 def resolve_loss(

@@ -61,6 +61,31 @@ def _component_from_path(name: str, arguments: dict[str, Any], supplied: frozens
 
 
 @dataclass(frozen=True)
+class ModelInit:
+    """Trained weights the model starts from: the file (absolute), and whether every key must fit."""
+
+    path: str
+    strict: bool
+    source: str  # as the config gave it (a run directory, or a file)
+    checkpoint: Literal["best", "last"]
+    unmatched: tuple[str, ...] = ()  # with strict false: the keys that did not fit (reported)
+
+    def record(self) -> dict[str, Any]:
+        return {"init": self.source, "init_checkpoint": self.checkpoint, "init_strict": self.strict}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The model's weights in the file: a state dict, or an optcli checkpoint's `model`."""
+        import torch
+
+        loaded = torch.load(self.path, map_location="cpu", weights_only=True)
+        return (
+            dict(loaded["model"])
+            if isinstance(loaded, dict) and "format" in loaded and "model" in loaded
+            else dict(loaded)
+        )
+
+
+@dataclass(frozen=True)
 class ParamGroup:
     """Parameters chosen by glob patterns on their names, and the optimizer arguments they take."""
 
@@ -251,6 +276,7 @@ class RunSpec:
     findings: DryRunFindings = field(default_factory=DryRunFindings, repr=False)
     param_groups: tuple[ParamGroup, ...] = ()  # optimizer.param_groups
     model_output: str | int | None = None  # model.output: what the loss sees of the model's output
+    model_init: ModelInit | None = None  # model.init: trained weights to start from
     notes: tuple[str, ...] = ()  # what optcli decided that the user should hear (a carried-over argument)
 
     @functools.cached_property
@@ -268,6 +294,8 @@ class RunSpec:
         }
         if self.model_output is not None:
             record["model"]["output"] = self.model_output
+        if self.model_init is not None:
+            record["model"].update(self.model_init.record())
         if self.param_groups:
             record["optimizer"]["param_groups"] = [group.record() for group in self.param_groups]
         if self.scheduler is not None:

@@ -59,6 +59,7 @@ def run_identity(spec: RunSpec) -> dict[str, Any]:
         "seed": spec.seed,
         "device": spec.device,
         "config_hash": spec.config_hash,
+        "init_from": spec.model_init.path if spec.model_init else None,
         "planned_steps": spec.total_steps,
         "planned_epochs": spec.epochs,
         "determinism": {

@@ -56,6 +56,8 @@ def build_session(spec: RunSpec) -> Session:
     # The model is built first, on the CPU, straight after seeding: its weights are those of
     # `torch.manual_seed(seed); Model()` in a hand-written script, on every device.
     model = spec.model.build()
+    if spec.model_init is not None:  # trained weights (checked against the model when the config resolved)
+        model.load_state_dict(spec.model_init.state_dict(), strict=spec.model_init.strict)
     init_hash = fingerprint_tensors(model.state_dict().values())
     loaded = load_data(spec.data, spec.seed)
     data = loaded.train
