@@ -18,17 +18,14 @@ import torch
 from torch.optim import lr_scheduler
 
 from optcli.components.signature import read_signature
+from optcli.config.parts import ModelInit, ParamGroup, optimizer_parameters, pick_output
 from optcli.config.sections import Problems, display_name, is_subclass
 from optcli.config.spec import (
     Component,
     DataSpec,
     DryRunFindings,
-    ModelInit,
-    ParamGroup,
     SchedulePreview,
     SchedulerSpec,
-    optimizer_parameters,
-    pick_output,
 )
 from optcli.errors import ConfigError
 

@@ -14,6 +14,7 @@ from optcli.config.device import resolve_device
 from optcli.config.dry_run import dry_run
 from optcli.config.loading import RawConfig
 from optcli.config.metrics import better_direction
+from optcli.config.parts import ParamGroup
 from optcli.config.scheduler_section import resolve_scheduler
 from optcli.config.schema import ConfigFile, TrainConfig, validate_file
 from optcli.config.sections import (
@@ -25,7 +26,7 @@ from optcli.config.sections import (
     resolve_optimizer,
     resolve_param_groups,
 )
-from optcli.config.spec import DataSpec, RunSpec
+from optcli.config.spec import Component, DataSpec, RunSpec
 from optcli.errors import ConfigError
 
 
@@ -38,15 +39,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     data = resolve_data(config.data, raw.base_dir, problems) if config.data else None
     model = resolve_model(config.model, data, raw.base_dir, problems) if config.model else None
     loss = resolve_loss(config.loss, data, raw.base_dir, problems)
-    carried = raw.carried
-    optimizer = (
-        resolve_optimizer(config.optimizer, carried.get("optimizer", {}), raw.base_dir, problems)
-        if config.optimizer
-        else None
-    )
-    groups = (
-        resolve_param_groups(config.optimizer, optimizer, problems) if config.optimizer and optimizer else ()
-    )
+    optimizer, groups = _resolve_optimizer(config, raw, problems)
     train = config.train if data is None else _settle_evaluation(config.train, data, problems)
     if train.on_nonfinite == "skip" and optimizer and optimizers.class_needs_closure(optimizer.target):
         problems.add(
@@ -57,7 +50,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     scheduler = None
     if config.scheduler is not None and total_steps:
         run_length = {"step": total_steps, "epoch": epochs}
-        carried_scheduler = carried.get("scheduler", {})
+        carried_scheduler = raw.carried.get("scheduler", {})
         scheduler = resolve_scheduler(
             config.scheduler, carried_scheduler, run_length, data, raw.base_dir, problems
         )
@@ -92,6 +85,17 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         model_output=output_key,
         model_init=init,
     )
+
+
+def _resolve_optimizer(
+    config: ConfigFile, raw: RawConfig, problems: Problems
+) -> tuple[Component | None, tuple[ParamGroup, ...]]:
+    """The optimizer (with arguments carried over from a class it replaced) and its parameter groups."""
+    if config.optimizer is None:
+        return None, ()
+    optimizer = resolve_optimizer(config.optimizer, raw.carried.get("optimizer", {}), raw.base_dir, problems)
+    groups = resolve_param_groups(config.optimizer, optimizer, problems) if optimizer else ()
+    return optimizer, groups
 
 
 def _check_top_level(config: ConfigFile, problems: Problems) -> str | None:

@@ -12,8 +12,9 @@ from optcli.components import losses, models, optimizers
 from optcli.components.registry import Entry, Registry
 from optcli.components.signature import bind_arguments, read_signature
 from optcli.config.metrics import available_metrics, default_monitor
+from optcli.config.parts import ModelInit, ParamGroup
 from optcli.config.schema import ModelSection, NamedSection, OptimizerSection
-from optcli.config.spec import Component, DataSpec, ModelInit, ParamGroup
+from optcli.config.spec import Component, DataSpec
 from optcli.errors import ConfigError
 
 

@@ -7,7 +7,6 @@ every default filled in, in YAML that `optcli train` accepts again.
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import hashlib
 import json
@@ -18,6 +17,7 @@ from typing import Any, Literal
 
 from optcli.components.registry import import_object
 from optcli.components.signature import TensorValue, plain, recorded_arguments
+from optcli.config.parts import ModelInit, ParamGroup
 from optcli.config.schema import ClipConfig, LoaderOptions, OutputConfig, TrainConfig
 from optcli.data.batches import batches_per_epoch
 from optcli.data.in_memory import DataInfo
@@ -58,85 +58,6 @@ class Component:
 
 def _component_from_path(name: str, arguments: dict[str, Any], supplied: frozenset[str]) -> Component:
     return Component(name, import_object(name, Path.cwd()), arguments, supplied)
-
-
-@dataclass(frozen=True)
-class ModelInit:
-    """Trained weights the model starts from: the file (absolute), and whether every key must fit."""
-
-    path: str
-    strict: bool
-    source: str  # as the config gave it (a run directory, or a file)
-    checkpoint: Literal["best", "last"]
-    unmatched: tuple[str, ...] = ()  # with strict false: the keys that did not fit (reported)
-
-    def record(self) -> dict[str, Any]:
-        return {"init": self.source, "init_checkpoint": self.checkpoint, "init_strict": self.strict}
-
-    def state_dict(self) -> dict[str, Any]:
-        """The model's weights in the file: a state dict, or an optcli checkpoint's `model`."""
-        import torch
-
-        loaded = torch.load(self.path, map_location="cpu", weights_only=True)
-        return (
-            dict(loaded["model"])
-            if isinstance(loaded, dict) and "format" in loaded and "model" in loaded
-            else dict(loaded)
-        )
-
-
-@dataclass(frozen=True)
-class ParamGroup:
-    """Parameters chosen by glob patterns on their names, and the optimizer arguments they take."""
-
-    patterns: tuple[str, ...]
-    arguments: dict[str, Any]
-
-    def record(self) -> dict[str, Any]:
-        return {"params": list(self.patterns), **plain(self.arguments)}
-
-
-def pick_output(output: Any, key: str | int | None) -> Any:
-    """What the loss sees of a model's output: all of it, or `model.output`'s key, attribute or item."""
-    if key is None:
-        return output
-    if isinstance(key, int) or isinstance(output, dict):
-        return output[key]
-    return getattr(output, key)
-
-
-def group_indices(names: list[str], groups: tuple[ParamGroup, ...]) -> list[int]:
-    """For each parameter name, its group: the first whose pattern matches it (1, 2, ...), else 0 (the
-    default group, with the optimizer section's own arguments)."""
-    return [
-        next(
-            (
-                index
-                for index, group in enumerate(groups, 1)
-                if any(fnmatch.fnmatchcase(name, p) for p in group.patterns)
-            ),
-            0,
-        )
-        for name in names
-    ]
-
-
-def optimizer_parameters(named: list[tuple[str, Any]], groups: tuple[ParamGroup, ...]) -> list[Any]:
-    """What the optimizer is given: the parameters themselves without groups; else the default group
-    first (so param_groups[0], whose rate metrics.csv logs, is the section's own), then each group."""
-    if not groups:
-        return [parameter for _, parameter in named]
-    indices = group_indices([name for name, _ in named], groups)
-    default = {
-        "params": [parameter for (_, parameter), index in zip(named, indices, strict=True) if index == 0]
-    }
-    return [default] + [
-        {
-            "params": [p for (_, p), index in zip(named, indices, strict=True) if index == number],
-            **group.arguments,
-        }
-        for number, group in enumerate(groups, 1)
-    ]
 
 
 @dataclass(frozen=True)

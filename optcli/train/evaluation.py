@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
+from optcli.config.parts import pick_output
 from optcli.config.schema import EarlyStoppingConfig
-from optcli.config.spec import pick_output
 from optcli.data.batches import InMemoryBatches
 
 

@@ -15,8 +15,8 @@ from typing import Literal
 
 import torch
 
+from optcli.config.parts import pick_output
 from optcli.config.schema import ClipConfig
-from optcli.config.spec import pick_output
 from optcli.errors import Interrupted, TrainingFailed
 from optcli.train.evaluation import EarlyStopper, evaluate
 from optcli.train.host_copies import DEVICE_STEPS_PER_SYNC, HostCopies, PendingStep

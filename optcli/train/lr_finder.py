@@ -18,7 +18,8 @@ import numpy
 import torch
 
 from optcli.components.optimizers import needs_closure
-from optcli.config.spec import RunSpec, pick_output
+from optcli.config.parts import pick_output
+from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
 from optcli.train.loop import clip_gradients
 from optcli.train.rundir import write_atomically

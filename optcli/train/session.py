@@ -12,7 +12,8 @@ from typing import Any
 import numpy
 import torch
 
-from optcli.config.spec import RunSpec, optimizer_parameters
+from optcli.config.parts import optimizer_parameters
+from optcli.config.spec import RunSpec
 from optcli.data.batches import InMemoryBatches
 from optcli.data.in_memory import TensorData
 from optcli.seeds import derive_seed
