@@ -19,7 +19,6 @@ class ModelInit:
     strict: bool
     source: str  # as the config gave it (a run directory, or a file)
     checkpoint: Literal["best", "last"]
-    unmatched: tuple[str, ...] = ()  # with strict false: the keys that did not fit (reported)
 
     def record(self) -> dict[str, Any]:
         return {"init": self.source, "init_checkpoint": self.checkpoint, "init_strict": self.strict}
