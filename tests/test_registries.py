@@ -15,6 +15,7 @@ from tests.conftest import (
     config_error,
     invoke,
     read_csv,
+    read_summary,
     train_ok,
     write_config,
 )
@@ -285,3 +286,23 @@ def test_loss_class_weights_are_lists_that_become_tensors(tmp_path):
         )
     )
     assert "CrossEntropyLoss expects a list of numbers or null for 'weight'" in message
+
+
+def test_binary_labels_train_with_bce_with_logits_and_report_accuracy(tmp_path):
+    # Today: integer 0/1 labels were refused ("cannot compare the model's output ... with class labels").
+    data = {
+        "name": "teacher",
+        "samples": 256,
+        "features": 6,
+        "classes": 2,
+        "batch_size": 32,
+        "val_fraction": 0.25,
+    }
+    config = small_config(
+        data=data, loss="bce_with_logits", optimizer={"name": "adam", "lr": 0.01}, train={"epochs": 8}
+    )
+    run_dir = train_ok(write_config(tmp_path, config), tmp_path / "runs")
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["out_features"] == 1  # one logit
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and 0.7 < summary["final_val_accuracy"] <= 1.0
+    assert summary["final_loss"] < 0.6  # it learned (a coin flip's loss is 0.69)

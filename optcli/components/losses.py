@@ -9,6 +9,9 @@ import torch
 
 from optcli.components.registry import Registry
 
+# Losses that judge one logit per sample against a 0/1 label.
+BINARY_LOSSES = (torch.nn.BCEWithLogitsLoss,)
+
 LOSSES = Registry(
     "loss",
     optional_suffix="loss",

@@ -134,8 +134,11 @@ def _check_forward(
     info = data.info
     batch = max(1, min(data.loader.batch_size, info.samples))
     inputs = torch.zeros(batch, *info.feature_shape)
-    dtype = torch.long if info.is_classification else torch.get_default_dtype()
-    targets = torch.zeros(batch, *info.sample_target_shape, dtype=dtype)
+    if data.binary_labels:
+        targets = torch.zeros(batch, 1)
+    else:
+        dtype = torch.long if info.is_classification else torch.get_default_dtype()
+        targets = torch.zeros(batch, *info.sample_target_shape, dtype=dtype)
     try:
         output = network(inputs)
     except NotImplementedError:
@@ -150,7 +153,7 @@ def _check_forward(
     output = _picked(output, output_key, problems)
     if output is None:
         return
-    classes = info.classes
+    classes = info.classes if not data.binary_labels else None
     if classes and isinstance(output, torch.Tensor) and output.dim() == 2 and output.shape[1] < classes:
         # Cross-entropy would index past the output at the first batch with a label it lacks.
         problems.add(

@@ -5,10 +5,12 @@ and every problem reported at once, before any real tensor exists.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 
 from optcli.components import optimizers
+from optcli.components.losses import BINARY_LOSSES
 from optcli.config.data_section import resolve_data
 from optcli.config.device import resolve_device
 from optcli.config.dry_run import dry_run
@@ -20,6 +22,7 @@ from optcli.config.schema import ConfigFile, TrainConfig, validate_file
 from optcli.config.sections import (
     Problems,
     choose_monitor,
+    is_subclass,
     resolve_loss,
     resolve_model,
     resolve_model_init,
@@ -37,8 +40,9 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     device = _check_top_level(config, problems)
 
     data = resolve_data(config.data, raw.base_dir, problems) if config.data else None
-    model = resolve_model(config.model, data, raw.base_dir, problems) if config.model else None
     loss = resolve_loss(config.loss, data, raw.base_dir, problems)
+    data = _with_binary_labels(data, loss)
+    model = resolve_model(config.model, data, raw.base_dir, problems) if config.model else None
     optimizer, groups = _resolve_optimizer(config, raw, problems)
     train = config.train if data is None else _settle_evaluation(config.train, data, problems)
     if train.on_nonfinite == "skip" and optimizer and optimizers.class_needs_closure(optimizer.target):
@@ -85,6 +89,13 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         model_output=output_key,
         model_init=init,
     )
+
+
+def _with_binary_labels(data: DataSpec | None, loss: Component | None) -> DataSpec | None:
+    """Two classes judged by bce_with_logits: one logit per sample, the labels as floats."""
+    if data is None or loss is None or data.info.classes != 2 or not is_subclass(loss.target, BINARY_LOSSES):
+        return data
+    return dataclasses.replace(data, binary_labels=True)
 
 
 def _resolve_optimizer(

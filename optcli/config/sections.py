@@ -101,7 +101,7 @@ def resolve_model(
         parameters = {}
     sizes = {
         "in_features": data.info.features,
-        "out_features": data.info.out_features,
+        "out_features": 1 if data.binary_labels else data.info.out_features,
         "input_shape": list(data.info.feature_shape),
     }
     for key in models.SIZE_ARGUMENTS:

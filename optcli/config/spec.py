@@ -108,6 +108,9 @@ class DataSpec:
     loader: LoaderOptions
     val: DataSource | None = None  # validation data of its own (`data.val`)
     test: DataSource | None = None  # test data, evaluated once at the end (`data.test`)
+    # Two classes judged by a binary loss (bce_with_logits): the labels 0 and 1 are given to it as
+    # floats, of shape (batch, 1), and the model has one output, a logit.
+    binary_labels: bool = False
 
     @property
     def name(self) -> str:

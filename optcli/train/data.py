@@ -31,6 +31,8 @@ def load_data(data: DataSpec, seed: int) -> LoadedData:
         train, test = hold_out(train, data.test_samples_held_out, derive_seed(seed, "test_split"))
     if data.loader.val_fraction is not None:
         train, val = hold_out(train, data.val_samples_held_out, derive_seed(seed, "split"))
+    if data.binary_labels:  # a binary loss takes float labels shaped as its one logit per sample
+        train, val, test = (_as_float_labels(part) for part in (train, val, test))  # type: ignore[assignment]
     description: dict[str, Any] = {
         "train_samples": len(train),
         "val_samples": len(val) if val is not None else 0,
@@ -43,6 +45,12 @@ def load_data(data: DataSpec, seed: int) -> LoadedData:
         train, val, test = (_standardize(part, mean, std) for part in (train, val, test))
         description["normalization"] = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
     return LoadedData(train, val, test, description)
+
+
+def _as_float_labels(data: TensorData | None) -> TensorData | None:
+    if data is None:
+        return None
+    return TensorData(data.inputs, data.targets.to(torch.get_default_dtype()).unsqueeze(1))
 
 
 def hold_out(data: TensorData, count: int, seed: int) -> tuple[TensorData, TensorData]:

@@ -33,6 +33,8 @@ def evaluate(
             total_loss += loss_function(output, targets).double() * len(targets)
             if classification and output.dim() == 2 and output.shape[1] > 1:
                 correct += (output.argmax(dim=1) == targets).sum()
+            elif classification and output.shape == targets.shape:  # one logit per sample: 1 when above 0
+                correct += ((output > 0) == (targets > 0.5)).sum()
     model.train(was_training)
     # Note: a host-device sync point, once per evaluation.
     loss = total_loss.item() / batches.samples
