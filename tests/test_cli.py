@@ -290,40 +290,40 @@ def test_tiny_losses_are_shown_in_scientific_notation(tmp_path):
     assert "e-" in final and float(final) < 1e-3, result.stdout
 
 
-def run_on_a_terminal(*arguments: str) -> str:
-    """Run optcli with a pseudo-terminal as its output, as a user's shell gives it; what it drew."""
-    import pty
-    import select
-
-    leader, follower = pty.openpty()
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "140"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "optcli", *arguments], stdout=follower, stderr=follower, env=environment
-    )
-    os.close(follower)
-    output = b""
-    while True:
-        ready, _, _ = select.select([leader], [], [], 60)
-        try:
-            chunk = os.read(leader, 65536) if ready else b""
-        except OSError:
-            chunk = b""
-        if not chunk:
-            break
-        output += chunk
-    process.wait(timeout=60)
-    os.close(leader)
-    assert process.returncode == 0, output.decode(errors="replace")
-    return output.decode(errors="replace")
-
-
-@pytest.mark.slow
 def test_the_live_displays_show_the_time_remaining(tmp_path):
-    config = write_config(tmp_path, guide_config(train={"epochs": 3}))
-    drawn = run_on_a_terminal("train", str(config), "--out", str(tmp_path / "runs"))
-    assert "eta " in drawn and "eta 0.0s" in drawn  # the run's, ending at nothing left
+    # Drawn on a console that takes itself for a terminal, from a real run's records and a real plan.
+    import io
+
+    from rich.console import Console
+
+    from optcli.compare.display import LiveComparison
+    from optcli.compare.jobs import JobOutcome, plan_jobs
+    from optcli.compare.plan import CommandLine, load_plan
+    from optcli.config.loading import load_config
+    from optcli.config.resolve import resolve_config
+    from optcli.train.display import LiveDisplay
+    from optcli.train.loop import run_training
+    from optcli.train.records import RunStarted, StepRecord
+    from optcli.train.session import build_session
+    from optcli.train.sinks import RunOutcome
+
+    screen = io.StringIO()
+    display = LiveDisplay(Console(file=screen, force_terminal=True, width=140), "run")
+    path = write_config(tmp_path, guide_config(train={"epochs": 3}))
+    for record in run_training(build_session(resolve_config(load_config(path)))):
+        display.handle(record)
+    display.close(RunOutcome("completed"))
+    assert "eta 0.0s" in screen.getvalue()  # the run's time remaining, down to nothing left
     write_config(tmp_path, guide_config(train={"epochs": 2}), "base.yaml")
     runs = {"adam": {}, "sgd": {"optimizer": {"name": "sgd"}}}
-    compare = write_config(tmp_path, {"base": "base.yaml", "seeds": 1, "runs": runs}, "c.yaml")
-    drawn = run_on_a_terminal("compare", str(compare), "--out", str(tmp_path / "out"))
-    assert "all runs" in drawn and "16/16" in drawn  # the whole comparison's bar: 2 runs of 8 steps
+    plan = load_plan(
+        [write_config(tmp_path, {"base": "base.yaml", "seeds": 1, "runs": runs}, "c.yaml")], CommandLine([])
+    )
+    jobs = plan_jobs(plan, tmp_path)
+    screen = io.StringIO()
+    with LiveComparison(Console(file=screen, force_terminal=True, width=140), jobs) as comparison:
+        for job in jobs:
+            comparison(job.index, RunStarted(2, 4, 8, 0, "", ""))
+            comparison(job.index, StepRecord(8, 2, 0.5, 1e-3, None, 0.1))
+            comparison(job.index, JobOutcome(job.index, "ok"))
+    assert "all runs" in screen.getvalue() and "16/16" in screen.getvalue()  # 2 runs of 8 steps
