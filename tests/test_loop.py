@@ -339,3 +339,36 @@ def test_a_skipped_step_does_not_advance_a_per_step_scheduler(tmp_path):
     # Steps 2 and 6 are skipped: the rate halves after every applied step only.
     expected = [0.01, 0.005, 0.005, 0.0025, 0.00125, 0.000625, 0.000625, 0.0003125]
     assert rates == pytest.approx(expected, rel=1e-12)
+
+
+def test_optimizers_with_a_train_and_eval_mode_are_switched_around_evaluation(tmp_path):
+    # Schedule-free optimizers must be in eval mode while the model is judged, in train mode otherwise.
+    (tmp_path / "modal.py").write_text(
+        "import torch\n"
+        "class Modal(torch.optim.SGD):\n"
+        "    log = []\n"
+        "    def train(self):\n"
+        "        Modal.log.append('train')\n"
+        "    def eval(self):\n"
+        "        Modal.log.append('eval')\n"
+        "    def step(self, closure=None):\n"
+        "        assert Modal.log[-1] == 'train', 'a step in eval mode'\n"
+        "        return super().step(closure)\n"
+    )
+    data = {
+        "name": "random",
+        "samples": 64,
+        "features": 8,
+        "classes": 2,
+        "batch_size": 16,
+        "val_fraction": 0.25,
+    }
+    config = guide_config(data=data, optimizer={"name": "modal.py:Modal", "lr": 0.1}, train={"epochs": 2})
+    run_dir = train_ok(write_config(tmp_path, config), tmp_path / "runs")
+    assert read_summary(run_dir)["status"] == "completed"
+    import sys
+
+    log = next(
+        module for name, module in sys.modules.items() if name.startswith("optcli_user_modal")
+    ).Modal.log
+    assert log == ["train", "eval", "train", "eval", "train"]  # trained, judged at each epoch's end

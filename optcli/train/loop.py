@@ -79,15 +79,9 @@ def _train(
     stopping = spec.train.early_stopping
     stopper = EarlyStopper.from_config(stopping, state.stopper) if stopping else None
     stopped_early = None
-    yield RunStarted(
-        spec.epochs,
-        len(session.batches),
-        spec.total_steps,
-        sum(parameter.numel() for parameter in plan.parameters),
-        session.init_hash,
-        session.data_hash,
-    )
+    yield _run_started(session, plan)
     session.model.train()
+    set_optimizer_mode(session.optimizer, "train")
     clock.start(state.elapsed_s)
     while state.epoch <= spec.epochs and state.step < spec.total_steps:
         epoch = state.epoch
@@ -127,6 +121,12 @@ def _train(
         yield dataclasses.replace(test, weights=judged, weights_epoch=weights_epoch or last_epoch)
     final_lrs = tuple(float(group["lr"]) for group in session.optimizer.param_groups)
     yield RunFinished(state.step, last_epoch, clock.elapsed(), stopped_early, final_lrs)
+
+
+def _run_started(session: Session, plan: LoopPlan) -> RunStarted:
+    spec = session.spec
+    batches, trainable = len(session.batches), plan.trainable
+    return RunStarted(spec.epochs, batches, spec.total_steps, trainable, session.init_hash, session.data_hash)
 
 
 def _train_epoch(
@@ -272,7 +272,17 @@ def _evaluation(session: Session, clock: TrainingClock, split: str, step: int, e
     assert batches is not None
     with clock.paused():  # evaluation is not training time
         spec = session.spec
+        set_optimizer_mode(session.optimizer, "eval")
         loss, accuracy = evaluate(
             session.model, batches, session.loss_function, spec.data.is_classification, spec.model_output
         )
+        set_optimizer_mode(session.optimizer, "train")
     return EvalRecord(split, step, epoch, loss, accuracy, clock.elapsed())
+
+
+def set_optimizer_mode(optimizer: torch.optim.Optimizer, mode: str) -> None:
+    """Schedule-free optimizers keep two sets of weights: `optimizer.eval()` puts the ones to judge in
+    the model, `optimizer.train()` the ones to train. Other optimizers have no such methods."""
+    switch = getattr(optimizer, mode, None)
+    if callable(switch):
+        switch()

@@ -21,7 +21,7 @@ from optcli.components.optimizers import needs_closure
 from optcli.config.parts import pick_output
 from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
-from optcli.train.loop import clip_gradients
+from optcli.train.loop import clip_gradients, set_optimizer_mode
 from optcli.train.rundir import write_atomically
 from optcli.train.session import Session, build_session
 
@@ -71,6 +71,7 @@ def _run(session: Session, start_lr: float, end_lr: float, steps: int) -> tuple[
     recorded: list[RangeTestStep] = []
     average, best = 0.0, math.inf
     model.train()
+    set_optimizer_mode(optimizer, "train")  # schedule-free optimizers train only in train mode
     for index, (inputs, targets) in enumerate(_batches(session), start=0):
         if index == steps:
             return recorded, f"reached --end-lr {end_lr:g}"

@@ -72,6 +72,11 @@ class LoopPlan:
     epoch_scheduler: Any | None  # stepped after every epoch (interval: epoch)
     steps_per_sync: int  # steps whose values wait on the device for one copy to the host
 
+    @property
+    def trainable(self) -> int:
+        """How many numbers training changes."""
+        return sum(parameter.numel() for parameter in self.parameters)
+
     @classmethod
     def of(cls, session: Session, steps_per_sync: int) -> LoopPlan:
         interval = session.spec.scheduler.interval if session.spec.scheduler else None
