@@ -3,8 +3,9 @@
 The guide's SimpleNN (784-128-10), Adam, StepLR, clip_grad_norm_, batch 64, a metrics.csv row every
 step. Three loops run interleaved in one process, so that machine noise hits all alike: the plain
 loop (batches indexed from tensors, as optcli does), optcli's, and the plain loop fed by
-DataLoader(TensorDataset(...)) as most PyTorch code is written. A fourth loop is optcli's with TensorBoard's event files
-written too (`output.tensorboard: true`). The figures are ratios of total steps per second.
+DataLoader(TensorDataset(...)) as most PyTorch code is written. The figures are ratios of total steps per second. Then,
+in rounds of their own, optcli's loop against itself writing TensorBoard's event files too
+(`output.tensorboard: true`).
 
     python benchmarks/overhead.py [--steps 2000] [--rounds 10]
 """
@@ -110,36 +111,45 @@ def _hand_written_loop(session: Session, epoch_batches: Callable[[], Iterator[An
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=10)
-    arguments = parser.parse_args()
-    spec = guide_spec(arguments.steps)
-    loops = {
-        "plain": time_plain,
-        "optcli": time_optcli,
-        "dataloader": time_dataloader,
-        "tensorboard": functools.partial(time_optcli, tensorboard=True),
-    }
+def interleaved(loops: dict[str, Callable[[RunSpec], float]], spec: RunSpec, rounds: int) -> dict[str, float]:
+    """Each loop's total seconds over `rounds` rounds, the order alternating (ABC, CBA, ...) so that a
+    drift in machine speed favours none of them."""
     for loop in loops.values():
         loop(spec)  # warm-up: first-call costs are nobody's overhead
     totals = dict.fromkeys(loops, 0.0)
-    for round_number in range(1, arguments.rounds + 1):
-        # Alternate the order (ABC, CBA, ...), so a drift in machine speed favours none of them.
+    for round_number in range(1, rounds + 1):
         order = list(loops) if round_number % 2 else list(reversed(loops))
         seconds = {name: loops[name](spec) for name in order}
         for name, value in seconds.items():
             totals[name] += value
         rates = "   ".join(f"{name} {spec.total_steps / seconds[name]:8.1f} steps/s" for name in loops)
         print(f"round {round_number}: {rates}", file=sys.stderr)
+    return totals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=10)
+    arguments = parser.parse_args()
+    spec = guide_spec(arguments.steps)
+    # Two measurements of their own: a fourth loop writing event files in the same rounds disturbed
+    # the others' ratio by several percent on two cores.
+    totals = interleaved(
+        {"plain": time_plain, "optcli": time_optcli, "dataloader": time_dataloader}, spec, arguments.rounds
+    )
+    board = interleaved(
+        {"optcli": time_optcli, "tensorboard": functools.partial(time_optcli, tensorboard=True)},
+        spec,
+        arguments.rounds,
+    )
     steps = spec.total_steps * arguments.rounds
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {steps} steps per loop")
-    for name in loops:
-        print(f"{name + ':':12s}{steps / totals[name]:8.1f} steps/s")
+    for name, total in totals.items():
+        print(f"{name + ':':12s}{steps / total:8.1f} steps/s")
     print(f"ratio optcli/plain:      {totals['plain'] / totals['optcli']:.3f}")
     print(f"ratio optcli/dataloader: {totals['dataloader'] / totals['optcli']:.3f}")
-    print(f"ratio optcli+tensorboard/optcli: {totals['optcli'] / totals['tensorboard']:.3f}")
+    print(f"ratio optcli+tensorboard/optcli (measured apart): {board['optcli'] / board['tensorboard']:.3f}")
 
 
 if __name__ == "__main__":
