@@ -44,10 +44,10 @@ class HostCopies:
         self.epoch_losses = epoch_losses  # the epoch's losses of applied steps, for its mean
         self.pending: list[PendingStep] = []
 
-    def add(self, step: PendingStep) -> Iterator[StepRecord]:
+    def add(self, step: PendingStep) -> bool:
+        """Keep a step's values; whether it is time to copy them (then call `flush`)."""
         self.pending.append(step)
-        if len(self.pending) >= self.steps_per_sync:
-            yield from self.flush()
+        return len(self.pending) >= self.steps_per_sync
 
     def flush(self) -> Iterator[StepRecord]:
         """Copy every pending value in one go; yield the logged rows, in step order; stop the run at a

@@ -137,8 +137,18 @@ def _train_epoch(
     stop_requested: Callable[[], bool],
 ) -> Generator[Record, None, float]:
     """The rest of the current epoch, step by step; returns the learning rate its last step used."""
-    spec, model, optimizer = session.spec, session.model, session.optimizer
-    eval_every = spec.train.eval_every
+    spec, model, optimizer, loss_function = (
+        session.spec,
+        session.model,
+        session.optimizer,
+        session.loss_function,
+    )
+    eval_every, log_every, clip, output_key = (
+        spec.train.eval_every,
+        spec.train.log_every,
+        spec.clip,
+        spec.model_output,
+    )
     last_step = min(spec.total_steps, state.step + len(session.batches) - state.batches_done)
     host = HostCopies(plan.steps_per_sync, state.epoch_losses)
     lr = float(optimizer.param_groups[0]["lr"])
@@ -146,7 +156,7 @@ def _train_epoch(
         state.step += 1
         state.batches_done += 1
         lr = float(optimizer.param_groups[0]["lr"])  # the rate this step uses, before any schedule
-        logged = state.step % spec.train.log_every == 0
+        logged = state.step % log_every == 0
         if plan.closure_step:
             # LBFGS evaluates the loss several times per step: zero_grad, forward, backward and clip run
             # inside its closure, and the first evaluation is the step's loss.
@@ -156,11 +166,11 @@ def _train_epoch(
             # Zero: gradients accumulate in PyTorch; clear them (to None, which is cheaper than zeros).
             optimizer.zero_grad(set_to_none=True)
             # Forward: the loss of this batch.
-            loss = session.loss_function(pick_output(model(inputs), spec.model_output), targets)
+            loss = loss_function(pick_output(model(inputs), output_key), targets)
             # Backward: every parameter's gradient of that loss.
             loss.backward()
             # Clip: bound the gradients as configured; the norm before clipping is what gets logged.
-            grad_norm = clip_gradients(plan.parameters, spec.clip, logged or plan.skip_nonfinite)
+            grad_norm = clip_gradients(plan.parameters, clip, logged or plan.skip_nonfinite)
             # Skip policy: a non-finite step is left out whole, its update and its per-step schedule alike
             # (as AMP's scaler skips a step). Note: a host-device sync point, every step in this mode.
             if plan.skip_nonfinite and not _finite(loss, grad_norm):
@@ -175,9 +185,10 @@ def _train_epoch(
         if plan.step_scheduler is not None:
             # Schedule (per step): the rate of the next step.
             plan.step_scheduler.step()
-        yield from host.add(
+        if host.add(
             PendingStep(state.step, state.epoch, loss.detach(), lr, grad_norm, clock.elapsed(), logged)
-        )
+        ):
+            yield from host.flush()
         # Evaluate every eval_every steps, except at the last step of the epoch or run: their end does.
         if eval_every and state.step % eval_every == 0 and state.step != last_step:
             yield from host.flush()
@@ -205,7 +216,7 @@ def _skip(
     stay in step order), then a warning; too many skips in a row stop the run."""
     optimizer.zero_grad(set_to_none=True)
     state.skips_in_a_row += 1
-    yield from host.add(skipped)
+    host.add(skipped)
     yield from host.flush()
     yield SkippedStep(skipped.step, skipped.epoch, float(skipped.loss), state.skips_in_a_row)
     if state.skips_in_a_row >= max_skips:
