@@ -137,18 +137,9 @@ def _train_epoch(
     stop_requested: Callable[[], bool],
 ) -> Generator[Record, None, float]:
     """The rest of the current epoch, step by step; returns the learning rate its last step used."""
-    spec, model, optimizer, loss_function = (
-        session.spec,
-        session.model,
-        session.optimizer,
-        session.loss_function,
-    )
-    eval_every, log_every, clip, output_key = (
-        spec.train.eval_every,
-        spec.train.log_every,
-        spec.clip,
-        spec.model_output,
-    )
+    spec, model, optimizer = session.spec, session.model, session.optimizer
+    loss_function, clip, output_key = session.loss_function, spec.clip, spec.model_output
+    eval_every, log_every = spec.train.eval_every, spec.train.log_every
     last_step = min(spec.total_steps, state.step + len(session.batches) - state.batches_done)
     host = HostCopies(plan.steps_per_sync, state.epoch_losses)
     lr = float(optimizer.param_groups[0]["lr"])
@@ -185,9 +176,8 @@ def _train_epoch(
         if plan.step_scheduler is not None:
             # Schedule (per step): the rate of the next step.
             plan.step_scheduler.step()
-        if host.add(
-            PendingStep(state.step, state.epoch, loss.detach(), lr, grad_norm, clock.elapsed(), logged)
-        ):
+        done = PendingStep(state.step, state.epoch, loss.detach(), lr, grad_norm, clock.elapsed(), logged)
+        if host.add(done):  # its values wait on the device until a copy is due
             yield from host.flush()
         # Evaluate every eval_every steps, except at the last step of the epoch or run: their end does.
         if eval_every and state.step % eval_every == 0 and state.step != last_step:
