@@ -7,6 +7,7 @@ import re
 
 import torch
 
+from optcli.components.forward import ModelLoss
 from optcli.components.registry import Registry
 
 # Losses that judge one logit per sample against a 0/1 label.
@@ -50,3 +51,9 @@ for _name in sorted(dir(torch.nn)):
     elif _name == "LinearCrossEntropyLoss":
         unavailable = "it holds trainable weights of its own, which the optimizer would not see"
     LOSSES.add(_snake_case(_name), _candidate, aliases=(_name,), unavailable=unavailable)
+
+LOSSES.add(
+    "from_model",
+    ModelLoss,
+    summary="the model computes its own loss: model(**batch) or model(inputs, targets) returns it",
+)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from optcli.config.schema import DataSection, NamedSection, describe_error
 from optcli.config.sections import Problems, bind_component, lookup
 from optcli.config.spec import DataSource, DataSpec
-from optcli.data.registry import DATASETS
+from optcli.data.registry import DATASETS, is_in_memory, open_source
 from optcli.errors import ConfigError
 from optcli.names import normalize_name
 
@@ -30,6 +30,7 @@ def resolve_data(section: DataSection, base_dir: Path, problems: Problems) -> Da
     if section.test_fraction is not None and "test" in splits:
         problems.add("data.test_fraction: give either test_fraction or test:, not both")
     spec = DataSpec(train, section.loader, splits.get("val"), splits.get("test"))
+    _check_loader_options(spec, problems)
     if spec.train_samples < 1:
         taken = " and ".join(
             f"{key} {value}"
@@ -57,8 +58,14 @@ def _resolve_source(
     component = bind_component(entry, arguments, where, base_dir, problems)
     if component is None:
         return None
+    if where != "data" and not is_in_memory(component.target):
+        problems.add(
+            f"{where}: a Dataset callable gives its validation and test data itself (a mapping with 'val' "
+            "and 'test'), or take them from the training data with data.val_fraction and data.test_fraction"
+        )
+        return None
     try:
-        source = component.build()
+        source = open_source(component)
         return DataSource(component, source, source.describe())
     except ConfigError as error:
         problems.add_error(where, error)
@@ -105,3 +112,28 @@ def _split_mismatch(source: DataSource, train: DataSource) -> str | None:
     if own.classes and trained.classes and own.classes > trained.classes:
         return f"it has labels up to {own.classes - 1}, the training data up to {trained.classes - 1}"
     return None
+
+
+def _check_loader_options(spec: DataSpec, problems: Problems) -> None:
+    """DataLoader options: what a DataLoader would reject, said before it is built."""
+    loader = spec.loader
+    if not spec.from_user_dataset:
+        if loader.num_workers or loader.pin_memory or loader.persistent_workers or loader.prefetch_factor:
+            problems.notes.append(
+                "data: num_workers, pin_memory, persistent_workers and prefetch_factor apply to a Dataset of your "
+                f"own; {spec.name} is held in memory and batched by indexing whole tensors, without a DataLoader"
+            )
+        return
+    for key in ("persistent_workers", "prefetch_factor"):
+        if getattr(loader, key) and loader.num_workers == 0:
+            problems.add(f"data.{key}: it needs worker processes; set data.num_workers above 0")
+    if loader.normalize:
+        problems.add(
+            "data.normalize: a Dataset of your own normalizes its samples itself (say, in __getitem__)"
+        )
+    source = spec.train.source
+    for split, fraction in (("val", loader.val_fraction), ("test", loader.test_fraction)):
+        if fraction is not None and source.has_split(split):
+            problems.add(
+                f"data.{split}_fraction: {spec.name} gives its own {split} data; leave {split}_fraction out"
+            )

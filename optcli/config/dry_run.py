@@ -18,7 +18,8 @@ import torch
 from torch.optim import lr_scheduler
 
 from optcli.components.signature import read_signature
-from optcli.config.parts import ModelInit, ParamGroup, optimizer_parameters, pick_output
+from optcli.config.forward_check import check_forward, first_batch
+from optcli.config.parts import ModelInit, ParamGroup, optimizer_parameters
 from optcli.config.sections import Problems, display_name, is_subclass
 from optcli.config.spec import (
     Component,
@@ -43,12 +44,13 @@ def dry_run(
     problems: Problems,
 ) -> DryRunFindings:
     """Build each object once on the meta device and note every problem; return what else it saw."""
+    example = first_batch(data, problems)  # a user's Dataset: read before meta tensors are the default
     with torch.device("meta"):
         network = _build_model(model, problems) if model is not None else None
         if network is not None and init is not None:
             _check_init(network, init, problems)
         if network is not None and loss is not None and data is not None:
-            _check_forward(network, model, output_key, loss, data, problems)
+            check_forward(network, model, output_key, loss, data, example, problems)
             _check_last_batch(network, data, problems)
         if optimizer is None:
             return DryRunFindings()
@@ -122,62 +124,6 @@ def _build_model(model: Component, problems: Problems) -> torch.nn.Module | None
     return None
 
 
-def _check_forward(
-    network: torch.nn.Module,
-    model: Component | None,
-    output_key: str | int | None,
-    loss: Component,
-    data: DataSpec,
-    problems: Problems,
-) -> None:
-    """Run one batch's shapes through the model and the loss."""
-    info = data.info
-    batch = max(1, min(data.loader.batch_size, info.samples))
-    inputs = torch.zeros(batch, *info.feature_shape)
-    if data.binary_labels:
-        targets = torch.zeros(batch, 1)
-    else:
-        dtype = torch.long if info.is_classification else torch.get_default_dtype()
-        targets = torch.zeros(batch, *info.sample_target_shape, dtype=dtype)
-    try:
-        output = network(inputs)
-    except NotImplementedError:
-        return  # a model that needs real data to run (e.g. .item()): checked at the first step
-    except Exception as error:
-        name = model.name if model is not None else "the model"
-        problems.add(
-            f"model: {name} cannot take the data's inputs of shape {list(inputs.shape)}: "
-            f"{type(error).__name__}: {error}"
-        )
-        return
-    output = _picked(output, output_key, problems)
-    if output is None:
-        return
-    classes = info.classes if not data.binary_labels else None
-    if classes and isinstance(output, torch.Tensor) and output.dim() == 2 and output.shape[1] < classes:
-        # Cross-entropy would index past the output at the first batch with a label it lacks.
-        problems.add(
-            f"model: it gives {output.shape[1]} outputs per sample, but the data has {classes} classes; "
-            f"set model.out_features: {classes}, or leave it out and optcli sets it from the data"
-        )
-        return
-    try:
-        with warnings.catch_warnings():
-            # torch only warns when mse or l1 would broadcast mismatched shapes: nearly always a
-            # mistake, so that warning is an error here. Its other advice shows when training.
-            warnings.simplefilter("ignore")
-            warnings.filterwarnings("error", message=".*target size", category=UserWarning)
-            loss.build()(output, targets)
-    except NotImplementedError:
-        return
-    except Exception as error:
-        kind = "class labels" if info.is_classification else "real-valued targets"
-        problems.add(
-            f"loss: {loss.name} cannot compare the model's output {_shape(output)} with the data's "
-            f"{kind} {_shape(targets)}: {error}"
-        )
-
-
 def _check_init(network: torch.nn.Module, init: ModelInit, problems: Problems) -> None:
     """The trained weights must fit the model: every key (unless init_strict is false), every shape."""
     try:
@@ -205,24 +151,6 @@ def _check_init(network: torch.nn.Module, init: ModelInit, problems: Problems) -
             f" (not in the file: {missing}; not in the model: {unexpected})" if missing or unexpected else ""
         )
         problems.notes.append(f"model: starting from the weights in {init.path}{detail}")
-
-
-def _picked(output: Any, key: str | int | None, problems: Problems) -> Any:
-    """The part of the model's output the loss sees; None (and a problem) when there is no telling."""
-    if key is None and isinstance(output, dict | tuple | list):
-        found = list(output) if isinstance(output, dict) else list(range(len(output)))
-        kind = "a dict with keys" if isinstance(output, dict) else f"a {type(output).__name__} of items"
-        problems.add(
-            f"model: it returns {kind} {found}, not one tensor; set model.output to the one the loss should see "
-            f"(e.g. model.output: {found[0] if found else 0})"
-        )
-        return None
-    try:
-        return pick_output(output, key)
-    except (KeyError, IndexError, AttributeError, TypeError):
-        returned = list(output) if isinstance(output, dict) else type(output).__name__
-        problems.add(f"model.output: {key!r} is not in what the model returns ({returned})")
-        return None
 
 
 def _check_last_batch(network: torch.nn.Module, data: DataSpec, problems: Problems) -> None:
@@ -262,9 +190,3 @@ def _preview_schedule(
         except Exception:
             return None  # a schedule that fails before the run's end (OneCycleLR too short): warned about
     return SchedulePreview(start_lr, tuple(rates))
-
-
-def _shape(tensor: Any) -> str:
-    if not isinstance(tensor, torch.Tensor):
-        return f"({type(tensor).__name__})"
-    return f"(shape {list(tensor.shape)}, {str(tensor.dtype).removeprefix('torch.')})"

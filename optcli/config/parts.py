@@ -46,15 +46,6 @@ class ParamGroup:
         return {"params": list(self.patterns), **plain(self.arguments)}
 
 
-def pick_output(output: Any, key: str | int | None) -> Any:
-    """What the loss sees of a model's output: all of it, or `model.output`'s key, attribute or item."""
-    if key is None:
-        return output
-    if isinstance(key, int) or isinstance(output, dict):
-        return output[key]
-    return getattr(output, key)
-
-
 def group_indices(names: list[str], groups: tuple[ParamGroup, ...]) -> list[int]:
     """For each parameter name, its group: the first whose pattern matches it (1, 2, ...), else 0 (the
     default group, with the optimizer section's own arguments)."""

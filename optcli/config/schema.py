@@ -77,7 +77,7 @@ class OptimizerSection(NamedSection):
 
 
 class LoaderOptions(Strict):
-    """The data section's own keys: batching, the validation split, normalization."""
+    """The data section's own keys: batching, the validation split, normalization, DataLoader options."""
 
     batch_size: int = Field(64, ge=1)
     shuffle: bool = True
@@ -85,6 +85,11 @@ class LoaderOptions(Strict):
     val_fraction: float | None = Field(None, gt=0, lt=1)  # a seeded random part of the training data
     test_fraction: float | None = Field(None, gt=0, lt=1)  # another, disjoint from it: the test set
     normalize: bool = False  # standardize features with the training split's mean and std
+    # DataLoader options, for a user's Dataset (in-memory data is indexed as whole tensors instead).
+    num_workers: int = Field(0, ge=0)
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    prefetch_factor: int | None = Field(None, ge=1)
 
 
 class DataSection(NamedSection, LoaderOptions):

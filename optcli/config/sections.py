@@ -107,6 +107,12 @@ def resolve_model(
     for key in models.SIZE_ARGUMENTS:
         if key in parameters and key not in arguments:
             arguments[key] = sizes[key]
+    if arguments.get("out_features") == 0:  # class labels, but the Dataset does not say how many
+        problems.add(
+            f"model.out_features: {data.name} does not say how many classes it has (no `classes` or `targets` "
+            "attribute); set model.out_features"
+        )
+        return None
     return bind_component(entry, arguments, "model", base_dir, problems)
 
 

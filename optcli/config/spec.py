@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from optcli.components.forward import Forward, ModelLoss
 from optcli.components.registry import import_object
 from optcli.components.signature import TensorValue, plain, recorded_arguments
 from optcli.config.parts import ModelInit, ParamGroup
 from optcli.config.schema import ClipConfig, LoaderOptions, OutputConfig, TrainConfig
 from optcli.data.batches import batches_per_epoch
 from optcli.data.in_memory import DataInfo
+from optcli.data.registry import open_source
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class DataSource:
     object, built once from its component, and what it said about itself."""
 
     component: Component
-    source: Any  # a dataset object: describe() and load(seed, split)
+    source: Any  # an in-memory dataset (describe() and load(seed, split)), or a user's UserDatasets
     info: DataInfo
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -99,7 +101,7 @@ class DataSource:
 
 
 def _source_from_component(component: Component, info: DataInfo) -> DataSource:
-    return DataSource(component, component.build(), info)
+    return DataSource(component, open_source(component), info)
 
 
 @dataclass(frozen=True)
@@ -139,8 +141,14 @@ class DataSpec:
         return self.info.samples - self.val_samples_held_out - self.test_samples_held_out
 
     @property
+    def from_user_dataset(self) -> bool:
+        """Batches come from a DataLoader over the user's Dataset (not from whole in-memory tensors)."""
+        return getattr(self.train.source, "IS_USER_DATASET", False)
+
+    @property
     def has_validation(self) -> bool:
-        return self.val is not None or self.loader.val_fraction is not None
+        own_split = self.from_user_dataset and self.train.source.has_split("val")
+        return self.val is not None or self.loader.val_fraction is not None or own_split
 
     @property
     def is_classification(self) -> bool:
@@ -202,6 +210,12 @@ class RunSpec:
     model_output: str | int | None = None  # model.output: what the loss sees of the model's output
     model_init: ModelInit | None = None  # model.init: trained weights to start from
     notes: tuple[str, ...] = ()  # what optcli decided that the user should hear (a carried-over argument)
+
+    @functools.cached_property
+    def forward(self) -> Forward:
+        """How a batch becomes the loss: the call for the batch's kind, and what the loss sees."""
+        from_model = isinstance(self.loss.target, type) and issubclass(self.loss.target, ModelLoss)
+        return Forward(self.model_output, from_model)
 
     @functools.cached_property
     def resolved(self) -> dict[str, Any]:

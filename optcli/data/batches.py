@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any, Protocol
 
 import torch
 
@@ -13,6 +14,23 @@ from optcli.data.in_memory import TensorData
 def batches_per_epoch(samples: int, batch_size: int, drop_last: bool) -> int:
     """How many batches an epoch has: a short last batch counts unless it is dropped."""
     return samples // batch_size if drop_last else math.ceil(samples / batch_size)
+
+
+class Batches(Protocol):
+    """What the loop draws batches from: in-memory tensors, or a DataLoader (loader.py)."""
+
+    device: torch.device
+    generator: torch.Generator  # draws each epoch's order (CPU: the same order on every device)
+
+    @property
+    def epoch_order_state(self) -> torch.Tensor: ...  # the generator state that drew this epoch's order
+
+    @property
+    def samples(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def epoch(self, skip: int = 0, number: int = 1) -> Iterator[Any]: ...
 
 
 class InMemoryBatches:
@@ -28,6 +46,7 @@ class InMemoryBatches:
         generator: torch.Generator,
         device: torch.device,
     ) -> None:
+        self.device = device
         self.inputs = data.inputs.to(device)
         self.targets = data.targets.to(device)
         self.batch_size = batch_size
@@ -43,8 +62,9 @@ class InMemoryBatches:
     def __len__(self) -> int:
         return batches_per_epoch(self.samples, self.batch_size, self.drop_last)
 
-    def epoch(self, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch's batches; `skip` leaves out its first batches (resuming in the middle of one)."""
+    def epoch(self, skip: int = 0, number: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch's batches; `skip` leaves out its first batches (resuming in the middle of one).
+        (`number`, the epoch's, only matters to a DataLoader's batch seeds.)"""
         first = skip * self.batch_size
         if not self.shuffle:
             # Slices are views: no copy at all.

@@ -2,20 +2,55 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
+import torch
+
 from optcli.components.registry import Registry
 from optcli.data.files import CsvData, IdxData
 from optcli.data.in_memory import RandomData, TeacherData, TensorFileData
 from optcli.data.scikit_learn import BreastCancerData, DigitsData, IrisData, WineData
+from optcli.data.user_datasets import UserDatasets
 
 DATASETS = Registry(
     "dataset",
     requirement=(
-        lambda target: (
-            callable(getattr(target, "describe", None)) and callable(getattr(target, "load", None))
-        ),
-        "a dataset optcli can use: a class with describe() and load(seed, split) (see the README)",
+        lambda target: is_in_memory(target) or _is_dataset_callable(target),
+        "a dataset optcli can use: a map-style torch Dataset class, a function returning Datasets, or a "
+        "class with describe() and load(seed, split) (see the README)",
     ),
 )
+
+
+def is_in_memory(target: Any) -> bool:
+    """optcli's own kind of dataset, loaded whole as tensors; anything else is a user's Dataset callable."""
+    return callable(getattr(target, "describe", None)) and callable(getattr(target, "load", None))
+
+
+def _is_dataset_callable(target: Any) -> bool:
+    """A map-style Dataset class (a torch Dataset, or a class of one's own with __len__ and
+    __getitem__, not a standard library container), or a function that returns Datasets."""
+    if not isinstance(target, type):
+        return callable(target)
+    if issubclass(target, torch.utils.data.Dataset):
+        return True
+    own_module = target.__module__.partition(".")[0] not in sys.stdlib_module_names
+    return (
+        own_module
+        and callable(getattr(target, "__len__", None))
+        and callable(getattr(target, "__getitem__", None))
+    )
+
+
+def open_source(component: Any) -> Any:
+    """The dataset object of a data section's bound component (config/spec.py's Component): built,
+    for in-memory data; else the user's callable wrapped, not yet run."""
+    if is_in_memory(component.target):
+        return component.build()
+    return UserDatasets(component.target, component.arguments, component.name)
+
+
 DATASETS.add("random", RandomData, summary="the guide's torch.randn inputs and torch.randint labels")
 DATASETS.add("teacher", TeacherData, summary="labels from a fixed random teacher network")
 DATASETS.add("tensors", TensorFileData, summary="x and y from a .pt or .npz file")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.utils.data import Subset
 
 from optcli.config.spec import DataSource, DataSpec
 from optcli.data.in_memory import TensorData
@@ -47,6 +48,41 @@ def load_data(data: DataSpec, seed: int) -> LoadedData:
     return LoadedData(train, val, test, description)
 
 
+@dataclass(frozen=True)
+class LoadedDatasets:
+    """A user's Datasets (their validation and test parts split off when asked), for DataLoaders."""
+
+    train: Any
+    val: Any | None
+    test: Any | None
+    collate_fn: Any | None
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+def load_datasets(data: DataSpec, seed: int) -> LoadedDatasets:
+    """The Datasets the user's callable made, with the same seeded held-out splits as in-memory data."""
+    made = data.train.source.datasets()
+    train, val, test = made.train, made.val, made.test
+    if data.loader.test_fraction is not None:
+        train, test = hold_out_dataset(train, data.test_samples_held_out, derive_seed(seed, "test_split"))
+    if data.loader.val_fraction is not None:
+        train, val = hold_out_dataset(train, data.val_samples_held_out, derive_seed(seed, "split"))
+    description: dict[str, Any] = {
+        split: len(part) if part is not None else 0
+        for split, part in (("train_samples", train), ("val_samples", val), ("test_samples", test))
+    }
+    if data.info.class_names:
+        description["class_names"] = list(data.info.class_names)
+    return LoadedDatasets(train, val, test, made.collate_fn, description)
+
+
+def hold_out_dataset(dataset: Any, count: int, seed: int) -> tuple[Subset[Any], Subset[Any]]:
+    """`hold_out` for a Dataset: the same seeded choice of samples, as two Subsets."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    held_out, kept = order[:count].sort().values, order[count:].sort().values
+    return Subset(dataset, kept.tolist()), Subset(dataset, held_out.tolist())
+
+
 def _as_float_labels(data: TensorData | None) -> TensorData | None:
     if data is None:
         return None
@@ -55,9 +91,10 @@ def _as_float_labels(data: TensorData | None) -> TensorData | None:
 
 def hold_out(data: TensorData, count: int, seed: int) -> tuple[TensorData, TensorData]:
     """A seeded random `count` samples for validation; both parts keep the data's own order."""
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    held_out, kept = order[:count].sort().values, order[count:].sort().values
-    return data.subset(kept), data.subset(held_out)
+    kept, held_out = hold_out_dataset(data, count, seed)
+    return data.subset(torch.tensor(kept.indices, dtype=torch.long)), data.subset(
+        torch.tensor(held_out.indices, dtype=torch.long)
+    )
 
 
 def feature_statistics(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,11 +11,10 @@ import functools
 import math
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
-from optcli.config.parts import pick_output
 from optcli.config.schema import ClipConfig
 from optcli.errors import Interrupted, TrainingFailed
 from optcli.train.evaluation import EarlyStopper, evaluate
@@ -93,9 +92,7 @@ def _train(
         metrics = {"train_loss": _mean_finite(state.epoch_losses)}
         if session.val_batches is not None:
             evaluation = _evaluation(session, clock, "val", state.step, epoch)
-            metrics["val_loss"] = evaluation.loss
-            if evaluation.accuracy is not None:
-                metrics["val_accuracy"] = evaluation.accuracy
+            metrics.update({f"val_{name}": value for name, value in evaluation.metrics.items()})
         improved = state.note_bests(metrics, epoch)
         yield EpochRecord(epoch, state.step, lr, clock.elapsed(), metrics, improved)
         if plan.epoch_scheduler is not None:
@@ -138,12 +135,12 @@ def _train_epoch(
 ) -> Generator[Record, None, float]:
     """The rest of the current epoch, step by step; returns the learning rate its last step used."""
     spec, model, optimizer = session.spec, session.model, session.optimizer
-    loss_function, clip, output_key = session.loss_function, spec.clip, spec.model_output
+    loss_function, clip, forward = session.loss_function, spec.clip, spec.forward
     eval_every, log_every = spec.train.eval_every, spec.train.log_every
     last_step = min(spec.total_steps, state.step + len(session.batches) - state.batches_done)
     host = HostCopies(plan.steps_per_sync, state.epoch_losses)
     lr = float(optimizer.param_groups[0]["lr"])
-    for inputs, targets in session.batches.epoch(skip=state.batches_done):
+    for batch in session.batches.epoch(skip=state.batches_done, number=state.epoch):
         state.step += 1
         state.batches_done += 1
         lr = float(optimizer.param_groups[0]["lr"])  # the rate this step uses, before any schedule
@@ -151,13 +148,13 @@ def _train_epoch(
         if plan.closure_step:
             # LBFGS evaluates the loss several times per step: zero_grad, forward, backward and clip run
             # inside its closure, and the first evaluation is the step's loss.
-            forward_backward = functools.partial(_forward_backward, session, plan.parameters, inputs, targets)
+            forward_backward = functools.partial(_forward_backward, session, plan.parameters, batch)
             loss, grad_norm = step_with_closure(optimizer, forward_backward, logged)
         else:
             # Zero: gradients accumulate in PyTorch; clear them (to None, which is cheaper than zeros).
             optimizer.zero_grad(set_to_none=True)
-            # Forward: the loss of this batch.
-            loss = loss_function(pick_output(model(inputs), output_key), targets)
+            # Forward: the loss of this batch (`forward` calls the model as the batch's kind needs).
+            loss = forward(model, loss_function, batch)[0]
             # Backward: every parameter's gradient of that loss.
             loss.backward()
             # Clip: bound the gradients as configured; the norm before clipping is what gets logged.
@@ -216,13 +213,12 @@ def _skip(
 def _forward_backward(
     session: Session,
     parameters: Sequence[torch.Tensor],
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
+    batch: Any,
     want_norm: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One evaluation for a closure optimizer: zero_grad, forward, backward, clip."""
     session.optimizer.zero_grad(set_to_none=True)
-    loss = session.loss_function(pick_output(session.model(inputs), session.spec.model_output), targets)
+    loss = session.spec.forward(session.model, session.loss_function, batch)[0]
     loss.backward()
     return loss, clip_gradients(parameters, session.spec.clip, want_norm)
 
@@ -274,11 +270,11 @@ def _evaluation(session: Session, clock: TrainingClock, split: str, step: int, e
     with clock.paused():  # evaluation is not training time
         spec = session.spec
         set_optimizer_mode(session.optimizer, "eval")
-        loss, accuracy = evaluate(
-            session.model, batches, session.loss_function, spec.data.is_classification, spec.model_output
+        metrics = evaluate(
+            session.model, batches, session.loss_function, spec.forward, spec.data.is_classification
         )
         set_optimizer_mode(session.optimizer, "train")
-    return EvalRecord(split, step, epoch, loss, accuracy, clock.elapsed())
+    return EvalRecord(split, step, epoch, metrics, clock.elapsed())
 
 
 def set_optimizer_mode(optimizer: torch.optim.Optimizer, mode: str) -> None:

@@ -8,17 +8,18 @@ seed, and every random generator is put back as it was afterwards, so nothing le
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy
 import torch
 
 from optcli.components.optimizers import needs_closure
-from optcli.config.parts import pick_output
 from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
 from optcli.train.loop import clip_gradients, set_optimizer_mode
@@ -72,14 +73,14 @@ def _run(session: Session, start_lr: float, end_lr: float, steps: int) -> tuple[
     average, best = 0.0, math.inf
     model.train()
     set_optimizer_mode(optimizer, "train")  # schedule-free optimizers train only in train mode
-    for index, (inputs, targets) in enumerate(_batches(session), start=0):
+    for index, batch in enumerate(_batches(session), start=0):
         if index == steps:
             return recorded, f"reached --end-lr {end_lr:g}"
         lr = start_lr * growth**index
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_function(pick_output(model(inputs), session.spec.model_output), targets)
+        loss = session.spec.forward(model, loss_function, batch)[0]
         loss.backward()
         clip_gradients(parameters, session.spec.clip, want_norm=False)
         optimizer.step()
@@ -95,9 +96,9 @@ def _run(session: Session, start_lr: float, end_lr: float, steps: int) -> tuple[
     return recorded, "the data ran out"
 
 
-def _batches(session: Session) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    while True:  # as many epochs as the test needs
-        yield from session.batches.epoch()
+def _batches(session: Session) -> Iterator[Any]:
+    for number in itertools.count(1):  # as many epochs as the test needs
+        yield from session.batches.epoch(number=number)
 
 
 def suggest(steps: list[RangeTestStep]) -> Suggestion:

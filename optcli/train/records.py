@@ -62,11 +62,19 @@ class EvalRecord:
     split: str  # val or test
     step: int
     epoch: int
-    loss: float
-    accuracy: float | None  # for class labels
+    # loss; accuracy for class labels; rmse, mae and r2 for real-valued targets (unprefixed names)
+    metrics: dict[str, float]
     elapsed_s: float
     weights: Literal["best", "last"] = "last"  # which weights the test data judged
     weights_epoch: int | None = None  # the epoch whose end-of-epoch weights they are
+
+    @property
+    def loss(self) -> float:
+        return self.metrics["loss"]
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.metrics.get("accuracy")
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ import torch
 
 from optcli.config.parts import optimizer_parameters
 from optcli.config.spec import RunSpec
-from optcli.data.batches import InMemoryBatches
+from optcli.data.batches import Batches, InMemoryBatches
 from optcli.data.in_memory import TensorData
+from optcli.data.loader import LoaderBatches, make_loader
 from optcli.seeds import derive_seed
-from optcli.train.data import load_data
+from optcli.train.data import load_data, load_datasets
 
 
 @dataclass
@@ -25,9 +26,9 @@ class Session:
     spec: RunSpec
     device: torch.device
     model: torch.nn.Module
-    batches: InMemoryBatches
-    val_batches: InMemoryBatches | None
-    test_batches: InMemoryBatches | None
+    batches: Batches
+    val_batches: Batches | None
+    test_batches: Batches | None
     loss_function: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any | None  # an LRScheduler or ReduceLROnPlateau
@@ -60,29 +61,12 @@ def build_session(spec: RunSpec) -> Session:
     if spec.model_init is not None:  # trained weights (checked against the model when the config resolved)
         model.load_state_dict(spec.model_init.state_dict(), strict=spec.model_init.strict)
     init_hash = fingerprint_tensors(model.state_dict().values())
-    loaded = load_data(spec.data, spec.seed)
-    data = loaded.train
     device = torch.device(spec.device)
     model.to(device)
-    loader = spec.data.loader
-    shuffle_generator = torch.Generator().manual_seed(derive_seed(spec.seed, "shuffle"))
-    # The order of every epoch follows from the generator's state, so hashing that state with the
-    # data identifies the whole sequence of batches without drawing it.
-    order = (loader.batch_size, loader.shuffle, loader.drop_last)
-    data_hash = fingerprint_tensors(
-        [data.inputs, data.targets, shuffle_generator.get_state(), torch.tensor(order)]
-    )
-    batches = InMemoryBatches(
-        data,
-        loader.batch_size,
-        shuffle=loader.shuffle,
-        drop_last=loader.drop_last,
-        generator=shuffle_generator,
-        device=device,
-    )
-    val_batches, test_batches = (
-        evaluation_batches(part, loader.batch_size, device) for part in (loaded.val, loaded.test)
-    )
+    if spec.data.from_user_dataset:
+        batches, val_batches, test_batches, data_hash, description = _loader_batches(spec, device)
+    else:
+        batches, val_batches, test_batches, data_hash, description = _in_memory_batches(spec, device)
     loss_function = spec.loss.build().to(device)
     optimizer = spec.optimizer.build(optimizer_parameters(list(model.named_parameters()), spec.param_groups))
     scheduler = spec.scheduler.build(optimizer) if spec.scheduler is not None else None
@@ -98,8 +82,75 @@ def build_session(spec: RunSpec) -> Session:
         scheduler,
         init_hash,
         data_hash,
-        loaded.description,
+        description,
     )
+
+
+BatchesOfRun = tuple[Batches, Batches | None, Batches | None, str, dict[str, Any]]
+
+
+def _in_memory_batches(spec: RunSpec, device: torch.device) -> BatchesOfRun:
+    """Whole tensors on the device, indexed a batch at a time: the fast path for data that fits."""
+    loaded = load_data(spec.data, spec.seed)
+    data, loader = loaded.train, spec.data.loader
+    shuffle_generator = torch.Generator().manual_seed(derive_seed(spec.seed, "shuffle"))
+    # The order of every epoch follows from the generator's state, so hashing that state with the
+    # data identifies the whole sequence of batches without drawing it.
+    order = (loader.batch_size, loader.shuffle, loader.drop_last)
+    data_hash = fingerprint_tensors(
+        [data.inputs, data.targets, shuffle_generator.get_state(), torch.tensor(order)]
+    )
+    batches = InMemoryBatches(
+        data,
+        loader.batch_size,
+        shuffle=loader.shuffle,
+        drop_last=loader.drop_last,
+        generator=shuffle_generator,
+        device=device,
+    )
+    val, test = (evaluation_batches(part, loader.batch_size, device) for part in (loaded.val, loaded.test))
+    return batches, val, test, data_hash, loaded.description
+
+
+def _loader_batches(spec: RunSpec, device: torch.device) -> BatchesOfRun:
+    """A user's Datasets through DataLoaders seeded from the run's seed (data/loader.py)."""
+    loaded, options = load_datasets(spec.data, spec.seed), spec.data.loader
+    workers: dict[str, Any] = {
+        "collate_fn": loaded.collate_fn,
+        "num_workers": options.num_workers,
+        "pin_memory": options.pin_memory and device.type == "cuda",  # pinning only speeds copies to a GPU
+        "persistent_workers": options.persistent_workers,
+        "prefetch_factor": options.prefetch_factor,
+    }
+    train = make_loader(
+        loaded.train,
+        options.batch_size,
+        seed=spec.seed,
+        shuffle=options.shuffle,
+        drop_last=options.drop_last,
+        **workers,
+    )
+    batches = LoaderBatches(train, device, spec.data.binary_labels)
+    # The samples are not all read to hash them: the first batch, the length and the order's seed stand in.
+    first = spec.data.train.source.first_batch(options.batch_size)
+    parts = [
+        value
+        for value in (first.values() if isinstance(first, dict) else first)
+        if isinstance(value, torch.Tensor)
+    ]
+    order = (len(loaded.train), options.batch_size, options.shuffle, options.drop_last)
+    data_hash = fingerprint_tensors([*parts, batches.generator.get_state(), torch.tensor(order)])
+    val, test = (
+        LoaderBatches(
+            make_loader(part, options.batch_size, seed=spec.seed, shuffle=False, **workers),
+            device,
+            spec.data.binary_labels,
+        )
+        if part is not None
+        else None
+        for part in (loaded.val, loaded.test)
+    )
+    return batches, val, test, data_hash, loaded.description
 
 
 # Evaluation needs no gradients, so it can take bigger batches than training.

@@ -1,0 +1,144 @@
+"""The dry run's forward check: one batch through the model and the loss on the meta device, called
+as training will call them (components/forward.py), so that a model that cannot take the data, an output
+the loss cannot read, or a loss that cannot compare it with the targets is a config error."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from optcli.components.forward import Forward, ModelLoss, pick_output
+from optcli.config.sections import Problems, is_subclass
+from optcli.config.spec import Component, DataSpec
+from optcli.data.loader import move_batch
+from optcli.errors import ConfigError
+
+
+def first_batch(data: DataSpec | None, problems: Problems) -> Any:
+    """A user Dataset's real first batch (None for in-memory data, whose shapes are known)."""
+    if data is None or not data.from_user_dataset:
+        return None
+    try:
+        return data.train.source.first_batch(data.loader.batch_size)
+    except ConfigError as error:
+        problems.add_error("data", error)
+        return None
+
+
+def check_forward(
+    network: torch.nn.Module,
+    model: Component | None,
+    output_key: str | int | None,
+    loss: Component,
+    data: DataSpec,
+    example: Any,
+    problems: Problems,
+) -> None:
+    """Run one batch's shapes through the model and the loss, as training will call them."""
+    forward = Forward(output_key, is_subclass(loss.target, (ModelLoss,)))
+    if data.from_user_dataset and example is None:
+        return  # its first batch could not be read: reported
+    batch = (
+        move_batch(example, torch.device("meta"), data.binary_labels)
+        if example is not None
+        else _zeros_batch(data)
+    )
+    try:
+        output, targets = forward.run_model(network, batch)
+    except NotImplementedError:
+        return  # a model that needs real data to run (e.g. .item()): checked at the first step
+    except Exception as error:
+        name = model.name if model is not None else "the model"
+        called = ""
+        if forward.from_model:
+            called = " (loss: from_model calls model(inputs, targets), or model(**batch) for a dict batch)"
+        problems.add(
+            f"model: {name} cannot take the data's {_describe(batch)}{called}: {type(error).__name__}: {error}"
+        )
+        return
+    picked = (
+        _picked(output, output_key, problems) if not forward.from_model or output_key is not None else output
+    )
+    if picked is None:
+        return
+    classes = data.info.classes if not data.binary_labels else None
+    if classes and isinstance(picked, torch.Tensor) and picked.dim() == 2 and picked.shape[1] < classes:
+        # Cross-entropy would index past the output at the first batch with a label it lacks.
+        problems.add(
+            f"model: it gives {picked.shape[1]} outputs per sample, but the data has {classes} classes; "
+            f"set model.out_features: {classes}, or leave it out and optcli sets it from the data"
+        )
+        return
+    _check_loss(forward, loss, output, picked, targets, data, problems)
+
+
+def _check_loss(
+    forward: Forward,
+    loss: Component,
+    output: Any,
+    picked: Any,
+    targets: torch.Tensor | None,
+    data: DataSpec,
+    problems: Problems,
+) -> None:
+    try:
+        with warnings.catch_warnings():
+            # torch only warns when mse or l1 would broadcast mismatched shapes: nearly always a
+            # mistake, so that warning is an error here. Its other advice shows when training.
+            warnings.simplefilter("ignore")
+            warnings.filterwarnings("error", message=".*target size", category=UserWarning)
+            forward.judge(loss.build(), output, targets)
+    except NotImplementedError:
+        return
+    except Exception as error:
+        if forward.from_model:
+            problems.add(f"loss: from_model: {error}")
+            return
+        kind = "class labels" if data.info.is_classification else "real-valued targets"
+        problems.add(
+            f"loss: {loss.name} cannot compare the model's output {shape_of(picked)} with the data's "
+            f"{kind} {shape_of(targets)}: {error}"
+        )
+
+
+def _zeros_batch(data: DataSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of in-memory data's shapes (its values do not matter on the meta device)."""
+    info = data.info
+    batch = max(1, min(data.loader.batch_size, info.samples))
+    inputs = torch.zeros(batch, *info.feature_shape)
+    if data.binary_labels:
+        return inputs, torch.zeros(batch, 1)
+    dtype = torch.long if info.is_classification else torch.get_default_dtype()
+    return inputs, torch.zeros(batch, *info.sample_target_shape, dtype=dtype)
+
+
+def _describe(batch: Any) -> str:
+    if isinstance(batch, dict):
+        return "batch {" + ", ".join(f"{key}: {shape_of(value)}" for key, value in batch.items()) + "}"
+    return f"inputs {shape_of(batch[0])}"
+
+
+def _picked(output: Any, key: str | int | None, problems: Problems) -> Any:
+    """The part of the model's output the loss sees; None (and a problem) when there is no telling."""
+    if key is None and isinstance(output, dict | tuple | list):
+        found = list(output) if isinstance(output, dict) else list(range(len(output)))
+        kind = "a dict with keys" if isinstance(output, dict) else f"a {type(output).__name__} of items"
+        problems.add(
+            f"model: it returns {kind} {found}, not one tensor; set model.output to the one the loss should see "
+            f"(e.g. model.output: {found[0] if found else 0})"
+        )
+        return None
+    try:
+        return pick_output(output, key)
+    except (KeyError, IndexError, AttributeError, TypeError):
+        returned = list(output) if isinstance(output, dict) else type(output).__name__
+        problems.add(f"model.output: {key!r} is not in what the model returns ({returned})")
+        return None
+
+
+def shape_of(tensor: Any) -> str:
+    if not isinstance(tensor, torch.Tensor):
+        return f"({type(tensor).__name__})"
+    return f"(shape {list(tensor.shape)}, {str(tensor.dtype).removeprefix('torch.')})"
