@@ -477,3 +477,67 @@ def test_test_fraction_splits_a_seeded_test_set_disjoint_from_validation(tmp_pat
     )
     greedy = config({**data, "val_fraction": 0.6, "test_fraction": 0.5})
     assert "leave no training data" in config_error(invoke("check", write_config(tmp_path, greedy, "g.yaml")))
+
+
+def regression_file(directory: Path) -> Path:
+    generator = torch.Generator().manual_seed(4)
+    x = torch.randn(120, 4, generator=generator)
+    y = torch.stack([x[:, 0] - 2 * x[:, 1], x[:, 2] * 0.5 + 1], dim=1) + 0.1 * torch.randn(
+        120, 2, generator=generator
+    )
+    torch.save({"x": x, "y": y}, directory / "r.pt")
+    return directory / "r.pt"
+
+
+def test_regression_reports_rmse_mae_and_r2_as_scikit_learn_computes_them(tmp_path):
+    from sklearn import metrics  # the dev extra brings scikit-learn
+
+    regression_file(tmp_path)
+    data = {"name": "tensors", "path": "r.pt", "val_fraction": 0.25}
+    spec = resolve_config(RawConfig(config(data), tmp_path, "x"))
+    session = build_session(spec)
+    epochs = [record for record in run_training(session) if isinstance(record, EpochRecord)]
+    validation = load_data(spec.data, spec.seed).val
+    session.model.eval()
+    with torch.no_grad():
+        predicted = session.model(validation.inputs).numpy()
+    truth = validation.targets.numpy()
+    last = epochs[-1].metrics
+    assert last["val_rmse"] == pytest.approx(metrics.mean_squared_error(truth, predicted) ** 0.5, rel=1e-5)
+    assert last["val_mae"] == pytest.approx(metrics.mean_absolute_error(truth, predicted), rel=1e-5)
+    assert last["val_r2"] == pytest.approx(metrics.r2_score(truth, predicted), rel=1e-5)
+    assert "val_accuracy" not in last
+
+
+def test_regression_metrics_reach_the_files_and_rank_a_comparison(tmp_path):
+    regression_file(tmp_path)
+    base = config(
+        {"name": "tensors", "path": "r.pt", "val_fraction": 0.25}, train={"epochs": 3, "eval_every": 4}
+    )
+    run = train_ok(write_config(tmp_path, base), tmp_path / "runs")
+    epochs = read_csv(run / "epochs.csv")
+    assert list(epochs[0])[-4:] == ["val_loss", "val_rmse", "val_mae", "val_r2"]
+    assert list(read_csv(run / "evals.csv")[0]) == [
+        "step",
+        "epoch",
+        "val_loss",
+        "val_rmse",
+        "val_mae",
+        "val_r2",
+        "elapsed_s",
+    ]
+    summary = read_summary(run)
+    assert summary["final_val_r2"] == float(epochs[-1]["val_r2"])
+    assert summary["best_val_r2"] == max(float(row["val_r2"]) for row in epochs)  # higher is better
+    write_config(tmp_path, base, "base.yaml")
+    arms = {"adam": {}, "slow_sgd": {"optimizer": {"name": "sgd", "lr": 0.0001}}}
+    compare = write_config(
+        tmp_path, {"base": "base.yaml", "seeds": [0, 1], "metric": "val_r2", "runs": arms}, "c.yaml"
+    )
+    result = invoke("compare", compare, "--out", tmp_path / "out")
+    assert_clean_exit(result, 0)
+    directory = next((tmp_path / "out").glob("compare-*/*"))
+    summary_rows = read_csv(directory / "summary.csv")
+    assert [row["arm"] for row in summary_rows] == ["adam", "slow_sgd"]
+    assert {row["metric"] for row in summary_rows} == {"val_r2"}
+    assert "best_val_r2" in read_csv(directory / "results.csv")[0]

@@ -34,7 +34,7 @@ def compare(
     metric: Annotated[
         str | None,
         typer.Option(
-            help="What ranks the arms: final_loss, best_loss, val_loss, val_accuracy, steps_to_target, time_to_target."
+            help="What ranks the arms: final_loss, best_loss, val_loss, val_accuracy, val_rmse, val_mae, val_r2, steps_to_target, time_to_target."
         ),
     ] = None,
     target_loss: Annotated[

@@ -51,7 +51,12 @@ class ComparisonPlan:
     metric: str | None  # None until checked: then the default for the arms' data
     target_loss: float | None
     output_dir: Path
-    has_validation: bool = False  # every arm evaluates on validation data (known once checked)
+    # The validation metrics every arm reports (known once checked): none without validation data.
+    validation_metrics: tuple[str, ...] = ()
+
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.validation_metrics)
 
     @property
     def ranking_metric(self) -> str:
@@ -224,18 +229,23 @@ def check_plan(plan: ComparisonPlan) -> ComparisonPlan:
         except ConfigError as error:
             problems += [f"arm '{arm.name}': {problem}" for problem in error.problems]
             continue
-        with_validation.append(spec.data.has_validation)
+        with_validation.append(spec.validation_metrics)
         arms.append(replace(arm, spec=spec))
-    validation = bool(with_validation) and all(with_validation)
+    validation = (
+        tuple(m for m in with_validation[0] if all(m in own for own in with_validation))
+        if with_validation
+        else ()
+    )
     metric = plan.metric or ("val_loss" if validation else "final_loss")
     if metric not in METRIC_INFO:
         problems.append(f"metric: '{metric}' is not a metric; choose from: {', '.join(METRIC_INFO)}")
     if metric in TARGET_METRICS and plan.target_loss is None:
         problems.append(f"metric: {metric} needs a target: --target-loss or target_loss: in the compare file")
-    if metric in VALIDATION_METRICS and not validation:
+    if metric in VALIDATION_METRICS and metric not in validation:
+        kind = {"val_loss": "", "val_accuracy": " of class labels"}.get(metric, " with real-valued targets")
         problems.append(
-            f"metric: {metric} needs validation data in every arm (data.val_fraction or data.val)"
+            f"metric: {metric} needs validation data{kind} in every arm (data.val_fraction or data.val)"
         )
     if problems:
         raise ConfigError(problems)
-    return replace(plan, arms=tuple(arms), metric=metric, has_validation=validation)
+    return replace(plan, arms=tuple(arms), metric=metric, validation_metrics=validation)

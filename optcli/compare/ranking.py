@@ -33,6 +33,9 @@ METRIC_INFO = {
     "time_to_target": MetricInfo("time_to_target_s", True, "reached the target loss soonest", " s", True),
     "val_loss": MetricInfo("val_loss", True, "reached the lowest validation loss"),
     "val_accuracy": MetricInfo("val_accuracy", False, "reached the highest validation accuracy"),
+    "val_rmse": MetricInfo("val_rmse", True, "reached the lowest validation RMSE"),
+    "val_mae": MetricInfo("val_mae", True, "reached the lowest validation MAE"),
+    "val_r2": MetricInfo("val_r2", False, "reached the highest validation R²"),
 }
 TARGET_METRICS = tuple(name for name, info in METRIC_INFO.items() if info.needs_target)
 
@@ -57,8 +60,14 @@ class RunResult:
     data_hash: str | None
     val_loss: float | None = None  # at the end of the run
     val_accuracy: float | None = None
+    val_rmse: float | None = None
+    val_mae: float | None = None
+    val_r2: float | None = None
     best_val_loss: float | None = None
     best_val_accuracy: float | None = None
+    best_val_rmse: float | None = None
+    best_val_mae: float | None = None
+    best_val_r2: float | None = None
     lr_changed: bool | None = None  # with a scheduler: whether the learning rate ever changed
 
     def metric(self, name: str) -> float | None:

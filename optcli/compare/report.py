@@ -15,6 +15,7 @@ from optcli.compare.jobs import Job, JobOutcome
 from optcli.compare.plan import ComparisonPlan
 from optcli.compare.ranking import METRIC_INFO, ArmSummary, RunResult
 from optcli.compare.verdict import Verdict
+from optcli.config.metrics import VALIDATION_METRICS
 from optcli.train.rundir import write_atomically
 from optcli.train.sinks import format_number
 
@@ -31,7 +32,6 @@ RESULTS_COLUMNS = (
     "init_hash",
     "data_hash",
 )
-VALIDATION_COLUMNS = ("val_loss", "val_accuracy", "best_val_loss", "best_val_accuracy")
 SUMMARY_COLUMNS = (
     "rank",
     "arm",
@@ -83,10 +83,8 @@ def read_run_result(job: Job, outcome: JobOutcome, target_loss: float | None) ->
         steps=int(summary.get("steps") or 0),
         init_hash=summary.get("init_hash"),
         data_hash=summary.get("data_hash"),
-        val_loss=summary.get("final_val_loss"),
-        val_accuracy=summary.get("final_val_accuracy"),
-        best_val_loss=summary.get("best_val_loss"),
-        best_val_accuracy=summary.get("best_val_accuracy"),
+        **{metric: summary.get(f"final_{metric}") for metric in VALIDATION_METRICS},
+        **{f"best_{metric}": summary.get(f"best_{metric}") for metric in VALIDATION_METRICS},
         lr_changed=_lr_changed(job) if job.spec.scheduler is not None else None,
     )
 
@@ -96,8 +94,9 @@ def _lr_changed(job: Job) -> bool:
     return len({row["lr"] for row in read_csv_rows(job.run_dir / "metrics.csv")}) > 1
 
 
-def write_results_csv(path: Path, results: list[RunResult], validation: bool) -> None:
-    columns = RESULTS_COLUMNS + (VALIDATION_COLUMNS if validation else ())
+def write_results_csv(path: Path, results: list[RunResult], validation: tuple[str, ...]) -> None:
+    """`validation`: the validation metrics every arm reports; each final value, then each best."""
+    columns = RESULTS_COLUMNS + validation + tuple(f"best_{metric}" for metric in validation)
     rows = [",".join(columns)]
     for result in results:
         values = [getattr(result, column) for column in columns]

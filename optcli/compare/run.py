@@ -61,7 +61,7 @@ def run_comparison(
     ]
     ranked = rank_arms(results, plan.ranking_metric, [arm.name for arm in plan.arms])
     verdict = give_verdict(ranked, plan.ranking_metric, plan.target_loss)
-    write_results_csv(directory / "results.csv", results, plan.has_validation)
+    write_results_csv(directory / "results.csv", results, plan.validation_metrics)
     write_summary_csv(directory / "summary.csv", ranked, plan.ranking_metric)
     write_summary_json(directory / "summary.json", plan, ranked, verdict, results, status)
     _draw(directory, plan, jobs, finished)

@@ -150,6 +150,8 @@ def _compared(best: float, other: float, info: MetricInfo, other_arm: str) -> st
     """'2.3× lower than sgd' where a ratio means something, else the difference."""
     if info.column.endswith("accuracy"):
         return f"{abs(best - other) * 100:.1f} points higher than {other_arm}"
+    if info.column.endswith("r2"):  # a ratio of R² values means nothing; their difference does
+        return f"{abs(best - other):.3g} higher than {other_arm}"
     if best > 0 and other > 0 and best != other:
         ratio = other / best if info.lower_is_better else best / other
         word = (

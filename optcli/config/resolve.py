@@ -10,6 +10,7 @@ import importlib.util
 import math
 
 from optcli.components import optimizers
+from optcli.components.forward import ModelLoss
 from optcli.components.losses import BINARY_LOSSES
 from optcli.config.data_section import resolve_data
 from optcli.config.device import resolve_device
@@ -29,7 +30,7 @@ from optcli.config.sections import (
     resolve_optimizer,
     resolve_param_groups,
 )
-from optcli.config.spec import Component, DataSpec, RunSpec
+from optcli.config.spec import Component, DataSpec, RunSpec, SchedulerSpec
 from optcli.errors import ConfigError
 
 
@@ -64,6 +65,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     findings = dry_run(
         model, output_key, init, loss, optimizer, groups, scheduler, data, schedule_length, problems
     )
+    _check_judged_monitors(loss, output_key, scheduler, train, problems)
 
     if problems.lines:
         raise ConfigError(problems.lines)
@@ -89,6 +91,29 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         model_output=output_key,
         model_init=init,
     )
+
+
+def _check_judged_monitors(
+    loss: Component | None,
+    output_key: str | int | None,
+    scheduler: SchedulerSpec | None,
+    train: TrainConfig,
+    problems: Problems,
+) -> None:
+    """A model that computes its own loss gives accuracy or errors only when model.output names its
+    predictions; a monitor of those needs it."""
+    if loss is None or not is_subclass(loss.target, (ModelLoss,)) or output_key is not None:
+        return
+    stopping = train.early_stopping
+    for where, monitor in (
+        ("scheduler.monitor", scheduler.monitor if scheduler else None),
+        ("train.early_stopping.monitor", stopping.monitor if stopping else None),
+    ):
+        if monitor not in (None, "train_loss", "val_loss"):
+            problems.add(
+                f"{where}: '{monitor}' judges the model's predictions; with loss: from_model, set model.output "
+                "to them (e.g. model.output: logits)"
+            )
 
 
 def _with_binary_labels(data: DataSpec | None, loss: Component | None) -> DataSpec | None:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from optcli.components.forward import Forward, ModelLoss
 from optcli.components.registry import import_object
 from optcli.components.signature import TensorValue, plain, recorded_arguments
+from optcli.config.metrics import validation_metrics
 from optcli.config.parts import ModelInit, ParamGroup
 from optcli.config.schema import ClipConfig, LoaderOptions, OutputConfig, TrainConfig
 from optcli.data.batches import batches_per_epoch
@@ -216,6 +217,14 @@ class RunSpec:
         """How a batch becomes the loss: the call for the batch's kind, and what the loss sees."""
         from_model = isinstance(self.loss.target, type) and issubclass(self.loss.target, ModelLoss)
         return Forward(self.model_output, from_model)
+
+    @property
+    def validation_metrics(self) -> tuple[str, ...]:
+        """The columns an evaluation fills in epochs.csv and evals.csv (none without validation data)."""
+        if not self.data.has_validation:
+            return ()
+        judged = not self.forward.from_model or self.model_output is not None
+        return validation_metrics(self.data.is_classification, judged)
 
     @functools.cached_property
     def resolved(self) -> dict[str, Any]:

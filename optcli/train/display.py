@@ -236,6 +236,8 @@ def summary_line(summary: dict[str, object], run_dir: Path) -> str:
         parts.append(
             f"val accuracy {number('final_val_accuracy', True)} (best {number('best_val_accuracy', True)})"
         )
+    if isinstance(summary.get("final_val_r2"), float):
+        parts.append(f"val R² {summary['final_val_r2']:.4f} (RMSE {number('final_val_rmse')})")
     if "test_loss" in summary:
         parts.append(f"test loss {number('test_loss')}")
     if isinstance(summary.get("test_accuracy"), float):

@@ -32,8 +32,8 @@ from optcli.train.rundir import write_atomically
 
 METRICS_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "elapsed_s")
 EPOCHS_COLUMNS = ("epoch", "step", "train_loss", "lr", "elapsed_s")
-VALIDATION_COLUMNS = ("val_loss", "val_accuracy")  # in epochs.csv when the run has validation data
-EVALS_COLUMNS = ("step", "epoch", "val_loss", "val_accuracy", "elapsed_s")
+# epochs.csv adds the run's validation metrics (config/metrics.py), evals.csv has them between these.
+EVALS_COLUMNS = ("step", "epoch", "elapsed_s")
 
 
 class Sink(Protocol):
@@ -72,16 +72,16 @@ class CsvWriter:
     def __init__(
         self,
         run_dir: Path,
-        validation: bool = False,
+        validation: tuple[str, ...] = (),
         evaluations: bool = False,
         resume_sizes: dict[str, int] | None = None,
     ) -> None:
-        """`resume_sizes`: continue files cut back to these byte sizes (what a checkpoint recorded)."""
+        """`validation`: the validation metrics' columns (RunSpec.validation_metrics); `resume_sizes`:
+        continue files cut back to these byte sizes (what a checkpoint recorded)."""
         self.validation = validation
-        epochs_columns = EPOCHS_COLUMNS + (VALIDATION_COLUMNS if validation else ())
-        files = {"metrics.csv": METRICS_COLUMNS, "epochs.csv": epochs_columns}
+        files = {"metrics.csv": METRICS_COLUMNS, "epochs.csv": EPOCHS_COLUMNS + validation}
         if evaluations:
-            files["evals.csv"] = EVALS_COLUMNS
+            files["evals.csv"] = (*EVALS_COLUMNS[:2], *validation, EVALS_COLUMNS[2])
         opened = {name: _open_csv(run_dir / name, columns, resume_sizes) for name, columns in files.items()}
         self._files = {name: stream for name, (stream, _) in opened.items()}
         self._metrics, self._epochs = opened["metrics.csv"][1], opened["epochs.csv"][1]
@@ -126,20 +126,14 @@ class CsvWriter:
                 format_number(record.lr),
                 f"{record.elapsed_s:.6f}",
             ]
-            if self.validation:
-                row += [format_number(record.val_loss), format_number(record.val_accuracy)]
+            row += [format_number(record.metrics.get(metric)) for metric in self.validation]
             self._epochs.writerow(row)
             self.flush()  # every epoch's rows reach the OS when the epoch ends
         elif isinstance(record, EvalRecord) and record.split == "val" and self._evals is not None:
-            self._evals.writerow(
-                [
-                    record.step,
-                    record.epoch,
-                    format_number(record.loss),
-                    format_number(record.accuracy),
-                    f"{record.elapsed_s:.6f}",
-                ]
-            )
+            values = [
+                format_number(record.metrics.get(metric.removeprefix("val_"))) for metric in self.validation
+            ]
+            self._evals.writerow([record.step, record.epoch, *values, f"{record.elapsed_s:.6f}"])
 
     def close(self, outcome: RunOutcome) -> None:
         self.flush()
@@ -225,6 +219,7 @@ class SummaryWriter:
             self.test = {
                 "test_loss": record.loss,
                 "test_accuracy": record.accuracy,
+                **{f"test_{name}": value for name, value in record.metrics.items()},
                 "test_on": record.weights,
                 "test_weights_epoch": record.weights_epoch,
             }

@@ -64,9 +64,7 @@ class TensorBoardWriter:
             )
             self.finals.update({f"final/{name}": value for name, value in record.metrics.items()})
         elif isinstance(record, EvalRecord):
-            values = {f"{record.split}/loss": record.loss}
-            if record.accuracy is not None:
-                values[f"{record.split}/accuracy"] = record.accuracy
+            values = {f"{record.split}/{name}": value for name, value in record.metrics.items()}
             self._scalars(values, record.step, record.elapsed_s)
             if record.split == "test":
                 self.finals.update(
