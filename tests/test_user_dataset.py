@@ -289,3 +289,17 @@ def test_every_mistake_is_a_config_error_before_training(tmp_path, code, data, e
         assert message.startswith("error: data") or message.startswith("error: model"), message
         assert expected in message, message
     assert not (tmp_path / "runs").exists()
+
+
+def test_every_compare_arm_sees_the_same_batches_for_a_seed(tmp_path):
+    user_config(tmp_path, num_workers=2)
+    (tmp_path / "base.yaml").write_text((tmp_path / "config.yaml").read_text())
+    arms = {"sgd": {}, "adam": {"optimizer": {"name": "adam", "lr": 0.01}}}
+    compare = write_config(tmp_path, {"base": "base.yaml", "seeds": [0, 1], "runs": arms}, "compare.yaml")
+    result = invoke("compare", compare, "--out", tmp_path / "out", "--set", "train.epochs=1")
+    assert_clean_exit(result, 0)
+    results = read_csv(next((tmp_path / "out").glob("compare-*/*/results.csv")))
+    for seed in ("0", "1"):
+        hashes = {(row["init_hash"], row["data_hash"]) for row in results if row["seed"] == seed}
+        assert len(hashes) == 1, hashes  # the same weights and the same batches in every arm
+    assert len({row["data_hash"] for row in results}) == 2  # and another order for another seed

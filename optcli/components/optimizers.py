@@ -51,3 +51,13 @@ def class_needs_closure(optimizer_class: object) -> bool:
         return False
     closure = inspect.signature(step).parameters.get("closure")
     return closure is not None and closure.default is inspect.Parameter.empty
+
+
+def wraps_an_optimizer(optimizer_class: object) -> bool:
+    """A wrapper such as Lookahead takes a built optimizer as its first argument, `optimizer`, where
+    other optimizers take the parameters."""
+    try:
+        parameters = list(inspect.signature(optimizer_class).parameters)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return bool(parameters) and parameters[0] == "optimizer"

@@ -5,16 +5,19 @@ that one message lists them all.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from optcli.components import losses, models, optimizers
 from optcli.components.registry import Entry, Registry
 from optcli.components.signature import bind_arguments, read_signature
 from optcli.config.metrics import available_metrics, default_monitor
 from optcli.config.parts import ModelInit, ParamGroup
-from optcli.config.schema import ModelSection, NamedSection, OptimizerSection
-from optcli.config.spec import Component, DataSpec
+from optcli.config.schema import ModelSection, NamedSection, OptimizerSection, describe_error
+from optcli.config.spec import WRAPPED_ARGUMENT, Component, DataSpec
 from optcli.errors import ConfigError
 
 
@@ -166,28 +169,78 @@ def take_carried(
 
 
 def resolve_optimizer(
-    section: OptimizerSection, carried: dict[str, Any], base_dir: Path, problems: Problems
+    section: OptimizerSection,
+    carried: dict[str, Any],
+    base_dir: Path,
+    problems: Problems,
+    where: str = "optimizer",
 ) -> Component | None:
     registry = optimizers.OPTIMIZERS
-    entry = lookup(registry, section.name, "optimizer", base_dir, problems)
+    entry = lookup(registry, section.name, where, base_dir, problems)
     if entry is None:
         return None
-    arguments = take_carried(entry, section.arguments, carried, "optimizer", problems)
-    component = bind_component(entry, arguments, "optimizer", base_dir, problems, registry.supplied_by_code)
+    if optimizers.wraps_an_optimizer(entry.target):
+        return _resolve_wrapper(entry, section, base_dir, problems, where)
+    arguments = take_carried(entry, section.arguments, carried, where, problems)
+    component = bind_component(entry, arguments, where, base_dir, problems, registry.supplied_by_code)
     if component is None:
         return None
     default_lr = read_signature(component.target).parameters.get("lr")
     lr = component.arguments.get("lr", getattr(default_lr, "default", None))
     if isinstance(lr, int | float) and lr <= 0:
-        problems.add(f"optimizer.lr: must be greater than 0, got {lr}")
+        problems.add(f"{where}.lr: must be greater than 0, got {lr}")
         return None
     return component
+
+
+def _resolve_wrapper(
+    entry: Entry, section: OptimizerSection, base_dir: Path, problems: Problems, where: str
+) -> Component | None:
+    """An optimizer that wraps another (Lookahead): the wrapped one is a nested section, `optimizer:`,
+    built on the parameters first; parameter groups belong to it."""
+    arguments = dict(section.arguments)
+    wrapped = wrapped_section(section, where, problems)
+    arguments.pop(WRAPPED_ARGUMENT, None)
+    if section.param_groups:
+        problems.add(
+            f"{where}.param_groups: give them to the optimizer {entry.name} wraps, in {where}.optimizer"
+        )
+    inner = (
+        resolve_optimizer(wrapped, {}, base_dir, problems, f"{where}.{WRAPPED_ARGUMENT}") if wrapped else None
+    )
+    component = bind_component(entry, arguments, where, base_dir, problems, frozenset({WRAPPED_ARGUMENT}))
+    if inner is None or component is None:
+        return None
+    return dataclasses.replace(component, inner=inner)
+
+
+def wrapped_section(section: OptimizerSection, where: str, problems: Problems) -> OptimizerSection | None:
+    """A wrapper optimizer's nested `optimizer:` section, validated."""
+    value = section.arguments.get(WRAPPED_ARGUMENT)
+    if not isinstance(value, dict):
+        problems.add(
+            f"{where}.{WRAPPED_ARGUMENT}: {section.name} wraps another optimizer; give it as a section, "
+            "e.g. optimizer: {name: adamw, lr: 0.001}"
+        )
+        return None
+    try:
+        return OptimizerSection.model_validate(value)
+    except ValidationError as error:
+        problems.lines += [
+            describe_error(detail, OptimizerSection, f"{where}.{WRAPPED_ARGUMENT}")
+            for detail in error.errors()
+        ]
+        return None
 
 
 def resolve_param_groups(
     section: OptimizerSection, optimizer: Component, problems: Problems
 ) -> tuple[ParamGroup, ...]:
-    """Each group's arguments bound to the optimizer's signature (none of them required)."""
+    """Each group's arguments bound to the optimizer's signature (none of them required); a wrapper's
+    groups are those of the optimizer it wraps."""
+    if optimizer.inner is not None:
+        inner_section = wrapped_section(section, "optimizer", problems)
+        return resolve_param_groups(inner_section, optimizer.inner, problems) if inner_section else ()
     groups = []
     for index, group in enumerate(section.param_groups or []):
         bound, found = bind_arguments(

@@ -34,8 +34,13 @@ class Component:
     target: Callable[..., Any]
     arguments: dict[str, Any]
     supplied_by_code: frozenset[str] = frozenset()  # what `build` passes: the params, the optimizer
+    # A wrapper's wrapped component (Lookahead's optimizer): built first, from the same live
+    # arguments, and passed to the wrapper in their place.
+    inner: Component | None = None
 
     def build(self, *live_arguments: Any) -> Any:
+        if self.inner is not None:
+            live_arguments = (self.inner.build(*live_arguments),)
         arguments = self.arguments
         if any(isinstance(value, TensorValue) for value in arguments.values()):
             import torch
@@ -49,18 +54,30 @@ class Component:
         return self.target(*live_arguments, **arguments)
 
     def record(self) -> dict[str, Any]:
-        return {"name": self.name, **recorded_arguments(self.target, self.arguments, self.supplied_by_code)}
+        recorded = {
+            "name": self.name,
+            **recorded_arguments(self.target, self.arguments, self.supplied_by_code),
+        }
+        if self.inner is not None:
+            recorded[WRAPPED_ARGUMENT] = self.inner.record()
+        return recorded
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A class from a user's .py file lives in a module only this process imported: a compare
         # worker loads it again by its (absolute) import path.
         if ":" in self.name and self.name.rpartition(":")[0].endswith(".py"):
-            return (_component_from_path, (self.name, self.arguments, self.supplied_by_code))
-        return (Component, (self.name, self.target, self.arguments, self.supplied_by_code))
+            return (_component_from_path, (self.name, self.arguments, self.supplied_by_code, self.inner))
+        return (Component, (self.name, self.target, self.arguments, self.supplied_by_code, self.inner))
 
 
-def _component_from_path(name: str, arguments: dict[str, Any], supplied: frozenset[str]) -> Component:
-    return Component(name, import_object(name, Path.cwd()), arguments, supplied)
+# The argument through which a wrapper optimizer (Lookahead) takes the optimizer it wraps.
+WRAPPED_ARGUMENT = "optimizer"
+
+
+def _component_from_path(
+    name: str, arguments: dict[str, Any], supplied: frozenset[str], inner: Component | None
+) -> Component:
+    return Component(name, import_object(name, Path.cwd()), arguments, supplied, inner)
 
 
 @dataclass(frozen=True)
