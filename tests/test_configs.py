@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from tests.conftest import REPO, assert_clean_exit, invoke, read_summary, train_ok
 
@@ -28,13 +31,25 @@ def test_the_configs_the_issue_names_exist():
         assert expected in names
 
 
+def source_run(path: Path, out: Path) -> list[str]:
+    """A fine-tuning config starts from another config's run: train that one first, as its header says."""
+    init = (yaml.safe_load(path.read_text())["model"]).get("init")
+    if init is None:
+        return []
+    source = Path(init).name  # runs/fruit_csv: the newest run of configs/fruit_csv.yaml
+    assert f"optcli train configs/{source}.yaml" in path.read_text().split("\n\n")[0]
+    train_ok(REPO / "configs" / f"{source}.yaml", out, "--set", "train.epochs=1")
+    return ["--set", f"model.init={out / source}"]
+
+
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda path: path.name)
 def test_config_has_a_header_and_trains(tmp_path, path):
     header = path.read_text().split("\n\n")[0]
     assert header.startswith("#") and f"optcli train configs/{path.name}" in header
-    checked = invoke("check", path, "--strict")  # shipped configs draw no warning either
+    init = source_run(path, tmp_path / "sources")
+    checked = invoke("check", path, "--strict", *init)  # shipped configs draw no warning either
     assert_clean_exit(checked, 0)
-    run_dir = train_ok(path, tmp_path / "runs", "--max-steps", "3")
+    run_dir = train_ok(path, tmp_path / "runs", "--max-steps", "3", *init)
     summary = read_summary(run_dir)
     assert summary["status"] == "completed" and summary["steps"] == 3
 

@@ -71,3 +71,13 @@ def test_weights_that_do_not_fit_are_config_errors_unless_init_strict_is_false(t
     assert "is no run directory or weights file" in config_error(
         invoke("check", write_config(tmp_path, missing, "m.yaml"))
     )
+
+
+def test_a_folder_of_runs_starts_from_its_newest(tmp_path):
+    source_config = write_config(tmp_path, {**BASE, "name": "source", "train": {"epochs": 2}}, "source.yaml")
+    older = train_ok(source_config, tmp_path / "runs")
+    newer = train_ok(source_config, tmp_path / "runs")
+    assert older != newer and older.parent == newer.parent == tmp_path / "runs" / "source"
+    tuned = {**BASE, "model": {**BASE["model"], "init": "runs/source", "init_checkpoint": "last"}}
+    run = train_ok(write_config(tmp_path, tuned, "tuned.yaml"), tmp_path / "tuned")
+    assert read_summary(run)["init_from"] == str(newer / "checkpoints" / "last.pt")

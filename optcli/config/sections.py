@@ -120,10 +120,15 @@ def resolve_model(
 
 
 def resolve_model_init(section: ModelSection, base_dir: Path, problems: Problems) -> ModelInit | None:
-    """model.init: a run directory (its best or last checkpoint) or a weights file."""
+    """model.init: a run directory (its best or last checkpoint), a folder of one name's runs (the
+    newest), or a weights file."""
     if section.init is None:
         return None
     source = (base_dir / section.init).resolve()
+    if source.is_dir() and not (source / "checkpoints").is_dir():
+        # A run name's folder (runs/fruit_csv): its newest run (run folders are named by their start time).
+        runs = sorted(run.parent.parent for run in source.glob(f"*/checkpoints/{section.init_checkpoint}.pt"))
+        source = runs[-1] if runs else source
     path = source / "checkpoints" / f"{section.init_checkpoint}.pt" if source.is_dir() else source
     if not path.is_file():
         what = (
