@@ -5,7 +5,9 @@ step. Three loops run interleaved in one process, so that machine noise hits all
 loop (batches indexed from tensors, as optcli does), optcli's, and the plain loop fed by
 DataLoader(TensorDataset(...)) as most PyTorch code is written. The figures are ratios of total steps per second. Then,
 in rounds of their own, optcli's loop against itself writing TensorBoard's event files too
-(`output.tensorboard: true`).
+(`output.tensorboard: true`). Last, in rounds of their own, a Dataset of one's own (the same data,
+one sample per `__getitem__`): optcli's loop against the hand-written loop over the same DataLoader,
+and against that loop over a plain `DataLoader(dataset, shuffle=True)`.
 
     python benchmarks/overhead.py [--steps 2000] [--rounds 10]
 """
@@ -33,19 +35,24 @@ from optcli.train.loop import run_training
 from optcli.train.session import Session, build_session
 from optcli.train.sinks import CsvWriter, RunOutcome, SummaryWriter
 
+HERE = Path(__file__).resolve().parent
+GUIDE_DATA = {"name": "random", "samples": 1280, "features": 784, "classes": 10, "batch_size": 64}
+# The same data as a Dataset of one's own: optcli batches it through its seeded DataLoader.
+USER_DATA = {"name": "guide_samples.py:GuideSamples", "batch_size": 64}
 
-def guide_spec(steps: int) -> RunSpec:
+
+def guide_spec(steps: int, data: dict[str, Any] = GUIDE_DATA) -> RunSpec:
     config = {
         "seed": 0,
         "device": "cpu",
         "model": {"name": "mlp", "hidden": [128]},
-        "data": {"name": "random", "samples": 1280, "features": 784, "classes": 10, "batch_size": 64},
+        "data": data,
         "optimizer": {"name": "adam", "lr": 1e-3},
         "scheduler": {"name": "step_lr", "step_size": 5, "gamma": 0.1},
         "clip": {"max_norm": 1.0},
         "train": {"epochs": 10_000, "max_steps": steps, "log_every": 1},
     }
-    return resolve_config(RawConfig(config, Path.cwd(), "overhead"))
+    return resolve_config(RawConfig(config, HERE, "overhead"))
 
 
 def time_optcli(spec: RunSpec, tensorboard: bool = False) -> float:
@@ -85,6 +92,25 @@ def time_dataloader(spec: RunSpec) -> float:
         shuffle=True,
         generator=torch.Generator().manual_seed(0),
     )
+    return _hand_written_loop(session, lambda: iter(loader), spec.total_steps)
+
+
+def time_same_loader(spec: RunSpec) -> float:
+    """A user's Dataset: the hand-written loop over the very DataLoader optcli builds for it
+    (`optcli.data.loader.make_loader`, seeded per batch)."""
+    session = build_session(spec)
+    loader = session.batches.loader  # type: ignore[attr-defined]
+    return _hand_written_loop(session, lambda: iter(loader), spec.total_steps)
+
+
+def time_plain_loader(spec: RunSpec) -> float:
+    """A user's Dataset in the loader most code writes: DataLoader(dataset, shuffle=True), no per-batch
+    seeding (so not repeatable across num_workers): what optcli's seeding costs."""
+    from torch.utils.data import DataLoader
+
+    session = build_session(spec)
+    dataset = session.batches.loader.dataset.dataset  # type: ignore[attr-defined]  # inside SeededSamples
+    loader = DataLoader(dataset, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
     return _hand_written_loop(session, lambda: iter(loader), spec.total_steps)
 
 
@@ -143,6 +169,11 @@ def main() -> None:
         spec,
         arguments.rounds,
     )
+    user = interleaved(
+        {"same_loader": time_same_loader, "optcli": time_optcli, "plain_loader": time_plain_loader},
+        guide_spec(arguments.steps, USER_DATA),
+        arguments.rounds,
+    )
     steps = spec.total_steps * arguments.rounds
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {steps} steps per loop")
     for name, total in totals.items():
@@ -150,6 +181,11 @@ def main() -> None:
     print(f"ratio optcli/plain:      {totals['plain'] / totals['optcli']:.3f}")
     print(f"ratio optcli/dataloader: {totals['dataloader'] / totals['optcli']:.3f}")
     print(f"ratio optcli+tensorboard/optcli (measured apart): {board['optcli'] / board['tensorboard']:.3f}")
+    print("a Dataset of one's own, through DataLoaders (measured apart):")
+    for name, total in user.items():
+        print(f"  {name + ':':14s}{steps / total:8.1f} steps/s")
+    print(f"  ratio optcli/same_loader:       {user['same_loader'] / user['optcli']:.3f}")
+    print(f"  ratio same_loader/plain_loader: {user['plain_loader'] / user['same_loader']:.3f}")
 
 
 if __name__ == "__main__":
