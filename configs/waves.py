@@ -53,19 +53,19 @@ def make_datasets(root: str = "data/waves", val_share: float = 0.25) -> dict[str
 
 
 class WaveNet(torch.nn.Module):
-    """Two 1-d convolutions and a global average: it sees a wave's shape wherever the wave starts.
-    optcli fills in `out_features` from the data (one output per kind)."""
+    """Two 1-d convolutions, each normalized, and a global average: it sees a wave's shape wherever
+    the wave starts. optcli fills in `out_features` from the data (one output per kind). Parameter
+    names: conv1.weight, conv1.bias, norm1.weight, norm1.bias, ..., head.weight, head.bias."""
 
     def __init__(self, out_features: int, channels: int = 16) -> None:
         super().__init__()
-        self.features = torch.nn.Sequential(
-            torch.nn.Conv1d(1, channels, kernel_size=5, padding=2),
-            torch.nn.ReLU(),
-            torch.nn.Conv1d(channels, channels, kernel_size=5, padding=2),
-            torch.nn.ReLU(),
-            torch.nn.AdaptiveAvgPool1d(1),
-        )
+        self.conv1 = torch.nn.Conv1d(1, channels, kernel_size=5, padding=2)
+        self.norm1 = torch.nn.BatchNorm1d(channels)
+        self.conv2 = torch.nn.Conv1d(channels, channels, kernel_size=5, padding=2)
+        self.norm2 = torch.nn.BatchNorm1d(channels)
         self.head = torch.nn.Linear(channels, out_features)
 
     def forward(self, signals: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(signals.unsqueeze(1)).squeeze(2))
+        hidden = torch.relu(self.norm1(self.conv1(signals.unsqueeze(1))))
+        hidden = torch.relu(self.norm2(self.conv2(hidden)))
+        return self.head(hidden.mean(dim=2))

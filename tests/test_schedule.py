@@ -10,6 +10,7 @@ from tests.conftest import (
     guide_config,
     invoke,
     read_csv,
+    read_summary,
     train_ok,
     write_config,
 )
@@ -82,3 +83,33 @@ def test_schedule_builds_no_model_and_reports_config_errors(tmp_path):
     message = config_error(invoke("schedule", write_config(tmp_path, config)))
     assert "scheduler.step_size" in message
     assert not (tmp_path / "runs").exists()
+
+
+def test_every_parameter_groups_rate_is_planned(tmp_path):
+    optimizer = {
+        "name": "sgd",
+        "lr": 0.1,
+        "param_groups": [{"params": "*.bias", "lr": 0.03}, {"params": "3.weight", "lr": 0.5}],
+    }
+    scheduler = {"name": "one_cycle", "max_lr": [0.1, 0.03, 0.5]}  # a peak of each group's own
+    path = write_config(
+        tmp_path,
+        guide_config(
+            data=SMALL_DATA,
+            model={"name": "mlp", "hidden": [8]},
+            optimizer=optimizer,
+            scheduler=scheduler,
+            train={"epochs": 3},
+        ),
+    )
+    result = invoke("schedule", path, "--csv", tmp_path / "schedule.csv")
+    assert_clean_exit(result, 0)
+    assert "group 1 (*.bias): start " in result.stdout and "group 2 (3.weight): start " in result.stdout
+    planned = read_csv(tmp_path / "schedule.csv")
+    assert list(planned[0]) == ["step", "epoch", "lr", "lr_group1", "lr_group2"]
+    # OneCycleLR takes each group from max_lr / 25 up to its own max_lr and back.
+    for column, peak in (("lr", 0.1), ("lr_group1", 0.03), ("lr_group2", 0.5)):
+        rates = [float(row[column]) for row in planned]
+        assert rates[0] == pytest.approx(peak / 25) and max(rates) == pytest.approx(peak, rel=0.01)
+    final_lrs = read_summary(train_ok(path, tmp_path / "runs"))["final_lrs"]
+    assert len(final_lrs) == 3 and final_lrs[2] > final_lrs[0] > final_lrs[1]

@@ -71,7 +71,7 @@ def dry_run(
     start_lr = float(built.param_groups[0]["lr"])
     table = _group_table(built, groups) if groups and network is not None else ()  # before any schedule
     schedule = _preview_schedule(built, scheduler, schedule_length, problems) if scheduler else None
-    return DryRunFindings(schedule, _unread_arguments(optimizer, built), start_lr, table)
+    return DryRunFindings(schedule, _unread_arguments(optimizer, built), start_lr, table, group_rates(built))
 
 
 def _groups_match(named: list[tuple[str, Any]], groups: tuple[ParamGroup, ...], problems: Problems) -> bool:
@@ -182,11 +182,16 @@ def _preview_schedule(
             return None
         if is_subclass(scheduler.component.target, (lr_scheduler.ReduceLROnPlateau,)):
             return None  # it follows the metric: nothing to preview
-        rates = [float(optimizer.param_groups[0]["lr"])]
+        rates = [group_rates(optimizer)]  # every parameter group's, the default group's first
         try:
             for _ in range(max(0, length - 1)):
                 built.step()
-                rates.append(float(optimizer.param_groups[0]["lr"]))
+                rates.append(group_rates(optimizer))
         except Exception:
             return None  # a schedule that fails before the run's end (OneCycleLR too short): warned about
-    return SchedulePreview(start_lr, tuple(rates))
+    groups = tuple(rates) if len(optimizer.param_groups) > 1 else ()
+    return SchedulePreview(start_lr, tuple(rate[0] for rate in rates), groups)
+
+
+def group_rates(optimizer: torch.optim.Optimizer) -> tuple[float, ...]:
+    return tuple(float(group["lr"]) for group in optimizer.param_groups)

@@ -18,6 +18,7 @@ class PlannedStep:
     step: int
     epoch: int
     lr: float  # the rate this step uses: what metrics.csv's lr column will hold
+    group_lrs: tuple[float, ...] = ()  # with parameter groups: every group's rate, the default group's first
 
 
 def planned_rates(spec: RunSpec) -> list[PlannedStep]:
@@ -26,15 +27,17 @@ def planned_rates(spec: RunSpec) -> list[PlannedStep]:
     preview = spec.findings.schedule
     per_step = spec.scheduler is not None and spec.scheduler.interval == "step"
     start = spec.findings.start_lr if spec.findings.start_lr is not None else math.nan
+    starts = spec.findings.start_lrs if len(spec.findings.start_lrs) > 1 else ()
     steps_per_epoch = spec.data.steps_per_epoch
     planned = []
     for step in range(1, spec.total_steps + 1):
         epoch = (step - 1) // steps_per_epoch + 1
         if preview is None:
-            lr = start
+            lr, groups = start, starts
         else:
-            lr = preview.rates[min(step if per_step else epoch, len(preview.rates)) - 1]
-        planned.append(PlannedStep(step, epoch, lr))
+            period = min(step if per_step else epoch, len(preview.rates)) - 1
+            lr, groups = preview.rates[period], preview.group_rates[period] if preview.group_rates else ()
+        planned.append(PlannedStep(step, epoch, lr, groups))
     return planned
 
 
@@ -63,6 +66,11 @@ def describe_schedule(spec: RunSpec, planned: list[PlannedStep]) -> list[str]:
         f"start {planned[0].lr:.3e}, peak {peak.lr:.3e} (step {peak.step}), final {planned[-1].lr:.3e} "
         f"(step {planned[-1].step})"
     )
+    for index, label in enumerate(group_labels(spec)[1:], start=1):
+        lines.append(
+            f"group {index} ({label}): start {planned[0].group_lrs[index]:.3e}, final "
+            f"{planned[-1].group_lrs[index]:.3e}"
+        )
     changes = change_points(planned)
     if not changes:
         lines.append("the rate never changes")
@@ -104,9 +112,23 @@ def text_plot(values: list[float], width: int = 64, height: int = 12) -> list[st
     ]
 
 
+def group_labels(spec: RunSpec) -> list[str]:
+    """Each parameter group's patterns (the default group first), when the run has groups."""
+    if not spec.param_groups:
+        return []
+    return ["the rest", *(", ".join(group.patterns) for group in spec.param_groups)]
+
+
 def schedule_csv(planned: list[PlannedStep]) -> str:
-    """`step,epoch,lr`, the rates written as metrics.csv writes them (exactly: repr round-trips)."""
-    return "step,epoch,lr\n" + "".join(f"{row.step},{row.epoch},{row.lr!r}\n" for row in planned)
+    """`step,epoch,lr` (and `lr_group1`, ... with parameter groups), the rates written as metrics.csv
+    writes them (exactly: repr round-trips)."""
+    groups = len(planned[0].group_lrs) if planned else 0
+    header = "step,epoch,lr" + "".join(f",lr_group{index}" for index in range(1, groups))
+    rows = (
+        f"{row.step},{row.epoch},{row.lr!r}" + "".join(f",{lr!r}" for lr in row.group_lrs[1:]) + "\n"
+        for row in planned
+    )
+    return header + "\n" + "".join(rows)
 
 
 def save_schedule_png(path: str, planned: list[PlannedStep], title: str) -> None:

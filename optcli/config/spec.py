@@ -190,7 +190,8 @@ class SchedulePreview:
     period of the run (epochs or optimizer steps, as the scheduler is stepped)."""
 
     start_lr: float
-    rates: tuple[float, ...]
+    rates: tuple[float, ...]  # the default parameter group's (param_groups[0], as metrics.csv logs)
+    group_rates: tuple[tuple[float, ...], ...] = ()  # with parameter groups: every group's, per period
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,7 @@ class DryRunFindings:
     unread_arguments: tuple[str, ...] = ()
     start_lr: float | None = None  # the optimizer's learning rate as configured, before any schedule
     group_table: tuple[str, ...] = ()  # with optimizer.param_groups: a line per group, for check and train
+    start_lrs: tuple[float, ...] = ()  # every parameter group's rate as configured
 
 
 @dataclass(frozen=True)
