@@ -270,6 +270,16 @@ def test_killed_or_interrupted_mid_epoch_with_workers_then_resumed_equals_the_un
             {"name": "userdata.py:make"},
             "cannot take the data's inputs (shape [8, 5]",
         ),
+        (
+            "import numpy\ndef make(): return [(numpy.zeros(6), 0), (numpy.ones(6), 1)] * 4\n",
+            {"name": "userdata.py:make"},
+            "the inputs are float64 but the model's weights are float32",
+        ),
+        (
+            "",
+            {"val": {"samples": 40}},
+            "data.val: a Dataset callable gives its validation and test data itself",
+        ),
         ("", {"prefetch_factor": 2}, "data.prefetch_factor: it needs worker processes"),
         ("", {"normalize": True}, "data.normalize"),
         ("", {"samples": "many"}, "data.samples"),
@@ -303,3 +313,28 @@ def test_every_compare_arm_sees_the_same_batches_for_a_seed(tmp_path):
         hashes = {(row["init_hash"], row["data_hash"]) for row in results if row["seed"] == seed}
         assert len(hashes) == 1, hashes  # the same weights and the same batches in every arm
     assert len({row["data_hash"] for row in results}) == 2  # and another order for another seed
+
+
+def test_real_valued_targets_one_number_a_sample_and_a_test_set_from_the_mapping(tmp_path):
+    (tmp_path / "regression.py").write_text(
+        "import numpy, torch\n"
+        "class Sums(torch.utils.data.Dataset):\n"
+        "    def __init__(self, samples, seed):\n"
+        "        self.x = numpy.random.default_rng(seed).normal(size=(samples, 3)).astype(numpy.float32)\n"
+        "    def __len__(self):\n        return len(self.x)\n"
+        "    def __getitem__(self, index):\n        return self.x[index], float(self.x[index].sum())\n"
+        "def make(samples: int = 64):\n"
+        "    return {'train': Sums(samples, 0), 'val': Sums(16, 1), 'test': Sums(16, 2)}\n"
+    )
+    config = {
+        "device": "cpu",
+        "model": {"name": "linear"},
+        "data": {"name": "regression.py:make", "batch_size": 16},
+        "optimizer": {"name": "sgd", "lr": 0.1},
+        "train": {"epochs": 30},
+    }
+    run = train_ok(write_config(tmp_path, config), tmp_path / "runs")
+    summary = read_summary(run)
+    # A number per sample is a column, as the model's one output: the sum is learnt, nearly exactly.
+    assert summary["final_val_r2"] > 0.99 and summary["test_r2"] > 0.99
+    assert summary["test_rmse"] < 0.1 and summary["test_on"] == "best"

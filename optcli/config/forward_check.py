@@ -41,10 +41,14 @@ def check_forward(
     if data.from_user_dataset and example is None:
         return  # its first batch could not be read: reported
     batch = (
-        move_batch(example, torch.device("meta"), data.binary_labels)
+        move_batch(example, torch.device("meta"), data.binary_labels, data.info.target_column)
         if example is not None
         else _zeros_batch(data)
     )
+    mismatch = _dtype_mismatch(network, batch) if example is not None else None
+    if mismatch:
+        problems.add(mismatch)
+        return
     try:
         output, targets = forward.run_model(network, batch)
     except NotImplementedError:
@@ -101,6 +105,26 @@ def _check_loss(
             f"loss: {loss.name} cannot compare the model's output {shape_of(picked)} with the data's "
             f"{kind} {shape_of(targets)}: {error}"
         )
+
+
+def _dtype_mismatch(network: torch.nn.Module, batch: Any) -> str | None:
+    """Floating-point inputs of another dtype than the model's weights: the meta device lets them
+    through, a real first step would not."""
+    weights = next((p.dtype for p in network.parameters() if p.is_floating_point()), None)
+    inputs = list(batch.values()) if isinstance(batch, dict) else [batch[0]]
+    for value in inputs:
+        if (
+            isinstance(value, torch.Tensor)
+            and value.is_floating_point()
+            and weights
+            and value.dtype != weights
+        ):
+            name = lambda dtype: str(dtype).removeprefix("torch.")  # noqa: E731
+            return (
+                f"data: the inputs are {name(value.dtype)} but the model's weights are {name(weights)}; have the "
+                f"Dataset return {name(weights)} tensors (NumPy's arrays are float64: .astype(numpy.float32))"
+            )
+    return None
 
 
 def _zeros_batch(data: DataSpec) -> tuple[torch.Tensor, torch.Tensor]:

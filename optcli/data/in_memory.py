@@ -31,6 +31,9 @@ class DataInfo:
     class_names: tuple[str, ...] | None = None  # what each class index stands for, when the data says
     target_shape: tuple[int, ...] | None = None  # one sample's regression target, when not (target_size,)
     task_reason: str = ""  # why the targets are taken for class labels or values, when it was a guess
+    # A Dataset of one's own gives one real value per sample as a number: its batches' targets are made
+    # a column (batch, 1), shaped as the model's output, as in-memory data's are when loaded.
+    target_column: bool = False
 
     @property
     def features(self) -> int:

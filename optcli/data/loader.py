@@ -162,14 +162,19 @@ def make_loader(
     )
 
 
-def move_batch(batch: Batch, device: torch.device, binary_labels: bool = False) -> Batch:
-    """A batch on the run's device (asynchronously from pinned memory); 0/1 labels made float
-    logits' targets for a binary loss, as the in-memory path does."""
+def move_batch(
+    batch: Batch, device: torch.device, binary_labels: bool = False, column: bool = False
+) -> Batch:
+    """A batch on the run's device (asynchronously from pinned memory), its targets shaped as the
+    in-memory path shapes them: 0/1 labels made float logits' targets for a binary loss, and one real
+    value per sample made a column (`column`), both (batch, 1) like the model's output."""
     if isinstance(batch, dict):
         return {key: _move(value, device) for key, value in batch.items()}
     inputs, targets = (_move(part, device) for part in batch)
     if binary_labels:
         targets = targets.to(torch.get_default_dtype()).unsqueeze(1)
+    elif column:
+        targets = targets.unsqueeze(1)
     return inputs, targets
 
 
@@ -187,11 +192,13 @@ class LoaderBatches:
     """The DataLoader path's batches, with the in-memory path's interface (`epoch`, `generator`,
     `epoch_order_state`, `samples`, `len`): the loop cannot tell them apart."""
 
-    def __init__(self, loader: DataLoader[Any], device: torch.device, binary_labels: bool = False) -> None:
+    def __init__(
+        self, loader: DataLoader[Any], device: torch.device, binary_labels: bool = False, column: bool = False
+    ) -> None:
         self.loader = loader
         self.sampler: SeededBatchSampler = loader.batch_sampler  # type: ignore[assignment]
         self.device = device
-        self.binary_labels = binary_labels
+        self.binary_labels, self.column = binary_labels, column
         self.generator = self.sampler.generator
 
     @property
@@ -208,8 +215,8 @@ class LoaderBatches:
     def epoch(self, skip: int = 0, number: int = 1) -> Iterator[Batch]:
         self.sampler.set_epoch(number)
         self.sampler.skip = skip
-        if self.device.type == "cpu" and not self.binary_labels:
+        if self.device.type == "cpu" and not self.binary_labels and not self.column:
             yield from self.loader  # already where and as the loop wants them
             return
         for batch in self.loader:
-            yield move_batch(batch, self.device, self.binary_labels)
+            yield move_batch(batch, self.device, self.binary_labels, self.column)

@@ -118,7 +118,12 @@ class UserDatasets:
         if not labels:
             shape = tuple(targets.shape[1:]) if isinstance(targets, torch.Tensor) else ()
             size = int(torch.Size(shape).numel()) if shape else 1
-            return DataInfo(len(train), feature_shape, None, size, target_shape=shape or None)
+            column = (
+                not isinstance(batch, Mapping) and isinstance(targets, torch.Tensor) and targets.dim() == 1
+            )
+            return DataInfo(
+                len(train), feature_shape, None, size, target_shape=shape or None, target_column=column
+            )
         return DataInfo(len(train), feature_shape, _class_count(train), class_names=_class_names(train))
 
 

@@ -130,7 +130,8 @@ def _loader_batches(spec: RunSpec, device: torch.device) -> BatchesOfRun:
         drop_last=options.drop_last,
         **workers,
     )
-    batches = LoaderBatches(train, device, spec.data.binary_labels)
+    shaping = (spec.data.binary_labels, spec.data.info.target_column)
+    batches = LoaderBatches(train, device, *shaping)
     # The samples are not all read to hash them: the first batch, the length and the order's seed stand in.
     first = spec.data.train.source.first_batch(options.batch_size)
     parts = [
@@ -142,9 +143,7 @@ def _loader_batches(spec: RunSpec, device: torch.device) -> BatchesOfRun:
     data_hash = fingerprint_tensors([*parts, batches.generator.get_state(), torch.tensor(order)])
     val, test = (
         LoaderBatches(
-            make_loader(part, options.batch_size, seed=spec.seed, shuffle=False, **workers),
-            device,
-            spec.data.binary_labels,
+            make_loader(part, options.batch_size, seed=spec.seed, shuffle=False, **workers), device, *shaping
         )
         if part is not None
         else None
