@@ -18,6 +18,7 @@ from optcli.config.dry_run import dry_run
 from optcli.config.loading import RawConfig
 from optcli.config.metrics import better_direction
 from optcli.config.parts import ParamGroup
+from optcli.config.scaling import check_scaling
 from optcli.config.scheduler_section import resolve_scheduler
 from optcli.config.schema import ConfigFile, TrainConfig, validate_file
 from optcli.config.sections import (
@@ -30,7 +31,7 @@ from optcli.config.sections import (
     resolve_optimizer,
     resolve_param_groups,
 )
-from optcli.config.spec import Component, DataSpec, RunSpec, SchedulerSpec
+from optcli.config.spec import Component, DataSpec, RunSpec, SchedulerSpec, optimizer_steps
 from optcli.errors import ConfigError
 
 
@@ -51,6 +52,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
             f"train.on_nonfinite: skip cannot work with {optimizer.name}, which evaluates the loss inside "
             "its own step (before it could be skipped); use stop"
         )
+    check_scaling(train, device, optimizer, problems)
     epochs, total_steps = _run_length(train, data, problems) if data is not None else (0, 0)
     scheduler = None
     if config.scheduler is not None and total_steps:
@@ -152,17 +154,18 @@ def _check_top_level(config: ConfigFile, problems: Problems) -> str | None:
 
 def _run_length(train: TrainConfig, data: DataSpec, problems: Problems) -> tuple[int, int]:
     """The epochs and optimizer steps the run will take (max_steps may end it mid-epoch)."""
-    if data.steps_per_epoch == 0:
+    if data.batches_per_epoch == 0:
         problems.add(
             f"data.batch_size: {data.loader.batch_size} is larger than the {data.train_samples} training samples"
             + (f" (of {data.info.samples}, after the validation split)" if data.val_samples_held_out else "")
             + " and drop_last is true, so an epoch has no batches"
         )
         return 0, 0
-    total_steps = train.epochs * data.steps_per_epoch
+    steps_per_epoch = optimizer_steps(data.batches_per_epoch, train.accumulate)
+    total_steps = train.epochs * steps_per_epoch
     if train.max_steps is not None:
         total_steps = min(total_steps, train.max_steps)
-    return math.ceil(total_steps / data.steps_per_epoch), total_steps
+    return math.ceil(total_steps / steps_per_epoch), total_steps
 
 
 def _settle_evaluation(train: TrainConfig, data: DataSpec, problems: Problems) -> TrainConfig:

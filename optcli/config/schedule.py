@@ -28,7 +28,7 @@ def planned_rates(spec: RunSpec) -> list[PlannedStep]:
     per_step = spec.scheduler is not None and spec.scheduler.interval == "step"
     start = spec.findings.start_lr if spec.findings.start_lr is not None else math.nan
     starts = spec.findings.start_lrs if len(spec.findings.start_lrs) > 1 else ()
-    steps_per_epoch = spec.data.steps_per_epoch
+    steps_per_epoch = spec.steps_per_epoch
     planned = []
     for step in range(1, spec.total_steps + 1):
         epoch = (step - 1) // steps_per_epoch + 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from optcli.names import did_you_mean
@@ -148,6 +148,15 @@ class TrainConfig(Strict):
     # Which weights the test data judges: the best checkpoint's (by the monitored validation metric,
     # the usual protocol) or the last. Default: best with validation data, else last.
     test_on: Literal["best", "last"] | None = None
+    # Mixed precision: forward and loss under torch.autocast in bf16 or fp16 (fp16 with a GradScaler).
+    precision: Literal["32", "bf16", "fp16"] = "32"
+    accumulate: int = Field(1, ge=1)  # micro-batches (of data.batch_size) per optimizer step
+    compile: bool | dict[str, Any] = False  # torch.compile the model; a mapping holds its arguments
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        return "32" if value == 32 else value  # YAML reads `precision: 32` as a number
 
 
 class OutputConfig(Strict):

@@ -173,7 +173,7 @@ class DataSpec:
         return self.info.is_classification
 
     @property
-    def steps_per_epoch(self) -> int:
+    def batches_per_epoch(self) -> int:
         return batches_per_epoch(self.train_samples, self.loader.batch_size, self.loader.drop_last)
 
     def record(self) -> dict[str, Any]:
@@ -182,6 +182,11 @@ class DataSpec:
             if split is not None:
                 recorded[key] = split.component.record()
         return recorded
+
+
+def optimizer_steps(batches: int, accumulate: int) -> int:
+    """Optimizer steps in an epoch of `batches` micro-batches: a short last group is a step too."""
+    return -(-batches // accumulate)
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,11 @@ class RunSpec:
         """How a batch becomes the loss: the call for the batch's kind, and what the loss sees."""
         from_model = isinstance(self.loss.target, type) and issubclass(self.loss.target, ModelLoss)
         return Forward(self.model_output, from_model)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch: micro-batches grouped by train.accumulate."""
+        return optimizer_steps(self.data.batches_per_epoch, self.train.accumulate)
 
     @property
     def validation_metrics(self) -> tuple[str, ...]:

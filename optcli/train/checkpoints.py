@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import numpy
 import torch
@@ -88,6 +88,7 @@ class Checkpoint(TypedDict):
     csv_sizes: dict[str, int]  # where a resumed run cuts its CSV files back to
     summary: SummaryState
     filled: list[str]  # the scheduler's run-length arguments optcli filled in (SchedulerSpec.filled)
+    scaler: NotRequired[dict[str, Any]]  # fp16's GradScaler (its scale and growth counter)
 
 
 class Checkpointer:
@@ -131,7 +132,7 @@ class Checkpointer:
         # Where the data order stands: mid-epoch, the state that drew this epoch's order (it is drawn
         # again and the batches done are skipped); at an epoch's end, the state that draws the next.
         mid_epoch = point.state["batches_done"] > 0
-        return Checkpoint(
+        checkpoint = Checkpoint(
             format=FORMAT,
             model=session.model.state_dict(),
             optimizer=session.optimizer.state_dict(),
@@ -146,6 +147,9 @@ class Checkpointer:
             summary=summary,
             filled=list(session.spec.scheduler.filled) if session.spec.scheduler else [],
         )
+        if session.scaler is not None:
+            checkpoint["scaler"] = session.scaler.state_dict()
+        return checkpoint
 
 
 def restore_session(session: Session, checkpoint: Checkpoint) -> LoopState:
@@ -159,6 +163,8 @@ def restore_session(session: Session, checkpoint: Checkpoint) -> LoopState:
         session.optimizer.load_state_dict(checkpoint["optimizer"])
         if session.scheduler is not None and checkpoint["scheduler"] is not None:
             session.scheduler.load_state_dict(checkpoint["scheduler"])
+        if session.scaler is not None and "scaler" in checkpoint:
+            session.scaler.load_state_dict(checkpoint["scaler"])
     except (ValueError, KeyError, RuntimeError) as error:
         raise ConfigError(
             f"the checkpoint's optimizer or scheduler state does not fit the config's: {error}"

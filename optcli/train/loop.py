@@ -18,6 +18,7 @@ import torch
 from optcli.config.schema import ClipConfig
 from optcli.errors import Interrupted, TrainingFailed
 from optcli.train.evaluation import EarlyStopper, evaluate
+from optcli.train.gradients import Gradients, autocast_for, micro_batch_groups
 from optcli.train.host_copies import DEVICE_STEPS_PER_SYNC, HostCopies, PendingStep
 from optcli.train.records import (
     CheckpointDue,
@@ -59,7 +60,11 @@ def run_training(
     clock = TrainingClock()
     if steps_per_sync is None:
         steps_per_sync = 1 if session.device.type == "cpu" else DEVICE_STEPS_PER_SYNC
-    plan = LoopPlan.of(session, steps_per_sync)
+    autocast = autocast_for(session.spec.train.precision, session.device)
+    gradients = Gradients(
+        session.spec.forward, autocast, session.scaler, clock, session.trained is not session.model
+    )
+    plan = LoopPlan.of(session, steps_per_sync, gradients)
     for record in _train(session, plan, clock, state or LoopState(), stop_requested, restore_best):
         paused_at = time.perf_counter()  # (inline, not clock.paused(): this runs every step)
         yield record
@@ -79,13 +84,13 @@ def _train(
     stopper = EarlyStopper.from_config(stopping, state.stopper) if stopping else None
     stopped_early = None
     yield _run_started(session, plan)
-    session.model.train()
+    session.trained.train()
     set_optimizer_mode(session.optimizer, "train")
     clock.start(state.elapsed_s)
     while state.epoch <= spec.epochs and state.step < spec.total_steps:
         epoch = state.epoch
         lr = yield from _train_epoch(session, plan, clock, state, stop_requested)
-        complete = state.batches_done == len(session.batches)
+        complete = state.batches_done == len(session.batches)  # (micro-batches)
         if not complete:  # max_steps ended the run mid-epoch: a resume with more steps goes on from here
             state.elapsed_s = clock.elapsed()
             yield CheckpointDue("partial", epoch, state.step, state.to_dict())
@@ -117,13 +122,15 @@ def _train(
         judged: Literal["best", "last"] = "best" if weights_epoch is not None else "last"
         yield dataclasses.replace(test, weights=judged, weights_epoch=weights_epoch or last_epoch)
     final_lrs = tuple(float(group["lr"]) for group in session.optimizer.param_groups)
-    yield RunFinished(state.step, last_epoch, clock.elapsed(), stopped_early, final_lrs)
+    scaler_skips = state.scaler_skips if session.scaler is not None else None
+    extra = {"compile_time_s": plan.gradients.compile_s, "scaler_skipped_steps": scaler_skips}
+    yield RunFinished(state.step, last_epoch, clock.elapsed(), stopped_early, final_lrs, extra)
 
 
 def _run_started(session: Session, plan: LoopPlan) -> RunStarted:
     spec = session.spec
-    batches, trainable = len(session.batches), plan.trainable
-    return RunStarted(spec.epochs, batches, spec.total_steps, trainable, session.init_hash, session.data_hash)
+    steps, trainable = spec.steps_per_epoch, plan.trainable
+    return RunStarted(spec.epochs, steps, spec.total_steps, trainable, session.init_hash, session.data_hash)
 
 
 def _train_epoch(
@@ -134,44 +141,44 @@ def _train_epoch(
     stop_requested: Callable[[], bool],
 ) -> Generator[Record, None, float]:
     """The rest of the current epoch, step by step; returns the learning rate its last step used."""
-    spec, model, optimizer = session.spec, session.model, session.optimizer
-    loss_function, clip, forward = session.loss_function, spec.clip, spec.forward
+    spec, model, optimizer = session.spec, session.trained, session.optimizer
+    loss_function, clip, gradients = session.loss_function, spec.clip, plan.gradients
     eval_every, log_every = spec.train.eval_every, spec.train.log_every
-    last_step = min(spec.total_steps, state.step + len(session.batches) - state.batches_done)
-    host = HostCopies(plan.steps_per_sync, state.epoch_losses)
-    lr = float(optimizer.param_groups[0]["lr"])
-    for batch in session.batches.epoch(skip=state.batches_done, number=state.epoch):
-        state.step += 1
-        state.batches_done += 1
+    last_step = min(spec.total_steps, state.step + plan.steps_left(len(session.batches) - state.batches_done))
+    host, lr = HostCopies(plan.steps_per_sync, state.epoch_losses), float(optimizer.param_groups[0]["lr"])
+    batches = session.batches.epoch(skip=state.batches_done, number=state.epoch)
+    for group in micro_batch_groups(batches, plan.accumulate):  # one group per optimizer step
+        state.step, state.batches_done = state.step + 1, state.batches_done + len(group)
         lr = float(optimizer.param_groups[0]["lr"])  # the rate this step uses, before any schedule
-        logged = state.step % log_every == 0
+        logged, applied = state.step % log_every == 0, True
         if plan.closure_step:
             # LBFGS evaluates the loss several times per step: zero_grad, forward, backward and clip run
             # inside its closure, and the first evaluation is the step's loss.
-            forward_backward = functools.partial(_forward_backward, session, plan.parameters, batch)
-            loss, grad_norm = step_with_closure(optimizer, forward_backward, logged)
+            loss, grad_norm = step_with_closure(optimizer, _closure_pass(session, plan, group[0]), logged)
         else:
             # Zero: gradients accumulate in PyTorch; clear them (to None, which is cheaper than zeros).
             optimizer.zero_grad(set_to_none=True)
-            # Forward: the loss of this batch (`forward` calls the model as the batch's kind needs).
-            loss = forward(model, loss_function, batch)[0]
-            # Backward: every parameter's gradient of that loss.
-            loss.backward()
-            # Clip: bound the gradients as configured; the norm before clipping is what gets logged.
+            # Forward and backward: the mean loss of the step's samples, and every parameter's gradient
+            # of it (over train.accumulate micro-batches; under autocast with train.precision).
+            loss = gradients.forward_backward(model, loss_function, group)
+            # Clip: bound the gradients as configured; the norm before clipping is what gets logged
+            # (fp16: the scaler's factor taken out of them first).
+            gradients.unscale(optimizer)
             grad_norm = clip_gradients(plan.parameters, clip, logged or plan.skip_nonfinite)
             # Skip policy: a non-finite step is left out whole, its update and its per-step schedule alike
             # (as AMP's scaler skips a step). Note: a host-device sync point, every step in this mode.
             if plan.skip_nonfinite and not _finite(loss, grad_norm):
-                skipped = PendingStep(
-                    state.step, state.epoch, loss.detach(), lr, grad_norm, clock.elapsed(), True, True
+                values = PendingStep(
+                    state.step, state.epoch, loss.detach(), lr, grad_norm, clock.elapsed(), True
                 )
-                yield from _skip(optimizer, host, skipped, state, spec.train.max_skips)
+                yield from _skip(optimizer, host, values, state, spec.train.max_skips)
                 continue
             state.skips_in_a_row = 0
-            # Step: update the parameters from their gradients.
-            optimizer.step()
-        if plan.step_scheduler is not None:
-            # Schedule (per step): the rate of the next step.
+            # Step: update the parameters from their gradients (fp16's scaler skips inf/NaN gradients).
+            applied = gradients.step(optimizer)
+            state.scaler_skips += not applied
+        if plan.step_scheduler is not None and applied:
+            # Schedule (per step): the rate of the next step; a step the scaler skipped does not count.
             plan.step_scheduler.step()
         done = PendingStep(state.step, state.epoch, loss.detach(), lr, grad_norm, clock.elapsed(), logged)
         if host.add(done):  # its values wait on the device until a copy is due
@@ -201,6 +208,7 @@ def _skip(
 ) -> Iterator[Record]:
     """on_nonfinite: skip. The gradients are dropped; the step's row follows the steps before it (rows
     stay in step order), then a warning; too many skips in a row stop the run."""
+    skipped = skipped._replace(skipped=True)
     optimizer.zero_grad(set_to_none=True)
     state.skips_in_a_row += 1
     host.add(skipped)
@@ -208,6 +216,12 @@ def _skip(
     yield SkippedStep(skipped.step, skipped.epoch, float(skipped.loss), state.skips_in_a_row)
     if state.skips_in_a_row >= max_skips:
         raise TooManySkips(skipped.step, skipped.epoch, state.skips_in_a_row)
+
+
+def _closure_pass(
+    session: Session, plan: LoopPlan, batch: Any
+) -> Callable[[bool], tuple[torch.Tensor, torch.Tensor | None]]:
+    return functools.partial(_forward_backward, session, plan.parameters, batch)
 
 
 def _forward_backward(
@@ -218,7 +232,7 @@ def _forward_backward(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One evaluation for a closure optimizer: zero_grad, forward, backward, clip."""
     session.optimizer.zero_grad(set_to_none=True)
-    loss = session.spec.forward(session.model, session.loss_function, batch)[0]
+    loss = session.spec.forward(session.trained, session.loss_function, batch)[0]
     loss.backward()
     return loss, clip_gradients(parameters, session.spec.clip, want_norm)
 
@@ -271,7 +285,7 @@ def _evaluation(session: Session, clock: TrainingClock, split: str, step: int, e
         spec = session.spec
         set_optimizer_mode(session.optimizer, "eval")
         metrics = evaluate(
-            session.model, batches, session.loss_function, spec.forward, spec.data.is_classification
+            session.trained, batches, session.loss_function, spec.forward, spec.data.is_classification
         )
         set_optimizer_mode(session.optimizer, "train")
     return EvalRecord(split, step, epoch, metrics, clock.elapsed())

@@ -35,6 +35,10 @@ class Session:
     init_hash: str  # the initial weights: equal for every run of one seed with the same model
     data_hash: str  # the data and the order it is drawn in, every epoch
     data_description: dict[str, Any]  # sizes, class names, normalization: the run's data.json
+    # The module the loop calls: the model itself, or torch.compile's wrapper of it (`model` keeps
+    # the plain state dict that checkpoints hold).
+    trained: torch.nn.Module
+    scaler: torch.amp.GradScaler | None = None  # train.precision: fp16
 
 
 def set_determinism(deterministic: bool) -> None:
@@ -70,6 +74,7 @@ def build_session(spec: RunSpec) -> Session:
     loss_function = spec.loss.build().to(device)
     optimizer = spec.optimizer.build(optimizer_parameters(list(model.named_parameters()), spec.param_groups))
     scheduler = spec.scheduler.build(optimizer) if spec.scheduler is not None else None
+    scaler = torch.amp.GradScaler(device.type) if spec.train.precision == "fp16" else None
     return Session(
         spec,
         device,
@@ -83,7 +88,19 @@ def build_session(spec: RunSpec) -> Session:
         init_hash,
         data_hash,
         description,
+        compiled(model, spec.train.compile),
+        scaler,
     )
+
+
+def compiled(model: torch.nn.Module, options: bool | dict[str, Any]) -> torch.nn.Module:
+    """train.compile: torch.compile's wrapper of the model (compiled lazily, at the first step)."""
+    if options is False:
+        return model
+    from optcli.config.scaling import compile_arguments
+
+    arguments = compile_arguments(options) if isinstance(options, dict) else {}
+    return torch.compile(model, **arguments)  # type: ignore[return-value]
 
 
 BatchesOfRun = tuple[Batches, Batches | None, Batches | None, str, dict[str, Any]]

@@ -236,6 +236,7 @@ class SummaryWriter:
                 }
             if len(record.final_lrs) > 1:  # parameter groups: each one's rate, the default group's first
                 self.extra["final_lrs"] = list(record.final_lrs)
+            self.extra.update({key: value for key, value in record.extra.items() if value is not None})
 
     def close(self, outcome: RunOutcome) -> None:
         finished_at = time.time()

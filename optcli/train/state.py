@@ -16,6 +16,7 @@ from optcli.components.optimizers import needs_closure
 from optcli.config.metrics import better_direction
 
 if TYPE_CHECKING:
+    from optcli.train.gradients import Gradients
     from optcli.train.session import Session
 
 
@@ -30,6 +31,7 @@ class LoopState:
     elapsed_s: float = 0.0  # training time so far
     stopper: dict[str, Any] | None = None  # the early stopper's counters
     skips_in_a_row: int = 0
+    scaler_skips: int = 0  # fp16: steps the gradient scaler skipped (inf or NaN gradients)
     # The best value so far of each epoch metric, and its epoch: the one record of the run's bests,
     # which the summary and the choice of best.pt both follow.
     best: dict[str, tuple[float, int]] = field(default_factory=dict)
@@ -71,6 +73,12 @@ class LoopPlan:
     step_scheduler: Any | None  # stepped after every optimizer step (interval: step)
     epoch_scheduler: Any | None  # stepped after every epoch (interval: epoch)
     steps_per_sync: int  # steps whose values wait on the device for one copy to the host
+    gradients: Gradients  # forward and backward over a step's micro-batches, and the step
+    accumulate: int  # micro-batches per optimizer step
+
+    def steps_left(self, batches: int) -> int:
+        """Optimizer steps that `batches` micro-batches make (a short last group is a step too)."""
+        return -(-batches // self.accumulate)
 
     @property
     def trainable(self) -> int:
@@ -78,7 +86,7 @@ class LoopPlan:
         return sum(parameter.numel() for parameter in self.parameters)
 
     @classmethod
-    def of(cls, session: Session, steps_per_sync: int) -> LoopPlan:
+    def of(cls, session: Session, steps_per_sync: int, gradients: Gradients) -> LoopPlan:
         interval = session.spec.scheduler.interval if session.spec.scheduler else None
         return cls(
             [parameter for parameter in session.model.parameters() if parameter.requires_grad],
@@ -87,6 +95,8 @@ class LoopPlan:
             session.scheduler if interval == "step" else None,
             session.scheduler if interval == "epoch" else None,
             steps_per_sync,
+            gradients,
+            session.spec.train.accumulate,
         )
 
 

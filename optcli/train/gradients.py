@@ -1,0 +1,117 @@
+"""How one optimizer step's gradients are made: forward and backward over its micro-batches
+(`train.accumulate`), under autocast (`train.precision`), scaled by fp16's GradScaler, and the step
+itself, which that scaler may skip.
+
+Accumulation weights each micro-batch's mean loss by its share of the step's samples, so that the
+accumulated gradient is the gradient of the mean loss over every sample of the step: a short last
+group (or a short last batch) counts by its samples, not by its number of micro-batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager as ContextManager
+from typing import Any
+
+import torch
+
+from optcli.components.forward import Forward
+from optcli.data.loader import batch_length
+from optcli.train.state import TrainingClock
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_for(precision: str, device: torch.device) -> Callable[[], ContextManager[Any]]:
+    """The context the forward pass and the loss run in: autocast, or nothing at full precision."""
+    if precision not in AUTOCAST_DTYPES:
+        return contextlib.nullcontext
+    dtype = AUTOCAST_DTYPES[precision]
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def micro_batch_groups(batches: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    """The epoch's batches in groups of `size` (the last may be shorter): one group per optimizer step."""
+    group: list[Any] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+class Gradients:
+    def __init__(
+        self,
+        forward: Forward,
+        autocast: Callable[[], ContextManager[Any]],
+        scaler: torch.amp.GradScaler | None,
+        clock: TrainingClock,
+        compiled: bool,
+    ) -> None:
+        self.forward, self.autocast, self.scaler, self.clock = forward, autocast, scaler, clock
+        # The scale before the coming step: a step the scaler skips lowers it (fp16 only).
+        self.scale = scaler.get_scale() if scaler is not None else 1.0
+        # torch.compile compiles at the first forward and backward: that time is not training time.
+        self.compile_pending = compiled
+        self.compile_s: float | None = None
+
+    def forward_backward(
+        self, model: torch.nn.Module, loss_function: torch.nn.Module, group: Sequence[Any]
+    ) -> torch.Tensor:
+        """Forward and backward over the step's micro-batches; the mean loss of its samples."""
+        if self.compile_pending:
+            self.compile_pending = False
+            started = time.perf_counter()
+            with self.clock.paused():
+                loss = self._forward_backward(model, loss_function, group)
+            self.compile_s = time.perf_counter() - started
+            return loss
+        return self._forward_backward(model, loss_function, group)
+
+    def _forward_backward(
+        self, model: torch.nn.Module, loss_function: torch.nn.Module, group: Sequence[Any]
+    ) -> torch.Tensor:
+        if len(group) == 1:
+            with self.autocast():
+                loss = self.forward(model, loss_function, group[0])[0]
+            self._backward(loss)
+            return loss
+        sizes = [batch_length(batch) for batch in group]
+        total = sum(sizes)
+        step_loss = None
+        for batch, size in zip(group, sizes, strict=True):
+            share = size / total
+            with self.autocast():
+                loss = self.forward(model, loss_function, batch)[0]
+            self._backward(loss * share)
+            part = loss.detach() * share
+            step_loss = part if step_loss is None else step_loss + part
+        assert step_loss is not None
+        return step_loss
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def unscale(self, optimizer: torch.optim.Optimizer) -> None:
+        """fp16: gradients back to their true size before clipping, so that clip and the logged norm
+        mean what they say."""
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> bool:
+        """The optimizer step; False when fp16's scaler skipped it (inf or NaN gradients)."""
+        if self.scaler is None:
+            optimizer.step()
+            return True
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        # Note: a host-device sync point, every step with fp16 (the scale is read back to know whether
+        # the step was applied, as Lightning and accelerate do): a per-step scheduler must not move
+        # past a skipped step.
+        before, self.scale = self.scale, self.scaler.get_scale()
+        return self.scale >= before
