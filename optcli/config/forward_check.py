@@ -51,9 +51,9 @@ def check_forward(
         return
     try:
         output, targets = forward.run_model(network, batch)
-    except NotImplementedError:
-        return  # a model that needs real data to run (e.g. .item()): checked at the first step
     except Exception as error:
+        if needs_real_data(error):
+            return  # a model that needs real values to run (.item(), a branch on data): the first step checks
         name = model.name if model is not None else "the model"
         called = ""
         if forward.from_model:
@@ -94,9 +94,9 @@ def _check_loss(
             warnings.simplefilter("ignore")
             warnings.filterwarnings("error", message=".*target size", category=UserWarning)
             forward.judge(loss.build(), output, targets)
-    except NotImplementedError:
-        return
     except Exception as error:
+        if needs_real_data(error):
+            return
         if forward.from_model:
             problems.add(f"loss: from_model: {error}")
             return
@@ -125,6 +125,12 @@ def _dtype_mismatch(network: torch.nn.Module, batch: Any) -> str | None:
                 f"Dataset return {name(weights)} tensors (NumPy's arrays are float64: .astype(numpy.float32))"
             )
     return None
+
+
+def needs_real_data(error: Exception) -> bool:
+    """Meta tensors have no values: an operation that reads one (`.item()`, `if x.sum() > 0`) fails on
+    them, through no fault of the config."""
+    return isinstance(error, NotImplementedError) or "meta tensor" in str(error)
 
 
 def _zeros_batch(data: DataSpec) -> tuple[torch.Tensor, torch.Tensor]:

@@ -37,8 +37,25 @@ def check_scaling(
             f"train.accumulate: {optimizer.name} evaluates the loss inside its own step (a closure), so its "
             "gradients cannot be accumulated over micro-batches; use 1"
         )
-    if isinstance(train.compile, dict):
-        compile_arguments(train.compile, problems)
+    if train.compile is not False:
+        _check_compile(train.compile, problems)
+
+
+def _check_compile(options: bool | dict[str, Any], problems: Problems) -> None:
+    """torch.compile's arguments bound to its signature, then given to it on a stand-in module: it
+    checks mode, backend and options when called, and compiles nothing until a first forward."""
+    import torch
+
+    found_before = len(problems.lines)
+    arguments = compile_arguments(options, problems) if isinstance(options, dict) else {}
+    if len(problems.lines) > found_before:
+        return
+    try:
+        torch.compile(torch.nn.Identity(), **arguments)
+    except Exception as error:
+        problems.add(
+            f"train.compile: torch.compile rejected its arguments: {str(error).splitlines()[0][:300]}"
+        )
 
 
 def compile_arguments(options: dict[str, Any], problems: Problems | None = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import torch
 
 from optcli.components.forward import Forward
 from optcli.data.loader import batch_length
+from optcli.errors import TrainingFailed
 from optcli.train.state import TrainingClock
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -44,16 +45,37 @@ def micro_batch_groups(batches: Iterator[Any], size: int) -> Iterator[list[Any]]
         yield group
 
 
+class CompileFailed(TrainingFailed):
+    pass
+
+
+@contextlib.contextmanager
+def _compile_errors() -> Iterator[None]:
+    """torch.compile's own errors (tracing, the backend's compiler) as a message naming train.compile."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    try:
+        yield
+    except TorchDynamoException as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CompileFailed(
+            f"train.compile: torch.compile failed at the first step: {type(error).__name__}: {first[:400]}; "
+            "set train.compile: false to train without it (--debug shows the traceback)"
+        ) from error
+
+
 class Gradients:
     def __init__(
         self,
+        optimizer: torch.optim.Optimizer,
         forward: Forward,
         autocast: Callable[[], ContextManager[Any]],
         scaler: torch.amp.GradScaler | None,
         clock: TrainingClock,
         compiled: bool,
     ) -> None:
-        self.forward, self.autocast, self.scaler, self.clock = forward, autocast, scaler, clock
+        self.optimizer, self.forward, self.autocast, self.scaler = optimizer, forward, autocast, scaler
+        self.clock = clock
         # The scale before the coming step: a step the scaler skips lowers it (fp16 only).
         self.scale = scaler.get_scale() if scaler is not None else 1.0
         # torch.compile compiles at the first forward and backward: that time is not training time.
@@ -67,7 +89,7 @@ class Gradients:
         if self.compile_pending:
             self.compile_pending = False
             started = time.perf_counter()
-            with self.clock.paused():
+            with self.clock.paused(), _compile_errors():
                 loss = self._forward_backward(model, loss_function, group)
             self.compile_s = time.perf_counter() - started
             return loss
@@ -97,18 +119,29 @@ class Gradients:
     def _backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
-    def unscale(self, optimizer: torch.optim.Optimizer) -> None:
+    def unscale(self) -> None:
         """fp16: gradients back to their true size before clipping, so that clip and the logged norm
         mean what they say."""
         if self.scaler is not None:
-            self.scaler.unscale_(optimizer)
+            self.scaler.unscale_(self.optimizer)
 
-    def step(self, optimizer: torch.optim.Optimizer) -> bool:
+    def drop(self) -> None:
+        """The step's gradients thrown away unapplied (on_nonfinite: skip); the scaler moves on."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.update()
+
+    def finite_check(self, grad_norm: torch.Tensor | None) -> torch.Tensor | None:
+        """What the skip policy checks besides the loss: the gradient norm, unless fp16's scaler
+        handles non-finite gradients itself (by skipping the step and lowering its scale)."""
+        return grad_norm if self.scaler is None else None
+
+    def step(self) -> bool:
         """The optimizer step; False when fp16's scaler skipped it (inf or NaN gradients)."""
         if self.scaler is None:
-            optimizer.step()
+            self.optimizer.step()
             return True
-        self.scaler.step(optimizer)
+        self.scaler.step(self.optimizer)
         self.scaler.update()
         # Note: a host-device sync point, every step with fp16 (the scale is read back to know whether
         # the step was applied, as Lightning and accelerate do): a per-step scheduler must not move

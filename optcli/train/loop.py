@@ -61,9 +61,8 @@ def run_training(
     if steps_per_sync is None:
         steps_per_sync = 1 if session.device.type == "cpu" else DEVICE_STEPS_PER_SYNC
     autocast = autocast_for(session.spec.train.precision, session.device)
-    gradients = Gradients(
-        session.spec.forward, autocast, session.scaler, clock, session.trained is not session.model
-    )
+    compiled = session.trained is not session.model
+    gradients = Gradients(session.optimizer, session.spec.forward, autocast, session.scaler, clock, compiled)
     plan = LoopPlan.of(session, steps_per_sync, gradients)
     for record in _train(session, plan, clock, state or LoopState(), stop_requested, restore_best):
         paused_at = time.perf_counter()  # (inline, not clock.paused(): this runs every step)
@@ -163,19 +162,19 @@ def _train_epoch(
             loss = gradients.forward_backward(model, loss_function, group)
             # Clip: bound the gradients as configured; the norm before clipping is what gets logged
             # (fp16: the scaler's factor taken out of them first).
-            gradients.unscale(optimizer)
+            gradients.unscale()
             grad_norm = clip_gradients(plan.parameters, clip, logged or plan.skip_nonfinite)
             # Skip policy: a non-finite step is left out whole, its update and its per-step schedule alike
             # (as AMP's scaler skips a step). Note: a host-device sync point, every step in this mode.
-            if plan.skip_nonfinite and not _finite(loss, grad_norm):
+            if plan.skip_nonfinite and not _finite(loss, gradients.finite_check(grad_norm)):
                 values = PendingStep(
                     state.step, state.epoch, loss.detach(), lr, grad_norm, clock.elapsed(), True
                 )
-                yield from _skip(optimizer, host, values, state, spec.train.max_skips)
+                yield from _skip(gradients, host, values, state, spec.train.max_skips)
                 continue
             state.skips_in_a_row = 0
             # Step: update the parameters from their gradients (fp16's scaler skips inf/NaN gradients).
-            applied = gradients.step(optimizer)
+            applied = gradients.step()
             state.scaler_skips += not applied
         if plan.step_scheduler is not None and applied:
             # Schedule (per step): the rate of the next step; a step the scaler skipped does not count.
@@ -204,12 +203,12 @@ def _interrupt(host: HostCopies, clock: TrainingClock, state: LoopState) -> Iter
 
 
 def _skip(
-    optimizer: torch.optim.Optimizer, host: HostCopies, skipped: PendingStep, state: LoopState, max_skips: int
+    gradients: Gradients, host: HostCopies, skipped: PendingStep, state: LoopState, max_skips: int
 ) -> Iterator[Record]:
     """on_nonfinite: skip. The gradients are dropped; the step's row follows the steps before it (rows
     stay in step order), then a warning; too many skips in a row stop the run."""
     skipped = skipped._replace(skipped=True)
-    optimizer.zero_grad(set_to_none=True)
+    gradients.drop()
     state.skips_in_a_row += 1
     host.add(skipped)
     yield from host.flush()
