@@ -13,11 +13,15 @@ from optcli.cli.shared import (
     ConfigArgument,
     DebugOption,
     DeviceOption,
+    MaxRestartsOption,
     MaxStepsOption,
+    NprocOption,
     OutOption,
     SetOption,
     app,
     fail,
+    forwarded_options,
+    launch_workers,
     print_advice,
     reported_errors,
     run_overrides,
@@ -32,6 +36,8 @@ def train(
     device: DeviceOption = None,
     out: OutOption = None,
     max_steps: MaxStepsOption = None,
+    nproc: NprocOption = None,
+    max_restarts: MaxRestartsOption = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary line.")] = False,
     debug: DebugOption = False,
 ) -> None:
@@ -42,10 +48,21 @@ def train(
     with reported_errors(debug):
         from optcli.config.loading import load_config
         from optcli.config.resolve import resolve_config
+        from optcli.train.distributed import world_from_environment
 
         spec = resolve_config(load_config(config, run_overrides(settings, device, out, max_steps)))
-        print_advice({"": spec})
-        train_and_report(spec, quiet)
+        world = world_from_environment()
+        if nproc is not None and not world.launched:  # the launcher: check, then start the workers
+            from optcli.train.worker import check_world
+
+            check_world(spec, nproc)
+            print_advice({"": spec})
+            forwarded = forwarded_options(settings, device, out, max_steps, quiet, debug)
+            launch_workers(nproc, max_restarts, ["train", str(config), *forwarded], debug)
+            return
+        if world.is_main:
+            print_advice({"": spec})
+        train_and_report(spec, quiet, world=world)
 
 
 @app.command()
@@ -58,6 +75,8 @@ def resume(
             "--allow-changes", help="Continue even if the config now differs from the checkpoint's."
         ),
     ] = False,
+    nproc: NprocOption = None,
+    max_restarts: MaxRestartsOption = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary line.")] = False,
     debug: DebugOption = False,
 ) -> None:
@@ -66,10 +85,20 @@ def resume(
     Example: optcli resume runs/adam_steplr/20261125-181520 --set optimizer.lr=3e-4 --allow-changes
     """
     with reported_errors(debug):
+        from optcli.train.distributed import world_from_environment
         from optcli.train.resume import prepare_resume
 
         spec, point = prepare_resume(run_dir, run_overrides(settings, None, None, None), allow_changes)
-        train_and_report(spec, quiet, run_dir=run_dir, resume=point)
+        world = world_from_environment()
+        if nproc is not None and not world.launched:
+            from optcli.train.worker import check_world
+
+            check_world(spec, nproc)
+            forwarded = forwarded_options(settings, None, None, None, quiet, debug)
+            changes = ["--allow-changes"] if allow_changes else []
+            launch_workers(nproc, max_restarts, ["resume", str(run_dir), *forwarded, *changes], debug)
+            return
+        train_and_report(spec, quiet, world=world, run_dir=run_dir, resume=point)
 
 
 @app.command()

@@ -4,6 +4,7 @@ interrupt). Only the CLI prints errors and chooses exit codes."""
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Iterator
@@ -41,6 +42,22 @@ OutOption = Annotated[
     Path | None, typer.Option(help="Write the run under this folder (replaces output.dir).")
 ]
 MaxStepsOption = Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")]
+NprocOption = Annotated[
+    int | None,
+    typer.Option(
+        "--nproc",
+        min=1,
+        help="Train data-parallel in this many processes on this machine (torchrun's engine).",
+    ),
+]
+MaxRestartsOption = Annotated[
+    int,
+    typer.Option(
+        "--max-restarts",
+        min=0,
+        help="With --nproc: restart the processes this many times after one dies, resuming.",
+    ),
+]
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -71,8 +88,12 @@ def reported_errors(debug: bool) -> Iterator[None]:
         internal = f"internal error: {type(error).__name__}: {error}"
         fail(f"{internal}\n(run again with --debug for the traceback, and please report it)", EXIT_FAILED)
     except KeyboardInterrupt as interrupt:
+        if os.environ.get("RANK", "0") != "0":
+            raise typer.Exit(EXIT_INTERRUPTED) from None  # one of torchrun's workers: rank 0 says it
         if isinstance(interrupt, Interrupted):
             where = interrupt.run_dir or "RUN_DIR"
+            processes = int(os.environ.get("WORLD_SIZE", "1"))
+            where = f"{where} --nproc {processes}" if processes > 1 else where
             print(
                 f"interrupted: a checkpoint was written; optcli resume {where} continues the run",
                 file=sys.stderr,
@@ -110,13 +131,37 @@ def main_options(
     """optcli: config-driven PyTorch training and optimizer comparison."""
 
 
-def train_and_report(spec: RunSpec, quiet: bool, **where: Any) -> None:
-    """Train with the display the terminal calls for; print the final line."""
+def train_and_report(spec: RunSpec, quiet: bool, world: Any = None, **where: Any) -> None:
+    """Train with the display the terminal calls for; print the final line. Under torchrun (`world`),
+    as one of its workers: rank 0 shows the table and the line."""
     from optcli.train.display import make_display, summary_line
     from optcli.train.run import train_run
 
+    if world is not None and world.launched:
+        from optcli.train.worker import train_in_world
+
+        result = train_in_world(spec, world, [make_display(spec.name, quiet)], **where)
+        if world.is_main:
+            print(summary_line(result.summary, result.run_dir))
+        return
     result = train_run(spec, [make_display(spec.name, quiet)], **where)
     print(summary_line(result.summary, result.run_dir))
+
+
+def forwarded_options(
+    settings: list[str] | None,
+    device: str | None,
+    out: Path | None,
+    max_steps: int | None,
+    quiet: bool,
+    debug: bool,
+) -> list[str]:
+    """The options a launcher passes on to its workers, as they were given."""
+    forwarded = [f"--set={setting}" for setting in settings or []]
+    forwarded += [f"--device={device}"] if device else []
+    forwarded += [f"--out={out}"] if out is not None else []
+    forwarded += [f"--max-steps={max_steps}"] if max_steps is not None else []
+    return forwarded + (["--quiet"] if quiet else []) + (["--debug"] if debug else [])
 
 
 def print_advice(specs: dict[str, RunSpec]) -> list[str]:
@@ -128,3 +173,40 @@ def print_advice(specs: dict[str, RunSpec]) -> list[str]:
         for line in lines:
             print(f"{kind}: {line}", file=sys.stderr)
     return warnings
+
+
+def launch_workers(processes: int, max_restarts: int, command: list[str], debug: bool) -> None:
+    """`--nproc N`: the command in N worker processes through torch's elastic launcher; a failure is
+    one message naming the rank that failed (its own message is above it)."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    from optcli.train.distributed import launch
+
+    if not debug:  # the launcher's own progress and failure reports: the workers say what matters
+        for name in [*logging.root.manager.loggerDict, "torch.distributed"]:
+            if name.startswith("torch.distributed"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        launch(processes, max_restarts, command)
+    except SignalException:  # Ctrl-C or SIGTERM: the workers stopped together and rank 0 said where
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except ChildFailedError as error:
+        codes = {rank: failure.exitcode for rank, failure in error.failures.items()}
+        if EXIT_INTERRUPTED in codes.values():
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        if set(codes.values()) == {EXIT_CONFIG}:
+            raise typer.Exit(EXIT_CONFIG) from None
+        failed = "; ".join(f"rank {rank} {_ended(code)}" for rank, code in sorted(codes.items()))
+        restarts = f" after {max_restarts} restart(s)" if max_restarts else ""
+        fail(f"training failed{restarts}: {failed}", EXIT_FAILED)
+
+
+def _ended(code: int) -> str:
+    import signal
+
+    if code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"

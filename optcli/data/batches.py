@@ -16,6 +16,13 @@ def batches_per_epoch(samples: int, batch_size: int, drop_last: bool) -> int:
     return samples // batch_size if drop_last else math.ceil(samples / batch_size)
 
 
+def shard_bounds(count: int, parts: int, index: int) -> tuple[int, int]:
+    """Part `index` of `count` samples split into `parts` contiguous parts (as torch.tensor_split
+    splits them: the first `count % parts` parts have one more): its offset and length."""
+    base, extra = divmod(count, parts)
+    return index * base + min(index, extra), base + (index < extra)
+
+
 class Batches(Protocol):
     """What the loop draws batches from: in-memory tensors, or a DataLoader (loader.py)."""
 
@@ -32,6 +39,8 @@ class Batches(Protocol):
 
     def epoch(self, skip: int = 0, number: int = 1) -> Iterator[Any]: ...
 
+    def global_size(self, index: int) -> int: ...  # the samples of global batch `index`, over every process
+
 
 class InMemoryBatches:
     """Yields (inputs, targets) for one epoch at a time, in a seeded order when shuffling."""
@@ -45,8 +54,10 @@ class InMemoryBatches:
         drop_last: bool,
         generator: torch.Generator,
         device: torch.device,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.device = device
+        self.shard = shard  # (this process's rank, processes): each takes its part of every batch
         self.inputs = data.inputs.to(device)
         self.targets = data.targets.to(device)
         self.batch_size = batch_size
@@ -62,22 +73,20 @@ class InMemoryBatches:
     def __len__(self) -> int:
         return batches_per_epoch(self.samples, self.batch_size, self.drop_last)
 
+    def global_size(self, index: int) -> int:
+        return min(self.batch_size, self.samples - index * self.batch_size)
+
     def epoch(self, skip: int = 0, number: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch's batches; `skip` leaves out its first batches (resuming in the middle of one).
-        (`number`, the epoch's, only matters to a DataLoader's batch seeds.)"""
-        first = skip * self.batch_size
-        if not self.shuffle:
-            # Slices are views: no copy at all.
-            for start in range(first, len(self) * self.batch_size, self.batch_size):
-                yield (
-                    self.inputs[start : start + self.batch_size],
-                    self.targets[start : start + self.batch_size],
-                )
-            return
-        self.epoch_order_state = self.generator.get_state()
-        order = torch.randperm(self.samples, generator=self.generator).to(
-            self.inputs.device, non_blocking=True
-        )
-        for start in range(first, len(self) * self.batch_size, self.batch_size):
-            indices = order[start : start + self.batch_size]
+        """One epoch's batches (this process's part of each); `skip` leaves out its first batches
+        (resuming in the middle of one). (`number`, the epoch's, only matters to a DataLoader's seeds.)"""
+        if self.shuffle:
+            self.epoch_order_state = self.generator.get_state()
+            order = torch.randperm(self.samples, generator=self.generator).to(self.device, non_blocking=True)
+        for index in range(skip, len(self)):
+            offset, length = shard_bounds(self.global_size(index), self.shard[1], self.shard[0])
+            start = index * self.batch_size + offset
+            if not self.shuffle:  # slices are views: no copy at all
+                yield self.inputs[start : start + length], self.targets[start : start + length]
+                continue
+            indices = order[start : start + length]
             yield self.inputs.index_select(0, indices), self.targets.index_select(0, indices)

@@ -24,7 +24,7 @@ import numpy
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from optcli.data.batches import batches_per_epoch
+from optcli.data.batches import batches_per_epoch, shard_bounds
 from optcli.seeds import derive_seed
 
 Batch = Any  # an (inputs, targets) pair of tensors, or a dict of tensors (a Hugging Face style batch)
@@ -78,8 +78,10 @@ class SeededBatchSampler(Sampler[tuple[int, list[int]]]):
         drop_last: bool,
         seed: int,
         order: torch.Generator,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.samples, self.batch_size, self.shuffle, self.drop_last = samples, batch_size, shuffle, drop_last
+        self.shard = shard  # (this process's rank, processes): each takes its part of every batch
         self.seed = seed
         self.generator = order
         self.epoch_order_state = order.get_state()  # the state that drew the current epoch's order
@@ -99,9 +101,21 @@ class SeededBatchSampler(Sampler[tuple[int, list[int]]]):
             order = torch.randperm(self.samples, generator=self.generator).tolist()
         else:
             order = list(range(self.samples))
+        rank, parts = self.shard
         for index in range(skip, len(self)):
-            start = index * self.batch_size
-            yield batch_seed(self.seed, self.epoch, index), order[start : start + self.batch_size]
+            offset, length = shard_bounds(self.global_size(index), parts, rank)
+            start = index * self.batch_size + offset
+            # Split among processes, each part of a batch is seeded apart (and so draws its own samples'
+            # augmentations): a run repeats itself at any `parts`, but differs from one process there.
+            seed = (
+                batch_seed(self.seed, self.epoch, index)
+                if parts == 1
+                else derive_seed(self.seed, f"batch:{self.epoch}:{index}:{rank}")
+            )
+            yield seed, order[start : start + length]
+
+    def global_size(self, index: int) -> int:
+        return min(self.batch_size, self.samples - index * self.batch_size)
 
 
 class SeededSamples(Dataset[Any]):
@@ -135,6 +149,7 @@ def make_loader(
     pin_memory: bool = False,
     persistent_workers: bool = False,
     prefetch_factor: int | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> DataLoader[Any]:
     """The DataLoader optcli trains from (public: a hand-written loop can iterate the same one).
 
@@ -147,6 +162,7 @@ def make_loader(
         drop_last=drop_last,
         seed=seed,
         order=torch.Generator().manual_seed(derive_seed(seed, "shuffle")),
+        shard=shard,
     )
     return DataLoader(
         SeededSamples(dataset),
@@ -211,6 +227,9 @@ class LoaderBatches:
 
     def __len__(self) -> int:
         return len(self.sampler)
+
+    def global_size(self, index: int) -> int:
+        return self.sampler.global_size(index)
 
     def epoch(self, skip: int = 0, number: int = 1) -> Iterator[Batch]:
         self.sampler.set_epoch(number)

@@ -13,14 +13,18 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager as ContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from optcli.components.forward import Forward
 from optcli.data.loader import batch_length
 from optcli.errors import TrainingFailed
+from optcli.train.distributed import ALONE, World, sum_across
 from optcli.train.state import TrainingClock
+
+if TYPE_CHECKING:
+    from optcli.train.session import Session
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -73,6 +77,9 @@ class Gradients:
         scaler: torch.amp.GradScaler | None,
         clock: TrainingClock,
         compiled: bool,
+        world: World = ALONE,
+        global_size: Callable[[int], int] | None = None,
+        parallel: Any = None,
     ) -> None:
         self.optimizer, self.forward, self.autocast, self.scaler = optimizer, forward, autocast, scaler
         self.clock = clock
@@ -81,40 +88,58 @@ class Gradients:
         # torch.compile compiles at the first forward and backward: that time is not training time.
         self.compile_pending = compiled
         self.compile_s: float | None = None
+        # Several processes: each holds its part of every global batch (`global_size(i)` samples in
+        # all), and DistributedDataParallel (`parallel`) averages their gradients.
+        self.world, self.global_size, self.parallel = world, global_size, parallel
 
     def forward_backward(
-        self, model: torch.nn.Module, loss_function: torch.nn.Module, group: Sequence[Any]
+        self, model: torch.nn.Module, loss_function: torch.nn.Module, group: Sequence[Any], first: int = 0
     ) -> torch.Tensor:
-        """Forward and backward over the step's micro-batches; the mean loss of its samples."""
+        """Forward and backward over the step's micro-batches (the epoch's batches `first`, ...); the
+        mean loss of its samples, over every process."""
         if self.compile_pending:
             self.compile_pending = False
             started = time.perf_counter()
             with self.clock.paused(), _compile_errors():
-                loss = self._forward_backward(model, loss_function, group)
+                loss = self._forward_backward(model, loss_function, group, first)
             self.compile_s = time.perf_counter() - started
             return loss
-        return self._forward_backward(model, loss_function, group)
+        return self._forward_backward(model, loss_function, group, first)
 
     def _forward_backward(
-        self, model: torch.nn.Module, loss_function: torch.nn.Module, group: Sequence[Any]
+        self, model: torch.nn.Module, loss_function: torch.nn.Module, group: Sequence[Any], first: int
     ) -> torch.Tensor:
-        if len(group) == 1:
+        if len(group) == 1 and not self.world.active:
             with self.autocast():
                 loss = self.forward(model, loss_function, group[0])[0]
             self._backward(loss)
             return loss
         sizes = [batch_length(batch) for batch in group]
-        total = sum(sizes)
+        total = (
+            sum(self.global_size(first + index) for index in range(len(group)))
+            if self.global_size
+            else sum(sizes)
+        )
         step_loss = None
-        for batch, size in zip(group, sizes, strict=True):
+        for index, (batch, size) in enumerate(zip(group, sizes, strict=True)):
+            # This micro-batch's share of the step's samples (times the processes, whose gradients
+            # DistributedDataParallel averages); 1 exactly when every part is alike.
             share = size / total
-            with self.autocast():
+            weight = share * self.world.size
+            with self._sync_unless_last(index == len(group) - 1), self.autocast():
                 loss = self.forward(model, loss_function, batch)[0]
-            self._backward(loss * share)
+            with self._sync_unless_last(index == len(group) - 1):
+                self._backward(loss * weight if weight != 1.0 else loss)
             part = loss.detach() * share
             step_loss = part if step_loss is None else step_loss + part
         assert step_loss is not None
-        return step_loss
+        return sum_across(self.world, step_loss)  # the mean over every process's samples
+
+    def _sync_unless_last(self, last: bool) -> ContextManager[Any]:
+        """DistributedDataParallel averages gradients at the step's last backward only."""
+        if self.parallel is None or last:
+            return contextlib.nullcontext()
+        return self.parallel.no_sync()  # type: ignore[no-any-return]
 
     def _backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
@@ -148,3 +173,20 @@ class Gradients:
         # past a skipped step.
         before, self.scale = self.scale, self.scaler.get_scale()
         return self.scale >= before
+
+
+def gradients_for(session: Session, clock: TrainingClock) -> Gradients:
+    """How the session's steps make their gradients: its precision, accumulation, compilation and
+    processes."""
+    spec, world = session.spec, session.world
+    return Gradients(
+        session.optimizer,
+        spec.forward,
+        autocast_for(spec.train.precision, session.device),
+        session.scaler,
+        clock,
+        spec.train.compile is not False,
+        world,
+        session.batches.global_size if world.active or spec.train.accumulate > 1 else None,
+        session.parallel,
+    )

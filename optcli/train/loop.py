@@ -18,7 +18,7 @@ import torch
 from optcli.config.schema import ClipConfig
 from optcli.errors import Interrupted, TrainingFailed
 from optcli.train.evaluation import EarlyStopper, evaluate
-from optcli.train.gradients import Gradients, autocast_for, micro_batch_groups
+from optcli.train.gradients import Gradients, gradients_for, micro_batch_groups
 from optcli.train.host_copies import DEVICE_STEPS_PER_SYNC, HostCopies, PendingStep
 from optcli.train.records import (
     CheckpointDue,
@@ -60,9 +60,7 @@ def run_training(
     clock = TrainingClock()
     if steps_per_sync is None:
         steps_per_sync = 1 if session.device.type == "cpu" else DEVICE_STEPS_PER_SYNC
-    autocast = autocast_for(session.spec.train.precision, session.device)
-    compiled = session.trained is not session.model
-    gradients = Gradients(session.optimizer, session.spec.forward, autocast, session.scaler, clock, compiled)
+    gradients = gradients_for(session, clock)
     plan = LoopPlan.of(session, steps_per_sync, gradients)
     for record in _train(session, plan, clock, state or LoopState(), stop_requested, restore_best):
         paused_at = time.perf_counter()  # (inline, not clock.paused(): this runs every step)
@@ -159,7 +157,7 @@ def _train_epoch(
             optimizer.zero_grad(set_to_none=True)
             # Forward and backward: the mean loss of the step's samples, and every parameter's gradient
             # of it (over train.accumulate micro-batches; under autocast with train.precision).
-            loss = gradients.forward_backward(model, loss_function, group)
+            loss = gradients.forward_backward(model, loss_function, group, state.batches_done - len(group))
             # Clip: bound the gradients as configured; the norm before clipping is what gets logged
             # (fp16: the scaler's factor taken out of them first).
             gradients.unscale()
@@ -284,7 +282,7 @@ def _evaluation(session: Session, clock: TrainingClock, split: str, step: int, e
         spec = session.spec
         set_optimizer_mode(session.optimizer, "eval")
         metrics = evaluate(
-            session.trained, batches, session.loss_function, spec.forward, spec.data.is_classification
+            session.evaluated, batches, session.loss_function, spec.forward, spec.data.is_classification
         )
         set_optimizer_mode(session.optimizer, "train")
     return EvalRecord(split, step, epoch, metrics, clock.elapsed())

@@ -27,6 +27,7 @@ from optcli.train.checkpoints import (
     apply_scheduler_arguments,
     restore_session,
 )
+from optcli.train.distributed import ALONE, World, agree, barrier, share
 from optcli.train.interrupts import StopRequests
 from optcli.train.loop import run_training
 from optcli.train.records import CheckpointDue
@@ -81,31 +82,27 @@ def train_run(
     displays: Sequence[Sink] = (),
     run_dir: Path | None = None,
     resume: ResumePoint | None = None,
+    world: World = ALONE,
 ) -> TrainedRun:
     """Train one run; raise TrainingFailed (after writing summary.json) if it fails, Interrupted (after
     writing a checkpoint) on Ctrl-C or SIGTERM.
 
-    `run_dir` is created when not given: `<output.dir>/<name>/<timestamp>/`.
+    `run_dir` is created when not given: `<output.dir>/<name>/<timestamp>/`. With several processes
+    (`world`), every one trains and only rank 0 writes files (and shows `displays`).
     """
     if run_dir is None:
-        run_dir = create_run_dir(Path(spec.output.dir), spec.name)
-    csv, summary, files = _open_files(spec, run_dir, resume.checkpoint if resume else None)
-    sinks: list[Sink] = [*files, *displays]
+        run_dir = share(world, create_run_dir(Path(spec.output.dir), spec.name) if world.is_main else None)
+    files = _open_files(spec, run_dir, resume.checkpoint if resume else None) if world.is_main else None
+    sinks: list[Sink] = [*files[2], *displays] if files else []
     checkpointer: Checkpointer | None = None
     outcome = RunOutcome("failed", "training did not start")
     try:
-        session = build_session(spec)
+        session = build_session(spec, world)
         checkpointer = Checkpointer(run_dir, session)
-        state = _restore(session, resume, summary) if resume is not None else None
-        # What the model sees of the data: sizes, class names, normalization statistics.
-        write_atomically(run_dir / "data.json", json.dumps(session.data_description, indent=2) + "\n")
-        with StopRequests().installed() as stop:
-            for record in run_training(session, state, stop, restore_best=checkpointer.restore_best):
-                for sink in sinks:
-                    sink.handle(record)
-                if isinstance(record, CheckpointDue):
-                    # A point to resume from: the files hold every record before it, and no other.
-                    checkpointer.save(record, csv.sizes(), summary.state)
+        state = _restore(session, resume, files[1] if files else None) if resume is not None else None
+        if files:  # what the model sees of the data: sizes, class names, normalization statistics
+            write_atomically(run_dir / "data.json", json.dumps(session.data_description, indent=2) + "\n")
+        _drive(session, state, sinks, checkpointer, files[:2] if files else None)
         outcome = RunOutcome("completed")
     except ConfigError:
         outcome = RunOutcome("failed", "the run could not start")
@@ -133,7 +130,30 @@ def train_run(
         for sink in sinks:
             with contextlib.suppress(Exception):
                 sink.close(outcome)
-    return TrainedRun(run_dir, summary.summary)
+    return TrainedRun(run_dir, files[1].summary if files else {})
+
+
+def _drive(
+    session: Session,
+    state: LoopState | None,
+    sinks: list[Sink],
+    checkpointer: Checkpointer,
+    files: tuple[Any, ...] | None,
+) -> None:
+    """The loop, its records to the sinks, and a checkpoint at every point to resume from (rank 0's
+    CSV writer and summary in `files` say what the files hold)."""
+    world = session.world
+    with StopRequests().installed() as requests:
+        # Several processes stop together, at the same step, when any of them is asked to.
+        stop = (lambda: agree(world, requests())) if world.active else requests
+        for record in run_training(session, state, stop, restore_best=checkpointer.restore_best):
+            for sink in sinks:
+                sink.handle(record)
+            if isinstance(record, CheckpointDue):
+                # A point to resume from: the files hold every record before it, and no other.
+                if files:
+                    checkpointer.save(record, files[0].sizes(), files[1].state)
+                barrier(world)  # no rank goes on (or is stopped) before rank 0 has written it
 
 
 def _open_files(
@@ -155,7 +175,7 @@ def _open_files(
     return csv, summary, files
 
 
-def _restore(session: Session, resume: ResumePoint, summary: SummaryWriter) -> LoopState:
+def _restore(session: Session, resume: ResumePoint, summary: SummaryWriter | None) -> LoopState:
     """The checkpoint's states put into the fresh session; the resume noted in the summary."""
     state = restore_session(session, resume.checkpoint)
     if any(change.startswith("optimizer.") for change in resume.changes):
@@ -163,6 +183,8 @@ def _restore(session: Session, resume: ResumePoint, summary: SummaryWriter) -> L
     if any(change.startswith("scheduler.") for change in resume.changes):
         apply_scheduler_arguments(session)
     from_epoch = state.epoch if state.batches_done else state.epoch - 1
+    if summary is None:  # a rank other than 0: it writes no summary
+        return state
     summary.note_resume(
         {
             "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

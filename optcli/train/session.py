@@ -19,6 +19,7 @@ from optcli.data.in_memory import TensorData
 from optcli.data.loader import LoaderBatches, make_loader
 from optcli.seeds import derive_seed
 from optcli.train.data import load_data, load_datasets
+from optcli.train.distributed import ALONE, World
 
 
 @dataclass
@@ -39,6 +40,20 @@ class Session:
     # the plain state dict that checkpoints hold).
     trained: torch.nn.Module
     scaler: torch.amp.GradScaler | None = None  # train.precision: fp16
+    world: World = ALONE  # the processes training together (one, unless launched by torchrun)
+
+    @property
+    def parallel(self) -> Any:
+        """The DistributedDataParallel wrapper (inside torch.compile's, if any), or None."""
+        if not self.world.active:
+            return None
+        return getattr(self.trained, "_orig_mod", self.trained)
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """What evaluation calls: the trained module, but not through DistributedDataParallel, since
+        every process evaluates the whole split alone (no collectives, the single-process values)."""
+        return self.model if self.world.active else self.trained
 
 
 def set_determinism(deterministic: bool) -> None:
@@ -56,7 +71,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def build_session(spec: RunSpec) -> Session:
+def build_session(spec: RunSpec, world: World = ALONE) -> Session:
     set_determinism(spec.deterministic)
     seed_everything(spec.seed)
     # The model is built first, on the CPU, straight after seeding: its weights are those of
@@ -67,10 +82,11 @@ def build_session(spec: RunSpec) -> Session:
     init_hash = fingerprint_tensors(model.state_dict().values())
     device = torch.device(spec.device)
     model.to(device)
+    shard = (world.rank, world.size)  # each process's part of every global batch
     if spec.data.from_user_dataset:
-        batches, val_batches, test_batches, data_hash, description = _loader_batches(spec, device)
+        batches, val_batches, test_batches, data_hash, description = _loader_batches(spec, device, shard)
     else:
-        batches, val_batches, test_batches, data_hash, description = _in_memory_batches(spec, device)
+        batches, val_batches, test_batches, data_hash, description = _in_memory_batches(spec, device, shard)
     loss_function = spec.loss.build().to(device)
     optimizer = spec.optimizer.build(optimizer_parameters(list(model.named_parameters()), spec.param_groups))
     scheduler = spec.scheduler.build(optimizer) if spec.scheduler is not None else None
@@ -88,9 +104,19 @@ def build_session(spec: RunSpec) -> Session:
         init_hash,
         data_hash,
         description,
-        compiled(model, spec.train.compile),
+        compiled(parallel(model, world, device), spec.train.compile),
         scaler,
+        world,
     )
+
+
+def parallel(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn.Module:
+    """Several processes: DistributedDataParallel, which averages the gradients over them in backward."""
+    if not world.active:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def compiled(model: torch.nn.Module, options: bool | dict[str, Any]) -> torch.nn.Module:
@@ -106,7 +132,7 @@ def compiled(model: torch.nn.Module, options: bool | dict[str, Any]) -> torch.nn
 BatchesOfRun = tuple[Batches, Batches | None, Batches | None, str, dict[str, Any]]
 
 
-def _in_memory_batches(spec: RunSpec, device: torch.device) -> BatchesOfRun:
+def _in_memory_batches(spec: RunSpec, device: torch.device, shard: tuple[int, int]) -> BatchesOfRun:
     """Whole tensors on the device, indexed a batch at a time: the fast path for data that fits."""
     loaded = load_data(spec.data, spec.seed)
     data, loader = loaded.train, spec.data.loader
@@ -124,12 +150,13 @@ def _in_memory_batches(spec: RunSpec, device: torch.device) -> BatchesOfRun:
         drop_last=loader.drop_last,
         generator=shuffle_generator,
         device=device,
+        shard=shard,
     )
     val, test = (evaluation_batches(part, loader.batch_size, device) for part in (loaded.val, loaded.test))
     return batches, val, test, data_hash, loaded.description
 
 
-def _loader_batches(spec: RunSpec, device: torch.device) -> BatchesOfRun:
+def _loader_batches(spec: RunSpec, device: torch.device, shard: tuple[int, int]) -> BatchesOfRun:
     """A user's Datasets through DataLoaders seeded from the run's seed (data/loader.py)."""
     loaded, options = load_datasets(spec.data, spec.seed), spec.data.loader
     workers: dict[str, Any] = {
@@ -145,6 +172,7 @@ def _loader_batches(spec: RunSpec, device: torch.device) -> BatchesOfRun:
         seed=spec.seed,
         shuffle=options.shuffle,
         drop_last=options.drop_last,
+        shard=shard,
         **workers,
     )
     shaping = (spec.data.binary_labels, spec.data.info.target_column)

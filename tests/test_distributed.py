@@ -1,0 +1,233 @@
+"""Data-parallel training in several processes on the CPU (gloo, on the loopback interface), launched
+by `optcli train --nproc` or by torchrun itself: the same trajectory as one process, one writer, every
+rank stopping together, and a group restarted after a worker dies resuming where it stood."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from optcli.train.checkpoints import load_checkpoint
+from tests.conftest import (
+    REPO,
+    assert_clean_exit,
+    config_error,
+    invoke,
+    read_csv,
+    read_summary,
+    run_dirs,
+    train_ok,
+    write_config,
+)
+
+pytestmark = pytest.mark.slow  # every test here starts processes
+
+CHOICES = random.Random(20261126)  # where the kill lands: random, but a failure repeats
+
+CONFIG = {
+    "seed": 3,
+    "device": "cpu",
+    "model": {"name": "mlp", "hidden": [32], "dropout": 0.0},
+    "data": {
+        "name": "teacher",
+        "samples": 400,
+        "features": 8,
+        "classes": 3,
+        "batch_size": 32,
+        "val_fraction": 0.2,
+    },
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "scheduler": {"name": "step_lr", "step_size": 2, "gamma": 0.5},
+    "clip": {"max_norm": 1.0},
+    "train": {"epochs": 5},  # 10 steps an epoch: 50 steps
+}
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "GLOO_SOCKET_IFNAME": "lo"}
+
+
+def optcli(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "optcli", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, env=environment(), timeout=timeout)
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory) -> tuple[Path, Path]:
+    directory = tmp_path_factory.mktemp("single")
+    config = write_config(directory, CONFIG)
+    return config, train_ok(config, directory / "runs")
+
+
+def test_two_processes_follow_one_process_trajectory_and_one_writes(single, tmp_path):
+    config, alone = single
+    done = optcli("train", config, "--nproc", "2", "--out", tmp_path / "runs", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("completed") == 1  # rank 0's line only
+    (run,) = run_dirs(tmp_path / "runs")  # one run directory, one set of files
+    assert not list((tmp_path / "runs").glob("*/.torchrun-*"))  # the launch's note removed at its end
+    expected, found = weights(alone), weights(run)
+    assert all(torch.allclose(found[key], expected[key], atol=1e-5) for key in expected)
+    rows, alone_rows = read_csv(run / "metrics.csv"), read_csv(alone / "metrics.csv")
+    assert (
+        [row["step"] for row in rows] == [row["step"] for row in alone_rows] == [str(n) for n in range(1, 51)]
+    )
+    for row, alone_row in zip(rows, alone_rows, strict=True):  # the mean loss over both processes' halves
+        assert float(row["loss"]) == pytest.approx(float(alone_row["loss"]), rel=1e-5)
+        assert row["lr"] == alone_row["lr"]
+    summary, alone_summary = read_summary(run), read_summary(alone)
+    # Validation covers the whole split: the single process's values.
+    assert summary["final_val_loss"] == pytest.approx(alone_summary["final_val_loss"], rel=1e-5)
+    assert summary["final_val_accuracy"] == alone_summary["final_val_accuracy"]
+
+
+def test_torchrun_itself_launches_the_same_run(single, tmp_path):
+    config, alone = single
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
+        "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--local-addr=127.0.0.1",
+        "-m", "optcli", "train", str(config), "--out", str(tmp_path / "runs"), "--quiet",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=environment(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    (run,) = run_dirs(tmp_path / "runs")
+    expected, found = weights(alone), weights(run)
+    assert all(torch.allclose(found[key], expected[key], atol=1e-5) for key in expected)
+
+
+def test_a_batch_that_does_not_divide_is_a_config_error_before_any_process_starts(tmp_path):
+    config = write_config(tmp_path, {**CONFIG, "data": {**CONFIG["data"], "batch_size": 33}})
+    message = config_error(invoke("train", config, "--nproc", "2", "--out", tmp_path / "runs"))
+    assert "data.batch_size: 33 does not divide among 2 processes" in message
+    assert not (tmp_path / "runs").exists()
+
+
+def workers_of(launcher: int) -> list[int]:
+    """The launcher's worker processes (children of its process, from /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == launcher:
+            found.append(int(status.parent.name))
+    return sorted(found)
+
+
+def long_config(directory: Path) -> Path:
+    # Wide enough that the run lasts while a worker is killed; a checkpoint every epoch of 12 steps.
+    values = {**CONFIG, "model": {"name": "mlp", "hidden": [256, 256]}, "train": {"epochs": 30}}
+    values["data"] = {**CONFIG["data"], "samples": 480, "features": 32}
+    return write_config(directory, values)
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory) -> tuple[Path, Path]:
+    directory = tmp_path_factory.mktemp("two")
+    config = long_config(directory)
+    done = optcli("train", config, "--nproc", "2", "--out", directory / "runs", "--quiet", timeout=300)
+    assert done.returncode == 0, done.stderr
+    return config, run_dirs(directory / "runs")[0]
+
+
+def start(*args: str | Path) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "optcli", *map(str, args)]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+        start_new_session=True,
+    )
+
+
+def wait_for_rows(out: Path, rows: int, process: subprocess.Popen[str]) -> Path:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for metrics in out.glob("*/*/metrics.csv"):
+            with metrics.open() as stream:
+                if sum(1 for _ in stream) - 1 >= rows:
+                    return metrics.parent
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.01)
+    raise AssertionError(f"{rows} rows not written within two minutes")
+
+
+def test_a_killed_worker_is_restarted_and_the_run_resumes_to_the_same_end(two_processes, tmp_path):
+    config, reference = two_processes
+    launcher = start(
+        "train", config, "--nproc", "2", "--max-restarts", "1", "--out", tmp_path / "runs", "--quiet"
+    )
+    try:
+        run = wait_for_rows(tmp_path / "runs", CHOICES.randint(30, 250), launcher)
+        victims = workers_of(launcher.pid)
+        assert len(victims) == 2, victims
+        os.kill(CHOICES.choice(victims), signal.SIGKILL)
+        stdout, stderr = launcher.communicate(timeout=300)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+    assert launcher.returncode == 0, stderr
+    assert "completed" in stdout
+    assert run_dirs(tmp_path / "runs") == [run]  # the restarted group went on in the same directory
+    rows = read_csv(run / "metrics.csv")
+    assert [row["step"] for row in rows] == [str(step) for step in range(1, 361)]  # each step once
+    assert [row["loss"] for row in rows] == [row["loss"] for row in read_csv(reference / "metrics.csv")]
+    expected, found = weights(reference), weights(run)
+    assert all(torch.equal(found[key], expected[key]) for key in expected)
+    assert len(read_summary(run)["resumes"]) == 1
+
+
+def test_a_worker_that_dies_without_restarts_fails_the_run_naming_its_rank(tmp_path):
+    launcher = start("train", long_config(tmp_path), "--nproc", "2", "--out", tmp_path / "runs", "--quiet")
+    try:
+        wait_for_rows(tmp_path / "runs", 20, launcher)
+        victim = workers_of(launcher.pid)[1]
+        os.kill(victim, signal.SIGKILL)
+        _, stderr = launcher.communicate(timeout=120)  # the other rank does not hang
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+    assert launcher.returncode == 1
+    assert "error: training failed: rank" in stderr and "was killed by SIGKILL" in stderr, stderr
+    assert "Traceback" not in stderr
+
+
+def test_ctrl_c_stops_every_rank_together_and_resume_with_nproc_finishes_the_run(two_processes, tmp_path):
+    config, reference = two_processes
+    launcher = start("train", config, "--nproc", "2", "--out", tmp_path / "runs", "--quiet")
+    try:
+        run = wait_for_rows(tmp_path / "runs", CHOICES.randint(30, 250), launcher)
+        os.killpg(launcher.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the launcher and its workers
+        _, stderr = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+    assert launcher.returncode == 130, stderr
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert checkpoint["loop"]["step"] > 0
+    resumed = optcli("resume", run, "--nproc", "2", "--quiet", timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = read_csv(run / "metrics.csv")
+    assert [row["loss"] for row in rows] == [row["loss"] for row in read_csv(reference / "metrics.csv")]
+    expected, found = weights(reference), weights(run)
+    assert all(torch.equal(found[key], expected[key]) for key in expected)
+    assert_clean_exit(invoke("check", config), 0)
