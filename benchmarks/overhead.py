@@ -41,16 +41,16 @@ GUIDE_DATA = {"name": "random", "samples": 1280, "features": 784, "classes": 10,
 USER_DATA = {"name": "guide_samples.py:GuideSamples", "batch_size": 64}
 
 
-def guide_spec(steps: int, data: dict[str, Any] = GUIDE_DATA) -> RunSpec:
+def guide_spec(steps: int, data: dict[str, Any] = GUIDE_DATA, device: str = "cpu", **train: Any) -> RunSpec:
     config = {
         "seed": 0,
-        "device": "cpu",
+        "device": device,
         "model": {"name": "mlp", "hidden": [128]},
         "data": data,
         "optimizer": {"name": "adam", "lr": 1e-3},
         "scheduler": {"name": "step_lr", "step_size": 5, "gamma": 0.1},
         "clip": {"max_norm": 1.0},
-        "train": {"epochs": 10_000, "max_steps": steps, "log_every": 1},
+        "train": {"epochs": 10_000, "max_steps": steps, "log_every": 1, **train},
     }
     return resolve_config(RawConfig(config, HERE, "overhead"))
 
