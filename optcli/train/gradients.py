@@ -29,10 +29,13 @@ if TYPE_CHECKING:
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+NO_CONTEXT = contextlib.nullcontext()  # reusable: entering it does nothing
+
+
 def autocast_for(precision: str, device: torch.device) -> Callable[[], ContextManager[Any]]:
     """The context the forward pass and the loss run in: autocast, or nothing at full precision."""
     if precision not in AUTOCAST_DTYPES:
-        return contextlib.nullcontext
+        return lambda: NO_CONTEXT
     dtype = AUTOCAST_DTYPES[precision]
     return lambda: torch.autocast(device.type, dtype=dtype)
 
@@ -115,30 +118,29 @@ class Gradients:
             self._backward(loss)
             return loss
         sizes = [batch_length(batch) for batch in group]
-        total = (
-            sum(self.global_size(first + index) for index in range(len(group)))
-            if self.global_size
-            else sum(sizes)
-        )
-        step_loss = None
+        if self.world.active and self.global_size is not None:  # the step's samples over every process
+            total = sum(self.global_size(index) for index in range(first, first + len(group)))
+        else:
+            total = sum(sizes)
+        parts = []
         for index, (batch, size) in enumerate(zip(group, sizes, strict=True)):
             # This micro-batch's share of the step's samples (times the processes, whose gradients
-            # DistributedDataParallel averages); 1 exactly when every part is alike.
+            # DistributedDataParallel averages: then 1 exactly when every part is alike).
             share = size / total
             weight = share * self.world.size
-            with self._sync_unless_last(index == len(group) - 1), self.autocast():
-                loss = self.forward(model, loss_function, batch)[0]
             with self._sync_unless_last(index == len(group) - 1):
-                self._backward(loss * weight if weight != 1.0 else loss)
-            part = loss.detach() * share
-            step_loss = part if step_loss is None else step_loss + part
-        assert step_loss is not None
+                with self.autocast():
+                    loss = self.forward(model, loss_function, batch)[0]
+                weighted = loss * weight if weight != 1.0 else loss
+                self._backward(weighted)
+            parts.append(weighted.detach() if weight == share else loss.detach() * share)
+        step_loss = parts[0] if len(parts) == 1 else torch.stack(parts).sum()
         return sum_across(self.world, step_loss)  # the mean over every process's samples
 
     def _sync_unless_last(self, last: bool) -> ContextManager[Any]:
         """DistributedDataParallel averages gradients at the step's last backward only."""
         if self.parallel is None or last:
-            return contextlib.nullcontext()
+            return NO_CONTEXT
         return self.parallel.no_sync()  # type: ignore[no-any-return]
 
     def _backward(self, loss: torch.Tensor) -> None:
@@ -187,6 +189,6 @@ def gradients_for(session: Session, clock: TrainingClock) -> Gradients:
         clock,
         spec.train.compile is not False,
         world,
-        session.batches.global_size if world.active or spec.train.accumulate > 1 else None,
+        session.batches.global_size if world.active else None,
         session.parallel,
     )
