@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -48,7 +49,8 @@ CONFIG = {
     "optimizer": {"name": "adam", "lr": 0.01},
     "scheduler": {"name": "step_lr", "step_size": 2, "gamma": 0.5},
     "clip": {"max_norm": 1.0},
-    "train": {"epochs": 5},  # 10 steps an epoch: 50 steps
+    # 10 steps an epoch; early stopping (no improvement by 10 for 4 epochs) ends it after epoch 5: 50 steps.
+    "train": {"epochs": 8, "early_stopping": {"monitor": "val_loss", "patience": 4, "min_delta": 10.0}},
 }
 
 
@@ -92,6 +94,34 @@ def test_two_processes_follow_one_process_trajectory_and_one_writes(single, tmp_
     # Validation covers the whole split: the single process's values.
     assert summary["final_val_loss"] == pytest.approx(alone_summary["final_val_loss"], rel=1e-5)
     assert summary["final_val_accuracy"] == alone_summary["final_val_accuracy"]
+    # Early stopping decided the same, on every rank (rank 1 stopped too: the launcher came back).
+    assert (
+        summary["stopped_early"] == alone_summary["stopped_early"] and summary["stopped_early"]["epoch"] == 5
+    )
+
+
+def test_a_non_finite_loss_stops_every_rank_at_the_same_step(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 4, generator=generator), torch.randint(0, 2, (64,), generator=generator)
+    x[16:32] = 1e30  # the second batch: both processes' halves
+    torch.save({"x": x, "y": y}, tmp_path / "d.pt")
+    config = {
+        "device": "cpu",
+        "model": {"name": "linear"},
+        "data": {"name": "tensors", "path": "d.pt", "batch_size": 16, "shuffle": False},
+        "optimizer": {"name": "sgd", "lr": 0.01},
+        "train": {"epochs": 2},
+    }
+    done = optcli(
+        "train", write_config(tmp_path, config), "--nproc", "2", "--out", tmp_path / "runs", "--quiet"
+    )
+    assert done.returncode == 1
+    stopped = re.findall(r"the loss became \S+ at step (\d+)", done.stderr)
+    assert len(stopped) == 2 and stopped[0] == stopped[1], done.stderr  # both ranks, the same step
+    assert "training failed: rank 0 exited with code 1; rank 1 exited with code 1" in done.stderr
+    (run,) = run_dirs(tmp_path / "runs")
+    assert read_summary(run)["status"] == "failed"
+    assert read_csv(run / "metrics.csv")[-1]["step"] == stopped[0]
 
 
 def test_torchrun_itself_launches_the_same_run(single, tmp_path):
