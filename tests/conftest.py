@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +135,30 @@ def train_ok(config_path: Path, out: Path, *extra: str) -> Path:
     result = invoke("train", config_path, "--out", out, "--quiet", *extra)
     assert_clean_exit(result, 0)
     return run_dirs(out)[-1]
+
+
+def start_optcli(*args: str | Path, **environment: str) -> subprocess.Popen[str]:
+    """`python -m optcli ARGS` in a session of its own, so that a signal can reach it and its children
+    (DataLoader workers, torchrun's workers) as a terminal's would."""
+    command = [sys.executable, "-m", "optcli", *map(str, args)]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **environment},
+        start_new_session=True,
+    )
+
+
+def wait_for_rows(out: Path, rows: int, process: subprocess.Popen[str], seconds: float = 120) -> Path:
+    """The run directory under `out` once its metrics.csv holds `rows` rows (the process still running)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for metrics in out.glob("*/*/metrics.csv"):
+            with metrics.open() as stream:
+                if sum(1 for _ in stream) - 1 >= rows:
+                    return metrics.parent
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.01)
+    raise AssertionError(f"{rows} rows not written within {seconds:.0f} s")

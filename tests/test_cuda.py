@@ -32,6 +32,21 @@ def spec_for(device: str, steps: int, **train):
     return resolve_config(RawConfig(config, Path.cwd(), "cuda"))
 
 
+def rows_and_syncs(session) -> tuple[list[StepRecord], list[warnings.WarningMessage]]:
+    """A run's step rows, and the host-device syncs CUDA's debug mode saw once setup was done."""
+    records = run_training(session)
+    next(records)  # RunStarted: setup is done
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rows = [record for record in records if isinstance(record, StepRecord)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return rows, [warning for warning in caught if "synchroniz" in str(warning.message)]
+
+
 def test_cuda_run_follows_the_cpu_run():
     cpu = [r for r in run_training(build_session(spec_for("cpu", 20))) if isinstance(r, StepRecord)]
     cuda = [r for r in run_training(build_session(spec_for("cuda", 20))) if isinstance(r, StepRecord)]
@@ -43,17 +58,7 @@ def test_cuda_run_follows_the_cpu_run():
 def test_no_sync_per_step():
     steps = 4 * DEVICE_STEPS_PER_SYNC
     session = build_session(spec_for("cuda", steps))
-    records = run_training(session)
-    next(records)  # RunStarted: setup is done
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            rows = [record for record in records if isinstance(record, StepRecord)]
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    syncs = [warning for warning in caught if "synchroniz" in str(warning.message)]
+    rows, syncs = rows_and_syncs(session)
     assert len(rows) == steps
     # A few copies per block of DEVICE_STEPS_PER_SYNC steps (losses, norms), never one per step.
     assert len(syncs) <= 4 * (steps // DEVICE_STEPS_PER_SYNC + 2), [str(w.message) for w in syncs[:5]]
@@ -76,17 +81,7 @@ def test_no_sync_per_step_with_accumulation_or_bf16(train):
         pytest.skip("this GPU has no bf16")
     steps = 4 * DEVICE_STEPS_PER_SYNC
     spec = spec_for("cuda", steps, **train)
-    records = run_training(build_session(spec))
-    next(records)
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            rows = [record for record in records if isinstance(record, StepRecord)]
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    syncs = [warning for warning in caught if "synchroniz" in str(warning.message)]
+    rows, syncs = rows_and_syncs(build_session(spec))
     assert len(rows) == spec.total_steps
     assert len(syncs) <= 4 * (spec.total_steps // DEVICE_STEPS_PER_SYNC + 2), [
         str(w.message) for w in syncs[:5]

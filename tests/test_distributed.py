@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,9 @@ from tests.conftest import (
     read_csv,
     read_summary,
     run_dirs,
+    start_optcli,
     train_ok,
+    wait_for_rows,
     write_config,
 )
 
@@ -177,33 +178,9 @@ def two_processes(tmp_path_factory) -> tuple[Path, Path]:
     return config, run_dirs(directory / "runs")[0]
 
 
-def start(*args: str | Path) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "optcli", *map(str, args)]
-    return subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=environment(),
-        start_new_session=True,
-    )
-
-
-def wait_for_rows(out: Path, rows: int, process: subprocess.Popen[str]) -> Path:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        for metrics in out.glob("*/*/metrics.csv"):
-            with metrics.open() as stream:
-                if sum(1 for _ in stream) - 1 >= rows:
-                    return metrics.parent
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.01)
-    raise AssertionError(f"{rows} rows not written within two minutes")
-
-
 def test_a_killed_worker_is_restarted_and_the_run_resumes_to_the_same_end(two_processes, tmp_path):
     config, reference = two_processes
-    launcher = start(
+    launcher = start_optcli(
         "train", config, "--nproc", "2", "--max-restarts", "1", "--out", tmp_path / "runs", "--quiet"
     )
     try:
@@ -227,7 +204,9 @@ def test_a_killed_worker_is_restarted_and_the_run_resumes_to_the_same_end(two_pr
 
 
 def test_a_worker_that_dies_without_restarts_fails_the_run_naming_its_rank(tmp_path):
-    launcher = start("train", long_config(tmp_path), "--nproc", "2", "--out", tmp_path / "runs", "--quiet")
+    launcher = start_optcli(
+        "train", long_config(tmp_path), "--nproc", "2", "--out", tmp_path / "runs", "--quiet"
+    )
     try:
         wait_for_rows(tmp_path / "runs", 20, launcher)
         victim = workers_of(launcher.pid)[1]
@@ -243,7 +222,7 @@ def test_a_worker_that_dies_without_restarts_fails_the_run_naming_its_rank(tmp_p
 
 def test_ctrl_c_stops_every_rank_together_and_resume_with_nproc_finishes_the_run(two_processes, tmp_path):
     config, reference = two_processes
-    launcher = start("train", config, "--nproc", "2", "--out", tmp_path / "runs", "--quiet")
+    launcher = start_optcli("train", config, "--nproc", "2", "--out", tmp_path / "runs", "--quiet")
     try:
         run = wait_for_rows(tmp_path / "runs", CHOICES.randint(30, 250), launcher)
         os.killpg(launcher.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the launcher and its workers

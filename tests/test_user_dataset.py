@@ -9,9 +9,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +20,15 @@ import yaml
 from optcli.data.loader import make_loader
 from optcli.train.checkpoints import load_checkpoint
 from tests.conftest import (
-    REPO,
     assert_clean_exit,
     column,
     config_error,
     invoke,
     read_csv,
     read_summary,
+    start_optcli,
     train_ok,
+    wait_for_rows,
     write_config,
 )
 
@@ -162,32 +160,6 @@ def test_a_mapping_gives_validation_data_and_a_fraction_splits_a_single_dataset(
     assert len(read_csv(split / "metrics.csv")) == EPOCHS * 6  # 90 training samples left
 
 
-def start_training(config: Path, out: Path) -> subprocess.Popen[str]:
-    """In a session of its own, so that a signal can reach it and its workers, as a terminal's would."""
-    command = [sys.executable, "-m", "optcli", "train", str(config), "--out", str(out), "--quiet"]
-    environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=environment,
-        start_new_session=True,
-    )
-
-
-def wait_for_rows(out: Path, rows: int, process: subprocess.Popen[str]) -> Path:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for metrics in out.glob("*/*/metrics.csv"):
-            with metrics.open() as stream:
-                if sum(1 for _ in stream) - 1 >= rows:
-                    return metrics.parent
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.01)
-    raise AssertionError(f"{rows} rows not written within a minute")
-
-
 def long_config(directory: Path) -> Path:
     # Slow enough steps (a wide model) that a signal lands mid-epoch, many epochs to land in.
     path = user_config(directory, name="userdata.py:make_datasets", num_workers=2, samples=400)
@@ -221,7 +193,7 @@ def test_killed_or_interrupted_mid_epoch_with_workers_then_resumed_equals_the_un
     reference, tmp_path, signum
 ):
     config, reference_dir = reference
-    process = start_training(config, tmp_path / "runs")
+    process = start_optcli("train", config, "--out", tmp_path / "runs", "--quiet")
     run_dir = wait_for_rows(tmp_path / "runs", 300 + (signum == signal.SIGKILL) * 111, process)
     os.killpg(process.pid, signum)  # the whole group: the main process and its DataLoader workers
     process.communicate(timeout=60)
