@@ -173,3 +173,18 @@ def test_a_compile_error_names_train_compile(tmp_path):
     assert_clean_exit(result, 1)
     assert "train.compile: torch.compile failed at the first step" in result.stderr, result.stderr
     assert "train.compile: false" in result.stderr
+
+
+def test_fp16s_scaler_state_travels_in_the_checkpoint(tmp_path):
+    from optcli.train.checkpoints import restore_session
+    from optcli.train.run import train_run
+
+    spec = resolve_config(RawConfig(config(16, epochs=2), tmp_path, "x"))
+    spec = dataclasses.replace(spec, train=spec.train.model_copy(update={"precision": "fp16"}))
+    (tmp_path / "run").mkdir()
+    run = train_run(spec, run_dir=tmp_path / "run").run_dir
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert checkpoint["scaler"]["scale"] == 2.0**16 and checkpoint["scaler"]["_growth_tracker"] == 16
+    fresh = build_session(spec)
+    restore_session(fresh, checkpoint)
+    assert fresh.scaler is not None and fresh.scaler.state_dict() == checkpoint["scaler"]

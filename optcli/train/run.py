@@ -150,10 +150,13 @@ def _drive(
             for sink in sinks:
                 sink.handle(record)
             if isinstance(record, CheckpointDue):
-                # A point to resume from: the files hold every record before it, and no other.
+                # A point to resume from: the files hold every record before it, and no other. With
+                # several processes, every rank has reached it before rank 0 writes it, and none goes
+                # on (or is stopped) before it is written.
+                barrier(world)
                 if files:
                     checkpointer.save(record, files[0].sizes(), files[1].state)
-                barrier(world)  # no rank goes on (or is stopped) before rank 0 has written it
+                barrier(world)
 
 
 def _open_files(
