@@ -76,6 +76,9 @@ def compare(
         except ComparisonInterrupted as interrupted:
             print(f"interrupted: the finished runs are in {interrupted.result.directory}", file=sys.stderr)
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        finally:
+            if pool is not None:
+                pool.close()
         console.print(ranking_table(result.ranked, plan.ranking_metric, result.verdict), markup=False)
         print(result.verdict.text)
         print(f"-> {result.directory}")

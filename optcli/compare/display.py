@@ -39,14 +39,14 @@ class LiveComparison:
             console=console,
             refresh_per_second=4,
         )
-        width = max(len(f"{job.arm} seed {job.seed}") for job in jobs)
+        width = max(len(job.label) for job in jobs)
         # Every run's length is known from the plan, so the whole comparison's remaining time can be told.
         total = sum(job.spec.total_steps for job in jobs)
         self.overall = self.progress.add_task("all runs".ljust(width), total=total, state="steps")
         self.done: dict[int, int] = {}  # each job's steps so far
         self.tasks: dict[int, TaskID] = {
             job.index: self.progress.add_task(
-                f"{job.arm} seed {job.seed}".ljust(width), total=None, start=False, state="waiting"
+                job.label.ljust(width), total=None, start=False, state="waiting"
             )
             for job in jobs
         }
@@ -101,7 +101,7 @@ class PlainComparison:
             job = self.jobs[index]
             loss = self.last_loss.get(index)
             detail = f", last epoch loss {format_loss(loss)}" if loss is not None else ""
-            print(f"{job.arm} seed {job.seed}: {event.status}{detail}", file=self.stream, flush=True)
+            print(f"{job.label}: {event.status}{detail}", file=self.stream, flush=True)
 
 
 class QuietComparison(PlainComparison):

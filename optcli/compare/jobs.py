@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +36,15 @@ class Job:
     seed: int
     spec: RunSpec  # resolved once per arm, in the parent: a worker only builds and trains
     run_dir: Path
+    trial: int | None = None  # a tuned comparison's phase 1: the arm's trial
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.arm} trial {self.trial} seed {self.seed}"
+            if self.trial
+            else f"{self.arm} seed {self.seed}"
+        )
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,7 @@ def run_job(job: Job, report: Callable[[Record], None]) -> JobOutcome:
     from optcli.train.run import train_run
 
     try:
-        job.run_dir.mkdir(parents=True, exist_ok=False)
+        job.run_dir.mkdir(parents=True, exist_ok=False)  # (and trials/ for a tuned comparison's first)
         train_run(job.spec, [ProgressReporter(report)], run_dir=job.run_dir)
     except TrainingFailed as error:
         return JobOutcome(job.index, "diverged" if error.diverged else "failed", str(error))
@@ -94,8 +103,16 @@ def run_job(job: Job, report: Callable[[Record], None]) -> JobOutcome:
 
 
 def plan_jobs(plan: ComparisonPlan, comparison_dir: Path) -> list[Job]:
-    """Seed-major order, so that with several workers every arm's first seed finishes early."""
+    """Seed-major order, so that with several workers every arm's first seed finishes early. A tuned
+    comparison's trials come first (phase 1); its later jobs take each arm's selected trial's config
+    once phase 1 is done (until then they hold the arm's own)."""
     jobs: list[Job] = []
+    tuning = plan.tuning
+    for seed in tuning.seeds if tuning else ():
+        for trial in tuning.trials:  # type: ignore[union-attr]
+            assert trial.spec is not None
+            run_dir = comparison_dir / "trials" / f"{trial.arm}-trial{trial.index}-seed{seed}"
+            jobs.append(Job(len(jobs), trial.arm, seed, replace(trial.spec, seed=seed), run_dir, trial.index))
     for seed in plan.seeds:
         for arm in plan.arms:
             run_dir = comparison_dir / f"{arm.name}-seed{seed}"

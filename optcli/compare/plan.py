@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError
 
 from optcli.compare.ranking import METRIC_INFO, TARGET_METRICS
+from optcli.compare.tuning import Tuning, read_tuning, resolve_trials
 from optcli.config.loading import RawConfig, apply_overrides, carried_over, merge_arm
 from optcli.config.metrics import VALIDATION_METRICS
 from optcli.config.schema import Strict, describe_error
@@ -34,6 +35,11 @@ class CompareFile(Strict):
     metric: str | None = None  # default: val_loss when the arms have validation data, else final_loss
     target_loss: float | None = None
     runs: dict[str, dict[str, Any] | None] = Field(min_length=1)
+    # A tuned comparison (tuning.py): trials per arm, how they are drawn, the space, their seeds.
+    budget: int | None = Field(None, ge=1)
+    search: Literal["quasirandom", "grid"] = "quasirandom"
+    tune: dict[str, Any] | None = None
+    tune_seeds: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class ComparisonPlan:
     output_dir: Path
     # The validation metrics every arm reports (known once checked): none without validation data.
     validation_metrics: tuple[str, ...] = ()
+    tuning: Tuning | None = None  # a tuned comparison's trials
 
     @property
     def has_validation(self) -> bool:
@@ -110,18 +117,24 @@ def _plan_from_compare_file(path: Path, values: dict[str, Any], command_line: Co
         base_values, base_dir, base_stem = load_yaml_mapping(base_path), base_path.parent, base_path.stem
     else:
         base_values, base_dir, base_stem = compare.base, path.resolve().parent, path.stem
-    arms = []
-    for name, changes in compare.runs.items():
-        values = _apply(merge_arm(base_values, changes or {}), command_line.overrides, name)
+    arms, tunes = [], {}
+    for name, given in compare.runs.items():
+        changes = dict(given or {})
+        tune = changes.pop("tune", None)  # the arm's own dimensions, added to the common space
+        values = _apply(merge_arm(base_values, changes), command_line.overrides, name)
         config = RawConfig(values, base_dir, base_stem, carried_over(base_values, values))
         arms.append(Arm(name, config))
+        tunes[name] = (tune, config)
+    seeds = _seeds(command_line.seeds, compare.seeds)
+    tuning = read_tuning(compare.model_dump(), tunes, seeds)
     return ComparisonPlan(
         name=compare.name or path.stem,
         arms=tuple(arms),
-        seeds=_seeds(command_line.seeds, compare.seeds),
+        seeds=seeds,
         metric=command_line.metric or compare.metric,
         target_loss=command_line.target_loss if command_line.target_loss is not None else compare.target_loss,
         output_dir=command_line.output_dir or _output_dir(base_values),
+        tuning=tuning,
     )
 
 
@@ -246,6 +259,10 @@ def check_plan(plan: ComparisonPlan) -> ComparisonPlan:
         problems.append(
             f"metric: {metric} needs validation data{kind} in every arm (data.val_fraction or data.val)"
         )
+    tuning = plan.tuning
+    if tuning is not None and not problems:
+        tuning, found = resolve_trials(tuning, tuning.seeds[0])
+        problems += found
     if problems:
         raise ConfigError(problems)
-    return replace(plan, arms=tuple(arms), metric=metric, validation_metrics=validation)
+    return replace(plan, arms=tuple(arms), metric=metric, validation_metrics=validation, tuning=tuning)

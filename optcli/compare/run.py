@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from optcli.compare.jobs import Event, JobOutcome, JobsInterrupted, plan_jobs, run_jobs
+from optcli.compare.jobs import Event, Job, JobOutcome, JobsInterrupted, plan_jobs, run_jobs
 from optcli.compare.plan import ComparisonPlan
-from optcli.compare.ranking import ArmSummary, RunResult, rank_arms
+from optcli.compare.ranking import METRIC_INFO, ArmSummary, RunResult, rank_arms
 from optcli.compare.report import (
     read_run_result,
     write_results_csv,
     write_summary_csv,
     write_summary_json,
 )
-from optcli.compare.verdict import Verdict, give_verdict
+from optcli.compare.sensitivity import draw_sensitivity
+from optcli.compare.tuning import Tuning, edge_warnings, select, write_tuning_files
+from optcli.compare.verdict import Verdict, give_verdict, with_protocol
 from optcli.compare.workers import WorkerPool
 from optcli.config.metrics import VALIDATION_METRICS
 from optcli.train.rundir import create_run_dir
@@ -48,10 +50,17 @@ def run_comparison(
     """
     directory = create_run_dir(plan.output_dir, f"compare-{plan.name}")
     jobs = plan_jobs(plan, directory)
-    status: Literal["completed", "interrupted"]
+    status: Literal["completed", "interrupted"] = "completed"
+    protocol: list[str] = []
+    if plan.tuning is not None:  # phase 1: every arm's trials, and each arm's pick
+        trials = [job for job in jobs if job.trial is not None]
+        jobs, protocol, interrupted = _tune(
+            plan, plan.tuning, directory, trials, jobs[len(trials) :], pool, on_event
+        )
+        if interrupted:
+            status, jobs = "interrupted", []
     try:
-        outcomes = run_jobs(jobs, pool, on_event)
-        status = "completed"
+        outcomes = run_jobs(jobs, pool, on_event) if jobs else []
     except JobsInterrupted as interrupt:
         outcomes = interrupt.outcomes
         status = "interrupted"
@@ -60,7 +69,7 @@ def run_comparison(
         read_run_result(job, finished[job.index], plan.target_loss) for job in jobs if job.index in finished
     ]
     ranked = rank_arms(results, plan.ranking_metric, [arm.name for arm in plan.arms])
-    verdict = give_verdict(ranked, plan.ranking_metric, plan.target_loss)
+    verdict = with_protocol(give_verdict(ranked, plan.ranking_metric, plan.target_loss), protocol)
     write_results_csv(directory / "results.csv", results, plan.validation_metrics)
     write_summary_csv(directory / "summary.csv", ranked, plan.ranking_metric)
     write_summary_json(directory / "summary.json", plan, ranked, verdict, results, status)
@@ -69,6 +78,56 @@ def run_comparison(
     if status == "interrupted":
         raise ComparisonInterrupted(result)
     return result
+
+
+def _tune(
+    plan: ComparisonPlan,
+    tuning: Tuning,
+    directory: Path,
+    trials: list[Job],
+    later: list[Job],
+    pool: WorkerPool | None,
+    on_event: Callable[[int, Event], None],
+) -> tuple[list[Job], list[str], bool]:
+    """Phase 1: the trials, each arm's selection (trials.csv, selected.csv, <arm>.yaml,
+    sensitivity.png); the later jobs on the selected settings, the protocol in words and its warnings,
+    and whether Ctrl-C stopped it."""
+    interrupted = False
+    try:
+        outcomes = run_jobs(trials, pool, on_event)
+    except JobsInterrupted as interrupt:
+        outcomes, interrupted = interrupt.outcomes, True
+    finished = {outcome.index: outcome for outcome in outcomes}
+    per_trial: dict[tuple[str, int], list[RunResult]] = {}
+    rows = []
+    for job in trials:
+        if job.index not in finished:
+            continue
+        result = read_run_result(job, finished[job.index], plan.target_loss)
+        assert job.trial is not None
+        per_trial.setdefault((job.arm, job.trial), []).append(result)
+        setting = next(t.setting for t in tuning.trials if t.arm == job.arm and t.index == job.trial)
+        rows.append(
+            {
+                "arm": job.arm,
+                "trial": job.trial,
+                "seed": job.seed,
+                "setting": setting,
+                "status": result.status,
+                "metric": result.metric(plan.ranking_metric),
+                "train_time_s": result.train_time_s,
+            }
+        )
+    info = METRIC_INFO[plan.ranking_metric]
+    chosen = select(tuning, per_trial, plan.ranking_metric, info.lower_is_better)
+    write_tuning_files(directory, tuning, rows, chosen)
+    draw_sensitivity(directory / "sensitivity.png", tuning, rows, chosen, plan.ranking_metric)
+    picked = {arm: selection.trial.spec for arm, selection in chosen.items() if selection.trial.spec}
+    selected = [
+        replace(job, spec=replace(picked[job.arm], seed=job.seed)) for job in later if job.arm in picked
+    ]
+    protocol = [tuning.protocol(plan.ranking_metric, plan.seeds), *edge_warnings(tuning, chosen)]
+    return selected, protocol, interrupted
 
 
 def _draw(directory: Path, plan: ComparisonPlan, jobs: list, finished: dict[int, JobOutcome]) -> None:

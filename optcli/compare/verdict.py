@@ -8,6 +8,7 @@ other way round.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -168,3 +169,14 @@ def _compared(best: float, other: float, info: MetricInfo, other_arm: str) -> st
     return (
         f"{format_value(difference, info)} {'lower' if info.lower_is_better else 'higher'} than {other_arm}"
     )
+
+
+def with_protocol(verdict: Verdict, protocol: list[str]) -> Verdict:
+    """A tuned comparison's verdict: the protocol in words first, its warnings after."""
+    if not protocol:
+        return verdict
+    first, *warnings = protocol
+    text = f"{first[0].upper()}{first[1:]}. {verdict.text}" + "".join(
+        f"\nwarning: {line}" for line in warnings
+    )
+    return dataclasses.replace(verdict, text=text)

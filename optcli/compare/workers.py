@@ -50,23 +50,20 @@ class WorkerPool:
             process.start()
 
     def run(self, jobs: list[Any], on_message: Callable[[WorkerMessage], None]) -> None:
-        """Run every job; on Ctrl-C, stop the runs under way cleanly, then raise KeyboardInterrupt."""
-        for index, job in enumerate(jobs):
-            self.tasks.put((index, job))
-        for _ in self.processes:
-            self.tasks.put(None)  # one stop sign per worker
+        """Run every job (the pool stays up for more until `close`); on Ctrl-C, stop the runs under
+        way cleanly, then raise KeyboardInterrupt."""
+        for job in jobs:
+            self.tasks.put((job.index, job))
         try:
             _receive(self.messages, self.processes, len(jobs), on_message)
         except KeyboardInterrupt:
             _stop(self.processes, self.messages, on_message)
             raise
-        finally:
-            self.close()
 
     def close(self) -> None:
         for process in self.processes:
             if process.is_alive():
-                self.tasks.put(None)
+                self.tasks.put(None)  # one stop sign per worker
         for process in self.processes:
             process.join(timeout=10)
             if process.is_alive():

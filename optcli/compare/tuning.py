@@ -1,0 +1,230 @@
+"""A tuned comparison: every arm gets the same declared budget of trials, selected on validation data,
+and only the selected settings, rerun on fresh seeds, are ranked.
+
+Phase 1 trains `budget` trials per arm on `tune_seeds` and picks each arm's best by the comparison's
+metric (a trial that diverges or fails is the worst, not an error); phase 2 reruns each arm's pick on
+`seeds`. The test set never selects: the metric is a training or validation metric.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+
+from optcli.compare.spaces import Dimension, parse_space, trial_points
+from optcli.config.loading import RawConfig, apply_overrides
+from optcli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from optcli.compare.ranking import RunResult
+    from optcli.config.spec import RunSpec
+
+DEFAULT_TUNE_SEEDS = (100,)
+
+
+@dataclass(frozen=True)
+class Trial:
+    arm: str
+    index: int  # 1, 2, ... within its arm
+    setting: dict[str, Any]  # tuned key -> value
+    config: RawConfig  # the arm's config with the setting applied
+    spec: RunSpec | None = None  # resolved once the plan is checked
+
+
+@dataclass(frozen=True)
+class Tuning:
+    budget: int
+    search: Literal["quasirandom", "grid"]
+    seeds: tuple[int, ...]  # the seeds trials run on
+    spaces: dict[str, dict[str, Dimension]]  # each arm's space
+    trials: tuple[Trial, ...]
+
+    def protocol(self, metric: str, seeds: tuple[int, ...]) -> str:
+        """The protocol in words, for the verdict."""
+        keys = sorted({key.rpartition(".")[2] for space in self.spaces.values() for key in space})
+        kind = "quasi-random trials" if self.search == "quasirandom" else "grid points"
+        on = ", ".join(map(str, self.seeds))
+        return (
+            f"each arm tuned with {self.budget} {kind} of {' and '.join(keys)} on seed{'s' * (len(self.seeds) > 1)} "
+            f"{on}, selected by {metric}, then rerun on seeds {', '.join(map(str, seeds))}"
+        )
+
+
+def read_tuning(
+    values: dict[str, Any], arms: dict[str, tuple[dict[str, Any], RawConfig]], seeds: tuple[int, ...]
+) -> Tuning | None:
+    """The compare file's budget, search, tune and tune_seeds, and each arm's own `tune:` (given in
+    `arms` as the arm's tune mapping and its config): the trials to run, or None without tuning."""
+    budget, search, common = (
+        values.get("budget"),
+        values.get("search", "quasirandom"),
+        values.get("tune") or {},
+    )
+    own = {arm: tune for arm, (tune, _) in arms.items() if tune}
+    if budget is None and not common and not own:
+        return None
+    problems = []
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        problems.append(f"budget: trials per arm, a whole number of at least 1, got {budget!r}")
+    if search not in ("quasirandom", "grid"):
+        problems.append(f"search: quasirandom or grid, got {search!r}")
+    tune_seeds = tuple(values.get("tune_seeds") or DEFAULT_TUNE_SEEDS)
+    overlap = sorted(set(tune_seeds) & set(seeds))
+    if overlap:
+        problems.append(
+            f"tune_seeds: {overlap} are also in seeds; the selected settings must be judged on seeds they were "
+            "not selected on"
+        )
+    common_space, found = parse_space(common, "tune")
+    problems += found
+    spaces, trials = {}, []
+    for arm, (tune, _) in arms.items():
+        arm_space, found = parse_space(tune or {}, f"arm '{arm}': tune")
+        problems += found
+        spaces[arm] = {**common_space, **arm_space}
+        if not spaces[arm]:
+            problems.append(f"arm '{arm}': nothing to tune: give tune: in the compare file or the arm")
+    if problems:
+        raise ConfigError(problems)
+    assert isinstance(budget, int)
+    for arm, (_, config) in arms.items():
+        try:
+            points = trial_points(spaces[arm], budget, search)
+        except ConfigError as error:
+            raise ConfigError([f"arm '{arm}': {problem}" for problem in error.problems]) from None
+        for index, setting in enumerate(points, 1):
+            trials.append(Trial(arm, index, setting, _with_setting(config, setting, arm, index)))
+    return Tuning(budget, search, tune_seeds, spaces, tuple(trials))
+
+
+def _with_setting(config: RawConfig, setting: dict[str, Any], arm: str, index: int) -> RawConfig:
+    overrides = [
+        f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}" for key, value in setting.items()
+    ]
+    overrides = [text.removesuffix("\n...") for text in overrides]
+    try:
+        return replace(config, values=apply_overrides(config.values, overrides))
+    except ConfigError as error:
+        raise ConfigError([f"arm '{arm}' trial {index}: {problem}" for problem in error.problems]) from None
+
+
+def resolve_trials(tuning: Tuning, seed: int) -> tuple[Tuning, list[str]]:
+    """Every trial's config resolved (a value its class rejects is a problem naming the trial)."""
+    from optcli.config.resolve import resolve_config
+
+    resolved, problems = [], []
+    for trial in tuning.trials:
+        values = {**trial.config.values, "seed": seed, "name": f"{trial.arm}-trial{trial.index}"}
+        try:
+            spec = resolve_config(replace(trial.config, values=values))
+        except ConfigError as error:
+            shown = ", ".join(
+                f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                for key, value in trial.setting.items()
+            )
+            problems += [
+                f"arm '{trial.arm}' trial {trial.index} ({shown}): {problem}" for problem in error.problems
+            ]
+            continue
+        resolved.append(replace(trial, spec=spec))
+    return replace(tuning, trials=tuple(resolved)), problems
+
+
+@dataclass(frozen=True)
+class Selection:
+    trial: Trial
+    value: float | None  # the trial's metric, averaged over the tune seeds (None: every run diverged)
+
+
+def select(
+    tuning: Tuning, results: dict[tuple[str, int], list[RunResult]], metric: str, lower_is_better: bool
+) -> dict[str, Selection]:
+    """Each arm's best trial by the metric's mean over the tune seeds; a trial with a diverged or failed
+    run counts as the worst. Ties go to the earlier trial."""
+    chosen: dict[str, Selection] = {}
+    for trial in tuning.trials:
+        value = trial_value(results.get((trial.arm, trial.index), []), metric)
+        current = chosen.get(trial.arm)
+        if current is None or _better(value, current.value, lower_is_better):
+            chosen[trial.arm] = Selection(trial, value)
+    return chosen
+
+
+def trial_value(runs: list[RunResult], metric: str) -> float | None:
+    values = [run.metric(metric) for run in runs]
+    if not values or any(value is None or not math.isfinite(value) for value in values):
+        return None
+    return math.fsum(value for value in values if value is not None) / len(values)
+
+
+def _better(value: float | None, best: float | None, lower_is_better: bool) -> bool:
+    if value is None:
+        return False
+    if best is None:
+        return True
+    return value < best if lower_is_better else value > best
+
+
+def edge_warnings(tuning: Tuning, chosen: dict[str, Selection]) -> list[str]:
+    """A selected value at its space's edge: the space was probably too small."""
+    warnings = []
+    for arm, selection in chosen.items():
+        for key, value in selection.trial.setting.items():
+            dimension = tuning.spaces[arm][key]
+            if dimension.kind != "values" and dimension.on_edge(value):
+                shown = f"{value:.3g}" if isinstance(value, float) else str(value)
+                warnings.append(
+                    f"{arm}'s selected {key} = {shown} lies at the edge of its space ({dimension.describe()}): "
+                    "widen the space, the best may lie beyond it"
+                )
+    return warnings
+
+
+def write_tuning_files(
+    directory: Path, tuning: Tuning, rows: list[dict[str, Any]], chosen: dict[str, Selection]
+) -> None:
+    """trials.csv, selected.csv and each arm's selected config as `<arm>.yaml`."""
+    from optcli.train.rundir import write_atomically, write_yaml
+    from optcli.train.sinks import format_number
+
+    keys = sorted({key for space in tuning.spaces.values() for key in space})
+    lines = [",".join(["arm", "trial", "seed", *keys, "metric", "status", "train_time_s"])]
+    for row in rows:
+        settings = [_cell(row["setting"].get(key)) for key in keys]
+        lines.append(
+            ",".join(
+                [
+                    row["arm"],
+                    str(row["trial"]),
+                    str(row["seed"]),
+                    *settings,
+                    format_number(row["metric"]),
+                    row["status"],
+                    format_number(row["train_time_s"]),
+                ]
+            )
+        )
+    write_atomically(directory / "trials.csv", "\n".join(lines) + "\n")
+    selected = [",".join(["arm", "trial", *keys, "metric"])]
+    for arm, selection in chosen.items():
+        settings = [_cell(selection.trial.setting.get(key)) for key in keys]
+        selected.append(
+            ",".join([arm, str(selection.trial.index), *settings, format_number(selection.value)])
+        )
+        assert selection.trial.spec is not None
+        resolved = {**selection.trial.spec.resolved, "name": arm}
+        header = (
+            f"# {arm}'s selected setting (trial {selection.trial.index}): optcli train {arm}.yaml trains it\n"
+        )
+        write_yaml(directory / f"{arm}.yaml", resolved, header)
+    write_atomically(directory / "selected.csv", "\n".join(selected) + "\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return repr(float(value)) if isinstance(value, float) else str(value)
