@@ -53,6 +53,8 @@ def draw_sensitivity(
                 )
             if tuning.spaces[arm][key].logarithmic:
                 axis.set_xscale("log")
+        if finite and min(finite) > 0 and max(finite) / min(finite) > 20:
+            axis.set_yscale("log")  # a diverging trial's value would flatten the others
         axis.set_xlabel(key)
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)

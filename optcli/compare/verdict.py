@@ -164,6 +164,8 @@ def _compared(best: float, other: float, info: MetricInfo, other_arm: str) -> st
         )
         if info.column == "time_to_target_s":
             word = "less time"
+        if ratio < 1.1:  # "1×" says nothing: a small lead reads better as a percentage
+            return f"{(ratio - 1) * 100:.1f}% {word} than {other_arm}"
         return f"{ratio:.2g}× {word} than {other_arm}"
     difference = abs(other - best)
     return (
