@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,8 +24,9 @@ from optcli.cli.shared import (
 @app.command()
 def compare(
     files: Annotated[
-        list[Path], typer.Argument(metavar="FILE...", help="A compare file, or two or more config files.")
-    ],
+        list[Path] | None,
+        typer.Argument(metavar="FILE...", help="A compare file, or two or more config files."),
+    ] = None,
     seeds: Annotated[
         str | None,
         typer.Option(help="A count (3: seeds 0, 1, 2) or a list (0,1,2). Default: the file's, or 3."),
@@ -45,6 +46,14 @@ def compare(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the table and the verdict.")
     ] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            metavar="COMPARE_DIR",
+            help="Continue an interrupted or crashed comparison in its folder.",
+        ),
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Compare optimizers or schedules: every arm from the same weights on the same batches, over seeds.
@@ -52,36 +61,69 @@ def compare(
     Example: optcli compare configs/compare_guide.yaml --seeds 0,1,2 --jobs 2 --target-loss 0.5
     """
     with reported_errors(debug):
-        from optcli.compare.jobs import plan_jobs, start_workers
+        from optcli.compare.jobs import start_workers
+        from optcli.compare.plan import CommandLine
 
         # Started first, so that the workers import torch while this process reads and checks the plan.
         pool = start_workers(jobs)
-
-        from optcli.compare.display import make_comparison_display, output_console, ranking_table
-        from optcli.compare.plan import CommandLine, load_plan
-        from optcli.compare.run import ComparisonInterrupted, run_comparison
-
-        command_line = CommandLine(run_overrides(settings, None, None, None), seeds, metric, target_loss, out)
         try:
-            plan = load_plan(files, command_line)
-        except BaseException:
-            if pool is not None:
-                pool.close()
-            raise
-        print_advice({arm.name: arm.spec for arm in plan.arms if arm.spec})
-        console = output_console()
-        try:
-            with make_comparison_display(console, plan_jobs(plan, Path()), quiet) as display:
-                result = run_comparison(plan, pool, display)
-        except ComparisonInterrupted as interrupted:
-            print(f"interrupted: the finished runs are in {interrupted.result.directory}", file=sys.stderr)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            command_line = CommandLine(
+                run_overrides(settings, None, None, None), seeds, metric, target_loss, out
+            )
+            paths, command_line = _what_to_compare(files, command_line, resume)
+            _compare(paths, command_line, resume, pool, quiet)
         finally:
             if pool is not None:
                 pool.close()
-        console.print(ranking_table(result.ranked, plan.ranking_metric, result.verdict), markup=False)
-        print(result.verdict.text)
-        print(f"-> {result.directory}")
+
+
+def _what_to_compare(
+    files: list[Path] | None, command_line: Any, resume: Path | None
+) -> tuple[list[Path], Any]:
+    """The files and options to compare: those given, or with --resume those the comparison began with."""
+    if resume is None:
+        return files or [], command_line
+    from optcli.compare.resume import load_invocation
+    from optcli.errors import ConfigError
+
+    given = command_line
+    if (
+        files
+        or given.overrides
+        or given.seeds
+        or given.metric
+        or given.target_loss is not None
+        or given.output_dir
+    ):
+        raise ConfigError(
+            "--resume continues a comparison as it was started: give no files or options but --jobs and --quiet"
+        )
+    return load_invocation(resume)
+
+
+def _compare(paths: list[Path], command_line: Any, resume: Path | None, pool: Any, quiet: bool) -> None:
+    """Check the plan, run it with a display, print the ranking and the verdict."""
+    from optcli.compare.display import make_comparison_display, output_console, ranking_table
+    from optcli.compare.jobs import plan_jobs
+    from optcli.compare.plan import load_plan
+    from optcli.compare.run import ComparisonInterrupted, run_comparison
+
+    plan = load_plan(paths, command_line)
+    print_advice({arm.name: arm.spec for arm in plan.arms if arm.spec})
+    console = output_console()
+    try:
+        with make_comparison_display(console, plan_jobs(plan, Path()), quiet) as display:
+            result = run_comparison(plan, pool, display, (paths, command_line), resume)
+    except ComparisonInterrupted as interrupted:
+        directory = interrupted.result.directory
+        print(
+            f"interrupted: the finished runs are in {directory}; optcli compare --resume {directory} goes on",
+            file=sys.stderr,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    console.print(ranking_table(result.ranked, plan.ranking_metric, result.verdict), markup=False)
+    print(result.verdict.text)
+    print(f"-> {result.directory}")
 
 
 @app.command()

@@ -9,6 +9,7 @@ the same batches (the hashes in results.csv let anyone check).
 from __future__ import annotations
 
 import functools
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -37,6 +38,7 @@ class Job:
     spec: RunSpec  # resolved once per arm, in the parent: a worker only builds and trains
     run_dir: Path
     trial: int | None = None  # a tuned comparison's phase 1: the arm's trial
+    resume: bool = False  # compare --resume: go on from the run's checkpoint if it has one
 
     @property
     def label(self) -> str:
@@ -91,6 +93,14 @@ def run_job(job: Job, report: Callable[[Record], None]) -> JobOutcome:
     from optcli.train.run import train_run
 
     try:
+        if job.resume and (job.run_dir / "checkpoints" / "last.pt").is_file():
+            from optcli.train.resume import prepare_resume
+
+            spec, point = prepare_resume(job.run_dir, [], allow_changes=False)
+            train_run(spec, [ProgressReporter(report)], run_dir=job.run_dir, resume=point)
+            return JobOutcome(job.index, "ok")
+        if job.resume and job.run_dir.exists():  # stopped before its first checkpoint: start it afresh
+            shutil.rmtree(job.run_dir)
         job.run_dir.mkdir(parents=True, exist_ok=False)  # (and trials/ for a tuned comparison's first)
         train_run(job.spec, [ProgressReporter(report)], run_dir=job.run_dir)
     except TrainingFailed as error:

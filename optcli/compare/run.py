@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from optcli.compare.jobs import Event, Job, JobOutcome, JobsInterrupted, plan_jobs, run_jobs
-from optcli.compare.plan import ComparisonPlan
+from optcli.compare.plan import CommandLine, ComparisonPlan
 from optcli.compare.ranking import METRIC_INFO, ArmSummary, RunResult, rank_arms
 from optcli.compare.report import (
     read_run_result,
@@ -16,6 +17,7 @@ from optcli.compare.report import (
     write_summary_csv,
     write_summary_json,
 )
+from optcli.compare.resume import finished, save_invocation
 from optcli.compare.sensitivity import draw_sensitivity
 from optcli.compare.tuning import Tuning, edge_warnings, select, write_tuning_files
 from optcli.compare.verdict import Verdict, give_verdict, with_protocol
@@ -42,25 +44,34 @@ class ComparisonInterrupted(KeyboardInterrupt):
 
 
 def run_comparison(
-    plan: ComparisonPlan, pool: WorkerPool | None, on_event: Callable[[int, Event], None]
+    plan: ComparisonPlan,
+    pool: WorkerPool | None,
+    on_event: Callable[[int, Event], None],
+    invocation: tuple[list[Path], CommandLine] | None = None,
+    resume_dir: Path | None = None,
 ) -> ComparisonResult:
     """Train every arm with every seed under `<out>/compare-<name>/<timestamp>/` and report on them.
 
-    The runs go to `pool` (see `start_workers`), or run here one by one when it is None.
+    The runs go to `pool` (see `start_workers`), or run here one by one when it is None. `invocation`
+    (the files and options) is kept for `--resume`; `resume_dir` continues the comparison there.
     """
-    directory = create_run_dir(plan.output_dir, f"compare-{plan.name}")
+    if resume_dir is not None:
+        directory = resume_dir
+    else:
+        directory = create_run_dir(plan.output_dir, f"compare-{plan.name}")
+        if invocation is not None:
+            save_invocation(directory, *invocation)
+    run = functools.partial(_run_or_reuse, pool=pool, on_event=on_event, resuming=resume_dir is not None)
     jobs = plan_jobs(plan, directory)
     status: Literal["completed", "interrupted"] = "completed"
     protocol: list[str] = []
     if plan.tuning is not None:  # phase 1: every arm's trials, and each arm's pick
         trials = [job for job in jobs if job.trial is not None]
-        jobs, protocol, interrupted = _tune(
-            plan, plan.tuning, directory, trials, jobs[len(trials) :], pool, on_event
-        )
+        jobs, protocol, interrupted = _tune(plan, plan.tuning, directory, trials, jobs[len(trials) :], run)
         if interrupted:
             status, jobs = "interrupted", []
     try:
-        outcomes = run_jobs(jobs, pool, on_event) if jobs else []
+        outcomes = run(jobs) if jobs else []
     except JobsInterrupted as interrupt:
         outcomes = interrupt.outcomes
         status = "interrupted"
@@ -80,21 +91,41 @@ def run_comparison(
     return result
 
 
+def _run_or_reuse(
+    jobs: list[Job], pool: WorkerPool | None, on_event: Callable[[int, Event], None], resuming: bool
+) -> list[JobOutcome]:
+    """Run the jobs; when resuming, those that ended on their own keep their outcome, and the others
+    resume from their checkpoints (or start afresh)."""
+    if not resuming:
+        return run_jobs(jobs, pool, on_event)
+    kept = {}
+    for job in jobs:
+        outcome = finished(job)
+        if outcome is not None:
+            kept[job.index] = outcome
+            on_event(job.index, outcome)
+    remaining = [replace(job, resume=True) for job in jobs if job.index not in kept]
+    try:
+        ran = run_jobs(remaining, pool, on_event) if remaining else []
+    except JobsInterrupted as interrupt:
+        raise JobsInterrupted(sorted([*kept.values(), *interrupt.outcomes], key=lambda o: o.index)) from None
+    return sorted([*kept.values(), *ran], key=lambda outcome: outcome.index)
+
+
 def _tune(
     plan: ComparisonPlan,
     tuning: Tuning,
     directory: Path,
     trials: list[Job],
     later: list[Job],
-    pool: WorkerPool | None,
-    on_event: Callable[[int, Event], None],
+    run: Callable[[list[Job]], list[JobOutcome]],
 ) -> tuple[list[Job], list[str], bool]:
     """Phase 1: the trials, each arm's selection (trials.csv, selected.csv, <arm>.yaml,
     sensitivity.png); the later jobs on the selected settings, the protocol in words and its warnings,
     and whether Ctrl-C stopped it."""
     interrupted = False
     try:
-        outcomes = run_jobs(trials, pool, on_event)
+        outcomes = run(trials)
     except JobsInterrupted as interrupt:
         outcomes, interrupted = interrupt.outcomes, True
     finished = {outcome.index: outcome for outcome in outcomes}

@@ -121,11 +121,23 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _stop_with_parent() -> None:
+    """Linux: SIGTERM when the parent dies (killed outright, say), so that the run under way stops
+    with a checkpoint instead of going on alone beside a `compare --resume`."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: an orphaned worker finishes its run, then waits for a task that never comes
+
+
 def _worker(tasks: Any, messages: Any, run_job: Callable[..., Any], threads: int) -> None:
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sends SIGTERM
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    _stop_with_parent()
     torch.set_num_threads(threads)
     try:
         while (task := tasks.get()) is not None:

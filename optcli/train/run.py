@@ -110,7 +110,7 @@ def train_run(
     except TrainingFailed as error:
         last = checkpointer.last_written if checkpointer else None
         message = f"{error}\nthe last good checkpoint: checkpoints/last.pt ({last})" if last else str(error)
-        outcome = RunOutcome("failed", message)
+        outcome = RunOutcome("failed", message, error.diverged)
         raise TrainingFailed(message, run_dir=run_dir, diverged=error.diverged) from error
     except Interrupted:
         outcome = RunOutcome("interrupted", "interrupted by the user; optcli resume continues the run")

@@ -51,6 +51,7 @@ class RunOutcome:
 
     status: RunStatus
     error: str | None = None
+    diverged: bool = False  # failed because the loss became non-finite: in a comparison, a result
 
 
 def format_number(value: float | None) -> str:
@@ -245,6 +246,7 @@ class SummaryWriter:
             **self.identity,
             "status": outcome.status,
             "error": outcome.error,
+            **({"diverged": outcome.diverged} if outcome.status == "failed" else {}),
             "final_loss": state["final_loss"],
             "best_loss": state["best_loss"],
             "best_epoch": state["best_epoch"],

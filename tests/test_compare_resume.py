@@ -1,0 +1,80 @@
+"""`optcli compare --resume`: a comparison interrupted (Ctrl-C) or killed outright goes on where it
+stopped and ends with the files of an uninterrupted comparison."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, assert_clean_exit, config_error, invoke, read_csv, start_optcli
+
+pytestmark = pytest.mark.slow  # real processes, stopped at a random moment
+
+CHOICES = random.Random(20261126)
+COMPARE = REPO / "configs" / "compare_guide.yaml"
+LONGER = ("--set", "train.epochs=40", "--quiet")  # 15 runs of about half a second
+TIMELESS = ("train_time_s", "time_to_target_s", "mean_train_time_s")  # the only columns allowed to differ
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    return [{key: value for key, value in row.items() if key not in TIMELESS} for row in read_csv(path)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("whole")
+    assert_clean_exit(invoke("compare", COMPARE, *LONGER, "--out", out), 0)
+    return next(out.glob("compare-*/*"))
+
+
+def stop_midway(out: Path, signum: int, jobs: str) -> Path:
+    process = start_optcli("compare", COMPARE, *LONGER, "--jobs", jobs, "--out", out)
+    deadline = time.monotonic() + 120
+    target = CHOICES.randint(2, 9)  # finished runs before the signal
+    while time.monotonic() < deadline:
+        done = list(out.glob("compare-*/*/*/summary.json"))
+        if len(done) >= target:
+            break
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    time.sleep(CHOICES.uniform(0, 0.3))  # and anywhere inside the next run
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C
+    else:
+        process.send_signal(signal.SIGKILL)  # the main process alone, killed outright
+    process.communicate(timeout=120)
+    assert process.returncode == (130 if signum == signal.SIGINT else -signal.SIGKILL)
+    return next(out.glob("compare-*/*"))
+
+
+@pytest.mark.parametrize(
+    ("signum", "jobs"), [(signal.SIGINT, "1"), (signal.SIGKILL, "1"), (signal.SIGKILL, "2")]
+)
+def test_a_stopped_comparison_resumed_equals_the_uninterrupted_one(uninterrupted, tmp_path, signum, jobs):
+    directory = stop_midway(tmp_path / "out", signum, jobs)
+    time.sleep(0.5)  # (a killed parent's workers stop at its death, with a checkpoint)
+    statuses = [path.read_text() for path in directory.glob("*/summary.json")]
+    assert len(statuses) < 15  # stopped before the end
+    result = invoke("compare", "--resume", directory, "--quiet")
+    assert_clean_exit(result, 0)
+    for name in ("results.csv", "summary.csv"):
+        assert rows(directory / name) == rows(uninterrupted / name), name
+    assert result.stdout.splitlines()[-2] == invoke_verdict(uninterrupted)
+
+
+def invoke_verdict(directory: Path) -> str:
+    import json
+
+    return json.loads((directory / "summary.json").read_text())["verdict"]
+
+
+def test_resume_takes_no_files_and_needs_a_comparison(tmp_path):
+    assert "--resume continues a comparison as it was started" in config_error(
+        invoke("compare", COMPARE, "--resume", tmp_path)
+    )
+    assert "not a comparison optcli can resume" in config_error(invoke("compare", "--resume", tmp_path))
