@@ -20,40 +20,57 @@ from optcli.cli.shared import (
     run_overrides,
 )
 
+FilesArgument = Annotated[
+    list[Path] | None, typer.Argument(metavar="FILE...", help="A compare file, or two or more config files.")
+]
+SeedsOption = Annotated[
+    str | None, typer.Option(help="A count (3: seeds 0, 1, 2) or a list (0,1,2). Default: the file's, or 3.")
+]
+MetricOption = Annotated[
+    str | None,
+    typer.Option(
+        help="What ranks the arms: final_loss, best_loss, val_loss, val_accuracy, val_rmse, val_mae, val_r2, "
+        "steps_to_target, time_to_target."
+    ),
+]
+TargetLossOption = Annotated[
+    float | None, typer.Option(help="The loss that steps_to_target and time_to_target count to.")
+]
+JobsOption = Annotated[int, typer.Option(min=1, help="Runs at a time, each in its own process.")]
+ExecutorOption = Annotated[
+    str, typer.Option(help="local: worker processes on this machine (--jobs); ray: Ray tasks (optcli[ray]).")
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(help="With --executor ray: the cluster (auto, or ray://HOST:10001); default a local one."),
+]
+CpusOption = Annotated[float, typer.Option(min=0.0, help="With --executor ray: CPUs each run takes.")]
+GpusOption = Annotated[float, typer.Option(min=0.0, help="With --executor ray: GPUs each run takes.")]
+ResumeOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--resume", metavar="COMPARE_DIR", help="Continue an interrupted or crashed comparison in its folder."
+    ),
+]
+
 
 @app.command()
 def compare(
-    files: Annotated[
-        list[Path] | None,
-        typer.Argument(metavar="FILE...", help="A compare file, or two or more config files."),
-    ] = None,
-    seeds: Annotated[
-        str | None,
-        typer.Option(help="A count (3: seeds 0, 1, 2) or a list (0,1,2). Default: the file's, or 3."),
-    ] = None,
+    files: FilesArgument = None,
+    seeds: SeedsOption = None,
     settings: SetOption = None,
-    metric: Annotated[
-        str | None,
-        typer.Option(
-            help="What ranks the arms: final_loss, best_loss, val_loss, val_accuracy, val_rmse, val_mae, val_r2, steps_to_target, time_to_target."
-        ),
-    ] = None,
-    target_loss: Annotated[
-        float | None, typer.Option(help="The loss that steps_to_target and time_to_target count to.")
-    ] = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Runs at a time, each in its own process.")] = 1,
+    metric: MetricOption = None,
+    target_loss: TargetLossOption = None,
+    jobs: JobsOption = 1,
     out: Annotated[Path | None, typer.Option(help="Write the comparison under this folder.")] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the table and the verdict.")
     ] = False,
-    resume: Annotated[
-        Path | None,
-        typer.Option(
-            "--resume",
-            metavar="COMPARE_DIR",
-            help="Continue an interrupted or crashed comparison in its folder.",
-        ),
-    ] = None,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    cpus_per_run: CpusOption = 1.0,
+    gpus_per_run: GpusOption = 0.0,
+    resume: ResumeOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Compare optimizers or schedules: every arm from the same weights on the same batches, over seeds.
@@ -63,9 +80,17 @@ def compare(
     with reported_errors(debug):
         from optcli.compare.jobs import start_workers
         from optcli.compare.plan import CommandLine
+        from optcli.errors import ConfigError
 
         # Started first, so that the workers import torch while this process reads and checks the plan.
-        pool = start_workers(jobs)
+        if executor not in ("local", "ray"):
+            raise ConfigError(f"--executor: local or ray, got '{executor}'")
+        if executor == "ray":
+            from optcli.compare.ray_pool import start_ray
+
+            pool: Any = start_ray(address, cpus_per_run, gpus_per_run)
+        else:
+            pool = start_workers(jobs)
         try:
             command_line = CommandLine(
                 run_overrides(settings, None, None, None), seeds, metric, target_loss, out

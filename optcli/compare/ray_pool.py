@@ -1,0 +1,144 @@
+"""`compare --executor ray`: every run a Ray task on the cluster `ray.init` finds (`--address auto` or
+`ray://HOST:10001`), or on a local Ray instance on the loopback interface when no address is given.
+
+It offers the local WorkerPool's interface (`run(jobs, on_message)`, `close()`), so a comparison does
+not know which ran it. Progress records reach the driver through a Ray queue. A run's files travel
+back with its result, so they end up under the driver's folder whether or not the cluster shares a
+file system; where it does (a local instance, or a shared folder) a run writes there directly, and a
+retried task then resumes from the run's last checkpoint. Ctrl-C cancels the tasks.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import queue
+import shutil
+import tarfile
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from optcli.compare.workers import WorkerMessage
+from optcli.errors import ConfigError
+
+RETRIES = 2  # a task whose node died runs again, this many times at most
+
+
+def start_ray(address: str | None, cpus_per_run: float, gpus_per_run: float) -> RayPool:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs Ray: pip install 'optcli[ray]'") from None
+    # Ray's own logging stays off the terminal (the comparison's display says what matters).
+    quiet: dict[str, Any] = {
+        "log_to_driver": False,
+        "configure_logging": False,
+        "logging_level": logging.ERROR,
+    }
+    if address is None:  # a local instance of this machine's cores, listening on the loopback interface
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+    else:
+        ray.init(address=address, **quiet)
+    return RayPool(cpus_per_run, gpus_per_run)
+
+
+class RayPool:
+    def __init__(self, cpus_per_run: float, gpus_per_run: float) -> None:
+        import ray
+        from ray.util.queue import Queue
+
+        self.progress = Queue()
+        self.task = ray.remote(_run_remote).options(
+            num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=RETRIES, retry_exceptions=False
+        )
+        self.threads = max(1, int(cpus_per_run))
+
+    def run(self, jobs: list[Any], on_message: Any) -> None:
+        import ray
+
+        running = {self.task.remote(job, _packed(job), self.progress, self.threads): job for job in jobs}
+        try:
+            while running:
+                done, _ = ray.wait(list(running), num_returns=1, timeout=0.2)
+                self._pass_progress(on_message)
+                for reference in done:
+                    job = running.pop(reference)
+                    outcome, files = ray.get(reference)
+                    _unpack(files, job.run_dir)
+                    on_message(WorkerMessage(job.index, "done", outcome))
+        except KeyboardInterrupt:
+            for reference in running:
+                ray.cancel(reference)  # a KeyboardInterrupt inside each task: its run stops, checkpointed
+            ray.wait(list(running), num_returns=len(running), timeout=30)
+            raise
+        finally:
+            self._pass_progress(on_message)
+
+    def _pass_progress(self, on_message: Any) -> None:
+        while True:
+            try:
+                index, record = self.progress.get_nowait()
+            except queue.Empty:
+                return
+            except Exception:  # the queue's own Empty, whatever Ray version names it so
+                return
+            on_message(WorkerMessage(index, "record", record))
+
+    def close(self) -> None:
+        import ray
+
+        ray.shutdown()
+
+
+def _packed(job: Any) -> bytes:
+    """A run's folder as it stands (its checkpoint, when resuming), for a node that cannot see it."""
+    if not job.resume or not job.run_dir.is_dir():
+        return b""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(job.run_dir, arcname=".")
+    return buffer.getvalue()
+
+
+def _unpack(files: bytes, run_dir: Path) -> None:
+    if not files:
+        return  # written in place: the file system is shared
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(files), mode="r:gz") as archive:
+        archive.extractall(run_dir, filter="data")
+
+
+def _sees_driver_folder(run_dir: Path) -> bool:
+    """Whether this node sees the comparison's folder (its comparison.json), and may write in it."""
+    for folder in (run_dir.parent, run_dir.parent.parent):
+        if (folder / "comparison.json").is_file():
+            return os.access(folder, os.W_OK)
+    return False
+
+
+def _run_remote(job: Any, packed: bytes, progress: Any, threads: int) -> tuple[Any, bytes]:
+    """On a Ray worker: the run, in the driver's folder when this node sees it, else in a temporary
+    one whose files go back with the outcome."""
+    import torch
+
+    from optcli.compare.jobs import run_job
+
+    torch.set_num_threads(threads)
+    if _sees_driver_folder(job.run_dir):
+        job = replace(job, resume=True)  # a retried task goes on from the run's checkpoint
+        return run_job(job, lambda record: progress.put((job.index, record))), b""
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch) / job.run_dir.name
+        if packed:
+            _unpack(packed, local)
+        outcome = run_job(replace(job, run_dir=local), lambda record: progress.put((job.index, record)))
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            if local.is_dir():
+                archive.add(local, arcname=".")
+        return outcome, buffer.getvalue()

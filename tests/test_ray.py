@@ -1,0 +1,91 @@
+"""`compare --executor ray` on a local Ray instance (loopback only): the local executor's results, a
+failing task reported as a failed run, and a cancelled comparison resumed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, assert_clean_exit, invoke, read_csv, start_optcli, write_config
+
+pytestmark = pytest.mark.slow  # a Ray instance takes seconds to start
+
+COMPARE = REPO / "configs" / "compare_guide.yaml"
+SHORT = ("--set", "train.epochs=5", "--seeds", "2", "--quiet")
+TIMELESS = ("train_time_s", "time_to_target_s", "mean_train_time_s")
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    return [{key: value for key, value in row.items() if key not in TIMELESS} for row in read_csv(path)]
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local")
+    assert_clean_exit(invoke("compare", COMPARE, *SHORT, "--out", out), 0)
+    return next(out.glob("compare-*/*"))
+
+
+def test_ray_gives_the_local_executors_results(local, tmp_path):
+    result = invoke("compare", COMPARE, *SHORT, "--out", tmp_path, "--executor", "ray", "--cpus-per-run", "1")
+    assert_clean_exit(result, 0)
+    directory = next(tmp_path.glob("compare-*/*"))
+    for name in ("results.csv", "summary.csv"):
+        assert rows(directory / name) == rows(local / name), name
+    # Every run's files are under the driver's folder.
+    assert sorted(path.parent.name for path in directory.glob("*/metrics.csv")) == sorted(
+        path.parent.name for path in local.glob("*/metrics.csv")
+    )
+
+
+def test_a_task_that_raises_is_a_failed_run_not_a_failed_comparison(tmp_path):
+    (tmp_path / "flaky.py").write_text(
+        "import torch\n"
+        "class Net(torch.nn.Linear):\n"
+        "    def __init__(self, in_features: int, out_features: int):\n"
+        "        super().__init__(in_features, out_features)\n"
+        "        self.calls = 0\n"
+        "    def forward(self, x):\n"
+        "        self.calls += 1\n"
+        "        if self.calls == 3:\n"
+        "            raise RuntimeError('the third batch is cursed')\n"
+        "        return super().forward(x)\n"
+    )
+    base = {
+        "device": "cpu",
+        "model": {"name": "mlp", "hidden": [8]},
+        "data": {"name": "teacher", "samples": 128, "features": 8, "classes": 3, "batch_size": 32},
+        "optimizer": {"name": "adam"},
+        "train": {"epochs": 2},
+    }
+    write_config(tmp_path, base, "base.yaml")
+    arms = {"plain": {}, "flaky": {"model": {"name": "flaky.py:Net"}}}
+    path = write_config(tmp_path, {"base": "base.yaml", "seeds": [0], "runs": arms}, "compare.yaml")
+    assert_clean_exit(invoke("compare", path, "--out", tmp_path / "out", "--executor", "ray", "--quiet"), 0)
+    results = {
+        row["arm"]: row["status"]
+        for row in read_csv(next((tmp_path / "out").glob("compare-*/*/results.csv")))
+    }
+    assert results == {"plain": "ok", "flaky": "failed"}
+
+
+def test_a_cancelled_comparison_on_ray_resumes_to_the_same_end(local, tmp_path):
+    process = start_optcli(
+        "compare", COMPARE, *SHORT, "--set", "train.epochs=5", "--executor", "ray", "--out", tmp_path
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(tmp_path.glob("compare-*/*/*/summary.json"))) < 3:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the tasks are cancelled
+    process.communicate(timeout=120)
+    assert process.returncode == 130
+    directory = next(tmp_path.glob("compare-*/*"))
+    assert len(list(directory.glob("*/summary.json"))) <= 10
+    assert_clean_exit(invoke("compare", "--resume", directory, "--executor", "ray", "--quiet"), 0)
+    for name in ("results.csv", "summary.csv"):
+        assert rows(directory / name) == rows(local / name), name
