@@ -89,3 +89,12 @@ def test_a_cancelled_comparison_on_ray_resumes_to_the_same_end(local, tmp_path):
     assert_clean_exit(invoke("compare", "--resume", directory, "--executor", "ray", "--quiet"), 0)
     for name in ("results.csv", "summary.csv"):
         assert rows(directory / name) == rows(local / name), name
+
+
+def test_without_ray_the_message_gives_the_install_command(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
+    result = invoke("compare", COMPARE, *SHORT, "--out", tmp_path, "--executor", "ray")
+    assert_clean_exit(result, 2)
+    assert "pip install 'optcli[ray]'" in result.stderr
