@@ -123,6 +123,9 @@ def train_run(
         message = f"cannot write the run's files in {run_dir}: {error.strerror or error}"
         raise TrainingFailed(message, run_dir=run_dir) from error
     except Exception as error:
+        if type(error).__name__ == "TaskCancelledError":  # Ray's cancel (compare --executor ray, Ctrl-C)
+            outcome = RunOutcome("interrupted", "cancelled; optcli compare --resume continues the comparison")
+            raise KeyboardInterrupt from None
         outcome = RunOutcome("failed", f"{type(error).__name__}: {error}")
         raise TrainingFailed(f"training failed: {type(error).__name__}: {error}", run_dir=run_dir) from error
     finally:
