@@ -216,9 +216,11 @@ def check_file(path: Path, overrides: list[str]) -> tuple[dict[str, RunSpec], st
     plan = load_plan([path], CommandLine(overrides))
     specs = {arm.name: arm.spec for arm in plan.arms if arm.spec is not None}
     seeds = len(plan.seeds)
+    tuned = f", each tuned with {plan.tuning.budget} trials first" if plan.tuning else ""
     return (
         specs,
-        f"a comparison of {len(specs)} arms ({', '.join(specs)}) over {seeds} seeds, ranked by {plan.ranking_metric}",
+        f"a comparison of {len(specs)} arms ({', '.join(specs)}){tuned} over {seeds} seeds, ranked by "
+        f"{plan.ranking_metric}",
     )
 
 
