@@ -162,3 +162,12 @@ def wait_for_rows(out: Path, rows: int, process: subprocess.Popen[str], seconds:
         assert process.poll() is None, process.communicate()
         time.sleep(0.01)
     raise AssertionError(f"{rows} rows not written within {seconds:.0f} s")
+
+
+# A comparison's columns that measure time: the only ones two runs of the same comparison may differ in.
+TIME_COLUMNS = ("train_time_s", "time_to_target_s", "mean_train_time_s")
+
+
+def rows_without_times(path: Path) -> list[dict[str, str]]:
+    """A comparison's results.csv or summary.csv, its time columns left out."""
+    return [{key: value for key, value in row.items() if key not in TIME_COLUMNS} for row in read_csv(path)]

@@ -11,18 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, assert_clean_exit, config_error, invoke, read_csv, start_optcli
+from tests.conftest import (
+    REPO,
+    assert_clean_exit,
+    config_error,
+    invoke,
+    rows_without_times,
+    start_optcli,
+)
 
 pytestmark = pytest.mark.slow  # real processes, stopped at a random moment
 
 CHOICES = random.Random(20261126)
 COMPARE = REPO / "configs" / "compare_guide.yaml"
 LONGER = ("--set", "train.epochs=40", "--quiet")  # 15 runs of about half a second
-TIMELESS = ("train_time_s", "time_to_target_s", "mean_train_time_s")  # the only columns allowed to differ
-
-
-def rows(path: Path) -> list[dict[str, str]]:
-    return [{key: value for key, value in row.items() if key not in TIMELESS} for row in read_csv(path)]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,7 @@ def test_a_stopped_comparison_resumed_equals_the_uninterrupted_one(uninterrupted
     result = invoke("compare", "--resume", directory, "--quiet")
     assert_clean_exit(result, 0)
     for name in ("results.csv", "summary.csv"):
-        assert rows(directory / name) == rows(uninterrupted / name), name
+        assert rows_without_times(directory / name) == rows_without_times(uninterrupted / name), name
     assert result.stdout.splitlines()[-2] == invoke_verdict(uninterrupted)
 
 

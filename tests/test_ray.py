@@ -10,17 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, assert_clean_exit, invoke, read_csv, start_optcli, write_config
+from tests.conftest import (
+    REPO,
+    assert_clean_exit,
+    invoke,
+    read_csv,
+    rows_without_times,
+    start_optcli,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow  # a Ray instance takes seconds to start
 
 COMPARE = REPO / "configs" / "compare_guide.yaml"
 SHORT = ("--set", "train.epochs=5", "--seeds", "2", "--quiet")
-TIMELESS = ("train_time_s", "time_to_target_s", "mean_train_time_s")
-
-
-def rows(path: Path) -> list[dict[str, str]]:
-    return [{key: value for key, value in row.items() if key not in TIMELESS} for row in read_csv(path)]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def test_ray_gives_the_local_executors_results(local, tmp_path):
     assert_clean_exit(result, 0)
     directory = next(tmp_path.glob("compare-*/*"))
     for name in ("results.csv", "summary.csv"):
-        assert rows(directory / name) == rows(local / name), name
+        assert rows_without_times(directory / name) == rows_without_times(local / name), name
     # Every run's files are under the driver's folder.
     assert sorted(path.parent.name for path in directory.glob("*/metrics.csv")) == sorted(
         path.parent.name for path in local.glob("*/metrics.csv")
@@ -88,7 +91,7 @@ def test_a_cancelled_comparison_on_ray_resumes_to_the_same_end(local, tmp_path):
     assert len(list(directory.glob("*/summary.json"))) <= 10
     assert_clean_exit(invoke("compare", "--resume", directory, "--executor", "ray", "--quiet"), 0)
     for name in ("results.csv", "summary.csv"):
-        assert rows(directory / name) == rows(local / name), name
+        assert rows_without_times(directory / name) == rows_without_times(local / name), name
 
 
 def test_without_ray_the_message_gives_the_install_command(tmp_path, monkeypatch):
