@@ -66,7 +66,7 @@ class RayPool:
                 self._pass_progress(on_message)
                 for reference in done:
                     job = running.pop(reference)
-                    outcome, files = ray.get(reference)
+                    outcome, files = self._result(reference, job)
                     _unpack(files, job.run_dir)
                     on_message(WorkerMessage(job.index, "done", outcome))
         except KeyboardInterrupt:
@@ -76,6 +76,20 @@ class RayPool:
             raise
         finally:
             self._pass_progress(on_message)
+
+    def _result(self, reference: Any, job: Any) -> tuple[Any, bytes]:
+        """A task's outcome and files. A task that Ray could not run to its end is a failed run, or
+        an interruption when a Ctrl-C reached it (a terminal's reaches the Ray processes too)."""
+        import ray
+
+        from optcli.compare.jobs import JobOutcome
+
+        try:
+            return ray.get(reference)  # type: ignore[no-any-return]
+        except ray.exceptions.RayError as error:
+            if isinstance(error, ray.exceptions.TaskCancelledError) or "KeyboardInterrupt" in str(error):
+                raise KeyboardInterrupt from None
+            return JobOutcome(job.index, "failed", f"{type(error).__name__}: {str(error)[:500]}"), b""
 
     def _pass_progress(self, on_message: Any) -> None:
         while True:
