@@ -53,12 +53,9 @@ def train(
         spec = resolve_config(load_config(config, run_overrides(settings, device, out, max_steps)))
         world = world_from_environment()
         if nproc is not None and not world.launched:  # the launcher: check, then start the workers
-            from optcli.train.worker import check_world
-
-            check_world(spec, nproc)
             print_advice({"": spec})
             forwarded = forwarded_options(settings, device, out, max_steps, quiet, debug)
-            launch_workers(nproc, max_restarts, ["train", str(config), *forwarded], debug)
+            launch_workers(spec, nproc, max_restarts, ["train", str(config), *forwarded], debug)
             return
         if world.is_main:
             print_advice({"": spec})
@@ -91,12 +88,9 @@ def resume(
         spec, point = prepare_resume(run_dir, run_overrides(settings, None, None, None), allow_changes)
         world = world_from_environment()
         if nproc is not None and not world.launched:
-            from optcli.train.worker import check_world
-
-            check_world(spec, nproc)
             forwarded = forwarded_options(settings, None, None, None, quiet, debug)
             changes = ["--allow-changes"] if allow_changes else []
-            launch_workers(nproc, max_restarts, ["resume", str(run_dir), *forwarded, *changes], debug)
+            launch_workers(spec, nproc, max_restarts, ["resume", str(run_dir), *forwarded, *changes], debug)
             return
         train_and_report(spec, quiet, world=world, run_dir=run_dir, resume=point)
 

@@ -175,16 +175,19 @@ def print_advice(specs: dict[str, RunSpec]) -> list[str]:
     return warnings
 
 
-def launch_workers(processes: int, max_restarts: int, command: list[str], debug: bool) -> None:
-    """`--nproc N`: the command in N worker processes through torch's elastic launcher; a failure is
-    one message naming the rank that failed (its own message is above it)."""
+def launch_workers(spec: RunSpec, processes: int, max_restarts: int, command: list[str], debug: bool) -> None:
+    """`--nproc N`: the command in N worker processes through torch's elastic launcher, once the run
+    is checked to split among them; a failure is one message naming the rank that failed (its own
+    message is above it)."""
     import logging
 
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     from optcli.train.distributed import launch
+    from optcli.train.worker import check_world
 
+    check_world(spec, processes)
     if not debug:  # the launcher's own progress and failure reports: the workers say what matters
         for name in [*logging.root.manager.loggerDict, "torch.distributed"]:
             if name.startswith("torch.distributed"):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import queue
 import shutil
 import tarfile
 import tempfile
@@ -95,9 +94,7 @@ class RayPool:
         while True:
             try:
                 index, record = self.progress.get_nowait()
-            except queue.Empty:
-                return
-            except Exception:  # the queue's own Empty, whatever Ray version names it so
+            except Exception:  # empty; or the queue's actor gone, as a Ctrl-C to the Ray processes ends it
                 return
             on_message(WorkerMessage(index, "record", record))
 

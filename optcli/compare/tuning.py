@@ -8,12 +8,11 @@ metric (a trial that diverges or fails is the worst, not an error); phase 2 reru
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-
-import yaml
 
 from optcli.compare.spaces import Dimension, parse_space, trial_points
 from optcli.config.loading import RawConfig, apply_overrides
@@ -102,10 +101,7 @@ def read_tuning(
 
 
 def _with_setting(config: RawConfig, setting: dict[str, Any], arm: str, index: int) -> RawConfig:
-    overrides = [
-        f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}" for key, value in setting.items()
-    ]
-    overrides = [text.removesuffix("\n...") for text in overrides]
+    overrides = [f"{key}={json.dumps(value)}" for key, value in setting.items()]  # JSON reads as YAML
     try:
         return replace(config, values=apply_overrides(config.values, overrides))
     except ConfigError as error:

@@ -16,6 +16,11 @@ def batches_per_epoch(samples: int, batch_size: int, drop_last: bool) -> int:
     return samples // batch_size if drop_last else math.ceil(samples / batch_size)
 
 
+def global_batch_size(samples: int, batch_size: int, index: int) -> int:
+    """The samples of batch `index` of an epoch (over every process): the last may be short."""
+    return min(batch_size, samples - index * batch_size)
+
+
 def shard_bounds(count: int, parts: int, index: int) -> tuple[int, int]:
     """Part `index` of `count` samples split into `parts` contiguous parts (as torch.tensor_split
     splits them: the first `count % parts` parts have one more): its offset and length."""
@@ -74,7 +79,7 @@ class InMemoryBatches:
         return batches_per_epoch(self.samples, self.batch_size, self.drop_last)
 
     def global_size(self, index: int) -> int:
-        return min(self.batch_size, self.samples - index * self.batch_size)
+        return global_batch_size(self.samples, self.batch_size, index)
 
     def epoch(self, skip: int = 0, number: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch's batches (this process's part of each); `skip` leaves out its first batches

@@ -24,15 +24,16 @@ import numpy
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from optcli.data.batches import batches_per_epoch, shard_bounds
+from optcli.data.batches import batches_per_epoch, global_batch_size, shard_bounds
 from optcli.seeds import derive_seed
 
 Batch = Any  # an (inputs, targets) pair of tensors, or a dict of tensors (a Hugging Face style batch)
 
 
-def batch_seed(seed: int, epoch: int, index: int) -> int:
-    """The seed of every generator while batch `index` of epoch `epoch` is fetched."""
-    return derive_seed(seed, f"batch:{epoch}:{index}")
+def batch_seed(seed: int, epoch: int, index: int, part: int | None = None) -> int:
+    """The seed of every generator while batch `index` of epoch `epoch` is fetched (or `part` of it,
+    when processes share the batch)."""
+    return derive_seed(seed, f"batch:{epoch}:{index}" + (f":{part}" if part is not None else ""))
 
 
 @contextlib.contextmanager
@@ -107,15 +108,11 @@ class SeededBatchSampler(Sampler[tuple[int, list[int]]]):
             start = index * self.batch_size + offset
             # Split among processes, each part of a batch is seeded apart (and so draws its own samples'
             # augmentations): a run repeats itself at any `parts`, but differs from one process there.
-            seed = (
-                batch_seed(self.seed, self.epoch, index)
-                if parts == 1
-                else derive_seed(self.seed, f"batch:{self.epoch}:{index}:{rank}")
-            )
+            seed = batch_seed(self.seed, self.epoch, index, rank if parts > 1 else None)
             yield seed, order[start : start + length]
 
     def global_size(self, index: int) -> int:
-        return min(self.batch_size, self.samples - index * self.batch_size)
+        return global_batch_size(self.samples, self.batch_size, index)
 
 
 class SeededSamples(Dataset[Any]):

@@ -39,6 +39,7 @@ class UserDatasets:
     def __init__(self, factory: Callable[..., Any], arguments: dict[str, Any], name: str) -> None:
         self.factory, self.arguments, self.name = factory, arguments, name
         self._made: Datasets | None = None
+        self._first_batches: dict[tuple[int, str], Any] = {}  # read once: the check and the run share them
 
     def datasets(self) -> Datasets:
         if self._made is None:
@@ -76,6 +77,11 @@ class UserDatasets:
 
     def first_batch(self, batch_size: int, split: str = "train") -> Any:
         """The split's first batch (unshuffled), collated as training will collate it."""
+        if (batch_size, split) not in self._first_batches:
+            self._first_batches[batch_size, split] = self._read_first_batch(batch_size, split)
+        return self._first_batches[batch_size, split]
+
+    def _read_first_batch(self, batch_size: int, split: str) -> Any:
         made = self.datasets()
         dataset = getattr(made, split)
         count = max(1, min(batch_size, len(dataset)))

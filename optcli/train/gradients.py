@@ -81,7 +81,7 @@ class Gradients:
         clock: TrainingClock,
         compiled: bool,
         world: World = ALONE,
-        global_size: Callable[[int], int] | None = None,
+        global_size: Callable[[int], int] = lambda index: 0,
         parallel: Any = None,
     ) -> None:
         self.optimizer, self.forward, self.autocast, self.scaler = optimizer, forward, autocast, scaler
@@ -118,7 +118,7 @@ class Gradients:
             self._backward(loss)
             return loss
         sizes = [batch_length(batch) for batch in group]
-        if self.world.active and self.global_size is not None:  # the step's samples over every process
+        if self.world.active:  # the step's samples over every process
             total = sum(self.global_size(index) for index in range(first, first + len(group)))
         else:
             total = sum(sizes)
@@ -189,6 +189,6 @@ def gradients_for(session: Session, clock: TrainingClock) -> Gradients:
         clock,
         spec.train.compile is not False,
         world,
-        session.batches.global_size if world.active else None,
+        session.batches.global_size,
         session.parallel,
     )

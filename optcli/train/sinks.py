@@ -32,8 +32,8 @@ from optcli.train.rundir import write_atomically
 
 METRICS_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "elapsed_s")
 EPOCHS_COLUMNS = ("epoch", "step", "train_loss", "lr", "elapsed_s")
-# epochs.csv adds the run's validation metrics (config/metrics.py), evals.csv has them between these.
-EVALS_COLUMNS = ("step", "epoch", "elapsed_s")
+# epochs.csv adds the run's validation metrics (config/metrics.py); evals.csv holds them, between
+# step, epoch and elapsed_s.
 
 
 class Sink(Protocol):
@@ -82,7 +82,7 @@ class CsvWriter:
         self.validation = validation
         files = {"metrics.csv": METRICS_COLUMNS, "epochs.csv": EPOCHS_COLUMNS + validation}
         if evaluations:
-            files["evals.csv"] = (*EVALS_COLUMNS[:2], *validation, EVALS_COLUMNS[2])
+            files["evals.csv"] = ("step", "epoch", *validation, "elapsed_s")
         opened = {name: _open_csv(run_dir / name, columns, resume_sizes) for name, columns in files.items()}
         self._files = {name: stream for name, (stream, _) in opened.items()}
         self._metrics, self._epochs = opened["metrics.csv"][1], opened["epochs.csv"][1]
