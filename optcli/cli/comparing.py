@@ -78,11 +78,10 @@ def compare(
     Example: optcli compare configs/compare_guide.yaml --seeds 0,1,2 --jobs 2 --target-loss 0.5
     """
     with reported_errors(debug):
-        from optcli.compare.jobs import start_workers
-        from optcli.compare.plan import CommandLine
+        from optcli.compare.workers import start_workers  # (imports no torch)
         from optcli.errors import ConfigError
 
-        # Started first, so that the workers import torch while this process reads and checks the plan.
+        # Started first, so that the workers import torch while this process does and checks the plan.
         if executor not in ("local", "ray"):
             raise ConfigError(f"--executor: local or ray, got '{executor}'")
         if executor == "ray":
@@ -92,6 +91,8 @@ def compare(
         else:
             pool = start_workers(jobs)
         try:
+            from optcli.compare.plan import CommandLine
+
             command_line = CommandLine(
                 run_overrides(settings, None, None, None), seeds, metric, target_loss, out
             )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from optcli.compare.plan import ComparisonPlan
 from optcli.compare.ranking import JobStatus
-from optcli.compare.workers import WorkerMessage, WorkerPool, available_cores
+from optcli.compare.workers import WorkerMessage, WorkerPool
 from optcli.errors import TrainingFailed
 from optcli.train.records import EpochRecord, Record, RunStarted, StepRecord
 
@@ -128,15 +128,6 @@ def plan_jobs(plan: ComparisonPlan, comparison_dir: Path) -> list[Job]:
             run_dir = comparison_dir / f"{arm.name}-seed{seed}"
             jobs.append(Job(len(jobs), arm.name, seed, plan.spec_for(arm, seed), run_dir))
     return jobs
-
-
-def start_workers(workers: int) -> WorkerPool | None:
-    """Worker processes for `--jobs N` (None for 1): the machine's cores are shared out among them, so
-    that they do not compete for the same ones. Start them early: each spends a second importing torch.
-    """
-    if workers <= 1:
-        return None
-    return WorkerPool(workers, max(1, available_cores() // workers), run_job)
 
 
 def run_jobs(

@@ -4,20 +4,34 @@ A small pool of our own rather than ProcessPoolExecutor, for one reason: on Ctrl
 stop its current run cleanly (so that run's files say `interrupted`), which needs each worker's pid.
 Workers ignore the terminal's SIGINT; the parent sends each one SIGTERM, which a worker turns into
 KeyboardInterrupt inside its run. A second Ctrl-C kills them outright.
+
+Where the platform has one (Linux, macOS), workers are forked from a fork server that imports torch
+and the training code once, beside this process's own start-up; elsewhere each worker is spawned and
+imports them itself. Neither forks a process that has run torch's thread pools, which can deadlock.
 """
 
 from __future__ import annotations
 
+import gc
+import importlib
 import multiprocessing
 import os
 import queue
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing import connection, forkserver
 from typing import Any
 
 # Seconds between checks that the workers are still alive while waiting for their messages.
 _POLL_S = 0.5
+
+_PRELOAD = ["optcli.compare.preload"]  # what the fork server imports before forking the workers
+
+# What a worker calls for each job. Named rather than passed, so that the pool can start before this
+# process imports torch (as importing the function would).
+RUN_JOB = "optcli.compare.jobs:run_job"
 
 
 @dataclass(frozen=True)
@@ -28,16 +42,16 @@ class WorkerMessage:
 
 
 class WorkerPool:
-    """`workers` spawned processes that run `run_job(job, report)` for each job they are given.
+    """`workers` processes that run `run_job(job, report)` for each job they are given.
 
-    The processes start (and import torch) as soon as the pool is made, so a caller can make it early
-    and let that start-up overlap its own work. `report(record)` in a worker reaches `on_message` in
+    Make the pool early: torch's import (by the fork server, or by each spawned worker) starts at once
+    and overlaps the caller's own work. `report(record)` in a worker reaches `on_message` in
     this process as a "record" message; the value `run_job` returns arrives as a "done" message.
-    `run_job` must be importable (spawn pickles it by name), and should catch its own errors.
+    `run_job` ("module:function") should catch its own errors.
     """
 
-    def __init__(self, workers: int, threads_per_worker: int, run_job: Callable[[Any, Any], Any]) -> None:
-        context = multiprocessing.get_context("spawn")  # fork after torch has started threads can deadlock
+    def __init__(self, workers: int, threads_per_worker: int, run_job: str = RUN_JOB) -> None:
+        context = _start_context()
         self.tasks: Any = context.Queue()
         self.messages: Any = context.Queue()
         self.processes = [
@@ -46,12 +60,22 @@ class WorkerPool:
             )
             for _ in range(workers)
         ]
+        if context.get_start_method() == "forkserver":
+            # Forking waits for the server's imports: left to the first run, by when this process
+            # has done its own start-up beside them.
+            forkserver.ensure_running()
+        else:
+            self._start()
+
+    def _start(self) -> None:
         for process in self.processes:
-            process.start()
+            if process.pid is None:
+                process.start()
 
     def run(self, jobs: list[Any], on_message: Callable[[WorkerMessage], None]) -> None:
         """Run every job (the pool stays up for more until `close`); on Ctrl-C, stop the runs under
         way cleanly, then raise KeyboardInterrupt."""
+        self._start()
         for job in jobs:
             self.tasks.put((job.index, job))
         try:
@@ -65,9 +89,28 @@ class WorkerPool:
             if process.is_alive():
                 self.tasks.put(None)  # one stop sign per worker
         for process in self.processes:
+            if process.pid is None:
+                continue  # never started: no job came
             process.join(timeout=10)
             if process.is_alive():
                 process.kill()
+
+
+def start_workers(workers: int) -> WorkerPool | None:
+    """Worker processes for `--jobs N` (None for 1): the machine's cores are shared out among them, so
+    that they do not compete for the same ones. Start them first: they take a second or two to import
+    torch, beside this process's own start-up."""
+    if workers <= 1:
+        return None
+    return WorkerPool(workers, max(1, available_cores() // workers))
+
+
+def _start_context() -> Any:
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    return context
 
 
 def available_cores() -> int:
@@ -122,19 +165,26 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def _stop_with_parent() -> None:
-    """Linux: SIGTERM when the parent dies (killed outright, say), so that the run under way stops
-    with a checkpoint instead of going on alone beside a `compare --resume`."""
-    try:
-        import ctypes
+    """SIGTERM to this worker when the process that started it dies (killed outright, say), so that
+    the run under way stops with a checkpoint instead of going on alone beside a `compare --resume`.
+    (Not the operating system's parent-death signal: a forked worker's parent is the fork server,
+    which lives on while any worker does.)"""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: an orphaned worker finishes its run, then waits for a task that never comes
+    def watch() -> None:
+        connection.wait([parent.sentinel])  # readable once the parent has gone
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="optcli-parent-watch", daemon=True).start()
 
 
-def _worker(tasks: Any, messages: Any, run_job: Callable[..., Any], threads: int) -> None:
+def _worker(tasks: Any, messages: Any, run_job_name: str, threads: int) -> None:
     import torch
 
+    module, name = run_job_name.split(":")
+    run_job = getattr(importlib.import_module(module), name)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sends SIGTERM
     signal.signal(signal.SIGTERM, _raise_interrupt)
     _stop_with_parent()
@@ -152,3 +202,4 @@ def _worker(tasks: Any, messages: Any, run_job: Callable[..., Any], threads: int
                 break  # the run recorded its interruption; take no more jobs
     except KeyboardInterrupt:
         pass  # asked to stop between two jobs
+    gc.freeze()  # a quick exit: see optcli.cli.main

@@ -30,8 +30,10 @@ FORMAT = 1
 def capture_random_state(session: Session) -> dict[str, Any]:
     """Every generator a run draws from. Plain lists and tensors only: loadable with weights_only."""
     numpy_state: Any = numpy.random.get_state()
+    version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
-        "python": random.getstate(),
+        # Python's 625 words as one tensor: pickled as 625 ints they were most of a checkpoint's cost.
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss_next],
         "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].copy()), *numpy_state[2:]],
         "torch": torch.get_rng_state(),
         "data_order": session.batches.generator.get_state(),
@@ -43,7 +45,10 @@ def capture_random_state(session: Session) -> dict[str, Any]:
 
 def restore_random_state(session: Session, state: dict[str, Any], order_state: torch.Tensor) -> None:
     version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
+    words = (
+        internal.tolist() if isinstance(internal, torch.Tensor) else internal
+    )  # a list in older checkpoints
+    random.setstate((version, tuple(words), gauss_next))
     name, keys, position, has_gauss, cached = state["numpy"]
     numpy.random.set_state((name, keys.numpy(), position, has_gauss, cached))
     torch.set_rng_state(state["torch"])
