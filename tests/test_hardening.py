@@ -149,18 +149,18 @@ def test_a_disk_that_fills_is_a_clear_failure_that_keeps_what_was_written(tmp_pa
 
 
 def test_a_checkpoint_that_cannot_be_written_fails_the_run_clearly(tmp_path, monkeypatch):
-    from optcli.train import checkpoints
+    from optcli.train import checkpoint_writer, checkpoints
 
     written = []
-    real_save = checkpoints.save_checkpoint
+    real_write = checkpoint_writer.write_files
 
-    def save_until_full(path, payload):
+    def write_until_full(write, last, best):
         if len(written) >= 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        written.append(path)
-        real_save(path, payload)
+        written.append(last)
+        real_write(write, last, best)
 
-    monkeypatch.setattr(checkpoints, "save_checkpoint", save_until_full)
+    monkeypatch.setattr(checkpoint_writer, "write_files", write_until_full)
     config = write_config(tmp_path, guide_config(train={"epochs": 10}))
     result = invoke("train", config, "--out", tmp_path / "runs", "--quiet")
     assert_clean_exit(result, 1)
@@ -168,7 +168,7 @@ def test_a_checkpoint_that_cannot_be_written_fails_the_run_clearly(tmp_path, mon
     run_dir = run_dirs(tmp_path / "runs")[0]
     summary = read_summary(run_dir)
     assert summary["status"] == "failed" and "No space left" in summary["error"]
-    assert summary["epochs"] < 10  # it stopped at the failed write, not at the end
+    assert summary["epochs"] < 10  # it stopped at the failed write (found at the next), not at the end
     resumable = checkpoints.load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert resumable["loop"]["epoch"] == 3  # the last complete write, after epoch 2
 

@@ -276,6 +276,16 @@ def test_logged_grad_norm_is_the_norm_before_clipping(tmp_path, tensor_file):
     assert column(clipped, "loss")[1:] != column(plain, "loss")[1:]  # clipping changed the updates
 
 
+@pytest.mark.parametrize("dtypes", [(torch.float32,) * 3, (torch.float32, torch.float64, torch.float32)])
+def test_the_logged_norm_is_torchs_total_norm_bit_for_bit(dtypes):
+    from optcli.train.gradients import total_norm
+
+    generator = torch.Generator().manual_seed(0)
+    gradients = [torch.randn(7, 5, generator=generator).to(dtype) for dtype in dtypes]
+    assert torch.equal(total_norm(gradients), nn.utils.get_total_norm(gradients))
+    assert torch.equal(total_norm([]), nn.utils.get_total_norm([]))
+
+
 def test_max_steps_and_log_every(tmp_path):
     config = write_config(tmp_path, guide_config(train={"epochs": 5, "log_every": 3}))
     run_dir = train_ok(config, tmp_path / "runs", "--max-steps", "10")

@@ -229,6 +229,33 @@ def test_checkpoints_hold_what_resume_needs(reference):
     assert not list((reference_dir / "checkpoints").glob(".*"))  # written atomically, nothing left over
 
 
+@pytest.mark.parametrize("large", [False, True])
+def test_checkpoints_are_written_aside_unless_large_and_hold_the_same(
+    reference, tmp_path, monkeypatch, large
+):
+    from optcli.train import checkpoint_writer
+
+    config, reference_dir = reference
+    threads = []
+    real_executor = checkpoint_writer.ThreadPoolExecutor
+
+    def executor(*args, **kwargs):
+        threads.append(1)
+        return real_executor(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_writer, "ThreadPoolExecutor", executor)
+    if large:  # over the limit: written straight to the file, from the loop's thread
+        monkeypatch.setattr(checkpoint_writer, "ASYNC_LIMIT", 0)
+    run_dir = train_ok(config, tmp_path / "runs")
+    assert len(threads) == (0 if large else 1)
+    assert_same_run(run_dir, reference_dir)
+    for name in ("last.pt", "best.pt"):
+        written, expected = (load_checkpoint(d / "checkpoints" / name) for d in (run_dir, reference_dir))
+        timeless = [{**checkpoint["loop"], "elapsed_s": None} for checkpoint in (written, expected)]
+        assert timeless[0] == timeless[1], name
+        assert all(torch.equal(written["model"][key], expected["model"][key]) for key in expected["model"])
+
+
 def test_nonfinite_stop_names_the_step_and_the_last_checkpoint(tmp_path):
     config = {**CONFIG, "optimizer": {"name": "sgd", "lr": 1e5}, "clip": None, "scheduler": None}
     result = invoke("train", write_config(tmp_path, config), "--out", tmp_path / "runs", "-q")

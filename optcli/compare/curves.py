@@ -1,9 +1,5 @@
 """curves.png: every arm's loss and learning rate against the step, mean over seeds with the range,
-and the validation metric when that is what ranks the arms.
-
-matplotlib is imported here only, with the Agg backend: no display is needed, and nothing else in
-optcli pays for the import.
-"""
+and the validation metric when that is what ranks the arms."""
 
 from __future__ import annotations
 
@@ -14,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from optcli.compare.report import read_csv_rows
+from optcli.plotting import load_pyplot
 
 
 @dataclass(frozen=True)
@@ -80,11 +77,7 @@ def draw_curves(
     diverged: Collection[str] = (),
     validation_metric: str | None = None,
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
+    pyplot = load_pyplot()
     with_validation = validation_metric is not None and any(
         c.validation for cs in curves_by_arm.values() for c in cs
     )

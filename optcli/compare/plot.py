@@ -1,6 +1,6 @@
 """`optcli plot`: one picture of finished runs, from their files: the training (and validation) loss,
 the learning rate and the gradient norm against the step, a line per run; a comparison's directory
-stands for all of its runs. matplotlib is imported here only, with the Agg backend."""
+stands for all of its runs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from optcli.compare.report import read_csv_rows
 from optcli.errors import ConfigError
+from optcli.plotting import load_pyplot
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,7 @@ def _values(rows: list[tuple[int, dict[str, str]]], column: str) -> tuple[list[i
 
 def draw_runs(path: Path, plotted: list[PlottedRun], metrics: list[str]) -> None:
     """Loss, learning rate, gradient norm, and a panel per extra epochs.csv metric."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
+    pyplot = load_pyplot()
     panels = ["loss", "learning rate", "gradient norm (before clipping)", *metrics]
     figure, axes = pyplot.subplots(len(panels), 1, figsize=(9, 2.6 * len(panels) + 1), sharex=True)
     for colour, run in zip((f"C{index % 10}" for index in range(len(plotted))), plotted, strict=False):

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from optcli.plotting import load_pyplot
+
 if TYPE_CHECKING:
     from optcli.compare.tuning import Selection, Tuning
 
@@ -14,11 +16,7 @@ if TYPE_CHECKING:
 def draw_sensitivity(
     path: Path, tuning: Tuning, rows: list[dict[str, Any]], chosen: dict[str, Selection], metric: str
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = load_pyplot()
     keys = sorted({key for space in tuning.spaces.values() for key in space})
     figure, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
     finite = [row["metric"] for row in rows if row["metric"] is not None and math.isfinite(row["metric"])]

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from optcli.config.spec import RunSpec
+from optcli.plotting import load_pyplot
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,8 @@ def schedule_csv(planned: list[PlannedStep]) -> str:
 
 
 def save_schedule_png(path: str, planned: list[PlannedStep], title: str) -> None:
-    """The rate against the step, with epoch boundaries marked; matplotlib is imported here only."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
+    """The rate against the step, with epoch boundaries marked."""
+    pyplot = load_pyplot()
     figure, axis = pyplot.subplots(figsize=(9, 4))
     axis.plot([row.step for row in planned], [row.lr for row in planned], linewidth=1.6)
     rates = [row.lr for row in planned if row.lr > 0]

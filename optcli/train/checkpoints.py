@@ -18,8 +18,8 @@ import torch
 
 from optcli.config.metrics import default_monitor
 from optcli.errors import ConfigError
+from optcli.train.checkpoint_writer import CheckpointWriter
 from optcli.train.records import CheckpointDue
-from optcli.train.rundir import link_atomically, replace_atomically
 from optcli.train.session import Session
 from optcli.train.sinks import SummaryState
 from optcli.train.state import LoopState
@@ -55,12 +55,6 @@ def restore_random_state(session: Session, state: dict[str, Any], order_state: t
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     session.batches.generator.set_state(order_state)
-
-
-def save_checkpoint(path: Path, payload: Checkpoint) -> None:
-    """Atomically: a crash while writing leaves the previous checkpoint intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    replace_atomically(path, lambda stream: torch.save(payload, stream))
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
@@ -105,7 +99,9 @@ class Checkpointer:
         self.session = session
         self.every = session.spec.train.checkpoint_every
         self.monitor = default_monitor(session.spec.data.has_validation)
-        self.last_written: str | None = None  # "epoch 3, step 60", for messages
+        self.last_written: str | None = None  # "epoch 3, step 60", for messages: once it is on disk
+        self.writer = CheckpointWriter()
+        self._writing: str | None = None  # what the writer has in hand
 
     def save(self, point: CheckpointDue, csv_sizes: dict[str, int], summary: SummaryState) -> None:
         # An interrupt, or a run that max_steps ends mid-epoch, always leaves a point to resume from.
@@ -113,18 +109,28 @@ class Checkpointer:
         is_best = self.monitor in point.improved
         if not (due or is_best):
             return
-        payload = self._payload(point, csv_sizes, summary)
-        if due:
-            save_checkpoint(self.directory / "last.pt", payload)
-            self.last_written = f"epoch {point.epoch}, step {point.step}"
-        if is_best and due:
-            # The same state: best.pt becomes another name of this last.pt, serialized and synced once.
-            link_atomically(self.directory / "last.pt", self.directory / "best.pt")
-        elif is_best:
-            save_checkpoint(self.directory / "best.pt", payload)
+        self.wait()
+        last = self.directory / "last.pt" if due else None
+        self.writer.write(
+            self._payload(point, csv_sizes, summary), last, self.directory / "best.pt" if is_best else None
+        )
+        self._writing = f"epoch {point.epoch}, step {point.step}" if due else None
+
+    def wait(self) -> None:
+        """Every checkpoint handed to the writer is on disk (or its error raised)."""
+        self.writer.wait()
+        if self._writing is not None:
+            self.last_written, self._writing = self._writing, None
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self.writer.close()
 
     def restore_best(self) -> int | None:
         """The best checkpoint's weights put into the model; its epoch, or None when there is none."""
+        self.wait()
         path = self.directory / "best.pt"
         if not path.is_file():
             return None

@@ -18,7 +18,7 @@ import torch
 from optcli.config.schema import ClipConfig
 from optcli.errors import Interrupted, TrainingFailed
 from optcli.train.evaluation import EarlyStopper, evaluate
-from optcli.train.gradients import Gradients, gradients_for, micro_batch_groups
+from optcli.train.gradients import Gradients, gradients_for, micro_batch_groups, total_norm
 from optcli.train.host_copies import DEVICE_STEPS_PER_SYNC, HostCopies, PendingStep
 from optcli.train.records import (
     CheckpointDue,
@@ -258,7 +258,7 @@ def clip_gradients(
         return torch.nn.utils.clip_grad_norm_(parameters, clip.max_norm, clip.norm_type)  # returns the norm
     grad_norm = None
     if want_norm:
-        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
+        grad_norm = total_norm([p.grad for p in parameters if p.grad is not None])
     if clip is not None and clip.value is not None:
         torch.nn.utils.clip_grad_value_(parameters, clip.value)
     return grad_norm

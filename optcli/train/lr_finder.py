@@ -22,6 +22,7 @@ import torch
 from optcli.components.optimizers import needs_closure
 from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
+from optcli.plotting import load_pyplot
 from optcli.train.loop import clip_gradients, set_optimizer_mode
 from optcli.train.rundir import write_atomically
 from optcli.train.session import Session, build_session
@@ -154,11 +155,7 @@ def write_range_test(directory: Path, steps: list[RangeTestStep], suggestion: Su
     axis, with the suggestion marked)."""
     rows = "".join(f"{row.step},{row.lr!r},{row.loss!r},{row.smoothed_loss!r}\n" for row in steps)
     write_atomically(directory / "lr_find.csv", "step,lr,loss,smoothed_loss\n" + rows)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
+    pyplot = load_pyplot()
     figure, axis = pyplot.subplots(figsize=(8, 4.5))
     axis.plot([row.lr for row in steps], [row.loss for row in steps], color="0.75", linewidth=1, label="loss")
     smoothed = [row.smoothed_loss for row in steps]

@@ -146,7 +146,7 @@ def _drive(
     """The loop, its records to the sinks, and a checkpoint at every point to resume from (rank 0's
     CSV writer and summary in `files` say what the files hold)."""
     world = session.world
-    with StopRequests().installed() as requests:
+    with StopRequests().installed() as requests, contextlib.closing(checkpointer):
         # Several processes stop together, at the same step, when any of them is asked to.
         stop = (lambda: agree(world, requests())) if world.active else requests
         for record in run_training(session, state, stop, restore_best=checkpointer.restore_best):
@@ -155,10 +155,12 @@ def _drive(
             if isinstance(record, CheckpointDue):
                 # A point to resume from: the files hold every record before it, and no other. With
                 # several processes, every rank has reached it before rank 0 writes it, and none goes
-                # on (or is stopped) before it is written.
+                # on (or is stopped) before it is on disk.
                 barrier(world)
                 if files:
                     checkpointer.save(record, files[0].sizes(), files[1].state)
+                    if world.active:
+                        checkpointer.wait()
                 barrier(world)
 
 

@@ -1,0 +1,22 @@
+"""matplotlib's pyplot, imported only where a figure is drawn (the import takes a quarter of a second),
+with the Agg backend: optcli writes PNG files and needs no display."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+
+def load_pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    return pyplot
+
+
+def import_aside() -> None:
+    """Start that import on a thread of its own, for a caller that only waits meanwhile (compare, while
+    its workers train): `load_pyplot()` then finds it done, or waits for it to finish."""
+    threading.Thread(target=load_pyplot, name="optcli-import-matplotlib", daemon=True).start()
