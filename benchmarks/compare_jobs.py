@@ -2,9 +2,10 @@
 
 Each measurement is the whole command as a user runs it (process start, torch import, workers, all
 15 runs, the report), alternating --jobs 1 and --jobs 2 so that machine noise hits both alike. It
-also checks that both give the same results.csv. As shipped (30 epochs) each run trains for under half
-a second, so fixed costs (three processes importing torch on two cores, drawing curves.png) weigh
-heavily; the longer setting shows the speedup once training dominates.
+also checks that both give the same results.csv. As shipped (30 epochs) each run trains for a quarter
+of a second, so fixed costs (importing torch, once in the main process and once in the fork server
+the workers come from; drawing curves.png) weigh heavily; the longer setting shows the speedup once
+training dominates.
 
     python benchmarks/compare_jobs.py [--rounds 2] [--epochs 30 120]
 """
