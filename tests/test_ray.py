@@ -101,3 +101,39 @@ def test_without_ray_the_message_gives_the_install_command(tmp_path, monkeypatch
     result = invoke("compare", COMPARE, *SHORT, "--out", tmp_path, "--executor", "ray")
     assert_clean_exit(result, 2)
     assert "pip install 'optcli[ray]'" in result.stderr
+
+
+def test_a_node_that_cannot_see_the_driver_folder_sends_the_runs_files_back(tmp_path):
+    """Ray's transport aside: on a node without the driver's file system a task runs in a scratch
+    folder there, and its files travel back with the outcome into the driver's folder."""
+    from optcli.compare.jobs import plan_jobs
+    from optcli.compare.plan import CommandLine, load_plan
+    from optcli.compare.ray_pool import _packed, _run_remote, _unpack
+
+    plan = load_plan([COMPARE], CommandLine(["train.epochs=3"], seeds="1"))
+    visible, invisible = tmp_path / "shared", tmp_path / "elsewhere"
+    visible.mkdir()
+    (visible / "comparison.json").write_text("{}")  # how a node tells that it sees the driver's folder
+
+    class Progress:
+        def __init__(self) -> None:
+            self.records: list = []
+
+        def put(self, item) -> None:
+            self.records.append(item)
+
+    travelled = {}
+    for directory in (visible, invisible):
+        job, progress = plan_jobs(plan, directory)[0], Progress()
+        outcome, files = _run_remote(job, _packed(job), progress, 1)
+        assert outcome.status == "ok" and progress.records
+        travelled[directory] = files
+        _unpack(files, job.run_dir)
+    assert not travelled[visible] and travelled[invisible]  # written in place, or sent back
+    run = plan_jobs(plan, visible)[0].run_dir.name
+    for name in ("metrics.csv", "epochs.csv"):
+        rows = [read_csv(directory / run / name) for directory in (visible, invisible)]
+        assert [{k: v for k, v in row.items() if k != "elapsed_s"} for row in rows[0]] == [
+            {k: v for k, v in row.items() if k != "elapsed_s"} for row in rows[1]
+        ], name
+    assert (invisible / run / "checkpoints" / "last.pt").is_file()

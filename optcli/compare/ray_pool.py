@@ -10,6 +10,7 @@ retried task then resumes from the run's last checkpoint. Ctrl-C cancels the tas
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -24,6 +25,7 @@ from optcli.compare.workers import WorkerMessage
 from optcli.errors import ConfigError
 
 RETRIES = 2  # a task whose node died runs again, this many times at most
+_STOP_GRACE_S = 3.0  # after Ctrl-C, for the tasks it reached to stop on their own
 
 
 def start_ray(address: str | None, cpus_per_run: float, gpus_per_run: float) -> RayPool:
@@ -69,9 +71,12 @@ class RayPool:
                     _unpack(files, job.run_dir)
                     on_message(WorkerMessage(job.index, "done", outcome))
         except KeyboardInterrupt:
-            for reference in running:
-                ray.cancel(reference)  # a KeyboardInterrupt inside each task: its run stops, checkpointed
-            ray.wait(list(running), num_returns=len(running), timeout=30)
+            for reference in _stop(list(running)):  # the files of the runs that stopped travel back too
+                job = running.pop(reference)
+                with contextlib.suppress(Exception):  # cancelled before it began, or its node gone
+                    outcome, files = ray.get(reference)
+                    _unpack(files, job.run_dir)
+                    on_message(WorkerMessage(job.index, "done", outcome))
             raise
         finally:
             self._pass_progress(on_message)
@@ -102,6 +107,24 @@ class RayPool:
         import ray
 
         ray.shutdown()
+
+
+def _stop(running: list[Any]) -> list[Any]:
+    """Stop the tasks under way, each run with a checkpoint; return those that ended. A terminal's
+    Ctrl-C reaches a local instance's tasks too, and they stop on their own; ray.cancel (a
+    KeyboardInterrupt inside the task) is for the others, another machine's. They get a moment first:
+    cancelling a task just as it completes can crash Ray's driver ("Tried to complete task that was
+    not pending", ray-project/ray issue 54846)."""
+    import ray
+
+    if not running:
+        return []
+    ended, pending = ray.wait(running, num_returns=len(running), timeout=_STOP_GRACE_S)
+    for reference in pending:
+        ray.cancel(reference)
+    if pending:
+        ended += ray.wait(pending, num_returns=len(pending), timeout=30)[0]
+    return ended
 
 
 def _packed(job: Any) -> bytes:
