@@ -124,10 +124,13 @@ def test_killed_at_a_random_moment_and_resumed_equals_the_uninterrupted_run(refe
     assert process.returncode == -signal.SIGKILL, (
         f"the run ended by itself before the kill after step {target}"
     )
+    # What a kill in the middle of a checkpoint's write leaves (here for sure): its temporary file.
+    (run_dir / "checkpoints" / ".last.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
     result = invoke("resume", run_dir, "--quiet")
     assert_clean_exit(result, 0)
     assert_same_run(run_dir, reference_dir)
     assert len(read_summary(run_dir)["resumes"]) == 1
+    assert not list((run_dir / "checkpoints").glob(".*"))  # cleared by the resumed run
 
 
 @pytest.mark.slow

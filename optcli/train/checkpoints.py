@@ -102,6 +102,9 @@ class Checkpointer:
         self.last_written: str | None = None  # "epoch 3, step 60", for messages: once it is on disk
         self.writer = CheckpointWriter()
         self._writing: str | None = None  # what the writer has in hand
+        if session.world.is_main:  # a write that a kill cut short leaves its temporary file: not kept
+            for stale in [*self.directory.glob(".*.tmp"), *self.directory.glob(".*.link")]:
+                stale.unlink(missing_ok=True)
 
     def save(self, point: CheckpointDue, csv_sizes: dict[str, int], summary: SummaryState) -> None:
         # An interrupt, or a run that max_steps ends mid-epoch, always leaves a point to resume from.
