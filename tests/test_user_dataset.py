@@ -26,6 +26,7 @@ from tests.conftest import (
     invoke,
     read_csv,
     read_summary,
+    rows_without_times,
     start_optcli,
     train_ok,
     wait_for_rows,
@@ -285,6 +286,26 @@ def test_every_compare_arm_sees_the_same_batches_for_a_seed(tmp_path):
         hashes = {(row["init_hash"], row["data_hash"]) for row in results if row["seed"] == seed}
         assert len(hashes) == 1, hashes  # the same weights and the same batches in every arm
     assert len({row["data_hash"] for row in results}) == 2  # and another order for another seed
+
+
+@pytest.mark.slow  # starts compare's worker processes
+def test_compare_workers_run_dataloader_workers_and_give_the_same_results(tmp_path):
+    # Found by hand: compare's workers were daemonic, and a daemonic process may not start the
+    # DataLoader's workers: every run failed with --jobs 2 and data.num_workers: 2.
+    user_config(tmp_path, num_workers=2)
+    (tmp_path / "base.yaml").write_text((tmp_path / "config.yaml").read_text())
+    arms = {"sgd": {}, "adam": {"optimizer": {"name": "adam", "lr": 0.01}}}
+    compare = write_config(tmp_path, {"base": "base.yaml", "seeds": [0, 1], "runs": arms}, "compare.yaml")
+    results = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs{jobs}"
+        result = invoke(
+            "compare", compare, "--out", out, "--set", "train.epochs=2", "--jobs", jobs, "--quiet"
+        )
+        assert_clean_exit(result, 0)
+        results[jobs] = rows_without_times(next(out.glob("compare-*/*/results.csv")))
+    assert {row["status"] for row in results["2"]} == {"ok"}
+    assert results["2"] == results["1"]
 
 
 def test_real_valued_targets_one_number_a_sample_and_a_test_set_from_the_mapping(tmp_path):

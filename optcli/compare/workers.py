@@ -55,9 +55,9 @@ class WorkerPool:
         self.tasks: Any = context.Queue()
         self.messages: Any = context.Queue()
         self.processes = [
-            context.Process(
-                target=_worker, args=(self.tasks, self.messages, run_job, threads_per_worker), daemon=True
-            )
+            # Not daemonic: a run's DataLoader starts worker processes of its own (data.num_workers).
+            # They stop at close(), or when this process dies (see _stop_with_parent).
+            context.Process(target=_worker, args=(self.tasks, self.messages, run_job, threads_per_worker))
             for _ in range(workers)
         ]
         if context.get_start_method() == "forkserver":
@@ -185,6 +185,10 @@ def _worker(tasks: Any, messages: Any, run_job_name: str, threads: int) -> None:
 
     module, name = run_job_name.split(":")
     run_job = getattr(importlib.import_module(module), name)
+    # A run's DataLoader starts its own workers the platform's way, as under `optcli train` (fork on
+    # Linux), not the way this worker was started: a fresh process could not import a Dataset loaded
+    # from a file next to the config.
+    multiprocessing.set_start_method(None, force=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sends SIGTERM
     signal.signal(signal.SIGTERM, _raise_interrupt)
     _stop_with_parent()
