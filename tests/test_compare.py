@@ -15,7 +15,15 @@ import pytest
 import yaml
 
 from optcli.config.loading import merge_arm
-from tests.conftest import REPO, assert_clean_exit, config_error, invoke, read_csv, write_config
+from tests.conftest import (
+    REPO,
+    assert_clean_exit,
+    config_error,
+    invoke,
+    read_csv,
+    start_optcli,
+    write_config,
+)
 
 BASE = {
     "device": "cpu",
@@ -311,6 +319,20 @@ def test_ctrl_c_stops_the_workers_and_keeps_the_finished_runs(tmp_path):
         summary = json.loads((directory / run / "summary.json").read_text())
         assert summary["status"] == "interrupted" and summary["steps"] > 0
     assert json.loads((directory / "summary.json").read_text())["status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_workers_start_leaves_quietly(tmp_path):
+    # A terminal's Ctrl-C reaches the fork server too, while it imports torch for the workers: it
+    # printed the import's traceback.
+    process = start_optcli(
+        "compare", REPO / "configs" / "compare_guide.yaml", "--jobs", "2", "--out", tmp_path
+    )
+    time.sleep(0.5)  # the fork server needs well over a second to import torch
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
 
 
 def test_the_ranking_table_is_whole_when_output_is_piped(tmp_path):

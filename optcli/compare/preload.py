@@ -7,10 +7,17 @@ does not walk them either.
 """
 
 import gc
+import os
+import signal
 
-import torch._dynamo  # noqa: F401
+# A Ctrl-C while the server imports (a terminal's reaches it too) abandons the command: leave at once
+# and quietly, not with the import's traceback.
+signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
 
-import optcli.compare.jobs
-import optcli.train.run  # noqa: F401
+import torch._dynamo  # noqa: E402, F401
 
+import optcli.compare.jobs  # noqa: E402
+import optcli.train.run  # noqa: E402, F401
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # (the workers forked later set their own)
 gc.freeze()

@@ -181,6 +181,9 @@ def _stop_with_parent() -> None:
 
 
 def _worker(tasks: Any, messages: Any, run_job_name: str, threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sends SIGTERM
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    _stop_with_parent()
     import torch
 
     module, name = run_job_name.split(":")
@@ -189,9 +192,6 @@ def _worker(tasks: Any, messages: Any, run_job_name: str, threads: int) -> None:
     # Linux), not the way this worker was started: a fresh process could not import a Dataset loaded
     # from a file next to the config.
     multiprocessing.set_start_method(None, force=True)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sends SIGTERM
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    _stop_with_parent()
     torch.set_num_threads(threads)
     try:
         while (task := tasks.get()) is not None:
