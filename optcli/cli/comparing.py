@@ -15,6 +15,7 @@ from optcli.cli.shared import (
     SetOption,
     app,
     fail,
+    import_torch,
     print_advice,
     reported_errors,
     run_overrides,
@@ -91,6 +92,7 @@ def compare(
         else:
             pool = start_workers(jobs)
         try:
+            import_torch()
             from optcli.compare.plan import CommandLine
 
             command_line = CommandLine(

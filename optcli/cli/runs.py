@@ -21,6 +21,7 @@ from optcli.cli.shared import (
     app,
     fail,
     forwarded_options,
+    import_torch,
     launch_workers,
     print_advice,
     reported_errors,
@@ -46,6 +47,7 @@ def train(
     Example: optcli train configs/adam_steplr.yaml --set optimizer.lr=3e-4 --set train.epochs=5
     """
     with reported_errors(debug):
+        import_torch()
         from optcli.config.loading import load_config
         from optcli.config.resolve import resolve_config
         from optcli.train.distributed import world_from_environment
@@ -82,6 +84,7 @@ def resume(
     Example: optcli resume runs/adam_steplr/20261125-181520 --set optimizer.lr=3e-4 --allow-changes
     """
     with reported_errors(debug):
+        import_torch()
         from optcli.train.distributed import world_from_environment
         from optcli.train.resume import prepare_resume
 
@@ -115,6 +118,7 @@ def check(
     Example: optcli check configs/adam_steplr.yaml --set optimizer.name=sgd
     """
     with reported_errors(debug):
+        import_torch()
         import yaml
 
         from optcli.compare.plan import check_file
@@ -145,6 +149,7 @@ def schedule(
     Example: optcli schedule configs/warmup_cosine.yaml --csv schedule.csv --png schedule.png
     """
     with reported_errors(debug):
+        import_torch()
         from optcli.compare.plan import check_file
         from optcli.config.schedule import (
             describe_schedule,
@@ -186,6 +191,7 @@ def find_lr(
     optcli find-lr configs/teacher_mlp.yaml --apply teacher_tuned.yaml
     """
     with reported_errors(debug):
+        import_torch()
         from optcli.config.loading import load_config
         from optcli.config.resolve import resolve_config
         from optcli.train.lr_finder import range_test, suggest, write_range_test

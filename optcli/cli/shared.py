@@ -103,6 +103,27 @@ def reported_errors(debug: bool) -> Iterator[None]:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
+def import_torch() -> None:
+    """Import torch and torch._dynamo (which building any optimizer imports) with Ctrl-C held until
+    both are in. An interrupt in the middle of their C extensions' start-up could leave torch half
+    imported (a later import fails) or Python set to end the process by SIGINT instead of exit 130."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # (only it may set handlers)
+        import torch._dynamo
+
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        import torch._dynamo  # noqa: F401
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 def run_overrides(
     settings: list[str] | None, device: str | None, out: Path | None, max_steps: int | None
 ) -> list[str]:

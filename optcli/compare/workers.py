@@ -12,6 +12,7 @@ imports them itself. Neither forks a process that has run torch's thread pools, 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import multiprocessing
@@ -19,7 +20,7 @@ import os
 import queue
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing import connection, forkserver
 from typing import Any
@@ -63,7 +64,8 @@ class WorkerPool:
         if context.get_start_method() == "forkserver":
             # Forking waits for the server's imports: left to the first run, by when this process
             # has done its own start-up beside them.
-            forkserver.ensure_running()
+            with _ctrl_c_ignored():  # by the server from its first instruction (preload.py takes over)
+                forkserver.ensure_running()
         else:
             self._start()
 
@@ -103,6 +105,21 @@ def start_workers(workers: int) -> WorkerPool | None:
     if workers <= 1:
         return None
     return WorkerPool(workers, max(1, available_cores() // workers))
+
+
+@contextlib.contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    """SIGINT ignored meanwhile, and so in the processes started meanwhile (an ignored signal stays
+    ignored through exec, and Python then leaves it so): a terminal's Ctrl-C reaches them too, and
+    one that came while the fork server started would print the traceback of its import."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _start_context() -> Any:
