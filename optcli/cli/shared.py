@@ -110,16 +110,16 @@ def import_torch() -> None:
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread():  # (only it may set handlers)
-        import torch._dynamo
-
-        return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    holding = threading.current_thread() is threading.main_thread()  # (only it may set handlers)
+    previous = (
+        signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum)) if holding else None
+    )
     try:
         import torch._dynamo  # noqa: F401
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if holding:
+            signal.signal(signal.SIGINT, previous)
     if received:
         raise KeyboardInterrupt
 

@@ -20,6 +20,7 @@ from optcli.config.metrics import default_monitor
 from optcli.errors import ConfigError
 from optcli.train.checkpoint_writer import CheckpointWriter
 from optcli.train.records import CheckpointDue
+from optcli.train.rundir import remove_partial_writes
 from optcli.train.session import Session
 from optcli.train.sinks import SummaryState
 from optcli.train.state import LoopState
@@ -45,10 +46,9 @@ def capture_random_state(session: Session) -> dict[str, Any]:
 
 def restore_random_state(session: Session, state: dict[str, Any], order_state: torch.Tensor) -> None:
     version, internal, gauss_next = state["python"]
-    words = (
-        internal.tolist() if isinstance(internal, torch.Tensor) else internal
-    )  # a list in older checkpoints
-    random.setstate((version, tuple(words), gauss_next))
+    if isinstance(internal, torch.Tensor):  # (a list in older checkpoints)
+        internal = internal.tolist()
+    random.setstate((version, tuple(internal), gauss_next))
     name, keys, position, has_gauss, cached = state["numpy"]
     numpy.random.set_state((name, keys.numpy(), position, has_gauss, cached))
     torch.set_rng_state(state["torch"])
@@ -102,9 +102,8 @@ class Checkpointer:
         self.last_written: str | None = None  # "epoch 3, step 60", for messages: once it is on disk
         self.writer = CheckpointWriter()
         self._writing: str | None = None  # what the writer has in hand
-        if session.world.is_main:  # a write that a kill cut short leaves its temporary file: not kept
-            for stale in [*self.directory.glob(".*.tmp"), *self.directory.glob(".*.link")]:
-                stale.unlink(missing_ok=True)
+        if session.world.is_main:
+            remove_partial_writes(self.directory)
 
     def save(self, point: CheckpointDue, csv_sizes: dict[str, int], summary: SummaryState) -> None:
         # An interrupt, or a run that max_steps ends mid-epoch, always leaves a point to resume from.
