@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from multiprocessing import connection, forkserver
 from typing import Any
 
+from optcli.compare.dispatch import LongestFirst
+
 # Seconds between checks that the workers are still alive while waiting for their messages.
 _POLL_S = 0.5
 
@@ -75,13 +77,27 @@ class WorkerPool:
                 process.start()
 
     def run(self, jobs: list[Any], on_message: Callable[[WorkerMessage], None]) -> None:
-        """Run every job (the pool stays up for more until `close`); on Ctrl-C, stop the runs under
-        way cleanly, then raise KeyboardInterrupt."""
+        """Run every job (the pool stays up for more until `close`), handed out one at a time in the
+        order of `LongestFirst`; on Ctrl-C, stop the runs under way cleanly, then raise
+        KeyboardInterrupt."""
         self._start()
-        for job in jobs:
+        order = LongestFirst(jobs)
+
+        def hand_out() -> None:
+            job = order.next()
             self.tasks.put((job.index, job))
+
+        def received(message: WorkerMessage) -> None:
+            if message.kind == "done":
+                order.finished(message.job)
+                if order:  # the worker that sent it is free
+                    hand_out()
+            on_message(message)
+
+        for _ in range(min(len(self.processes), len(jobs))):
+            hand_out()
         try:
-            _receive(self.messages, self.processes, len(jobs), on_message)
+            _receive(self.messages, self.processes, len(jobs), received)
         except KeyboardInterrupt:
             _stop(self.processes, self.messages, on_message)
             raise
