@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -171,3 +172,49 @@ TIME_COLUMNS = ("train_time_s", "time_to_target_s", "mean_train_time_s")
 def rows_without_times(path: Path) -> list[dict[str, str]]:
     """A comparison's results.csv or summary.csv, its time columns left out."""
     return [{key: value for key, value in row.items() if key not in TIME_COLUMNS} for row in read_csv(path)]
+
+
+def runs_under_way(root: Path) -> dict[int, Path]:
+    """The processes training a run under `root` (found through /proc, Linux): pid -> the run's folder,
+    where the metrics.csv it holds open is."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            opened = [Path(os.readlink(fd)) for fd in (entry / "fd").iterdir()]
+        except OSError:
+            continue  # it ended meanwhile, or is not ours to read
+        found.update(
+            {
+                int(entry.name): path.parent
+                for path in opened
+                if path.name == "metrics.csv" and root in path.parents
+            }
+        )
+    return found
+
+
+def kill_a_run_under_way(root: Path, process: subprocess.Popen[str], seconds: float = 120) -> Path:
+    """SIGKILL, as the kernel's out-of-memory killer would, a process training a run under `root` once
+    that run has a checkpoint; its folder."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        for pid, run_dir in runs_under_way(root).items():
+            if (run_dir / "checkpoints" / "last.pt").is_file():
+                os.kill(pid, signal.SIGKILL)
+                return run_dir
+        time.sleep(0.01)
+    raise AssertionError(f"no run was caught under way within {seconds:.0f} s")
+
+
+def finish(process: subprocess.Popen[str], seconds: float) -> str:
+    """The process's stderr once it has ended; if it does not end within `seconds`, it is killed with
+    its children (its whole session) and the test fails."""
+    try:
+        return process.communicate(timeout=seconds)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise AssertionError(f"still running after {seconds:.0f} s: killed") from None

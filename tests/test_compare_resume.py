@@ -15,7 +15,9 @@ from tests.conftest import (
     REPO,
     assert_clean_exit,
     config_error,
+    finish,
     invoke,
+    kill_a_run_under_way,
     rows_without_times,
     start_optcli,
 )
@@ -80,3 +82,21 @@ def test_resume_takes_no_files_and_needs_a_comparison(tmp_path):
         invoke("compare", COMPARE, "--resume", tmp_path)
     )
     assert "not a comparison optcli can resume" in config_error(invoke("compare", "--resume", tmp_path))
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker processes through /proc (Linux)")
+def test_a_worker_killed_mid_run_costs_that_run_only_and_resume_reruns_it(uninterrupted, tmp_path):
+    out = tmp_path / "out"
+    process = start_optcli("compare", COMPARE, *LONGER, "--jobs", "2", "--out", out)
+    killed = kill_a_run_under_way(out, process)  # as the out-of-memory killer would
+    stderr = finish(process, 120)  # the comparison goes on without it
+    assert process.returncode == 0, stderr
+    arm, seed = killed.name.rsplit("-seed", 1)
+    assert f"{arm} seed {seed} failed: the worker process running it died (killed by SIGKILL" in stderr
+    directory = killed.parent
+    rows = {(row["arm"], row["seed"]): row["status"] for row in rows_without_times(directory / "results.csv")}
+    assert rows.pop((arm, seed)) == "failed" and set(rows.values()) == {"ok"}
+    result = invoke("compare", "--resume", directory, "--quiet")
+    assert_clean_exit(result, 0)
+    for name in ("results.csv", "summary.csv"):
+        assert rows_without_times(directory / name) == rows_without_times(uninterrupted / name), name

@@ -14,7 +14,9 @@ import pytest
 from tests.conftest import (
     REPO,
     assert_clean_exit,
+    finish,
     invoke,
+    kill_a_run_under_way,
     read_csv,
     read_summary,
     rows_without_times,
@@ -141,39 +143,13 @@ def test_a_node_that_cannot_see_the_driver_folder_sends_the_runs_files_back(tmp_
     assert (invisible / run / "checkpoints" / "last.pt").is_file()
 
 
-def executing_runs() -> dict[int, Path]:
-    """Ray workers executing a run (Ray titles such a process `ray::_run_remote`): pid -> the run's
-    folder (where its open metrics.csv is)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        try:
-            if not (
-                entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"ray::_run_remote")
-            ):
-                continue
-            opened = [Path(os.readlink(fd)) for fd in (entry / "fd").iterdir()]
-        except OSError:
-            continue  # it ended meanwhile
-        found.update({int(entry.name): path.parent for path in opened if path.name == "metrics.csv"})
-    return found
-
-
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes through /proc (Linux)")
 def test_a_worker_that_dies_mid_run_is_retried_from_its_checkpoint(tmp_path):
     longer = ("--set", "train.epochs=40", "--seeds", "2", "--quiet")  # runs of about half a second
     assert_clean_exit(invoke("compare", COMPARE, *longer, "--out", tmp_path / "local"), 0)
     process = start_optcli("compare", COMPARE, *longer, "--executor", "ray", "--out", tmp_path / "ray")
-    deadline, killed = time.monotonic() + 120, None
-    while time.monotonic() < deadline and killed is None:
-        assert process.poll() is None, process.communicate()
-        for pid, run_dir in executing_runs().items():
-            if (run_dir / "checkpoints" / "last.pt").is_file():
-                os.kill(pid, signal.SIGKILL)  # as if its node died, mid-run: Ray retries the task
-                killed = run_dir
-                break
-        time.sleep(0.01)
-    assert killed is not None, "no run was caught under way"
-    _, stderr = process.communicate(timeout=180)
+    killed = kill_a_run_under_way(tmp_path / "ray", process)  # as if its node died: Ray retries the task
+    stderr = finish(process, 180)
     assert process.returncode == 0, stderr
     summary = read_summary(killed)
     assert summary["status"] == "completed" and len(summary["resumes"]) == 1  # from its checkpoint

@@ -44,6 +44,7 @@ class LiveComparison:
         total = sum(job.spec.total_steps for job in jobs)
         self.overall = self.progress.add_task("all runs".ljust(width), total=total, state="steps")
         self.done: dict[int, int] = {}  # each job's steps so far
+        self.labels = {job.index: job.label for job in jobs}
         self.tasks: dict[int, TaskID] = {
             job.index: self.progress.add_task(
                 job.label.ljust(width), total=None, start=False, state="waiting"
@@ -74,6 +75,8 @@ class LiveComparison:
             done = "done" if event.status == "ok" else event.status
             self.progress.update(task, state=f"{done} {state}".strip())
             self.progress.stop_task(task)
+            if event.status == "failed" and event.error:
+                self.progress.console.print(failure(self.labels[index], event), markup=False, highlight=False)
 
     def _count(self, index: int, step: int) -> None:
         self.done[index] = step
@@ -101,12 +104,21 @@ class PlainComparison:
             job = self.jobs[index]
             loss = self.last_loss.get(index)
             detail = f", last epoch loss {format_loss(loss)}" if loss is not None else ""
+            if event.status == "failed" and event.error:
+                detail += f": {event.error}"
             print(f"{job.label}: {event.status}{detail}", file=self.stream, flush=True)
 
 
 class QuietComparison(PlainComparison):
+    """Only why a run failed, on stderr (the table and the verdict say that it did)."""
+
     def __call__(self, index: int, event: Event) -> None:
-        pass
+        if isinstance(event, JobOutcome) and event.status == "failed" and event.error:
+            print(failure(self.jobs[index].label, event), file=sys.stderr, flush=True)
+
+
+def failure(label: str, outcome: JobOutcome) -> str:
+    return f"{label} failed: {outcome.error}"
 
 
 def output_console() -> Console:

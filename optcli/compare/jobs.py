@@ -16,13 +16,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from optcli.compare.plan import ComparisonPlan
 from optcli.compare.ranking import JobStatus
 from optcli.compare.workers import WorkerMessage, WorkerPool
 from optcli.errors import TrainingFailed
 from optcli.train.records import EpochRecord, Record, RunStarted, StepRecord
 
 if TYPE_CHECKING:
+    from optcli.compare.plan import ComparisonPlan  # (the workers that import this module need no plan)
     from optcli.config.spec import RunSpec
     from optcli.train.sinks import RunOutcome
 
@@ -141,9 +141,13 @@ def run_jobs(
     outcomes: dict[int, JobOutcome] = {}
 
     def on_message(message: WorkerMessage) -> None:
-        if message.kind == "done":
-            outcomes[message.job] = message.payload
-        on_event(message.job, message.payload)
+        event = message.payload
+        if message.kind == "lost":
+            died = f"the worker process running it died ({message.payload}); optcli compare --resume runs it again"
+            event = JobOutcome(message.job, "failed", died)
+        if message.kind in ("done", "lost"):
+            outcomes[message.job] = event
+        on_event(message.job, event)
 
     try:
         if pool is None:

@@ -20,6 +20,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing import connection, forkserver
@@ -40,7 +41,9 @@ RUN_JOB = "optcli.compare.jobs:run_job"
 @dataclass(frozen=True)
 class WorkerMessage:
     job: int  # the job's index
-    kind: str  # "record" (a training record) or "done" (the job's outcome)
+    # "taken" (payload: the worker's pid), "record" (a training record), "done" (the job's outcome), or
+    # "lost" (how the worker that had taken it died)
+    kind: str
     payload: Any
 
 
@@ -88,7 +91,7 @@ class WorkerPool:
             self.tasks.put((job.index, job))
 
         def received(message: WorkerMessage) -> None:
-            if message.kind == "done":
+            if message.kind in ("done", "lost"):
                 order.finished(message.job)
                 if order:  # the worker that sent it is free
                     hand_out()
@@ -156,16 +159,37 @@ def available_cores() -> int:
 def _receive(
     messages: Any, processes: list[Any], expected: int, on_message: Callable[[WorkerMessage], None]
 ) -> None:
-    done = 0
-    while done < expected:
-        try:
+    """Pass the workers' messages on until `expected` jobs have ended. A worker that dies in the middle
+    of a job (killed for want of memory, say) costs that job, passed on as "lost", not the others."""
+    ended = 0
+    holding: dict[int, int] = {}  # worker pid -> the job it took
+    next_check = time.monotonic() + _POLL_S
+    while ended < expected:
+        with contextlib.suppress(queue.Empty):
             message = messages.get(timeout=_POLL_S)
-        except queue.Empty:
-            if not any(process.is_alive() for process in processes):
-                raise RuntimeError("every worker process exited before the jobs were done") from None
+            if message.kind == "taken":
+                holding[message.payload] = message.job
+            else:
+                if message.kind == "done":
+                    holding = {pid: job for pid, job in holding.items() if job != message.job}
+                    ended += 1
+                on_message(message)
+        if time.monotonic() < next_check:
             continue
-        on_message(message)
-        done += message.kind == "done"
+        next_check = time.monotonic() + _POLL_S
+        for process in processes:
+            if process.exitcode is not None and process.pid in holding:
+                on_message(WorkerMessage(holding.pop(process.pid), "lost", _how_it_ended(process.exitcode)))
+                ended += 1
+        if ended < expected and not any(process.is_alive() for process in processes):
+            raise RuntimeError("every worker process exited before the jobs were done")
+
+
+def _how_it_ended(exitcode: int) -> str:
+    if exitcode >= 0:
+        return f"exit code {exitcode}"
+    name = signal.Signals(-exitcode).name
+    return f"killed by {name}" + (" (out of memory, or kill -9)" if -exitcode == signal.SIGKILL else "")
 
 
 def _stop(processes: list[Any], messages: Any, on_message: Callable[[WorkerMessage], None]) -> None:
@@ -173,14 +197,19 @@ def _stop(processes: list[Any], messages: Any, on_message: Callable[[WorkerMessa
     for process in processes:
         if process.is_alive() and process.pid is not None:
             os.kill(process.pid, signal.SIGTERM)
+
+    def pass_on(message: WorkerMessage) -> None:
+        if message.kind != "taken":
+            on_message(message)
+
     try:
         while any(process.is_alive() for process in processes):
             try:
-                on_message(messages.get(timeout=_POLL_S))
+                pass_on(messages.get(timeout=_POLL_S))
             except queue.Empty:
                 continue
         while True:  # what they reported just before exiting
-            on_message(messages.get_nowait())
+            pass_on(messages.get_nowait())
     except queue.Empty:
         pass
     except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
@@ -229,6 +258,7 @@ def _worker(tasks: Any, messages: Any, run_job_name: str, threads: int) -> None:
     try:
         while (task := tasks.get()) is not None:
             index, job = task
+            messages.put(WorkerMessage(index, "taken", os.getpid()))
 
             def report(record: Any, index: int = index) -> None:
                 messages.put(WorkerMessage(index, "record", record))
