@@ -7,13 +7,14 @@ of a second, so fixed costs (importing torch, once in the main process and once 
 the workers come from; drawing curves.png) weigh heavily; the longer setting shows the speedup once
 training dominates.
 
-    python benchmarks/compare_jobs.py [--rounds 2] [--epochs 30 120]
+    python benchmarks/compare_jobs.py [--rounds 5] [--epochs 30 120]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +39,7 @@ def run_compare(jobs: int, out: Path, settings: list[str]) -> tuple[float, list[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
         "--epochs", type=int, nargs="*", default=[30, 120], help="train.epochs to measure at (30: as shipped)"
     )
@@ -48,23 +49,28 @@ def main() -> None:
 
 
 def measure(rounds: int, settings: list[str], label: str) -> None:
-    totals = {1: 0.0, 2: 0.0}
+    """Medians over the rounds, and of each round's own ratio: the machine's speed drifts over minutes
+    (it is shared), and the two commands of one round run side by side in time."""
+    seconds: dict[int, list[float]] = {1: [], 2: []}
     reference = None
     with tempfile.TemporaryDirectory() as directory:
         for round_number in range(rounds):
             order = (1, 2) if round_number % 2 == 0 else (2, 1)
             for jobs in order:
                 out = Path(directory) / f"round{round_number}-jobs{jobs}"
-                seconds, rows = run_compare(jobs, out, settings)
-                totals[jobs] += seconds
-                print(f"{label} round {round_number + 1}: --jobs {jobs}: {seconds:.1f} s", file=sys.stderr)
+                taken, rows = run_compare(jobs, out, settings)
+                seconds[jobs].append(taken)
+                print(f"{label} round {round_number + 1}: --jobs {jobs}: {taken:.2f} s", file=sys.stderr)
                 if reference is None:
                     reference = rows
                 elif rows != reference:
                     raise SystemExit("results differ between runs: --jobs must not change them")
-    one, two = totals[1] / rounds, totals[2] / rounds
+    one, two = statistics.median(seconds[1]), statistics.median(seconds[2])
+    ratios = [a / b for a, b in zip(seconds[1], seconds[2], strict=True)]
     print(
-        f"{label}: --jobs 1 {one:.1f} s, --jobs 2 {two:.1f} s, speedup {one / two:.2f}x (results identical)"
+        f"{label}: --jobs 1 {one:.2f} s, --jobs 2 {two:.2f} s (medians of {rounds} rounds), "
+        f"speedup {statistics.median(ratios):.2f}x (median of the rounds' ratios, "
+        f"{min(ratios):.2f} to {max(ratios):.2f}); results identical"
     )
 
 

@@ -200,3 +200,14 @@ def test_a_scheduler_that_never_acted_gets_a_note():
     ]
     ranked = rank_arms(runs("adam", 0.1, 0.11) + still, "final_loss", ["adam", "plateau"])
     assert "plateau's learning rate never changed" in give_verdict(ranked, "final_loss").text
+
+
+def test_two_arms_with_two_models_are_both_uncontrolled_whatever_the_order():
+    """No start is the most common: neither arm is the reference (and the verdict does not depend on
+    the order of the runs, as it would if a tie were broken by a set's order)."""
+    mlp = [RunResult("mlp", 0, "ok", 0.2, 0.2, None, None, 1.0, 100, "m", "d")]
+    conv = [RunResult("conv", 0, "ok", 0.3, 0.3, None, None, 1.0, 100, "c", "d")]
+    for results in (mlp + conv, conv + mlp):
+        ranked = rank_arms(results, "final_loss", ["mlp", "conv"])
+        assert [arm.controlled for arm in ranked] == [False, False]
+        assert "mlp, conv did not start from the same weights" in give_verdict(ranked, "final_loss").text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
@@ -179,14 +180,16 @@ def _mean_best_loss(runs: list[RunResult]) -> float | None:
 
 def _uncontrolled_arms(results: list[RunResult]) -> set[str]:
     """Arms whose initial weights or data differ, for some seed, from what most arms had: another model
-    or dataset, so not a controlled comparison with the others."""
+    or dataset, so not a controlled comparison with the others. Where no start is the most common (two
+    arms, two models), every arm is marked: none is the reference."""
     uncontrolled = set()
     for seed in {result.seed for result in results}:
         runs = [r for r in results if r.seed == seed and r.init_hash is not None and r.data_hash is not None]
-        fingerprints = [(run.init_hash, run.data_hash) for run in runs]
-        if len(set(fingerprints)) > 1:
-            common = max(set(fingerprints), key=fingerprints.count)
-            uncontrolled |= {run.arm for run in runs if (run.init_hash, run.data_hash) != common}
+        counts = Counter((run.init_hash, run.data_hash) for run in runs).most_common()
+        if len(counts) > 1:
+            (common, most), (_, second) = counts[0], counts[1]
+            reference = common if most > second else None
+            uncontrolled |= {run.arm for run in runs if (run.init_hash, run.data_hash) != reference}
     return uncontrolled
 
 
