@@ -92,7 +92,7 @@ def test_a_worker_killed_mid_run_costs_that_run_only_and_resume_reruns_it(uninte
     stderr = finish(process, 120)  # the comparison goes on without it
     assert process.returncode == 0, stderr
     arm, seed = killed.name.rsplit("-seed", 1)
-    assert f"{arm} seed {seed} failed: the worker process running it died (killed by SIGKILL" in stderr
+    assert f"{arm} seed {seed} failed: the worker process running it died, killed by SIGKILL" in stderr
     directory = killed.parent
     rows = {(row["arm"], row["seed"]): row["status"] for row in rows_without_times(directory / "results.csv")}
     assert rows.pop((arm, seed)) == "failed" and set(rows.values()) == {"ok"}

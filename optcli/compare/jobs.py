@@ -143,7 +143,7 @@ def run_jobs(
     def on_message(message: WorkerMessage) -> None:
         event = message.payload
         if message.kind == "lost":
-            died = f"the worker process running it died ({message.payload}); optcli compare --resume runs it again"
+            died = f"the worker process running it died, {message.payload}; optcli compare --resume runs it again"
             event = JobOutcome(message.job, "failed", died)
         if message.kind in ("done", "lost"):
             outcomes[message.job] = event

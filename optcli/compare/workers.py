@@ -187,7 +187,7 @@ def _receive(
 
 def _how_it_ended(exitcode: int) -> str:
     if exitcode >= 0:
-        return f"exit code {exitcode}"
+        return f"with exit code {exitcode}"
     name = signal.Signals(-exitcode).name
     return f"killed by {name}" + (" (out of memory, or kill -9)" if -exitcode == signal.SIGKILL else "")
 
