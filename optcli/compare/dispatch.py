@@ -2,23 +2,33 @@
 
 Jobs are handed out one at a time, as workers free up. Each arm's first job goes out first, in the
 plan's order (every arm then shows early results, and has a measured time). After that the job
-expected to take longest goes next, judged by its arm's quickest job so far: the last jobs are then the short
-ones, and no worker idles long while another finishes a slow arm's last seed (longest processing time
-first, the classic rule for sharing jobs among machines).
+expected to take longest goes next, judged by its arm's quickest job so far: the last jobs are then
+the short ones, and no worker idles long while another finishes a slow arm's last seed (longest
+processing time first, the classic rule for sharing jobs among machines).
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Generic, Protocol, TypeVar
 
 
-class LongestFirst:
-    """Hands out `jobs` (objects with `index` and `arm`) by the rule above; `finished(index)` records a
-    job's time from being handed out to its end."""
+class Dispatchable(Protocol):
+    @property
+    def index(self) -> int: ...
+    @property
+    def arm(self) -> str: ...
 
-    def __init__(self, jobs: list[Any]) -> None:
+
+JobT = TypeVar("JobT", bound=Dispatchable)
+
+
+class LongestFirst(Generic[JobT]):
+    """Hands out `jobs` by the rule above; `finished(index)` records a job's time from being handed out
+    to its end."""
+
+    def __init__(self, jobs: list[JobT]) -> None:
         self.pending = list(jobs)
         self.started: dict[int, tuple[str, float]] = {}
         self.seconds: defaultdict[str, list[float]] = defaultdict(list)
@@ -26,7 +36,7 @@ class LongestFirst:
     def __bool__(self) -> bool:
         return bool(self.pending)
 
-    def next(self) -> Any:
+    def next(self) -> JobT:
         running = {arm for arm, _ in self.started.values()}
         position = min(range(len(self.pending)), key=lambda place: self._priority(place, running))
         job = self.pending.pop(position)
