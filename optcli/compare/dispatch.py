@@ -43,6 +43,11 @@ class LongestFirst(Generic[JobT]):
         self.started[job.index] = (job.arm, time.perf_counter())
         return job
 
+    def put_back(self, job: JobT) -> None:
+        """A job handed out that never started (its worker was gone): it goes out again first."""
+        self.started.pop(job.index, None)
+        self.pending.insert(0, job)
+
     def finished(self, index: int) -> None:
         if index in self.started:
             arm, start = self.started.pop(index)

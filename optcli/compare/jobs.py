@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from optcli.compare.ranking import JobStatus
-from optcli.compare.workers import WorkerMessage, WorkerPool
+from optcli.compare.worker_process import WorkerMessage
+from optcli.compare.workers import WorkerPool
 from optcli.errors import TrainingFailed
 from optcli.train.records import EpochRecord, Record, RunStarted, StepRecord
 

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from optcli.compare.workers import WorkerMessage
+from optcli.compare.worker_process import WorkerMessage
 from optcli.errors import ConfigError
 
 RETRIES = 2  # a task whose node died runs again, this many times at most

@@ -1,0 +1,111 @@
+"""A worker process of compare's pool (see workers.py): it takes jobs from its own pipe, runs them and
+sends their progress and outcome back through it.
+
+It ignores the terminal's SIGINT: the main process decides, and sends SIGTERM, which becomes a
+KeyboardInterrupt inside the run (the run stops with a checkpoint and says `interrupted`), or between
+two jobs ends the worker. Messages are written whole: a SIGTERM in the middle of a write would leave
+half of one in the pipe, so it waits until the write is done.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import multiprocessing
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from multiprocessing import connection
+from multiprocessing.connection import Connection
+from typing import Any
+
+
+@dataclass(frozen=True)
+class WorkerMessage:
+    job: int  # the job's index
+    # "record" (a training record), "done" (the job's outcome), or, made by the main process, "lost"
+    # (how the worker running the job died)
+    kind: str
+    payload: Any
+
+
+_stopping = False  # the main process asked this worker to stop (or has gone)
+_sending = False  # a message is being written
+_interrupt_held = False  # a stop that came while one was
+
+
+def serve(channel: Connection, run_job_name: str, threads: int) -> None:
+    """Run each job that comes through `channel` with the function `run_job_name` ("module:name")
+    names, until None comes, the main process asks this worker to stop, or the main process is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides; it sends SIGTERM
+    signal.signal(signal.SIGTERM, _interrupt)
+    _stop_with_parent()
+    import torch
+
+    module, name = run_job_name.split(":")
+    run_job = getattr(importlib.import_module(module), name)
+    # A run's DataLoader starts its own workers the platform's way, as under `optcli train` (fork on
+    # Linux), not the way this worker was started: a fresh process could not import a Dataset loaded
+    # from a file next to the config.
+    multiprocessing.set_start_method(None, force=True)
+    torch.set_num_threads(threads)
+    try:
+        while (task := channel.recv()) is not None:
+            index, job = task
+
+            def report(record: Any, index: int = index) -> None:
+                _send(channel, WorkerMessage(index, "record", record))
+
+            result = run_job(job, report)
+            _send(channel, WorkerMessage(index, "done", result))
+            if _stopping or getattr(result, "status", None) == "interrupted":
+                break  # the run recorded its interruption; take no more jobs
+    except (KeyboardInterrupt, EOFError):
+        pass  # asked to stop between two jobs, or the main process has gone
+    gc.freeze()  # a quick exit: see optcli.cli.main
+
+
+def _send(channel: Connection, message: WorkerMessage) -> None:
+    """The whole message, or none of it; a stop that comes meanwhile takes effect after."""
+    global _sending, _interrupt_held
+    _sending = True
+    try:
+        channel.send(message)
+    except OSError:  # the main process has gone: stop as it would have asked
+        _interrupt_held = True
+    finally:
+        _sending = False
+    if _interrupt_held:
+        _interrupt_held = False
+        _stop_now()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    global _interrupt_held
+    if _sending:
+        _interrupt_held = True
+        return
+    _stop_now()
+
+
+def _stop_now() -> None:
+    global _stopping
+    _stopping = True
+    raise KeyboardInterrupt
+
+
+def _stop_with_parent() -> None:
+    """SIGTERM to this worker when the process that started it dies (killed outright, say), so that
+    the run under way stops with a checkpoint instead of going on alone beside a `compare --resume`.
+    (Not the operating system's parent-death signal: a forked worker's parent is the fork server,
+    which lives on while any worker does.)"""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        connection.wait([parent.sentinel])  # readable once the parent has gone
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="optcli-parent-watch", daemon=True).start()

@@ -1,0 +1,94 @@
+"""compare's worker pool when a worker dies: killed in the middle of a job (the out-of-memory killer,
+say), or while it waited for one. The pool runs this module's `run_fake_job` in real worker
+processes; `optcli compare` itself is tested in test_compare.py and test_compare_resume.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing import forkserver
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from optcli.compare.workers import WorkerPool
+
+pytestmark = pytest.mark.slow  # real processes, each importing torch
+
+
+@dataclass(frozen=True)
+class FakeJob:
+    index: int
+    arm: str
+    seconds: float = 0.05
+
+
+def run_fake_job(job: FakeJob, report: Any) -> str:
+    if job.arm == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer would, mid-job
+    report(f"started {job.index}")
+    time.sleep(job.seconds)
+    return f"result {job.index}"
+
+
+@pytest.fixture
+def pool():
+    started = WorkerPool(2, 1, run_job=f"{__name__}:run_fake_job")
+    yield started
+    started.close()
+
+
+def run_all(pool: WorkerPool, jobs: list[FakeJob]) -> dict[int, list[tuple[str, Any]]]:
+    seen: dict[int, list[tuple[str, Any]]] = {}
+    pool.run(jobs, lambda message: seen.setdefault(message.job, []).append((message.kind, message.payload)))
+    return seen
+
+
+def test_a_worker_killed_mid_job_costs_that_job_only(pool):
+    jobs = [FakeJob(0, "crash"), *(FakeJob(index, "sleep") for index in range(1, 6))]
+    seen = run_all(pool, jobs)
+    kind, how = seen[0][-1]
+    assert kind == "lost" and how.startswith("killed by SIGKILL")
+    for index in range(1, 6):  # the other worker ran the rest
+        assert seen[index] == [("record", f"started {index}"), ("done", f"result {index}")]
+    assert sum(process.is_alive() for process in pool.processes) == 1
+
+
+def test_a_worker_that_died_while_waiting_is_given_no_job(pool):
+    run_all(pool, [FakeJob(0, "sleep")])  # both workers start; the second idles
+    os.kill(pool.processes[1].pid, signal.SIGKILL)
+    pool.processes[1].join(timeout=10)
+    seen = run_all(pool, [FakeJob(index, "sleep") for index in range(1, 5)])
+    assert {index: events[-1] for index, events in seen.items()} == {
+        index: ("done", f"result {index}") for index in range(1, 5)
+    }
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads a process's state in /proc (Linux)")
+def test_a_job_handed_to_a_worker_that_just_died_goes_to_another(pool):
+    """Dead, but not yet reported so by the fork server (held still meanwhile): the job handed to it
+    finds its pipe closed, and goes to the other worker."""
+    run_all(pool, [FakeJob(0, "sleep")])
+    server = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    os.kill(server, signal.SIGSTOP)
+    try:
+        os.kill(pool.processes[1].pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pool.processes[1].pid}/stat").read_text().split()[2] != "Z":  # dead, unreaped
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert pool.processes[1].is_alive()  # as far as the pool can tell
+        seen = run_all(pool, [FakeJob(index, "sleep") for index in range(1, 4)])
+    finally:
+        os.kill(server, signal.SIGCONT)
+    assert {index: events[-1] for index, events in seen.items()} == {
+        index: ("done", f"result {index}") for index in range(1, 4)
+    }
+
+
+def test_with_every_worker_gone_the_pool_says_so(pool):
+    with pytest.raises(RuntimeError, match="every worker process exited"):
+        run_all(pool, [FakeJob(index, "crash") for index in range(3)])
