@@ -79,7 +79,7 @@ class WorkerPool:
         def hand_out() -> None:
             """A job to every idle worker, while there are jobs."""
             for worker, process in enumerate(self.processes):
-                if order and worker not in holding and process.is_alive():
+                if order and worker not in holding and not _gone(process):
                     job = order.next()
                     try:
                         self.channels[worker].send((job.index, job))
@@ -104,15 +104,22 @@ class WorkerPool:
             raise
 
     def _next_messages(self, holding: dict[int, int]) -> list[tuple[int, WorkerMessage]]:
-        """What the busy workers have sent, once there is something. A worker that has died is read
-        to the end of what it sent; if that did not end its job, a "lost" message does."""
-        sentinels = {self.processes[worker].sentinel: worker for worker in holding}
+        """What the busy workers have sent, once there is something. A worker that has ended (its pipe
+        closed, or its sentinel says so) is read to the end of what it sent; if that did not end its
+        job, a "lost" message does."""
+        sentinels = [self.processes[worker].sentinel for worker in holding]
         ready = connection.wait([*sentinels, *(self.channels[worker] for worker in holding)])
-        received = [(worker, message) for worker in holding for message in _available(self.channels[worker])]
-        for sentinel, worker in sentinels.items():
-            if sentinel in ready and not any(w == worker and m.kind == "done" for w, m in received):
-                died = _how_it_ended(self.processes[worker].exitcode)
-                received.append((worker, WorkerMessage(holding[worker], "lost", died)))
+        received: list[tuple[int, WorkerMessage]] = []
+        for worker, job in holding.items():
+            messages, closed = _available(self.channels[worker])
+            received += [(worker, message) for message in messages]
+            if (closed or self.processes[worker].sentinel in ready) and not any(
+                message.kind == "done" for message in messages
+            ):
+                self.processes[worker].join(timeout=5)  # (ended: its exit code is a moment away)
+                received.append(
+                    (worker, WorkerMessage(job, "lost", _how_it_ended(self.processes[worker].exitcode)))
+                )
         return received
 
     def _stop(self, on_message: OnMessage) -> None:
@@ -125,7 +132,7 @@ class WorkerPool:
             while True:
                 running = [worker for worker in started if self.processes[worker].is_alive()]
                 for worker in started:  # (the last time round, what they sent just before exiting)
-                    for message in _available(self.channels[worker]):
+                    for message in _available(self.channels[worker])[0]:
                         on_message(message)
                 if not running:
                     break
@@ -186,17 +193,26 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _available(channel: Any) -> list[WorkerMessage]:
-    """Every message waiting in a worker's pipe (none once it is closed, or broken by a death)."""
+def _gone(process: Any) -> bool:
+    """Ended, as its sentinel says as soon as it has (its exit code may not be known yet)."""
+    return process.pid is not None and bool(connection.wait([process.sentinel], timeout=0))
+
+
+def _available(channel: Any) -> tuple[list[WorkerMessage], bool]:
+    """Every message waiting in a worker's pipe, and whether the pipe has closed (the worker ended)."""
     messages = []
-    with contextlib.suppress(EOFError, OSError):
+    try:
         while channel.poll():
             messages.append(channel.recv())
-    return messages
+    except (EOFError, OSError):
+        return messages, True
+    return messages, False
 
 
 def _how_it_ended(exitcode: int | None) -> str:
-    if exitcode is None or exitcode >= 0:
+    if exitcode is None:
+        return "its exit code unknown"
+    if exitcode >= 0:
         return f"with exit code {exitcode}"
     name = signal.Signals(-exitcode).name
     return f"killed by {name}" + (" (out of memory, or kill -9)" if -exitcode == signal.SIGKILL else "")
