@@ -75,7 +75,7 @@ class LiveComparison:
             done = "done" if event.status == "ok" else event.status
             self.progress.update(task, state=f"{done} {state}".strip())
             self.progress.stop_task(task)
-            if event.status == "failed" and event.error:
+            if why_failed(event):
                 self.progress.console.print(failure(self.labels[index], event), markup=False, highlight=False)
 
     def _count(self, index: int, step: int) -> None:
@@ -104,8 +104,8 @@ class PlainComparison:
             job = self.jobs[index]
             loss = self.last_loss.get(index)
             detail = f", last epoch loss {format_loss(loss)}" if loss is not None else ""
-            if event.status == "failed" and event.error:
-                detail += f": {event.error}"
+            if reason := why_failed(event):
+                detail += f": {reason}"
             print(f"{job.label}: {event.status}{detail}", file=self.stream, flush=True)
 
 
@@ -113,12 +113,17 @@ class QuietComparison(PlainComparison):
     """Only why a run failed, on stderr (the table and the verdict say that it did)."""
 
     def __call__(self, index: int, event: Event) -> None:
-        if isinstance(event, JobOutcome) and event.status == "failed" and event.error:
+        if isinstance(event, JobOutcome) and why_failed(event):
             print(failure(self.jobs[index].label, event), file=sys.stderr, flush=True)
 
 
+def why_failed(outcome: JobOutcome) -> str | None:
+    """What made a failed run fail (None for a run that did not fail, or whose reason is unknown)."""
+    return outcome.error if outcome.status == "failed" else None
+
+
 def failure(label: str, outcome: JobOutcome) -> str:
-    return f"{label} failed: {outcome.error}"
+    return f"{label} failed: {why_failed(outcome)}"
 
 
 def output_console() -> Console:
