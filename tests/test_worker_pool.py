@@ -8,6 +8,7 @@ import functools
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing import forkserver
@@ -32,9 +33,18 @@ class FakeJob:
 def run_fake_job(job: FakeJob, report: Any) -> str:
     if job.arm == "crash":
         os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer would, mid-job
+    if job.arm == "flood":  # large messages without a pause, until asked to stop
+        try:
+            while True:
+                report(FLOOD)
+        except KeyboardInterrupt:
+            return "interrupted"
     report(f"started {job.index}")
     time.sleep(job.seconds)
     return f"result {job.index}"
+
+
+FLOOD = bytes(range(256)) * 4096  # 1 MiB: each message takes many reads of the pipe
 
 
 @pytest.fixture(params=["forkserver", "spawn"])
@@ -117,3 +127,22 @@ def dead_and_unreaped(pid: int) -> bool:
 def test_with_every_worker_gone_the_pool_says_so(pool):
     with pytest.raises(RuntimeError, match="every worker process exited"):
         run_all(pool, [FakeJob(index, "crash") for index in range(3)])
+
+
+def test_ctrl_c_never_cuts_a_message_in_two(pool):
+    """A terminal's Ctrl-C that reaches this process while it reads a message: the message is read
+    whole, then every run is stopped and reports it, and the KeyboardInterrupt comes through."""
+    seen = []
+
+    def on_message(message: Any) -> None:
+        seen.append(message)
+        if len(seen) == 4:  # soon, in the middle of reading another
+            threading.Timer(0.01, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
+
+    with pytest.raises(KeyboardInterrupt):
+        pool.run([FakeJob(0, "flood"), FakeJob(1, "flood")], on_message)
+    assert all(message.payload == FLOOD for message in seen if message.kind == "record")
+    assert sorted((message.job, message.payload) for message in seen if message.kind == "done") == [
+        (0, "interrupted"),
+        (1, "interrupted"),
+    ]

@@ -107,21 +107,10 @@ def import_torch() -> None:
     """Import torch and torch._dynamo (which building any optimizer imports) with Ctrl-C held until
     both are in. An interrupt in the middle of their C extensions' start-up could leave torch half
     imported (a later import fails) or Python set to end the process by SIGINT instead of exit 130."""
-    import signal
-    import threading
+    from optcli.train.interrupts import ctrl_c_held
 
-    received: list[int] = []
-    holding = threading.current_thread() is threading.main_thread()  # (only it may set handlers)
-    previous = (
-        signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum)) if holding else None
-    )
-    try:
+    with ctrl_c_held():
         import torch._dynamo  # noqa: F401
-    finally:
-        if holding:
-            signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
 
 
 def run_overrides(

@@ -20,10 +20,11 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from multiprocessing import connection, forkserver
-from typing import Any
+from typing import Any, Literal
 
 from optcli.compare.dispatch import LongestFirst
 from optcli.compare.worker_process import WorkerMessage, serve
+from optcli.train.interrupts import ctrl_c_held
 
 _PRELOAD = ["optcli.compare.preload"]  # what the fork server imports before forking the workers
 
@@ -32,6 +33,11 @@ _PRELOAD = ["optcli.compare.preload"]  # what the fork server imports before for
 RUN_JOB = "optcli.compare.jobs:run_job"
 
 OnMessage = Callable[[WorkerMessage], None]
+PipeState = Literal["more", "empty", "closed"]
+
+# Messages read from one worker before the others' turn and a Ctrl-C's: a run of tiny epochs sends
+# thousands a second.
+_MOST_READ_AT_ONCE = 100
 
 
 class WorkerPool:
@@ -88,34 +94,39 @@ class WorkerPool:
                         continue
                     holding[worker] = job.index
 
-        hand_out()
         try:
-            while holding:
-                for worker, message in self._next_messages(holding):
-                    if message.kind in ("done", "lost"):
-                        del holding[worker]
-                        order.finished(message.job)
-                    on_message(message)
+            with ctrl_c_held():
                 hand_out()
+            while holding:
+                ready = self._wait(holding)
+                with ctrl_c_held():  # (each batch read whole and passed on; Ctrl-C after it)
+                    for worker, message in self._read(holding, ready):
+                        if message.kind in ("done", "lost"):
+                            del holding[worker]
+                            order.finished(message.job)
+                        on_message(message)
+                    hand_out()
             if order:
                 raise RuntimeError("every worker process exited before the jobs were done")
         except KeyboardInterrupt:
             self._stop(on_message)
             raise
 
-    def _next_messages(self, holding: dict[int, int]) -> list[tuple[int, WorkerMessage]]:
-        """What the busy workers have sent, once there is something. A worker that has ended (its pipe
-        closed, or its sentinel says so) is read to the end of what it sent; if that did not end its
-        job, a "lost" message does."""
+    def _wait(self, holding: dict[int, int]) -> list[Any]:
+        """Until a busy worker has sent something or ended: those pipes and sentinels."""
         sentinels = [self.processes[worker].sentinel for worker in holding]
-        ready = connection.wait([*sentinels, *(self.channels[worker] for worker in holding)])
+        return connection.wait([*sentinels, *(self.channels[worker] for worker in holding)])
+
+    def _read(self, holding: dict[int, int], ready: list[Any]) -> list[tuple[int, WorkerMessage]]:
+        """What the busy workers have sent. A worker that has ended (its pipe closed, or its sentinel
+        among `ready`) is read to the end of what it sent; if that did not end its job, a "lost"
+        message does."""
         received: list[tuple[int, WorkerMessage]] = []
         for worker, job in holding.items():
-            messages, closed = _available(self.channels[worker])
+            messages, state = _available(self.channels[worker])
             received += [(worker, message) for message in messages]
-            if (closed or self.processes[worker].sentinel in ready) and not any(
-                message.kind == "done" for message in messages
-            ):
+            ended = state == "closed" or (state == "empty" and self.processes[worker].sentinel in ready)
+            if ended and not any(message.kind == "done" for message in messages):
                 self.processes[worker].join(timeout=5)  # (ended: its exit code is a moment away)
                 received.append(
                     (worker, WorkerMessage(job, "lost", _how_it_ended(self.processes[worker].exitcode)))
@@ -132,8 +143,7 @@ class WorkerPool:
             while True:
                 running = [worker for worker in started if self.processes[worker].is_alive()]
                 for worker in started:  # (the last time round, what they sent just before exiting)
-                    for message in _available(self.channels[worker])[0]:
-                        on_message(message)
+                    _pass_on_everything(self.channels[worker], on_message)
                 if not running:
                     break
                 connection.wait([self.processes[worker].sentinel for worker in running], timeout=0.1)
@@ -198,15 +208,28 @@ def _gone(process: Any) -> bool:
     return process.pid is not None and bool(connection.wait([process.sentinel], timeout=0))
 
 
-def _available(channel: Any) -> tuple[list[WorkerMessage], bool]:
-    """Every message waiting in a worker's pipe, and whether the pipe has closed (the worker ended)."""
-    messages = []
+def _available(channel: Any) -> tuple[list[WorkerMessage], PipeState]:
+    """The messages waiting in a worker's pipe (at most _MOST_READ_AT_ONCE), and whether more wait,
+    none do, or the pipe has closed (the worker ended)."""
+    messages: list[WorkerMessage] = []
     try:
         while channel.poll():
+            if len(messages) == _MOST_READ_AT_ONCE:
+                return messages, "more"
             messages.append(channel.recv())
     except (EOFError, OSError):
-        return messages, True
-    return messages, False
+        return messages, "closed"
+    return messages, "empty"
+
+
+def _pass_on_everything(channel: Any, on_message: OnMessage) -> None:
+    """Every message waiting in the pipe, to `on_message`."""
+    state: PipeState = "more"
+    while state == "more":
+        with ctrl_c_held():
+            messages, state = _available(channel)
+            for message in messages:
+                on_message(message)
 
 
 def _how_it_ended(exitcode: int | None) -> str:

@@ -3,6 +3,9 @@
 The first signal only sets a flag that the loop reads after each step; a second Ctrl-C raises
 KeyboardInterrupt at once, for a user who will not wait. A signal that the process ignores (as
 compare's workers ignore the terminal's Ctrl-C, which their parent handles) stays ignored.
+
+`ctrl_c_held` is for work that an interrupt must not cut in two (a message read from a pipe, an
+import): the Ctrl-C takes effect when it is done.
 """
 
 from __future__ import annotations
@@ -43,3 +46,20 @@ class StopRequests:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """A Ctrl-C that comes inside is held, and handled as usual on the way out (by the handler there
+    was before: a KeyboardInterrupt by default). Only the main thread, which signals reach, holds."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            signal.raise_signal(signal.SIGINT)
