@@ -214,6 +214,18 @@ def test_help_does_not_import_torch():
     assert "Usage" in result.stdout and result.stdout.strip().endswith("False")
 
 
+def test_torch_is_imported_without_collections_and_left_frozen():
+    """The collector would walk the import's objects several times over: a quarter of the import."""
+    code = (
+        "import gc; from optcli.train.torch_import import import_torch; collections = []\n"
+        "gc.callbacks.append(lambda phase, info: collections.append(info['generation']))\n"
+        "import_torch(); print(collections, gc.isenabled(), gc.get_freeze_count() > 100_000)"
+    )
+    result = run_module("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]", "True", "True"]
+
+
 @pytest.mark.slow
 def test_a_real_process_exits_2_on_a_config_error_without_traceback(tmp_path):
     config = write_config(tmp_path, guide_config(optimizer={"name": "adam", "momentum": 0.9}))

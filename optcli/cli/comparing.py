@@ -15,11 +15,11 @@ from optcli.cli.shared import (
     SetOption,
     app,
     fail,
-    import_torch,
     print_advice,
     reported_errors,
     run_overrides,
 )
+from optcli.train.torch_import import import_torch
 
 FilesArgument = Annotated[
     list[Path] | None, typer.Argument(metavar="FILE...", help="A compare file, or two or more config files.")

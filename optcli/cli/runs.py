@@ -21,13 +21,13 @@ from optcli.cli.shared import (
     app,
     fail,
     forwarded_options,
-    import_torch,
     launch_workers,
     print_advice,
     reported_errors,
     run_overrides,
     train_and_report,
 )
+from optcli.train.torch_import import import_torch
 
 
 @app.command()

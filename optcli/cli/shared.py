@@ -103,16 +103,6 @@ def reported_errors(debug: bool) -> Iterator[None]:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-def import_torch() -> None:
-    """Import torch and torch._dynamo (which building any optimizer imports) with Ctrl-C held until
-    both are in. An interrupt in the middle of their C extensions' start-up could leave torch half
-    imported (a later import fails) or Python set to end the process by SIGINT instead of exit 130."""
-    from optcli.train.interrupts import ctrl_c_held
-
-    with ctrl_c_held():
-        import torch._dynamo  # noqa: F401
-
-
 def run_overrides(
     settings: list[str] | None, device: str | None, out: Path | None, max_steps: int | None
 ) -> list[str]:

@@ -1,12 +1,11 @@
 """What compare's fork server imports before it forks the workers (see workers.py): torch, torch._dynamo
 (which building any torch.optim optimizer imports: most of a second) and the training code.
 
-Then gc.freeze(), as Python's gc documentation advises before fork(): collections in the workers
-leave these objects alone.
+Frozen for the garbage collector (see train/torch_import.py), as Python's gc documentation advises
+before fork(): collections in the workers leave these objects alone.
 """
 
 import atexit
-import gc
 import os
 import signal
 
@@ -14,13 +13,15 @@ import signal
 # and quietly, not with the import's traceback.
 signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
 
-import torch._dynamo  # noqa: E402, F401
+from optcli.train.torch_import import collections_paused  # noqa: E402
 
-import optcli.compare.jobs  # noqa: E402
-import optcli.train.run  # noqa: E402, F401
+with collections_paused():
+    import torch._dynamo  # noqa: F401
+
+    import optcli.compare.jobs
+    import optcli.train.run  # noqa: F401
 
 signal.signal(signal.SIGINT, signal.default_int_handler)  # (the workers forked later set their own)
-gc.freeze()
 # The server leaves once the command and its workers have: at once, without tearing down the modules
 # above (a tenth of a second, which a caller reading the command's output through a pipe waits for:
 # the server holds its ends). It has nothing to flush or close; the workers it forks never run this,

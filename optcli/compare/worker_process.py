@@ -20,6 +20,8 @@ from multiprocessing import connection
 from multiprocessing.connection import Connection
 from typing import Any
 
+from optcli.train.torch_import import collections_paused
+
 
 @dataclass(frozen=True)
 class WorkerMessage:
@@ -41,10 +43,11 @@ def serve(channel: Connection, run_job_name: str, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides; it sends SIGTERM
     signal.signal(signal.SIGTERM, _interrupt)
     _stop_with_parent()
-    import torch
+    with collections_paused():  # (already imported, unless this worker was spawned)
+        import torch
 
-    module, name = run_job_name.split(":")
-    run_job = getattr(importlib.import_module(module), name)
+        module, name = run_job_name.split(":")
+        run_job = getattr(importlib.import_module(module), name)
     # A run's DataLoader starts its own workers the platform's way, as under `optcli train` (fork on
     # Linux), not the way this worker was started: a fresh process could not import a Dataset loaded
     # from a file next to the config.
