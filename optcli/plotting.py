@@ -17,6 +17,12 @@ def load_pyplot() -> Any:
 
 
 def import_aside() -> None:
-    """Start that import on a thread of its own, for a caller that only waits meanwhile (compare, while
-    its workers train): `load_pyplot()` then finds it done, or waits for it to finish."""
-    threading.Thread(target=load_pyplot, name="optcli-import-matplotlib", daemon=True).start()
+    """Start that import on a thread of its own (once), for a caller that only waits meanwhile
+    (compare, for its last workers): `load_pyplot()` then finds it done, or waits for it to finish."""
+    global _importing
+    if _importing is None:
+        _importing = threading.Thread(target=load_pyplot, name="optcli-import-matplotlib", daemon=True)
+        _importing.start()
+
+
+_importing: threading.Thread | None = None

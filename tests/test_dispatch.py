@@ -75,3 +75,26 @@ def test_the_quick_arms_jobs_end_the_comparison_after_a_slow_start(monkeypatch):
     jobs = seed_major(arms, 4)
     handed, _ = simulate(jobs, {"sgd": 1.0, "adam": 2.0}, 2, monkeypatch, first_job_slowdown=0.8)
     assert [job.arm for job in handed[-2:]] == ["sgd", "sgd"]  # the quick arm's jobs end the comparison
+
+
+def test_matplotlib_is_imported_once_a_worker_has_no_more_runs(monkeypatch):
+    """For the figures at the end, on the core that worker leaves idle, not sooner: while every worker
+    trains, the import would take its time from them."""
+    import optcli.compare.jobs as jobs_module
+    from optcli.compare.jobs import JobOutcome, run_jobs
+    from optcli.compare.worker_process import WorkerMessage
+
+    finished: list[int] = []
+    imports: list[int] = []  # how many runs had finished at each call
+    monkeypatch.setattr(jobs_module, "import_aside", lambda: imports.append(len(finished)))
+
+    class TwoWorkers:
+        size = 2
+
+        def run(self, jobs, on_message):
+            for job in jobs:
+                finished.append(job.index)
+                on_message(WorkerMessage(job.index, "done", JobOutcome(job.index, "ok")))
+
+    run_jobs([FakeJob(index, "a") for index in range(5)], TwoWorkers(), lambda index, event: None)  # type: ignore[arg-type]
+    assert imports and imports[0] == 4  # one run left: a worker is idle for good

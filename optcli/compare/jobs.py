@@ -20,6 +20,7 @@ from optcli.compare.ranking import JobStatus
 from optcli.compare.worker_process import WorkerMessage
 from optcli.compare.workers import WorkerPool
 from optcli.errors import TrainingFailed
+from optcli.plotting import import_aside
 from optcli.train.records import EpochRecord, Record, RunStarted, StepRecord
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ def run_jobs(
     On Ctrl-C the runs under way stop cleanly and JobsInterrupted is raised with the outcomes so far.
     """
     outcomes: dict[int, JobOutcome] = {}
+    runs_at_a_time = pool.size if pool is not None else 1
 
     def on_message(message: WorkerMessage) -> None:
         event = message.payload
@@ -148,6 +150,8 @@ def run_jobs(
             event = JobOutcome(message.job, "failed", died)
         if message.kind in ("done", "lost"):
             outcomes[message.job] = event
+            if len(jobs) - len(outcomes) < runs_at_a_time:
+                import_aside()  # for the figures at the end, on the core this worker leaves idle
         on_event(message.job, event)
 
     try:

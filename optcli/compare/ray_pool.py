@@ -56,6 +56,7 @@ class RayPool:
             num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=RETRIES, retry_exceptions=False
         )
         self.threads = max(1, int(cpus_per_run))
+        self.size = _runs_at_a_time(ray.cluster_resources(), cpus_per_run, gpus_per_run)
 
     def run(self, jobs: list[Any], on_message: Any) -> None:
         import ray
@@ -125,6 +126,13 @@ def _stop(running: list[Any]) -> list[Any]:
     if pending:
         ended += ray.wait(pending, num_returns=len(pending), timeout=30)[0]
     return ended
+
+
+def _runs_at_a_time(resources: dict[str, float], cpus_per_run: float, gpus_per_run: float) -> int:
+    """How many runs the cluster has room for at once (as it is now: it may grow)."""
+    room = [resources.get("CPU", 0.0) / cpus_per_run] if cpus_per_run else []
+    room += [resources.get("GPU", 0.0) / gpus_per_run] if gpus_per_run else []
+    return max(1, int(min(room, default=1)))
 
 
 def _packed(job: Any) -> bytes:

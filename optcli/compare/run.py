@@ -23,7 +23,6 @@ from optcli.compare.tuning import Tuning, edge_warnings, select, write_tuning_fi
 from optcli.compare.verdict import Verdict, give_verdict, with_protocol
 from optcli.compare.workers import WorkerPool
 from optcli.config.metrics import VALIDATION_METRICS
-from optcli.plotting import import_aside
 from optcli.train.rundir import create_run_dir
 
 
@@ -62,8 +61,6 @@ def run_comparison(
         directory = create_run_dir(plan.output_dir, f"compare-{plan.name}")
         if invocation is not None:
             save_invocation(directory, *invocation)
-    if pool is not None:
-        import_aside()  # while the workers train, for the figures at the end
     run = functools.partial(_run_or_reuse, pool=pool, on_event=on_event, resuming=resume_dir is not None)
     jobs = plan_jobs(plan, directory)
     status: Literal["completed", "interrupted"] = "completed"

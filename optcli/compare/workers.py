@@ -68,6 +68,11 @@ class WorkerPool:
         else:
             self._start()
 
+    @property
+    def size(self) -> int:
+        """Runs at a time."""
+        return len(self.processes)
+
     def _start(self) -> None:
         for process, theirs in zip(self.processes, self._their_ends, strict=True):
             if process.pid is None:
