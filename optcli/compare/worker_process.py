@@ -20,6 +20,7 @@ from multiprocessing import connection
 from multiprocessing.connection import Connection
 from typing import Any
 
+from optcli.train.interrupts import signal_held
 from optcli.train.torch_import import collections_paused
 
 
@@ -33,15 +34,13 @@ class WorkerMessage:
 
 
 _stopping = False  # the main process asked this worker to stop (or has gone)
-_sending = False  # a message is being written
-_interrupt_held = False  # a stop that came while one was
 
 
 def serve(channel: Connection, run_job_name: str, threads: int) -> None:
     """Run each job that comes through `channel` with the function `run_job_name` ("module:name")
     names, until None comes, the main process asks this worker to stop, or the main process is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides; it sends SIGTERM
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, _stop_now)
     _stop_with_parent()
     with collections_paused():  # (already imported, unless this worker was spawned)
         import torch
@@ -71,28 +70,15 @@ def serve(channel: Connection, run_job_name: str, threads: int) -> None:
 
 def _send(channel: Connection, message: WorkerMessage) -> None:
     """The whole message, or none of it; a stop that comes meanwhile takes effect after."""
-    global _sending, _interrupt_held
-    _sending = True
     try:
-        channel.send(message)
+        with signal_held(signal.SIGTERM):
+            channel.send(message)
     except OSError:  # the main process has gone: stop as it would have asked
-        _interrupt_held = True
-    finally:
-        _sending = False
-    if _interrupt_held:
-        _interrupt_held = False
         _stop_now()
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    global _interrupt_held
-    if _sending:
-        _interrupt_held = True
-        return
-    _stop_now()
-
-
-def _stop_now() -> None:
+def _stop_now(signum: int = signal.SIGTERM, frame: Any = None) -> None:
+    """SIGTERM's handler: the main process asks this worker to stop."""
     global _stopping
     _stopping = True
     raise KeyboardInterrupt

@@ -17,14 +17,13 @@ import contextlib
 import multiprocessing
 import os
 import signal
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from multiprocessing import connection, forkserver
 from typing import Any, Literal
 
 from optcli.compare.dispatch import LongestFirst
 from optcli.compare.worker_process import WorkerMessage, serve
-from optcli.train.interrupts import ctrl_c_held
+from optcli.train.interrupts import ctrl_c_held, signal_handled_by
 
 _PRELOAD = ["optcli.compare.preload"]  # what the fork server imports before forking the workers
 
@@ -63,7 +62,11 @@ class WorkerPool:
         if context.get_start_method() == "forkserver":
             # Forking waits for the server's imports: left to the first run, by when this process
             # has done its own start-up beside them.
-            with _ctrl_c_ignored():  # by the server from its first instruction (preload.py takes over)
+            # SIGINT ignored meanwhile, and so by the fork server from its first instruction until
+            # preload.py takes over (an ignored signal stays ignored through exec, and Python then
+            # leaves it so): a terminal's Ctrl-C reaches the server too, and one that came while it
+            # started would print the traceback of its import.
+            with signal_handled_by(signal.SIGINT, signal.SIG_IGN):
                 forkserver.ensure_running()
         else:
             self._start()
@@ -176,21 +179,6 @@ def start_workers(workers: int) -> WorkerPool | None:
     if workers <= 1:
         return None
     return WorkerPool(workers, max(1, available_cores() // workers))
-
-
-@contextlib.contextmanager
-def _ctrl_c_ignored() -> Iterator[None]:
-    """SIGINT ignored meanwhile, and so in the processes started meanwhile (an ignored signal stays
-    ignored through exec, and Python then leaves it so): a terminal's Ctrl-C reaches them too, and
-    one that came while the fork server started would print the traceback of its import."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _start_context() -> Any:
