@@ -4,9 +4,9 @@ bytes into place. Per epoch of a small model that is most of a millisecond of wa
 
 A large checkpoint (a model and optimizer state over ASYNC_LIMIT bytes) is written as before,
 straight into its file from the loop's thread, so that no second copy of a large model's state sits
-in memory. One write is in flight at a time: each waits for the one before, so files land in order. `wait()` returns once every
-checkpoint handed over is on disk, and raises the error a write met (a full disk, say), as writing
-in the loop's thread would have, only later.
+in memory. One write is in flight at a time: each waits for the one before, so files land in order.
+`wait()` returns once every checkpoint handed over is on disk, and raises the error a write met (a
+full disk, say), as writing in the loop's thread would have, only later.
 """
 
 from __future__ import annotations

@@ -42,12 +42,12 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 # How the temporary files of replace_atomically and link_atomically end (their names start with a dot).
-_PARTIAL = (".tmp", ".link")
+_REPLACING, _LINKING = ".tmp", ".link"
 
 
 def remove_partial_writes(directory: Path) -> None:
     """The temporary files in `directory` of writes that a kill cut short (a resumed run keeps none)."""
-    for suffix in _PARTIAL:
+    for suffix in (_REPLACING, _LINKING):
         for stale in directory.glob(f".*{suffix}"):
             stale.unlink(missing_ok=True)
 
@@ -55,7 +55,7 @@ def remove_partial_writes(directory: Path) -> None:
 def replace_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """A temporary file beside `path`, written by `write`, flushed and fsynced, then renamed over
     `path`: a crash or a full disk while writing leaves the previous file intact, never half of one."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_PARTIAL[0])
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_REPLACING)
     try:
         # mkstemp makes the file private (0600); the run's files are for colleagues too: the user's umask decides.
         os.fchmod(handle, 0o666 & ~_umask())
@@ -72,7 +72,7 @@ def replace_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
 def link_atomically(source: Path, path: Path) -> None:
     """`path` becomes another name of the file `source` (no copy; a later replacement of `source`
     leaves it as it was), or a copy where the file system has no hard links."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}{_PARTIAL[1]}")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}{_LINKING}")
     temporary.unlink(missing_ok=True)
     try:
         os.link(source, temporary)
