@@ -30,8 +30,10 @@ class TrainingFailed(Exception):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM: the run stopped after a step and wrote a checkpoint to resume from."""
+    """Ctrl-C or SIGTERM: the run stopped after a step and wrote a checkpoint to resume from (unless
+    checkpoints are off)."""
 
-    def __init__(self, run_dir: Path | None = None) -> None:
+    def __init__(self, run_dir: Path | None = None, resumable: bool = True) -> None:
         super().__init__()
         self.run_dir = run_dir  # where the run and its checkpoint are, once known
+        self.resumable = resumable  # false with train.checkpoint: false (no checkpoint is written)

@@ -90,7 +90,13 @@ def reported_errors(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt as interrupt:
         if os.environ.get("RANK", "0") != "0":
             raise typer.Exit(EXIT_INTERRUPTED) from None  # one of torchrun's workers: rank 0 says it
-        if isinstance(interrupt, Interrupted):
+        if isinstance(interrupt, Interrupted) and not interrupt.resumable:
+            print(
+                f"interrupted: no checkpoint was written (train.checkpoint: false); what was written is in "
+                f"{interrupt.run_dir}",
+                file=sys.stderr,
+            )
+        elif isinstance(interrupt, Interrupted):
             where = interrupt.run_dir or "RUN_DIR"
             processes = int(os.environ.get("WORLD_SIZE", "1"))
             where = f"{where} --nproc {processes}" if processes > 1 else where

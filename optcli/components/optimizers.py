@@ -61,3 +61,14 @@ def wraps_an_optimizer(optimizer_class: object) -> bool:
     except (TypeError, ValueError):
         return False
     return bool(parameters) and parameters[0] == "optimizer"
+
+
+def has_modes(optimizer: torch.optim.Optimizer) -> bool:
+    """Schedule-free optimizers keep two sets of weights: `optimizer.eval()` puts the ones to judge in
+    the model, `optimizer.train()` the ones to train. Other optimizers have no such methods."""
+    return callable(getattr(optimizer, "eval", None)) and callable(getattr(optimizer, "train", None))
+
+
+def set_optimizer_mode(optimizer: torch.optim.Optimizer, mode: str) -> None:
+    if has_modes(optimizer):
+        getattr(optimizer, mode)()

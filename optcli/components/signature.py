@@ -8,6 +8,7 @@ here, before anything is built. Values are checked by pydantic against the hints
 from __future__ import annotations
 
 import collections.abc
+import enum
 import functools
 import inspect
 import json
@@ -193,6 +194,8 @@ def recorded_arguments(
 
 
 def _is_plain(value: Any) -> bool:
+    if isinstance(value, enum.Enum):  # an IntEnum is an int, but YAML cannot write it
+        return False
     if isinstance(value, bool | int | float | str) or value is None:
         return True
     return isinstance(value, list | tuple) and all(_is_plain(item) for item in value)

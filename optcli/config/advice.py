@@ -43,10 +43,22 @@ def find_notes(spec: RunSpec) -> list[str]:
 
 
 def find_warnings(spec: RunSpec) -> list[str]:
-    found = _optimizer_warnings(spec) + _data_warnings(spec)
+    found = _model_warnings(spec) + _optimizer_warnings(spec) + _data_warnings(spec)
     if spec.scheduler is not None:
         found += _scheduler_warnings(spec)
     return found
+
+
+def _model_warnings(spec: RunSpec) -> list[str]:
+    """More outputs than classes (a pretrained 1000-way head on 10 classes): it trains, but the extra
+    outputs soak up probability and the head's size is surely not what was meant."""
+    width, classes = spec.findings.output_width, spec.data.info.classes
+    if width is None or not classes or spec.data.binary_labels or width <= classes:
+        return []
+    return [
+        f"model: it gives {width} outputs per sample, but the data has {classes} classes; set the model's "
+        f"number of outputs to {classes} (model.out_features, or num_classes for timm and torchvision models)"
+    ]
 
 
 def _data_warnings(spec: RunSpec) -> list[str]:

@@ -1,5 +1,6 @@
 """The one dry run before training: the model built on the meta device, one batch's shapes through
-it and the loss, the optimizer built on its parameters, and the scheduler stepped through the run.
+it and the loss, the optimizer built on its parameters (and tried on small real stand-ins of them:
+config/state_probe.py), and the scheduler stepped through the run.
 
 Meta tensors have shapes and dtypes but no data, so this costs no memory and little time, yet it
 catches what signatures cannot: a loss that cannot compare the model's output with the targets, an
@@ -28,6 +29,7 @@ from optcli.config.spec import (
     SchedulePreview,
     SchedulerSpec,
 )
+from optcli.config.state_probe import probe_optimizer
 from optcli.errors import ConfigError
 
 
@@ -41,16 +43,18 @@ def dry_run(
     scheduler: SchedulerSpec | None,
     data: DataSpec | None,
     schedule_length: int,
+    checkpoints: bool,
     problems: Problems,
 ) -> DryRunFindings:
     """Build each object once on the meta device and note every problem; return what else it saw."""
     example = first_batch(data, problems)  # a user's Dataset: read before meta tensors are the default
+    width = None  # the outputs per sample the loss sees
     with torch.device("meta"):
         network = _build_model(model, problems) if model is not None else None
         if network is not None and init is not None:
             _check_init(network, init, problems)
         if network is not None and loss is not None and data is not None:
-            check_forward(network, model, output_key, loss, data, example, problems)
+            width = check_forward(network, model, output_key, loss, data, example, problems)
             _check_last_batch(network, data, problems)
         if optimizer is None:
             return DryRunFindings()
@@ -68,10 +72,26 @@ def dry_run(
             what = "cannot train this model" if network is not None else "rejected its arguments"
             problems.add(f"optimizer: {display_name(optimizer.name, optimizer.target)} {what}: {error}")
             return DryRunFindings()
+    groups_built = getattr(built, "param_groups", None)
+    if not isinstance(groups_built, list) or not groups_built or "lr" not in groups_built[0]:
+        problems.add(
+            f"optimizer: {display_name(optimizer.name, optimizer.target)} keeps no learning rate ('lr') in its "
+            "param_groups, which optcli logs and schedules; it cannot be used"
+        )
+        return DryRunFindings()
+    if network is not None:
+        shapes = [(name, parameter.shape) for name, parameter in named]
+        refused = probe_optimizer(optimizer, shapes, groups, checkpoints)
+        if refused:
+            problems.add(
+                f"optimizer: {display_name(optimizer.name, optimizer.target)} cannot be used: {refused}"
+            )
+            return DryRunFindings()
     start_lr = float(built.param_groups[0]["lr"])
     table = _group_table(built, groups) if groups and network is not None else ()  # before any schedule
     schedule = _preview_schedule(built, scheduler, schedule_length, problems) if scheduler else None
-    return DryRunFindings(schedule, _unread_arguments(optimizer, built), start_lr, table, group_rates(built))
+    unread = _unread_arguments(optimizer, built)
+    return DryRunFindings(schedule, unread, start_lr, table, group_rates(built), width)
 
 
 def _groups_match(named: list[tuple[str, Any]], groups: tuple[ParamGroup, ...], problems: Problems) -> bool:

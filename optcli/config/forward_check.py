@@ -9,11 +9,14 @@ from typing import Any
 
 import torch
 
-from optcli.components.forward import Forward, ModelLoss, pick_output
+from optcli.components.forward import TARGET_KEY, Forward, ModelLoss, pick_output
 from optcli.config.sections import Problems, is_subclass
 from optcli.config.spec import Component, DataSpec
 from optcli.data.loader import move_batch
 from optcli.errors import ConfigError
+
+# Losses that take a softmax over the model's outputs: over one output they are always zero.
+SOFTMAX_LOSSES = (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)
 
 
 def first_batch(data: DataSpec | None, problems: Problems) -> Any:
@@ -35,11 +38,14 @@ def check_forward(
     data: DataSpec,
     example: Any,
     problems: Problems,
-) -> None:
-    """Run one batch's shapes through the model and the loss, as training will call them."""
+) -> int | None:
+    """Run one batch's shapes through the model and the loss, as training will call them; return how
+    many outputs per sample the loss sees (None when that is not one number)."""
     forward = Forward(output_key, is_subclass(loss.target, (ModelLoss,)))
     if data.from_user_dataset and example is None:
-        return  # its first batch could not be read: reported
+        return None  # its first batch could not be read: reported
+    if example is not None and not _labels_in_range(example, data, problems):
+        return None
     batch = (
         move_batch(example, torch.device("meta"), data.binary_labels, data.info.target_column)
         if example is not None
@@ -48,12 +54,12 @@ def check_forward(
     mismatch = _dtype_mismatch(network, batch) if example is not None else None
     if mismatch:
         problems.add(mismatch)
-        return
+        return None
     try:
         output, targets = forward.run_model(network, batch)
     except Exception as error:
         if needs_real_data(error):
-            return  # a model that needs real values to run (.item(), a branch on data): the first step checks
+            return None  # a model that needs real values to run (.item(), a branch on data): the first step checks
         name = model.name if model is not None else "the model"
         called = ""
         if forward.from_model:
@@ -61,21 +67,51 @@ def check_forward(
         problems.add(
             f"model: {name} cannot take the data's {_describe(batch)}{called}: {type(error).__name__}: {error}"
         )
-        return
+        return None
     picked = (
         _picked(output, output_key, problems) if not forward.from_model or output_key is not None else output
     )
     if picked is None:
-        return
+        return None
+    width = picked.shape[1] if isinstance(picked, torch.Tensor) and picked.dim() == 2 else None
     classes = data.info.classes if not data.binary_labels else None
-    if classes and isinstance(picked, torch.Tensor) and picked.dim() == 2 and picked.shape[1] < classes:
+    if classes and width is not None and width < classes:
         # Cross-entropy would index past the output at the first batch with a label it lacks.
         problems.add(
-            f"model: it gives {picked.shape[1]} outputs per sample, but the data has {classes} classes; "
+            f"model: it gives {width} outputs per sample, but the data has {classes} classes; "
             f"set model.out_features: {classes}, or leave it out and optcli sets it from the data"
         )
-        return
+        return None
+    if width == 1 and not forward.from_model and is_subclass(loss.target, SOFTMAX_LOSSES):
+        # A softmax over one output is 1 whatever the weights: the loss is 0 and every gradient too.
+        fix = "for values use loss: mse" if not data.info.is_classification else "set model.out_features"
+        problems.add(
+            f"loss: {loss.name} over a single output per sample is always 0 (a softmax over one value is 1), "
+            f"so nothing would train; {fix}, or for two classes loss: bce_with_logits"
+        )
+        return None
     _check_loss(forward, loss, output, picked, targets, data, problems)
+    return width
+
+
+def _labels_in_range(example: Any, data: DataSpec, problems: Problems) -> bool:
+    """A user Dataset's first batch: its class labels must lie in [0, classes), or the first step fails
+    (an index past the model's outputs); the message names the smallest and largest label."""
+    classes = data.info.classes
+    targets = example.get(TARGET_KEY) if isinstance(example, dict) else example[1]
+    if not classes or data.binary_labels or not isinstance(targets, torch.Tensor):
+        return True
+    if targets.is_floating_point() or targets.numel() == 0:
+        return True
+    low, high = int(targets.min()), int(targets.max())
+    if low >= 0 and high < classes:
+        return True
+    problems.add(
+        f"data.name: {data.train.component.name} has labels from {low} to {high} in its first batch, but "
+        f"{classes} classes (labels 0 to {classes - 1}); number the labels from 0 (label - {low} if they "
+        f"start at {low}), or give the Dataset a classes list of {high + 1} names"
+    )
+    return False
 
 
 def _check_loss(
@@ -93,7 +129,7 @@ def _check_loss(
             # mistake, so that warning is an error here. Its other advice shows when training.
             warnings.simplefilter("ignore")
             warnings.filterwarnings("error", message=".*target size", category=UserWarning)
-            forward.judge(loss.build(), output, targets)
+            value = forward.judge(loss.build(), output, targets)[0]
     except Exception as error:
         if needs_real_data(error):
             return
@@ -104,6 +140,12 @@ def _check_loss(
         problems.add(
             f"loss: {loss.name} cannot compare the model's output {shape_of(picked)} with the data's "
             f"{kind} {shape_of(targets)}: {error}"
+        )
+        return
+    if forward.from_model and isinstance(value, torch.Tensor) and value.numel() != 1:
+        problems.add(
+            f"loss: from_model: the model returned a loss of shape {list(value.shape)}, not one number; "
+            "return its mean (loss.mean()), as backward needs a scalar"
         )
 
 

@@ -65,7 +65,17 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     output_key = config.model.output if config.model else None
     init = resolve_model_init(config.model, raw.base_dir, problems) if config.model else None
     findings = dry_run(
-        model, output_key, init, loss, optimizer, groups, scheduler, data, schedule_length, problems
+        model,
+        output_key,
+        init,
+        loss,
+        optimizer,
+        groups,
+        scheduler,
+        data,
+        schedule_length,
+        train.checkpoint,
+        problems,
     )
     _check_judged_monitors(loss, output_key, scheduler, train, problems)
 
@@ -178,8 +188,14 @@ def _settle_evaluation(train: TrainConfig, data: DataSpec, problems: Problems) -
         problems.add(
             "train.test_on: best is chosen by the validation data, and there is none; use last, or set data.val_fraction"
         )
+    if train.test_on == "best" and not train.checkpoint:
+        problems.add(
+            "train.test_on: best reads the best weights back from checkpoints/best.pt, and train.checkpoint "
+            "is false; use last"
+        )
     if train.test_on is None:
-        train = train.model_copy(update={"test_on": "best" if data.has_validation else "last"})
+        best = data.has_validation and train.checkpoint
+        train = train.model_copy(update={"test_on": "best" if best else "last"})
     stopping = train.early_stopping
     if stopping is None:
         return train

@@ -142,7 +142,10 @@ class TrainConfig(Strict):
     log_every: int = Field(1, ge=1)  # optimizer steps between rows of metrics.csv
     eval_every: int | None = Field(None, ge=1)  # optimizer steps between evaluations, besides epoch ends
     early_stopping: EarlyStoppingConfig | None = None
-    checkpoint_every: int = Field(1, ge=0)  # epochs between checkpoints/last.pt; 0: none
+    # false: no checkpoint at all (the run cannot be resumed, and the test data judges the last weights)
+    checkpoint: bool = True
+    # Epochs between checkpoints/last.pt; 0: none but an interrupted run's (best.pt is still written).
+    checkpoint_every: int = Field(1, ge=0)
     on_nonfinite: Literal["stop", "skip"] = "stop"  # a non-finite loss or gradient norm
     max_skips: int = Field(10, ge=1)  # with skip: stop after this many skipped steps in a row
     # Which weights the test data judges: the best checkpoint's (by the monitored validation metric,

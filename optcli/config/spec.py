@@ -210,6 +210,7 @@ class DryRunFindings:
     start_lr: float | None = None  # the optimizer's learning rate as configured, before any schedule
     group_table: tuple[str, ...] = ()  # with optimizer.param_groups: a line per group, for check and train
     start_lrs: tuple[float, ...] = ()  # every parameter group's rate as configured
+    output_width: int | None = None  # the outputs per sample the loss sees, when that is one number
 
 
 @dataclass(frozen=True)

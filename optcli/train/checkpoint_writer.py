@@ -32,7 +32,9 @@ class CheckpointWriter:
     def write(self, payload: Any, last: Path | None, best: Path | None) -> None:
         """A checkpoint to `last` and to `best` (the same file, linked, when both are given)."""
         self.wait()
-        if tensor_bytes(payload["model"]) + tensor_bytes(payload["optimizer"]["state"]) > ASYNC_LIMIT:
+        # The whole payload is sized, never a part of it by name: an optimizer's or scheduler's state
+        # dict is opaque (a wrapper such as Lookahead nests its own layout).
+        if tensor_bytes(payload) > ASYNC_LIMIT:
             write_files(lambda stream: torch.save(payload, stream), last, best)
             return
         buffer = io.BytesIO()

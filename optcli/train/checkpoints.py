@@ -16,6 +16,7 @@ from typing import Any, NotRequired, TypedDict
 import numpy
 import torch
 
+from optcli.components.optimizers import has_modes, set_optimizer_mode
 from optcli.config.metrics import default_monitor
 from optcli.errors import ConfigError
 from optcli.train.checkpoint_writer import CheckpointWriter
@@ -88,6 +89,9 @@ class Checkpoint(TypedDict):
     summary: SummaryState
     filled: list[str]  # the scheduler's run-length arguments optcli filled in (SchedulerSpec.filled)
     scaler: NotRequired[dict[str, Any]]  # fp16's GradScaler (its scale and growth counter)
+    # With an optimizer that has a train and an eval mode (schedule-free), `model` holds the eval-mode
+    # weights (those every metric judged) and this the training-mode weights a resume continues from.
+    training_model: NotRequired[dict[str, Any]]
 
 
 class Checkpointer:
@@ -97,6 +101,7 @@ class Checkpointer:
     def __init__(self, run_dir: Path, session: Session) -> None:
         self.directory = run_dir / "checkpoints"
         self.session = session
+        self.enabled = session.spec.train.checkpoint  # false: nothing is ever written
         self.every = session.spec.train.checkpoint_every
         self.monitor = default_monitor(session.spec.data.has_validation)
         self.last_written: str | None = None  # "epoch 3, step 60", for messages: once it is on disk
@@ -107,6 +112,8 @@ class Checkpointer:
 
     def save(self, point: CheckpointDue, csv_sizes: dict[str, int], summary: SummaryState) -> None:
         # An interrupt, or a run that max_steps ends mid-epoch, always leaves a point to resume from.
+        if not self.enabled:
+            return
         due = point.reason in ("interrupted", "partial") or (self.every > 0 and point.epoch % self.every == 0)
         is_best = self.monitor in point.improved
         if not (due or is_best):
@@ -131,7 +138,8 @@ class Checkpointer:
             self.writer.close()
 
     def restore_best(self) -> int | None:
-        """The best checkpoint's weights put into the model; its epoch, or None when there is none."""
+        """The best checkpoint's weights put into the model; its epoch, or None when there is none.
+        They are the weights that were scored (an optimizer's eval mode is already applied)."""
         self.wait()
         path = self.directory / "best.pt"
         if not path.is_file():
@@ -145,9 +153,10 @@ class Checkpointer:
         # Where the data order stands: mid-epoch, the state that drew this epoch's order (it is drawn
         # again and the batches done are skipped); at an epoch's end, the state that draws the next.
         mid_epoch = point.state["batches_done"] > 0
+        scored, training = model_weights(session)
         checkpoint = Checkpoint(
             format=FORMAT,
-            model=session.model.state_dict(),
+            model=scored,
             optimizer=session.optimizer.state_dict(),
             scheduler=session.scheduler.state_dict() if session.scheduler is not None else None,
             random=capture_random_state(session),
@@ -160,15 +169,33 @@ class Checkpointer:
             summary=summary,
             filled=list(session.spec.scheduler.filled) if session.spec.scheduler else [],
         )
+        if training is not None:
+            checkpoint["training_model"] = training
         if session.scaler is not None:
             checkpoint["scaler"] = session.scaler.state_dict()
         return checkpoint
 
 
+def model_weights(session: Session) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The weights every metric was computed with, and (for an optimizer with a train and an eval mode,
+    such as schedule-free's) the training-mode weights a resume continues from, else None."""
+    if not has_modes(session.optimizer):
+        return session.model.state_dict(), None
+    training = {key: value.clone() for key, value in session.model.state_dict().items()}
+    set_optimizer_mode(session.optimizer, "eval")
+    scored = {key: value.clone() for key, value in session.model.state_dict().items()}
+    set_optimizer_mode(session.optimizer, "train")
+    # train() after eval() undoes it only up to rounding: the training weights go back bit for bit.
+    session.model.load_state_dict(training)
+    return scored, training
+
+
 def restore_session(session: Session, checkpoint: Checkpoint) -> LoopState:
     """Put a checkpoint's states into a freshly built session; return where the loop stood."""
+    # A plain dict: no stale _metadata. The training-mode weights where they differ from those scored.
+    weights = checkpoint.get("training_model", checkpoint["model"])
     try:
-        session.model.load_state_dict(dict(checkpoint["model"]))  # a plain dict: no stale _metadata
+        session.model.load_state_dict(dict(weights))
     except RuntimeError as error:
         detail = str(error).splitlines()[0]
         raise ConfigError(f"the checkpoint holds another model than the config describes: {detail}") from None

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import torch
 
+from optcli.components.optimizers import set_optimizer_mode
 from optcli.config.schema import ClipConfig
 from optcli.errors import Interrupted, TrainingFailed
 from optcli.train.evaluation import EarlyStopper, evaluate
@@ -115,7 +116,8 @@ def _train(
     if session.test_batches is not None:
         # The test data judges the weights the run would keep: the best epoch's (train.test_on).
         weights_epoch = restore_best() if spec.train.test_on == "best" else None
-        test = _evaluation(session, clock, "test", state.step, last_epoch)
+        # Restored best weights are the scored ones already: no optimizer mode applies to them again.
+        test = _evaluation(session, clock, "test", state.step, last_epoch, weights_epoch is None)
         judged: Literal["best", "last"] = "best" if weights_epoch is not None else "last"
         yield dataclasses.replace(test, weights=judged, weights_epoch=weights_epoch or last_epoch)
     final_lrs = tuple(float(group["lr"]) for group in session.optimizer.param_groups)
@@ -275,22 +277,20 @@ def _mean_finite(losses: list[float]) -> float:
     return math.fsum(finite) / len(finite) if finite else math.nan
 
 
-def _evaluation(session: Session, clock: TrainingClock, split: str, step: int, epoch: int) -> EvalRecord:
+def _evaluation(
+    session: Session, clock: TrainingClock, split: str, step: int, epoch: int, switch_modes: bool = True
+) -> EvalRecord:
+    """Evaluate on a split; an optimizer with an eval mode (schedule-free) puts its eval weights in the
+    model for it, as a hand-written loop calls optimizer.eval() and optimizer.train() around it."""
     batches = session.val_batches if split == "val" else session.test_batches
     assert batches is not None
     with clock.paused():  # evaluation is not training time
         spec = session.spec
-        set_optimizer_mode(session.optimizer, "eval")
+        if switch_modes:
+            set_optimizer_mode(session.optimizer, "eval")
         metrics = evaluate(
             session.evaluated, batches, session.loss_function, spec.forward, spec.data.is_classification
         )
-        set_optimizer_mode(session.optimizer, "train")
+        if switch_modes:
+            set_optimizer_mode(session.optimizer, "train")
     return EvalRecord(split, step, epoch, metrics, clock.elapsed())
-
-
-def set_optimizer_mode(optimizer: torch.optim.Optimizer, mode: str) -> None:
-    """Schedule-free optimizers keep two sets of weights: `optimizer.eval()` puts the ones to judge in
-    the model, `optimizer.train()` the ones to train. Other optimizers have no such methods."""
-    switch = getattr(optimizer, mode, None)
-    if callable(switch):
-        switch()

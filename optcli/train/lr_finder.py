@@ -19,11 +19,11 @@ from typing import Any
 import numpy
 import torch
 
-from optcli.components.optimizers import needs_closure
+from optcli.components.optimizers import needs_closure, set_optimizer_mode
 from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
 from optcli.plotting import load_pyplot
-from optcli.train.loop import clip_gradients, set_optimizer_mode
+from optcli.train.loop import clip_gradients
 from optcli.train.rundir import write_atomically
 from optcli.train.session import Session, build_session
 

@@ -113,8 +113,12 @@ def train_run(
         outcome = RunOutcome("failed", message, error.diverged)
         raise TrainingFailed(message, run_dir=run_dir, diverged=error.diverged) from error
     except Interrupted:
-        outcome = RunOutcome("interrupted", "interrupted by the user; optcli resume continues the run")
-        raise Interrupted(run_dir) from None
+        resumable = spec.train.checkpoint
+        what_next = (
+            "optcli resume continues the run" if resumable else "no checkpoint (train.checkpoint: false)"
+        )
+        outcome = RunOutcome("interrupted", f"interrupted by the user; {what_next}")
+        raise Interrupted(run_dir, resumable) from None
     except KeyboardInterrupt:  # a second Ctrl-C, at once: no checkpoint of this moment
         outcome = RunOutcome("interrupted", "interrupted by the user; optcli resume continues the run")
         raise

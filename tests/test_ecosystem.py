@@ -1,0 +1,153 @@
+"""The optimizers users pip install, every one of them: each trains a few steps, checkpoints, and
+resumes to the same weights as an uninterrupted run, bit for bit, or is refused before training with
+a message that says why (exit 2, nothing written).
+
+Walks every optimizer class that pytorch-optimizer exports (its own registry, plus its wrappers),
+torch-optimizer's, schedulefree's and lion-pytorch's. `python -m tests.test_ecosystem` prints the
+outcome table that the README quotes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from optcli.train.checkpoints import load_checkpoint
+from tests.conftest import assert_clean_exit, invoke, read_csv, run_dirs, write_config
+
+PACKAGES = ("pytorch_optimizer", "torch_optimizer", "schedulefree", "lion_pytorch")
+
+
+def ecosystem_optimizers() -> list[str]:
+    """`package:Class` for every optimizer class the packages export."""
+    found: list[str] = []
+    for package in PACKAGES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = importlib.import_module(package)
+        classes = {
+            name: value
+            for name, value in vars(module).items()
+            if inspect.isclass(value)
+            and issubclass(value, torch.optim.Optimizer)
+            and value is not torch.optim.Optimizer
+            and not name.startswith("_")
+        }
+        if package == "pytorch_optimizer":  # its registry, by name (some are torch's own, re-exported)
+            from pytorch_optimizer.optimizer import OPTIMIZERS
+
+            classes.update(
+                {cls.__name__: cls for cls in OPTIMIZERS.values() if hasattr(module, cls.__name__)}
+            )
+        found += [f"{package}:{name}" for name in sorted(classes)]
+    return found
+
+
+def optimizer_section(path: str) -> dict[str, Any]:
+    """The section a user would write: the class by its import path, lr 1e-3 where it takes one, and
+    AdamW inside a wrapper whose first argument is the optimizer it wraps."""
+    module, _, name = path.partition(":")
+    target = getattr(importlib.import_module(module), name)
+    parameters = inspect.signature(target).parameters
+    section: dict[str, Any] = {"name": path}
+    if "lr" in parameters:
+        section["lr"] = 1e-3
+    if next(iter(parameters), None) == "optimizer":
+        section["optimizer"] = {"name": "adamw", "lr": 1e-3}
+    return section
+
+
+def config(path: str, epochs: int) -> dict[str, Any]:
+    return {
+        "seed": 0,
+        "device": "cpu",
+        "model": {"name": "mlp", "hidden": [8]},
+        "data": {"name": "teacher", "samples": 64, "features": 4, "classes": 3, "batch_size": 16},
+        "optimizer": optimizer_section(path),
+        "train": {"epochs": epochs},
+    }
+
+
+def outcome(path: str, directory: Path) -> str:
+    """'exact' (trained, checkpointed, resumed to the uninterrupted run's weights and rows),
+    'without checkpoints' (refused because its state cannot be checkpointed, and trains with
+    train.checkpoint: false), or 'refused: <the message>'. Anything else fails the test that asks."""
+    uninterrupted = write_config(directory, config(path, epochs=2), "full.yaml")
+    first = invoke("train", uninterrupted, "--out", directory / "full", "--quiet")
+    if first.exit_code == 2:
+        assert_clean_exit(first, 2)
+        assert not (directory / "full").exists(), "a refused config wrote files"
+        message = first.stderr.removeprefix("error: ").strip()
+        if "train.checkpoint: false" not in message:
+            return "refused: " + message
+        without = invoke(
+            "train", uninterrupted, "--out", directory / "bare", "--set", "train.checkpoint=false"
+        )
+        assert_clean_exit(without, 0)
+        (bare,) = run_dirs(directory / "bare")
+        assert not (bare / "checkpoints").exists() or not any((bare / "checkpoints").iterdir())
+        return "without checkpoints: " + message
+    assert first.exit_code == 0, first.output
+    stopped = write_config(directory, config(path, epochs=1), "half.yaml")
+    assert invoke("train", stopped, "--out", directory / "half", "--quiet").exit_code == 0
+    (half,) = run_dirs(directory / "half")
+    resumed = invoke("resume", half, "--set", "train.epochs=2", "--allow-changes", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    (full,) = run_dirs(directory / "full")
+    expected = load_checkpoint(full / "checkpoints" / "last.pt")["model"]
+    got = load_checkpoint(half / "checkpoints" / "last.pt")["model"]
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[key], got[key]) for key in expected), "resumed weights differ"
+    assert without_times(full / "metrics.csv") == without_times(half / "metrics.csv")
+    return "exact"
+
+
+def without_times(path: Path) -> list[dict[str, str]]:
+    return [{key: value for key, value in row.items() if not key.endswith("_s")} for row in read_csv(path)]
+
+
+ALL = ecosystem_optimizers()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("path", ALL)
+def test_every_installable_optimizer_resumes_exactly_or_is_refused_with_a_reason(path, tmp_path):
+    result = outcome(path, tmp_path)
+    if result != "exact":
+        assert "optimizer" in result, result  # the message names the section at fault
+
+
+def main() -> None:
+    """The outcome table, as markdown: one row per optimizer, then the counts per package."""
+    warnings.simplefilter("ignore")
+    counts: dict[str, list[int]] = {}
+    for path in ALL:
+        with tempfile.TemporaryDirectory() as directory:
+            try:
+                result = outcome(path, Path(directory))
+            except AssertionError as error:
+                result = f"FAILED: {str(error).splitlines()[0] if str(error) else 'assertion'}"
+        package = path.partition(":")[0]
+        tally = counts.setdefault(package, [0, 0, 0])
+        tally[0] += result == "exact"
+        tally[2] += result.startswith("without checkpoints")
+        tally[1] += 1
+        print(f"| `{path}` | {' '.join(result.split())[:200]} |", flush=True)
+    for package, (exact, total, bare) in counts.items():
+        print(
+            f"{package}: {exact} of {total} train and resume exactly; {bare} more train without checkpoints",
+            file=sys.stderr,
+        )
+
+
+if __name__ == "__main__":
+    main()
