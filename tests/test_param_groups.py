@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import yaml
 
 from optcli.config.loading import load_config
 from optcli.config.resolve import resolve_config
+from optcli.train.checkpoints import load_checkpoint
 from optcli.train.session import build_session
 from tests.conftest import (
     assert_clean_exit,
@@ -71,3 +74,43 @@ def test_group_mistakes_are_config_errors_naming_the_group(tmp_path):
     foreign = {**GROUPED, "param_groups": [{"params": ["*.bias"], "momentum": 0.9}]}
     message = config_error(invoke("check", write_config(tmp_path, guide_config(optimizer=foreign), "f.yaml")))
     assert "optimizer.param_groups.0.momentum: AdamW has no argument 'momentum'" in message
+
+
+def test_a_resume_with_a_changed_rate_gives_each_group_what_a_fresh_run_of_the_changed_config_would(tmp_path):
+    """Biases keep their zero weight decay and the head its own rate; the schedule's base rates follow."""
+    config = {
+        "seed": 0,
+        "device": "cpu",
+        "model": {"name": "mlp", "hidden": [16]},
+        "data": {"name": "teacher", "samples": 64, "features": 4, "classes": 3, "batch_size": 16},
+        "optimizer": {
+            "name": "adamw",
+            "lr": 1e-2,
+            "weight_decay": 0.05,
+            "param_groups": [{"params": "*.bias", "weight_decay": 0.0}, {"params": "3.*", "lr": 3e-3}],
+        },
+        "scheduler": {"name": "cosine", "T_max": 4},
+        "train": {"epochs": 4},
+    }
+    stopped = train_ok(write_config(tmp_path, config), tmp_path / "stopped", "--max-steps", "8")
+    resumed = invoke(
+        "resume",
+        stopped,
+        "--set",
+        "optimizer.lr=5e-3",
+        "--set",
+        "train.max_steps=16",
+        "--allow-changes",
+        "-q",
+    )
+    assert_clean_exit(resumed, 0)
+    changed = {**config, "optimizer": {**config["optimizer"], "lr": 5e-3}}
+    fresh = train_ok(write_config(tmp_path, changed, "changed.yaml"), tmp_path / "fresh", "--max-steps", "16")
+    after, expected = (load_checkpoint(run / "checkpoints" / "last.pt") for run in (stopped, fresh))
+    groups, wanted = after["optimizer"]["param_groups"], expected["optimizer"]["param_groups"]
+    assert [group["weight_decay"] for group in groups] == [0.05, 0.0, 0.05]
+    assert [group["weight_decay"] for group in groups] == [group["weight_decay"] for group in wanted]
+    assert [group["initial_lr"] for group in groups] == [5e-3, 5e-3, 3e-3]
+    for group, fresh_group in zip(groups, wanted, strict=True):
+        assert math.isclose(group["lr"], fresh_group["lr"], rel_tol=1e-9)
+    assert after["scheduler"]["base_lrs"] == expected["scheduler"]["base_lrs"] == [5e-3, 5e-3, 3e-3]

@@ -64,10 +64,12 @@ def bind_arguments(
     display_name: str,
     supplied_by_code: frozenset[str] = frozenset(),
     partial: bool = False,
+    reserved: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Any], list[str]]:
     """Bind `arguments` to `target`'s signature; return the values as the target takes them (YAML
     lists become tuples where it asks for a tuple) and every problem, one line each. `partial`: some
-    of the arguments only (a parameter group's), so none is required."""
+    of the arguments only (a parameter group's), so none is required. `reserved`: names the config
+    section uses itself, so that a required one must be given under `args`."""
     signature = read_signature(target)
     accepted = [name for name in signature.parameters if name not in supplied_by_code | HIDDEN]
     problems = []
@@ -99,7 +101,8 @@ def bind_arguments(
         if partial:
             break
         if parameter.default is REQUIRED and name not in arguments and name not in supplied_by_code:
-            problems.append(f"{where}.{name}: {display_name} requires '{name}'; add it to {where}")
+            add = f"{where}.args ('{name}' beside it is optcli's own key)" if name in reserved else where
+            problems.append(f"{where}.{name}: {display_name} requires '{name}'; add it to {add}")
     return bound, problems
 
 

@@ -84,7 +84,14 @@ def _resolve_split(
     dataset starts afresh."""
     where = f"data.{key}"
     same = "name" not in value or normalize_name(str(value["name"])) == normalize_name(train_section.name)
-    mapping = {"name": train_section.name, **train_section.arguments, **value} if same else value
+    if same:  # the training dataset's arguments, but for those this mapping gives itself
+        args = value.get("args")
+        own_args: dict[str, Any] = args if isinstance(args, dict) else {}
+        given = {**value, **own_args}
+        inherited = {key: item for key, item in train_section.arguments.items() if key not in given}
+        mapping = {**value, "name": train_section.name, "args": {**inherited, **own_args}}
+    else:
+        mapping = value
     try:
         section = NamedSection.model_validate(mapping)
     except ValidationError as error:

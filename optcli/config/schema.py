@@ -25,6 +25,16 @@ class NamedSection(BaseModel):
 
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
     name: str = Field(min_length=1)
+    # Arguments passed verbatim: for those whose names are optcli's own keys (`name`, `output`, ...),
+    # e.g. torchvision.models:get_model takes `args: {name: resnet18, num_classes: 10}`.
+    args: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _each_argument_once(self) -> NamedSection:
+        twice = sorted(set(self.args or {}) & set(self.model_extra or {}))
+        if twice:
+            raise ValueError(f"{', '.join(twice)}: given both beside name and under args; give each once")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -39,8 +49,8 @@ class NamedSection(BaseModel):
 
     @property
     def arguments(self) -> dict[str, Any]:
-        """The class's keyword arguments, as the YAML gives them."""
-        return dict(self.model_extra or {})
+        """The class's keyword arguments, as the YAML gives them (beside `name`, and under `args`)."""
+        return {**(self.model_extra or {}), **(self.args or {})}
 
 
 class ModelSection(NamedSection):
@@ -109,6 +119,15 @@ class SchedulerSection(NamedSection):
     interval: Literal["epoch", "step"] | None = None  # default: step for OneCycleLR and CyclicLR
     monitor: str | None = None  # the metric ReduceLROnPlateau follows
     schedulers: list[NamedSection] | None = None  # SequentialLR / ChainedScheduler's inner schedulers
+
+
+# optcli's own keys in the sections that name a class: an argument of the class with one of these
+# names goes under `args` (config.yaml records it there too).
+SECTION_KEYS = frozenset(
+    key
+    for section in (ModelSection, OptimizerSection, DataSection, SchedulerSection)
+    for key in section.model_fields
+)
 
 
 class ClipConfig(Strict):

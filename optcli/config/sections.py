@@ -16,7 +16,7 @@ from optcli.components.registry import Entry, Registry
 from optcli.components.signature import bind_arguments, read_signature
 from optcli.config.metrics import available_metrics, default_monitor
 from optcli.config.parts import ModelInit, ParamGroup
-from optcli.config.schema import ModelSection, NamedSection, OptimizerSection, describe_error
+from optcli.config.schema import SECTION_KEYS, ModelSection, NamedSection, OptimizerSection, describe_error
 from optcli.config.spec import WRAPPED_ARGUMENT, Component, DataSpec
 from optcli.errors import ConfigError
 
@@ -62,6 +62,7 @@ def bind_component(
             where=where,
             display_name=display_name(entry.name, entry.target),
             supplied_by_code=supplied_by_code,
+            reserved=SECTION_KEYS,
         )
     except (TypeError, ValueError) as error:  # no signature to read (a builtin, say)
         problems.add(f"{where}.name: cannot read the arguments of {entry.name}: {error}")

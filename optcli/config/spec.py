@@ -20,7 +20,7 @@ from optcli.components.registry import import_object
 from optcli.components.signature import TensorValue, plain, recorded_arguments
 from optcli.config.metrics import validation_metrics
 from optcli.config.parts import ModelInit, ParamGroup
-from optcli.config.schema import ClipConfig, LoaderOptions, OutputConfig, TrainConfig
+from optcli.config.schema import SECTION_KEYS, ClipConfig, LoaderOptions, OutputConfig, TrainConfig
 from optcli.data.batches import batches_per_epoch
 from optcli.data.in_memory import DataInfo
 from optcli.data.registry import open_source
@@ -54,10 +54,11 @@ class Component:
         return self.target(*live_arguments, **arguments)
 
     def record(self) -> dict[str, Any]:
-        recorded = {
-            "name": self.name,
-            **recorded_arguments(self.target, self.arguments, self.supplied_by_code),
-        }
+        arguments = recorded_arguments(self.target, self.arguments, self.supplied_by_code)
+        verbatim = {key: arguments.pop(key) for key in list(arguments) if key in SECTION_KEYS}
+        recorded = {"name": self.name, **arguments}
+        if verbatim:  # arguments named as optcli's own keys (a model factory's `name`)
+            recorded["args"] = verbatim
         if self.inner is not None:
             recorded[WRAPPED_ARGUMENT] = self.inner.record()
         return recorded

@@ -18,6 +18,7 @@ import torch
 
 from optcli.components.optimizers import has_modes, set_optimizer_mode
 from optcli.config.metrics import default_monitor
+from optcli.config.parts import optimizer_parameters
 from optcli.errors import ConfigError
 from optcli.train.checkpoint_writer import CheckpointWriter
 from optcli.train.records import CheckpointDue
@@ -214,22 +215,31 @@ def restore_session(session: Session, checkpoint: Checkpoint) -> LoopState:
 
 
 def apply_optimizer_arguments(session: Session) -> None:
-    """After a resume with changed optimizer arguments (--allow-changes), the config's values win over
-    the checkpoint's; a schedule's base rates move by the same factor as the learning rate."""
-    arguments = session.spec.optimizer.arguments
-    for group in session.optimizer.param_groups:
-        old_lr = group["lr"]
-        for key, value in arguments.items():
-            if key in group and key != "params":
-                group[key] = value
-        if (
-            "lr" in arguments
-            and old_lr
-            and session.scheduler is not None
-            and hasattr(session.scheduler, "base_lrs")
-        ):
-            ratio = arguments["lr"] / old_lr
-            session.scheduler.base_lrs = [rate * ratio for rate in session.scheduler.base_lrs]
+    """After a resume with changed optimizer arguments (--allow-changes), every parameter group holds
+    what a fresh run of the changed config gives it (its own group's values, not the section's copied
+    onto every group). A learning rate a schedule has moved since the start moves by the same factor
+    as its group's starting rate, and so does the schedule's base rate for that group."""
+    spec, scheduler = session.spec, session.scheduler
+    named = list(session.model.named_parameters())
+    fresh = spec.optimizer.build(optimizer_parameters(named, spec.param_groups)).param_groups
+    configured = set(spec.optimizer.arguments) | {
+        key for group in spec.param_groups for key in group.arguments
+    }
+    if spec.optimizer.inner is not None:
+        configured |= set(spec.optimizer.inner.arguments)
+    base_lrs = getattr(scheduler, "base_lrs", None)
+    for index, (group, wanted) in enumerate(zip(session.optimizer.param_groups, fresh, strict=True)):
+        for key in configured - {"params", "lr"}:
+            if key in group and key in wanted:
+                group[key] = wanted[key]
+        if base_lrs is None or not base_lrs[index]:
+            group["lr"] = wanted["lr"]
+            continue
+        ratio = wanted["lr"] / base_lrs[index]
+        group["lr"] *= ratio
+        base_lrs[index] = wanted["lr"]
+        if "initial_lr" in group:
+            group["initial_lr"] = wanted["lr"]
 
 
 def apply_scheduler_arguments(session: Session) -> None:
