@@ -146,6 +146,7 @@ def test_summary_ranks_by_the_mean(comparison):
         "seeds",
         "diverged",
         "failed",
+        "interrupted",
         "mean_train_time_s",
     ]
     means = [float(row["mean"]) for row in summary]

@@ -18,6 +18,7 @@ from tests.conftest import (
     finish,
     invoke,
     kill_a_run_under_way,
+    read_csv,
     rows_without_times,
     start_optcli,
 )
@@ -64,6 +65,12 @@ def test_a_stopped_comparison_resumed_equals_the_uninterrupted_one(uninterrupted
     time.sleep(0.5)  # (a killed parent's workers stop at its death, with a checkpoint)
     statuses = [path.read_text() for path in directory.glob("*/summary.json")]
     assert len(statuses) < 15  # stopped before the end
+    if signum == signal.SIGINT:  # the reports written on the way out: an interrupted run has not failed
+        interrupted = [
+            row["arm"] for row in read_csv(directory / "results.csv") if row["status"] == "interrupted"
+        ]
+        for row in read_csv(directory / "summary.csv"):
+            assert row["failed"] == "0" and int(row["interrupted"]) == interrupted.count(row["arm"])
     result = invoke("compare", "--resume", directory, "--quiet")
     assert_clean_exit(result, 0)
     for name in ("results.csv", "summary.csv"):

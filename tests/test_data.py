@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import struct
@@ -541,3 +542,32 @@ def test_regression_metrics_reach_the_files_and_rank_a_comparison(tmp_path):
     assert [row["arm"] for row in summary_rows] == ["adam", "slow_sgd"]
     assert {row["metric"] for row in summary_rows} == {"val_r2"}
     assert "best_val_r2" in read_csv(directory / "results.csv")[0]
+
+
+def test_data_json_records_the_split_so_plain_torch_rebuilds_a_reported_metric(tmp_path):
+    """The README's recipe: the CSV read with the csv module, the rows data.json names, the training
+    split's normalization, and the last checkpoint's weights give the run's last validation loss."""
+    write_fruit(tmp_path / "fruit.csv", rows=90)
+    data = {"name": "csv", "path": "fruit.csv", "target": "kind", "val_fraction": 0.25}
+    data.update(test_fraction=0.2, normalize=True)
+    run_dir = train_ok(write_config(tmp_path, config(data)), tmp_path / "runs")
+    described = json.loads((run_dir / "data.json").read_text())
+    val_rows, test_rows = described["val_rows"], described["test_rows"]
+    assert (len(val_rows), len(test_rows)) == (described["val_samples"], described["test_samples"])
+    assert not set(val_rows) & set(test_rows) and max(val_rows + test_rows) < 90
+
+    with (tmp_path / "fruit.csv").open() as stream:
+        rows = list(csv.DictReader(stream))
+    names = described["class_names"]
+    x = torch.tensor([[float(row["weight"]), float(row["width"])] for row in rows])
+    y = torch.tensor([names.index(row["kind"]) for row in rows])
+    statistics = described["normalization"]
+    x = (x - torch.tensor(statistics["mean"])) / torch.tensor(statistics["std"])
+    weights = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
+    )
+    model.load_state_dict(weights)
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(model(x[val_rows]), y[val_rows]).item()
+    assert loss == pytest.approx(float(read_csv(run_dir / "epochs.csv")[-1]["val_loss"]), rel=1e-6)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from optcli.compare.ranking import RunResult, paired_lead, rank_arms
+from optcli.compare.report import write_summary_csv
 from optcli.compare.verdict import give_verdict
+from tests.conftest import read_csv
 
 
 def run(
@@ -172,13 +174,18 @@ def test_arms_that_never_reach_the_target_are_ranked_by_how_close_they_came():
     assert list(table.columns[2].cells)[1:] == ["not reached", "not reached"]
 
 
-def test_interrupted_runs_and_arms_that_never_ran_are_said_so():
+def test_interrupted_runs_and_arms_that_never_ran_are_said_so(tmp_path):
     results = [*runs("adam", 0.2, 0.21), run("sgd", 0, None, "interrupted")]
     ranked = rank_arms(results, "final_loss", ["adam", "sgd", "rmsprop"])
     assert [arm.arm for arm in ranked] == ["adam", "sgd", "rmsprop"]
     text = give_verdict(ranked, "final_loss").text
     assert "sgd was interrupted in 1 of 1 runs" in text and "failed" not in text
     assert "rmsprop was not run" in text
+    sgd = ranked[1]
+    assert (sgd.runs_failed, sgd.runs_interrupted) == (0, 1)  # interrupted is not failed
+    write_summary_csv(tmp_path / "summary.csv", ranked, "final_loss")
+    rows = {row["arm"]: row for row in read_csv(tmp_path / "summary.csv")}
+    assert (rows["sgd"]["failed"], rows["sgd"]["interrupted"]) == ("0", "1")
 
 
 def test_arms_that_started_from_other_weights_are_not_a_controlled_comparison():

@@ -168,12 +168,14 @@ def ranking_table(ranked: list[ArmSummary], metric: str, verdict: Verdict) -> Ta
             )
             value, low, high = missing, "-", "-"
         seeds = f"{len(arm.values)}/{arm.runs}"
-        if arm.runs_diverged:
-            seeds += f" ({arm.runs_diverged} diverged)"
-        elif arm.runs_interrupted:
-            seeds += f" ({arm.runs_interrupted} interrupted)"
-        elif arm.runs_failed:
-            seeds += f" ({arm.runs_failed} failed)"
+        counts = {
+            "diverged": arm.runs_diverged,
+            "failed": arm.runs_failed,
+            "interrupted": arm.runs_interrupted,
+        }
+        troubles = ", ".join(f"{count} {what}" for what, count in counts.items() if count)
+        if troubles:
+            seeds += f" ({troubles})"
         train_time = f"{arm.mean_train_time_s:.1f}s" if arm.mean_train_time_s is not None else "-"
         table.add_row(str(arm.rank), arm.arm + mark, value, low, high, seeds, train_time)
     return table

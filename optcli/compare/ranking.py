@@ -86,9 +86,9 @@ class ArmSummary:
     seeds: tuple[int, ...]  # the seed of each of those values
     runs: int  # runs that ended (0: the arm never ran, e.g. after an interrupt)
     runs_diverged: int
-    runs_failed: int  # failed or interrupted
+    runs_failed: int  # failed (an interrupted run did not fail: it counts apart)
     mean_train_time_s: float | None
-    runs_interrupted: int = 0  # of runs_failed, those stopped by the user
+    runs_interrupted: int = 0  # stopped by the user (Ctrl-C, SIGTERM) before they ended
     closeness: float | None = None  # with a target metric: the mean best loss, for arms short of it
     controlled: bool = True  # started from the same weights and data as the other arms, seed by seed
     lr_never_changed: bool = False  # it has a scheduler, yet the rate stayed the same in every run
@@ -114,8 +114,8 @@ class ArmSummary:
 
     @property
     def trouble(self) -> bool:
-        """Some seed diverged or failed: ranked after every arm whose seeds all finished."""
-        return self.runs_diverged + self.runs_failed > 0
+        """Some seed diverged, failed or was interrupted: ranked after every arm whose seeds all finished."""
+        return self.runs_diverged + self.runs_failed + self.runs_interrupted > 0
 
 
 def rank_arms(results: list[RunResult], metric: str, arm_order: list[str]) -> list[ArmSummary]:
@@ -138,7 +138,7 @@ def rank_arms(results: list[RunResult], metric: str, arm_order: list[str]) -> li
                 seeds=seeds,
                 runs=len(runs),
                 runs_diverged=sum(run.status == "diverged" for run in runs),
-                runs_failed=sum(run.status in ("failed", "interrupted") for run in runs),
+                runs_failed=sum(run.status == "failed" for run in runs),
                 mean_train_time_s=statistics.fmean(times) if times else None,
                 runs_interrupted=sum(run.status == "interrupted" for run in runs),
                 closeness=_mean_best_loss(runs) if info.needs_target else None,

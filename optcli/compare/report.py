@@ -43,6 +43,7 @@ SUMMARY_COLUMNS = (
     "seeds",
     "diverged",
     "failed",
+    "interrupted",
     "mean_train_time_s",
 )
 
@@ -118,6 +119,7 @@ def write_summary_csv(path: Path, ranked: list[ArmSummary], metric: str) -> None
             len(arm.values),
             arm.runs_diverged,
             arm.runs_failed,
+            arm.runs_interrupted,
             arm.mean_train_time_s,
         ]
         rows.append(",".join(_cell(value) for value in values))
@@ -157,6 +159,7 @@ def write_summary_json(
                 "runs": arm.runs,
                 "diverged": arm.runs_diverged,
                 "failed": arm.runs_failed,
+                "interrupted": arm.runs_interrupted,
                 "mean_train_time_s": arm.mean_train_time_s,
             }
             for arm in ranked

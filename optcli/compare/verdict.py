@@ -67,8 +67,8 @@ def _caveats(ranked: list[ArmSummary]) -> list[str]:
             continue
         if arm.runs_diverged:
             notes.append(f"{arm.arm} diverged in {arm.runs_diverged} of {arm.runs} runs")
-        if arm.runs_failed > arm.runs_interrupted:
-            notes.append(f"{arm.arm} failed in {arm.runs_failed - arm.runs_interrupted} of {arm.runs} runs")
+        if arm.runs_failed:
+            notes.append(f"{arm.arm} failed in {arm.runs_failed} of {arm.runs} runs")
         if arm.runs_interrupted:
             notes.append(f"{arm.arm} was interrupted in {arm.runs_interrupted} of {arm.runs} runs")
         if not arm.trouble and len(arm.values) < arm.runs:

@@ -28,24 +28,55 @@ def load_data(data: DataSpec, seed: int) -> LoadedData:
     train = data.train.source.load(data_seed, "train")
     val = _load_split(data.val, data, data_seed, "val")
     test = _load_split(data.test, data, data_seed, "test")
-    if data.loader.test_fraction is not None:  # first, so that validation never sees a test sample
-        train, test = hold_out(train, data.test_samples_held_out, derive_seed(seed, "test_split"))
-    if data.loader.val_fraction is not None:
-        train, val = hold_out(train, data.val_samples_held_out, derive_seed(seed, "split"))
+    rows, held_out = split_rows(len(train), data, seed)
+    if held_out:
+        whole = train
+        train = whole.subset(rows)
+        val = whole.subset(held_out["val"]) if "val" in held_out else val
+        test = whole.subset(held_out["test"]) if "test" in held_out else test
     if data.binary_labels:  # a binary loss takes float labels shaped as its one logit per sample
         train, val, test = (_as_float_labels(part) for part in (train, val, test))  # type: ignore[assignment]
-    description: dict[str, Any] = {
-        "train_samples": len(train),
-        "val_samples": len(val) if val is not None else 0,
-        "test_samples": len(test) if test is not None else 0,
-    }
-    if data.info.class_names:
-        description["class_names"] = list(data.info.class_names)
+    description = _describe(data, train, val, test, held_out)
     if data.loader.normalize:
         mean, std = feature_statistics(train.inputs)
         train, val, test = (_standardize(part, mean, std) for part in (train, val, test))
         description["normalization"] = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
     return LoadedData(train, val, test, description)
+
+
+def split_rows(total: int, data: DataSpec, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The rows of the training data (0-based, in the order the dataset gives them) that train, and
+    those held out for "test" and "val" by data.test_fraction and data.val_fraction. The test rows are
+    drawn first, so that validation never sees a test sample; every part keeps the data's order."""
+    rows, held_out = torch.arange(total), {}
+    if data.loader.test_fraction is not None:
+        rows, held_out["test"] = _hold_out(rows, data.test_samples_held_out, derive_seed(seed, "test_split"))
+    if data.loader.val_fraction is not None:
+        rows, held_out["val"] = _hold_out(rows, data.val_samples_held_out, derive_seed(seed, "split"))
+    return rows, held_out
+
+
+def _hold_out(rows: torch.Tensor, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random `count` of the rows, and the rest."""
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))
+    return rows[order[count:].sort().values], rows[order[:count].sort().values]
+
+
+def _describe(
+    data: DataSpec, train: Any, val: Any | None, test: Any | None, held_out: dict[str, torch.Tensor]
+) -> dict[str, Any]:
+    """data.json: the sizes, the class names, and which rows of the training data were held out (so
+    that `rows.iloc[val_rows]` in pandas, or `x[val_rows]` in torch, rebuilds a split outside optcli)."""
+    description: dict[str, Any] = {
+        split: len(part) if part is not None else 0
+        for split, part in (("train_samples", train), ("val_samples", val), ("test_samples", test))
+    }
+    if data.info.class_names:
+        description["class_names"] = list(data.info.class_names)
+    for split in ("val", "test"):
+        if split in held_out:
+            description[f"{split}_rows"] = held_out[split].tolist()
+    return description
 
 
 @dataclass(frozen=True)
@@ -63,38 +94,19 @@ def load_datasets(data: DataSpec, seed: int) -> LoadedDatasets:
     """The Datasets the user's callable made, with the same seeded held-out splits as in-memory data."""
     made = data.train.source.datasets()
     train, val, test = made.train, made.val, made.test
-    if data.loader.test_fraction is not None:
-        train, test = hold_out_dataset(train, data.test_samples_held_out, derive_seed(seed, "test_split"))
-    if data.loader.val_fraction is not None:
-        train, val = hold_out_dataset(train, data.val_samples_held_out, derive_seed(seed, "split"))
-    description: dict[str, Any] = {
-        split: len(part) if part is not None else 0
-        for split, part in (("train_samples", train), ("val_samples", val), ("test_samples", test))
-    }
-    if data.info.class_names:
-        description["class_names"] = list(data.info.class_names)
-    return LoadedDatasets(train, val, test, made.collate_fn, description)
-
-
-def hold_out_dataset(dataset: Any, count: int, seed: int) -> tuple[Subset[Any], Subset[Any]]:
-    """`hold_out` for a Dataset: the same seeded choice of samples, as two Subsets."""
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
-    held_out, kept = order[:count].sort().values, order[count:].sort().values
-    return Subset(dataset, kept.tolist()), Subset(dataset, held_out.tolist())
+    rows, held_out = split_rows(len(train), data, seed)
+    if held_out:
+        whole = train
+        train = Subset(whole, rows.tolist())
+        val = Subset(whole, held_out["val"].tolist()) if "val" in held_out else val
+        test = Subset(whole, held_out["test"].tolist()) if "test" in held_out else test
+    return LoadedDatasets(train, val, test, made.collate_fn, _describe(data, train, val, test, held_out))
 
 
 def _as_float_labels(data: TensorData | None) -> TensorData | None:
     if data is None:
         return None
     return TensorData(data.inputs, data.targets.to(torch.get_default_dtype()).unsqueeze(1))
-
-
-def hold_out(data: TensorData, count: int, seed: int) -> tuple[TensorData, TensorData]:
-    """A seeded random `count` samples for validation; both parts keep the data's own order."""
-    kept, held_out = hold_out_dataset(data, count, seed)
-    return data.subset(torch.tensor(kept.indices, dtype=torch.long)), data.subset(
-        torch.tensor(held_out.indices, dtype=torch.long)
-    )
 
 
 def feature_statistics(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
