@@ -11,12 +11,28 @@ def normalize_name(name: str) -> str:
     return name.replace("_", "").replace("-", "").lower()
 
 
+# Other libraries' names for torch's arguments (Keras, Hugging Face, papers), normalized: no spelling
+# is close, so edit distance cannot suggest them.
+SYNONYMS = {
+    "learningrate": "lr",
+    "learningrateinit": "lr",
+    "wd": "weightdecay",
+    "decay": "weightdecay",
+    "epsilon": "eps",
+    "beta": "betas",
+    "mom": "momentum",
+}
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """A ' (did you mean 'x'?)' suffix for the closest choice, or '' when nothing is close."""
     by_normal = {normalize_name(choice): choice for choice in choices}
     typed = normalize_name(name)
     if not by_normal or not typed:
         return ""
+    synonym = SYNONYMS.get(typed)
+    if synonym in by_normal:
+        return f" (did you mean '{by_normal[synonym]}'?)"
     # Typos are mostly one slip (a swap, a missing or extra letter): edit distance catches those,
     # and difflib catches the rest (a prefix, a longer fragment).
     best = min(by_normal, key=lambda candidate: (_edit_distance(typed, candidate), candidate))

@@ -253,3 +253,54 @@ def test_targets_of_a_shape_the_loss_cannot_take_are_a_config_error(tmp_path):
     message = config_error(invoke("train", write_config(tmp_path, config), "--out", tmp_path / "runs"))
     assert message.startswith("error: loss: cross_entropy cannot compare") and "[8, 2, 2]" in message
     assert not (tmp_path / "runs").exists()
+
+
+def test_every_independent_problem_of_a_file_in_one_message(tmp_path):
+    """Broken data used to hide the model's and the scheduler's own mistakes until it was fixed."""
+    config = {
+        "model": {"name": "mlp", "hidden": 128},
+        "data": {"name": "random", "batch_size": "32"},
+        "optimizer": {"name": "adam", "lr": "fast"},
+        "scheduler": {"name": "step", "step_siz": 3},
+    }
+    message = config_error(check(tmp_path, config))
+    for problem in (
+        "data.batch_size: must be a valid integer, got '32'",
+        "model.hidden: mlp expects a list or null for 'hidden', got 128 (int)",
+        "optimizer.lr: Adam expects a number",
+        "scheduler.step_siz: StepLR has no argument 'step_siz' (did you mean 'step_size'?)",
+    ):
+        assert problem in message, message
+
+
+def test_other_libraries_names_for_an_argument_get_a_suggestion(tmp_path):
+    message = config_error(check(tmp_path, guide_config(optimizer={"name": "adam", "learning_rate": 0.1})))
+    assert "optimizer.learning_rate: Adam has no argument 'learning_rate' (did you mean 'lr'?)" in message
+
+
+def test_an_unknown_optimizer_name_points_at_a_package_that_provides_it(tmp_path):
+    message = config_error(check(tmp_path, guide_config(optimizer={"name": "lion", "lr": 1e-4})))
+    assert "unknown optimizer 'lion'" in message
+    assert "lion_pytorch:Lion" in message  # installed (dev extra), or named with its pip package
+
+
+def test_a_missing_class_lists_only_what_the_section_can_use(tmp_path):
+    pytest.importorskip("torch_optimizer")
+    message = config_error(check(tmp_path, guide_config(optimizer={"name": "torch_optimizer:Adan"})))
+    assert "unknown name in 'torch_optimizer' 'Adan'" in message and "Yogi" in message
+    for unusable in ("Dict", "List", "Type", "types", "get", "Optimizer,"):
+        assert unusable not in message, unusable
+
+
+def test_a_user_datasets_mistake_is_named_under_data_name(tmp_path):
+    (tmp_path / "triples.py").write_text(
+        "import torch\nfrom torch.utils.data import Dataset\n"
+        "class Triples(Dataset):\n    def __len__(self):\n        return 10\n"
+        "    def __getitem__(self, index):\n        return torch.zeros(3), 0, 1\n"
+    )
+    config = {"model": "mlp", "data": {"name": "triples.py:Triples", "batch_size": 4}, "optimizer": "adam"}
+    message = config_error(check(tmp_path, config))
+    assert (
+        message.startswith("error: data.name: ")
+        and "triples.py:Triples: a train sample is a tuple" in message
+    )

@@ -157,3 +157,18 @@ def test_tuning_mistakes_are_config_errors_before_anything_runs(tmp_path, change
     message = config_error(invoke("compare", compare_file(tmp_path, **changes), "--out", tmp_path / "out"))
     assert expected in message, message
     assert not (tmp_path / "out").exists()
+
+
+def test_a_misspelled_tune_key_is_one_line_with_a_suggestion(tmp_path):
+    changes = {"tune": {"optimizer.learning_rate": {"log_uniform": [1e-3, 1.0]}}}
+    message = config_error(invoke("check", compare_file(tmp_path, **changes)))
+    lines = [line for line in message.splitlines() if "learning_rate" in line]
+    assert len(lines) == 1, message
+    assert "tune.optimizer.learning_rate:" in lines[0] and "(did you mean 'lr'?)" in lines[0]
+
+
+def test_a_grid_of_the_wrong_size_is_reported_beside_other_tuning_mistakes(tmp_path):
+    changes = {"tune_seeds": [0], "search": "grid", "tune": {"optimizer.lr": {"log_grid": [1e-3, 1, 3]}}}
+    message = config_error(invoke("check", compare_file(tmp_path, **changes)))
+    assert "tune_seeds: [0] are also in seeds" in message
+    assert "budget: the grid has 3 points, not the budget's 4" in message

@@ -67,7 +67,7 @@ def read_tuning(
     if budget is None and not common and not own:
         return None
     problems = []
-    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+    if not (isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1):
         problems.append(f"budget: trials per arm, a whole number of at least 1, got {budget!r}")
     if search not in ("quasirandom", "grid"):
         problems.append(f"search: quasirandom or grid, got {search!r}")
@@ -87,16 +87,23 @@ def read_tuning(
         spaces[arm] = {**common_space, **arm_space}
         if not spaces[arm]:
             problems.append(f"arm '{arm}': nothing to tune: give tune: in the compare file or the arm")
-    if problems:
-        raise ConfigError(problems)
-    assert isinstance(budget, int)
+    # Each arm's points are drawn even when something else is wrong, so that a grid of the wrong
+    # size is reported with the rest, not after they are fixed.
+    drawable = isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1
+    drawable = drawable and search in ("quasirandom", "grid")
     for arm, (_, config) in arms.items():
+        if not (drawable and isinstance(budget, int) and spaces[arm]):
+            continue
         try:
             points = trial_points(spaces[arm], budget, search)
         except ConfigError as error:
-            raise ConfigError([f"arm '{arm}': {problem}" for problem in error.problems]) from None
+            problems += [f"arm '{arm}': {problem}" for problem in error.problems]
+            continue
         for index, setting in enumerate(points, 1):
             trials.append(Trial(arm, index, setting, _with_setting(config, setting, arm, index)))
+    if problems:
+        raise ConfigError(problems)
+    assert isinstance(budget, int)
     return Tuning(budget, search, tune_seeds, spaces, tuple(trials))
 
 
@@ -112,22 +119,69 @@ def resolve_trials(tuning: Tuning, seed: int) -> tuple[Tuning, list[str]]:
     """Every trial's config resolved (a value its class rejects is a problem naming the trial)."""
     from optcli.config.resolve import resolve_config
 
-    resolved, problems = [], []
+    resolved: list[Trial] = []
+    failed: dict[str, dict[str, list[Trial]]] = {}  # arm -> problem -> the trials that have it
     for trial in tuning.trials:
         values = {**trial.config.values, "seed": seed, "name": f"{trial.arm}-trial{trial.index}"}
         try:
             spec = resolve_config(replace(trial.config, values=values))
         except ConfigError as error:
-            shown = ", ".join(
-                f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-                for key, value in trial.setting.items()
-            )
-            problems += [
-                f"arm '{trial.arm}' trial {trial.index} ({shown}): {problem}" for problem in error.problems
-            ]
+            for problem in error.problems:
+                failed.setdefault(trial.arm, {}).setdefault(problem, []).append(trial)
             continue
         resolved.append(replace(trial, spec=spec))
-    return replace(tuning, trials=tuple(resolved)), problems
+    return replace(tuning, trials=tuple(resolved)), _trial_problems(failed, tuning)
+
+
+def _trial_problems(failed: dict[str, dict[str, list[Trial]]], tuning: Tuning) -> list[str]:
+    """One line for a problem every trial of an arm has (a misspelled tune key), else one per trial,
+    naming its setting (a value its class rejects)."""
+    lines = []
+    everywhere = _keys_failing_in_every_arm(failed, tuning)
+    for key, problem in everywhere.items():
+        lines.append(f"tune.{problem} (in every arm)" if problem.startswith(key) else f"tune: {problem}")
+    for arm, by_problem in failed.items():
+        trials_of_arm = sum(trial.arm == arm for trial in tuning.trials)
+        for problem, trials in by_problem.items():
+            if _key_of(problem) in everywhere:
+                continue
+            if len(trials) == trials_of_arm > 1:
+                lines.append(f"arm '{arm}': tune (every trial): {problem}")
+                continue
+            for trial in trials:
+                shown = ", ".join(
+                    f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                    for key, value in trial.setting.items()
+                )
+                lines.append(f"arm '{arm}' trial {trial.index} ({shown}): {problem}")
+    return lines
+
+
+def _key_of(problem: str) -> str:
+    return problem.split(": ", 1)[0]
+
+
+def _keys_failing_in_every_arm(failed: dict[str, dict[str, list[Trial]]], tuning: Tuning) -> dict[str, str]:
+    """A tuned key that every trial of every arm rejects (a misspelling in the common tune:): the key
+    and the first arm's problem with it, to say once."""
+    arms = list(dict.fromkeys(trial.arm for trial in tuning.trials))
+    shared = set.intersection(*(set(tuning.spaces[arm]) for arm in arms)) if arms else set()
+    found = {}
+    for key in sorted(shared):
+        per_arm = [
+            next(
+                (
+                    problem
+                    for problem, trials in failed.get(arm, {}).items()
+                    if _key_of(problem) == key and len(trials) == sum(t.arm == arm for t in tuning.trials)
+                ),
+                None,
+            )
+            for arm in arms
+        ]
+        if len(arms) > 1 and all(per_arm):
+            found[key] = str(per_arm[0])
+    return found
 
 
 @dataclass(frozen=True)

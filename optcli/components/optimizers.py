@@ -2,20 +2,74 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import inspect
 
 import torch
 
 from optcli.components.registry import Registry
+from optcli.names import normalize_name
+
+# Packages of optimizers users install (pip name, import name), and what a few of them provide, for
+# the hint on an unknown name when the package is not installed.
+THIRD_PARTY = {
+    "pytorch-optimizer": "pytorch_optimizer",
+    "lion-pytorch": "lion_pytorch",
+    "schedulefree": "schedulefree",
+}
+WELL_KNOWN = {
+    "lion": ["lion_pytorch:Lion", "pytorch_optimizer:Lion"],
+    "adan": ["pytorch_optimizer:Adan"],
+    "lamb": ["pytorch_optimizer:Lamb"],
+    "lookahead": ["pytorch_optimizer:Lookahead"],
+    "adamwschedulefree": ["schedulefree:AdamWScheduleFree"],
+    "sgdschedulefree": ["schedulefree:SGDScheduleFree"],
+    "prodigy": ["pytorch_optimizer:Prodigy"],
+    "sophia": ["pytorch_optimizer:SophiaH"],
+    "shampoo": ["pytorch_optimizer:Shampoo"],
+    "muon": ["pytorch_optimizer:Muon"],
+}
+
+
+def found_elsewhere(name: str) -> list[str]:
+    """Import paths that provide an optimizer of this name: in the installed packages of THIRD_PARTY
+    (their optimizer classes, by normalized name), else from WELL_KNOWN with the package to install."""
+    wanted = normalize_name(name)
+    found = []
+    for module_name in THIRD_PARTY.values():
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except Exception:
+            continue
+        found += [
+            f"{module_name}:{attribute}"
+            for attribute, value in vars(module).items()
+            if normalize_name(attribute) == wanted
+            and inspect.isclass(value)
+            and issubclass(value, torch.optim.Optimizer)
+        ]
+    if found:
+        return found
+    pip_name = {module: pip for pip, module in THIRD_PARTY.items()}
+    return [f"{path} (pip install {pip_name[path.partition(':')[0]]})" for path in WELL_KNOWN.get(wanted, [])]
+
 
 # optcli passes the model's parameters itself.
 OPTIMIZERS = Registry(
     "optimizer",
     supplied_by_code=frozenset({"params"}),
     requirement=(
-        lambda target: inspect.isclass(target) and issubclass(target, torch.optim.Optimizer),
+        lambda target: (
+            inspect.isclass(target)
+            and issubclass(target, torch.optim.Optimizer)
+            and target is not torch.optim.Optimizer
+        ),
         "a torch.optim.Optimizer subclass",
     ),
+    found_elsewhere=found_elsewhere,
 )
 
 _UNAVAILABLE = {

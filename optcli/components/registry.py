@@ -38,12 +38,15 @@ class Registry:
         optional_suffix: str = "",
         supplied_by_code: frozenset[str] = frozenset(),
         requirement: tuple[Callable[[Any], bool], str] | None = None,
+        found_elsewhere: Callable[[str], list[str]] | None = None,
     ) -> None:
         self.kind = kind
         self.optional_suffix = optional_suffix
         self.supplied_by_code = supplied_by_code  # arguments optcli passes itself (the params, the optimizer)
         # What a class named by import path must be for this kind, and those words for the message.
         self.requirement = requirement
+        # For an unknown name: import paths of packages that provide it (`lion` -> lion_pytorch:Lion).
+        self.found_elsewhere = found_elsewhere
         self._entries: dict[str, Entry] = {}
         self._keys: dict[str, str] = {}  # lookup key -> entry name
         self._aliases: list[str] = []  # other spellings, offered as did-you-mean suggestions
@@ -76,7 +79,8 @@ class Registry:
     def get(self, name: str, base_dir: Path | None = None) -> Entry:
         """The entry for a name, or for `package.module:Class` / `path/file.py:Class` import paths."""
         if ":" in name:
-            target = import_object(name, base_dir or Path.cwd())
+            accepts = self.requirement[0] if self.requirement is not None else None
+            target = import_object(name, base_dir or Path.cwd(), accepts)
             if self.requirement is not None and not self.requirement[0](target):
                 what = getattr(target, "__name__", type(target).__name__)
                 raise ConfigError(
@@ -85,15 +89,22 @@ class Registry:
             return Entry(name, target)
         found = self._keys.get(self._key(name))
         if found is None:
-            raise ConfigError(unknown_name_message(self.kind, name, self._entries, self._aliases))
+            message = unknown_name_message(self.kind, name, self._entries, self._aliases)
+            elsewhere = self.found_elsewhere(name) if self.found_elsewhere else []
+            if elsewhere:
+                message += (
+                    f"; not a registry name, but {' or '.join(elsewhere)} provides it as an import path"
+                )
+            raise ConfigError(message)
         entry = self._entries[found]
         if entry.unavailable:
             raise ConfigError(f"{self.kind} '{entry.name}' cannot be used from a config: {entry.unavailable}")
         return entry
 
 
-def import_object(spec: str, base_dir: Path) -> Any:
-    """Load `package.module:Name` or `path/to/file.py:Name` (a file path is relative to `base_dir`)."""
+def import_object(spec: str, base_dir: Path, accepts: Callable[[Any], bool] | None = None) -> Any:
+    """Load `package.module:Name` or `path/to/file.py:Name` (a file path is relative to `base_dir`).
+    For a name the module lacks, the choices listed are those `accepts` (what the section can use)."""
     module_part, _, attribute = spec.rpartition(":")
     if not module_part or not attribute:
         raise ConfigError(f"'{spec}' is not an import path; write 'package.module:Class' or 'file.py:Class'")
@@ -111,8 +122,19 @@ def import_object(spec: str, base_dir: Path) -> Any:
     try:
         return getattr(module, attribute)
     except AttributeError:
-        public = [name for name in vars(module) if not name.startswith("_")]
+        public = [
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_") and (accepts is None or _accepted(accepts, value))
+        ]
         raise ConfigError(unknown_name_message(f"name in '{module_part}'", attribute, public)) from None
+
+
+def _accepted(accepts: Callable[[Any], bool], value: Any) -> bool:
+    try:
+        return bool(accepts(value))
+    except Exception:
+        return False
 
 
 def _import_file(path: Path, spec: str) -> Any:

@@ -55,12 +55,15 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     check_scaling(train, device, optimizer, problems)
     epochs, total_steps = _run_length(train, data, problems) if data is not None else (0, 0)
     scheduler = None
-    if config.scheduler is not None and total_steps:
-        run_length = {"step": total_steps, "epoch": epochs}
+    if config.scheduler is not None:
+        # Without a run length (broken data, reported) a stand-in one still checks the scheduler's
+        # own arguments, so that one message lists every problem; no scheduler comes of it.
+        run_length = {"step": total_steps or 1, "epoch": epochs or 1}
         carried_scheduler = raw.carried.get("scheduler", {})
         scheduler = resolve_scheduler(
             config.scheduler, carried_scheduler, run_length, data, raw.base_dir, problems
         )
+        scheduler = scheduler if total_steps else None
     schedule_length = total_steps if scheduler is not None and scheduler.interval == "step" else epochs
     output_key = config.model.output if config.model else None
     init = resolve_model_init(config.model, raw.base_dir, problems) if config.model else None

@@ -6,6 +6,7 @@ that one message lists them all.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from optcli.config.schema import SECTION_KEYS, ModelSection, NamedSection, Optim
 from optcli.config.spec import WRAPPED_ARGUMENT, Component, DataSpec
 from optcli.errors import ConfigError
 
+_KEY = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z0-9_]+)*: ")  # a key path, then what is wrong with it
+
 
 class Problems:
     """Collects problems so that one message lists them all, and notes: what optcli decided that the
@@ -33,8 +36,16 @@ class Problems:
         self.lines.append(line)
 
     def add_error(self, where: str, error: ConfigError) -> None:
+        """A component's problems under its section: 'path: ...' becomes 'data.path: ...'; a problem
+        that names no key of its own (a user Dataset's, which starts with the Dataset's name) is the
+        section's `name`'s."""
         for problem in error.problems:
-            self.lines.append(problem if problem.startswith(where) else f"{where}.{problem}")
+            if problem.startswith(where):
+                self.lines.append(problem)
+            elif _KEY.match(problem):
+                self.lines.append(f"{where}.{problem}")
+            else:
+                self.lines.append(f"{where}.name: {problem}")
 
 
 def lookup(registry: Registry, name: str, where: str, base_dir: Path, problems: Problems) -> Entry | None:
@@ -92,9 +103,9 @@ def portable_name(name: str, base_dir: Path) -> str:
 def resolve_model(
     section: NamedSection, data: DataSpec | None, base_dir: Path, problems: Problems
 ) -> Component | None:
-    """The model, with the sizes the data decides (in_features, out_features, input_shape) filled in."""
-    if data is None:
-        return None  # its sizes cannot be known; the data's problems are reported
+    """The model, with the sizes the data decides (in_features, out_features, input_shape) filled in.
+    Broken data (reported already) leaves the sizes unknown: the model's own arguments are still
+    checked, so that one message lists every problem, and no model is returned."""
     arguments = section.arguments
     entry = lookup(models.MODELS, section.name, "model", base_dir, problems)
     if entry is None:
@@ -103,6 +114,11 @@ def resolve_model(
         parameters = read_signature(entry.target).parameters
     except (TypeError, ValueError):
         parameters = {}
+    if data is None:
+        stand_in = {"in_features": 1, "out_features": 1, "input_shape": [1]}
+        sized = {key: value for key, value in stand_in.items() if key in parameters and key not in arguments}
+        bind_component(entry, {**arguments, **sized}, "model", base_dir, problems)
+        return None
     sizes = {
         "in_features": data.info.features,
         "out_features": 1 if data.binary_labels else data.info.out_features,
