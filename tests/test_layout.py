@@ -22,18 +22,3 @@ def test_each_stage_imports_only_the_stages_below_it():
                 if target in STAGES and STAGES.index(target) < STAGES.index(stage):
                     upward.append(f"{path.relative_to(REPO)} imports {node.module}")
     assert upward == []
-
-
-def test_no_module_over_300_lines_and_no_function_over_60():
-    too_long = []
-    for path in (REPO / "optcli").rglob("*.py"):
-        text = path.read_text()
-        if len(text.splitlines()) > 300:
-            too_long.append(f"{path.name}: {len(text.splitlines())} lines")
-        for node in ast.walk(ast.parse(text)):
-            if (
-                isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-                and node.end_lineno - node.lineno >= 60
-            ):
-                too_long.append(f"{path.name}:{node.name}: {node.end_lineno - node.lineno + 1} lines")
-    assert too_long == []
