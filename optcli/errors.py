@@ -8,16 +8,17 @@ from pathlib import Path
 class ConfigError(Exception):
     """A config or usage problem; carries every problem found, one line each (exit code 2)."""
 
-    def __init__(self, problems: str | list[str]) -> None:
+    def __init__(self, problems: str | list[str], note: str = "") -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.note = note  # a line after the problems, about what was not checked yet
         super().__init__("\n".join(self.problems))
 
     def __str__(self) -> str:
         if len(self.problems) == 1:
-            return self.problems[0]
-        lines = [f"{len(self.problems)} problems:"]
-        lines += [f"  - {problem}" for problem in self.problems]
-        return "\n".join(lines)
+            lines = [self.problems[0]]
+        else:
+            lines = [f"{len(self.problems)} problems:", *(f"  - {problem}" for problem in self.problems)]
+        return "\n".join([*lines, self.note] if self.note else lines)
 
 
 class TrainingFailed(Exception):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from tests.conftest import assert_clean_exit, config_error, guide_config, invoke, write_config
+from tests.conftest import REPO, assert_clean_exit, config_error, guide_config, invoke, write_config
 
 
 @pytest.mark.parametrize(
@@ -167,3 +171,24 @@ def test_a_test_set_that_is_the_training_data_is_a_warning(tmp_path, tensor_file
         data={**guide_config()["data"], "test": {}}
     )  # other samples from the same teacher
     assert "data.test" not in invoke("check", write_config(tmp_path, synthetic, "c.yaml")).stderr
+
+
+def test_a_structural_mistake_is_answered_without_importing_torch(tmp_path):
+    """Wrong keys and types of optcli's own keys need no torch: a `torch` that cannot be imported
+    stands in the path, and check still answers them (and fails, as it must, on a valid file)."""
+    blocker = tmp_path / "blocker" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('torch was imported')\n")
+    environment = {**os.environ, "PYTHONPATH": f"{blocker.parent}{os.pathsep}{REPO}"}
+
+    def check(config: dict) -> subprocess.CompletedProcess[str]:
+        path = write_config(tmp_path, config)
+        command = [sys.executable, "-m", "optcli", "check", str(path)]
+        return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+
+    broken = check(guide_config(train={"epochz": 3}, data={"name": "random", "batch_size": "32"}))
+    assert broken.returncode == 2, broken.stderr
+    assert "train.epochz: unknown key (did you mean 'epochs'?)" in broken.stderr
+    assert "data.batch_size: must be a valid integer, got '32'" in broken.stderr
+    valid = check(guide_config())
+    assert valid.returncode != 0 and "torch was imported" in valid.stderr  # the blocker is real

@@ -111,10 +111,13 @@ def test_every_problem_is_reported_at_once(tmp_path):
         optimizer={"name": "adam", "lr": -1, "momentum": 0.9}, train={"epochs": 0}, clip={"max_norm": 0}
     )
     config["modle"] = {}
+    # The structure's mistakes first, at once and without torch; the classes' arguments once it is right.
     message = config_error(check(tmp_path, config))
-    for key in ("optimizer.momentum", "train.epochs", "clip.max_norm", "modle"):
+    for key in ("train.epochs", "clip.max_norm", "modle"):
         assert key in message
-    assert "problems:" in message
+    assert "3 problems:" in message and "checked once these are fixed" in message
+    message = config_error(check(tmp_path, {**guide_config(), "optimizer": config["optimizer"]}))
+    assert "optimizer.momentum: Adam has no argument" in message
 
 
 def test_import_path_that_does_not_resolve(tmp_path):
@@ -259,13 +262,13 @@ def test_every_independent_problem_of_a_file_in_one_message(tmp_path):
     """Broken data used to hide the model's and the scheduler's own mistakes until it was fixed."""
     config = {
         "model": {"name": "mlp", "hidden": 128},
-        "data": {"name": "random", "batch_size": "32"},
+        "data": {"name": "random", "sampels": 32},
         "optimizer": {"name": "adam", "lr": "fast"},
         "scheduler": {"name": "step", "step_siz": 3},
     }
     message = config_error(check(tmp_path, config))
     for problem in (
-        "data.batch_size: must be a valid integer, got '32'",
+        "data.sampels: RandomData has no argument 'sampels' (did you mean 'samples'?)",
         "model.hidden: mlp expects a list or null for 'hidden', got 128 (int)",
         "optimizer.lr: Adam expects a number",
         "scheduler.step_siz: StepLR has no argument 'step_siz' (did you mean 'step_size'?)",

@@ -47,12 +47,16 @@ def train(
     Example: optcli train configs/adam_steplr.yaml --set optimizer.lr=3e-4 --set train.epochs=5
     """
     with reported_errors(debug):
+        from optcli.compare.plan import check_structure
+
+        overrides = run_overrides(settings, device, out, max_steps)
+        check_structure(config, overrides)  # before torch is imported: a wrong key is answered at once
         import_torch()
         from optcli.config.loading import load_config
         from optcli.config.resolve import resolve_config
         from optcli.train.distributed import world_from_environment
 
-        spec = resolve_config(load_config(config, run_overrides(settings, device, out, max_steps)))
+        spec = resolve_config(load_config(config, overrides))
         world = world_from_environment()
         if nproc is not None and not world.launched:  # the launcher: check, then start the workers
             print_advice({"": spec})
@@ -118,10 +122,13 @@ def check(
     Example: optcli check configs/adam_steplr.yaml --set optimizer.name=sgd
     """
     with reported_errors(debug):
+        from optcli.compare.plan import check_file, check_structure
+
+        # A file whose structure is wrong is answered before torch is imported (most of a check's time).
+        check_structure(config, run_overrides(settings, device, out, max_steps))
         import_torch()
         import yaml
 
-        from optcli.compare.plan import check_file
         from optcli.config.advice import advise
         from optcli.errors import ConfigError
 

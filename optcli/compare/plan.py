@@ -112,19 +112,9 @@ def _plan_from_compare_file(path: Path, values: dict[str, Any], command_line: Co
         raise ConfigError(
             [f"{path}: {describe_error(detail, CompareFile)}" for detail in error.errors()]
         ) from None
-    if isinstance(compare.base, str):
-        base_path = (path.parent / compare.base).resolve()
-        base_values, base_dir, base_stem = load_yaml_mapping(base_path), base_path.parent, base_path.stem
-    else:
-        base_values, base_dir, base_stem = compare.base, path.resolve().parent, path.stem
-    arms, tunes = [], {}
-    for name, given in compare.runs.items():
-        changes = dict(given or {})
-        tune = changes.pop("tune", None)  # the arm's own dimensions, added to the common space
-        values = _apply(merge_arm(base_values, changes), command_line.overrides, name)
-        config = RawConfig(values, base_dir, base_stem, carried_over(base_values, values))
-        arms.append(Arm(name, config))
-        tunes[name] = (tune, config)
+    base_values, arm_configs = _arm_configs(path, compare, command_line.overrides)
+    arms = [Arm(name, config) for name, (_, config) in arm_configs.items()]
+    tunes = arm_configs
     seeds = _seeds(command_line.seeds, compare.seeds)
     tuning = read_tuning(compare.model_dump(), tunes, seeds)
     return ComparisonPlan(
@@ -136,6 +126,51 @@ def _plan_from_compare_file(path: Path, values: dict[str, Any], command_line: Co
         output_dir=command_line.output_dir or _output_dir(base_values),
         tuning=tuning,
     )
+
+
+def _arm_configs(
+    path: Path, compare: CompareFile, overrides: list[str]
+) -> tuple[dict[str, Any], dict[str, tuple[Any, RawConfig]]]:
+    """The base config's values, and each arm's tune mapping and config (the base with its changes)."""
+    if isinstance(compare.base, str):
+        base_path = (path.parent / compare.base).resolve()
+        base_values, base_dir, base_stem = load_yaml_mapping(base_path), base_path.parent, base_path.stem
+    else:
+        base_values, base_dir, base_stem = compare.base, path.resolve().parent, path.stem
+    arms = {}
+    for name, given in compare.runs.items():
+        changes = dict(given or {})
+        tune = changes.pop("tune", None)  # the arm's own dimensions, added to the common space
+        values = _apply(merge_arm(base_values, changes), overrides, name)
+        arms[name] = (tune, RawConfig(values, base_dir, base_stem, carried_over(base_values, values)))
+    return base_values, arms
+
+
+def check_structure(path: Path, overrides: list[str]) -> None:
+    """Raise the mistakes of a config's (or every arm's) structure: YAML syntax, unknown or misspelled
+    keys and wrong types of optcli's own keys. None of this needs torch, so such a file is answered
+    at once; what needs torch (a class's own arguments) is checked after, when this passes."""
+    from optcli.config.loading import load_config
+    from optcli.config.schema import validate_file
+
+    values = load_yaml_mapping(path)
+    if "runs" not in values:
+        problems = validate_file(load_config(path, overrides).values)[1]
+    else:
+        try:
+            compare = CompareFile.model_validate(values)
+        except ValidationError:
+            return  # reported with the compare file's other problems, as compare reports them
+        arms = _arm_configs(path, compare, overrides)[1]
+        problems = [
+            f"arm '{name}': {problem}"
+            for name, (_, config) in arms.items()
+            for problem in validate_file(config.values)[1]
+        ]
+    if problems:
+        raise ConfigError(
+            problems, "(the arguments of the classes the config names are checked once these are fixed)"
+        )
 
 
 def _plan_from_config_files(paths: list[Path], command_line: CommandLine) -> ComparisonPlan:
