@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -94,6 +95,8 @@ def resume(
 
         spec, point = prepare_resume(run_dir, run_overrides(settings, None, None, None), allow_changes)
         world = world_from_environment()
+        if point.note and world.is_main and not world.launched:
+            print(f"note: {point.note}", file=sys.stderr)
         if nproc is not None and not world.launched:
             forwarded = forwarded_options(settings, None, None, None, quiet, debug)
             changes = ["--allow-changes"] if allow_changes else []

@@ -23,7 +23,7 @@ from optcli.compare.tuning import Tuning, edge_warnings, select, write_tuning_fi
 from optcli.compare.verdict import Verdict, give_verdict, with_protocol
 from optcli.compare.workers import WorkerPool
 from optcli.config.metrics import VALIDATION_METRICS
-from optcli.train.rundir import create_run_dir
+from optcli.train.rundir import create_run_dir, writer_lock
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,21 @@ def run_comparison(
     The runs go to `pool` (see `start_workers`), or run here one by one when it is None. `invocation`
     (the files and options) is kept for `--resume`; `resume_dir` continues the comparison there.
     """
-    if resume_dir is not None:
-        directory = resume_dir
-    else:
-        directory = create_run_dir(plan.output_dir, f"compare-{plan.name}")
-        if invocation is not None:
+    directory = resume_dir or create_run_dir(plan.output_dir, f"compare-{plan.name}")
+    with writer_lock(directory, "comparison"):  # one writer: a second compare --resume is refused
+        if resume_dir is None and invocation is not None:
             save_invocation(directory, *invocation)
-    run = functools.partial(_run_or_reuse, pool=pool, on_event=on_event, resuming=resume_dir is not None)
+        return _compare_locked(plan, pool, on_event, directory, resume_dir is not None)
+
+
+def _compare_locked(
+    plan: ComparisonPlan,
+    pool: WorkerPool | None,
+    on_event: Callable[[int, Event], None],
+    directory: Path,
+    resuming: bool,
+) -> ComparisonResult:
+    run = functools.partial(_run_or_reuse, pool=pool, on_event=on_event, resuming=resuming)
     jobs = plan_jobs(plan, directory)
     status: Literal["completed", "interrupted"] = "completed"
     protocol: list[str] = []

@@ -5,7 +5,9 @@ from (`model.init`), what the loss sees of the model's output (`model.output`), 
 from __future__ import annotations
 
 import fnmatch
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from optcli.components.signature import plain
@@ -27,6 +29,11 @@ class ModelInit:
         """The model's weights in the file: a state dict, or an optcli checkpoint's `model`."""
         import torch
 
+        from optcli.integrity import damage_in
+
+        damage = damage_in(Path(self.path)) if zipfile.is_zipfile(self.path) else None
+        if damage is not None:
+            raise ValueError(f"the file is damaged: {damage}")
         loaded = torch.load(self.path, map_location="cpu", weights_only=True)
         return (
             dict(loaded["model"])

@@ -63,7 +63,7 @@ def write_files(write: Callable[[BinaryIO], object], last: Path | None, best: Pa
     """Each file atomically: a crash while writing leaves the previous checkpoint intact."""
     first = last or best
     assert first is not None
-    first.parent.mkdir(parents=True, exist_ok=True)
+    first.parent.mkdir(exist_ok=True)  # checkpoints/, never the run directory: a deleted run stays deleted
     replace_atomically(first, write)
     if last is not None and best is not None:
         # The same state: best.pt becomes another name of this last.pt, serialized and synced once.

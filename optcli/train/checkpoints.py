@@ -20,6 +20,7 @@ from optcli.components.optimizers import has_modes, set_optimizer_mode
 from optcli.config.metrics import default_monitor
 from optcli.config.parts import optimizer_parameters
 from optcli.errors import ConfigError
+from optcli.integrity import damage_in
 from optcli.train.checkpoint_writer import CheckpointWriter
 from optcli.train.records import CheckpointDue
 from optcli.train.rundir import remove_partial_writes
@@ -60,12 +61,16 @@ def restore_random_state(session: Session, state: dict[str, Any], order_state: t
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    """Read a checkpoint with torch.load(weights_only=True); a missing or corrupt file is a ConfigError."""
+    """Read a checkpoint with torch.load(weights_only=True), after checking every byte against the
+    CRCs recorded when it was written; a missing, damaged or foreign file is a ConfigError."""
     if not path.is_file():
         raise ConfigError(
             f"{path}: no checkpoint; runs write checkpoints/last.pt at every epoch's end "
             "(train.checkpoint_every) and when interrupted"
         )
+    damage = damage_in(path)
+    if damage is not None:
+        raise DamagedCheckpoint(f"{path}: the checkpoint is damaged: {damage}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -73,6 +78,10 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ConfigError(f"{path}: not an optcli checkpoint (format {FORMAT})")
     return payload  # type: ignore[return-value]
+
+
+class DamagedCheckpoint(ConfigError):
+    """A checkpoint file whose bytes are not those written (a disk's rot, a copy cut short)."""
 
 
 class Checkpoint(TypedDict):

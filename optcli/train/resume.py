@@ -14,7 +14,7 @@ from optcli.config.loading import RawConfig, load_config
 from optcli.config.resolve import resolve_config
 from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
-from optcli.train.checkpoints import Checkpoint, config_differences, load_checkpoint
+from optcli.train.checkpoints import Checkpoint, DamagedCheckpoint, config_differences, load_checkpoint
 from optcli.train.run import ResumePoint
 
 
@@ -29,7 +29,7 @@ def prepare_resume(run_dir: Path, overrides: list[str], allow_changes: bool) -> 
         status = json.loads((run_dir / "summary.json").read_text()).get("status")
     except (OSError, ValueError):
         status = None  # killed before its summary was written: resumable
-    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    checkpoint, note = _trusted_checkpoint(run_dir / "checkpoints")
     spec = resolve_config(_refilled(load_config(config_path, overrides), checkpoint.get("filled", [])))
     if status == "completed" and spec.total_steps <= checkpoint["loop"]["step"]:
         raise ConfigError(
@@ -47,7 +47,58 @@ def prepare_resume(run_dir: Path, overrides: list[str], allow_changes: bool) -> 
             ]
         )
     _check_fits(spec, checkpoint)
-    return spec, ResumePoint(checkpoint, changes)
+    _check_files(run_dir, checkpoint)
+    return spec, ResumePoint(checkpoint, changes, note)
+
+
+# What a resumed run writes into, other than by replacing a whole file (which replaces a link itself).
+WRITTEN_IN_PLACE = ("metrics.csv", "epochs.csv", "evals.csv", "checkpoints", "tensorboard")
+
+
+def _check_files(run_dir: Path, checkpoint: Checkpoint) -> None:
+    """The CSV files must hold at least what the checkpoint says they held (a resumed run cuts them back
+    to that, and never pads them), and nothing a resumed run writes into may be a symbolic link (it
+    would write through it, outside the run)."""
+    problems = [
+        f"{run_dir / name}: a symbolic link; optcli never writes through one (put the file itself there)"
+        for name in WRITTEN_IN_PLACE
+        if (run_dir / name).is_symlink()
+    ]
+    for name, size in checkpoint["csv_sizes"].items():
+        path = run_dir / name
+        if path.is_symlink():
+            continue
+        if not path.is_file():
+            problems.append(
+                f"{path}: missing; the checkpoint was written when it held {size} bytes of rows, which a "
+                "resumed run would not have: restore the file, or start a new run"
+            )
+        elif path.stat().st_size < size:
+            problems.append(
+                f"{path}: holds {path.stat().st_size} bytes, fewer than the {size} it held when the "
+                "checkpoint was written (rows before it were lost): restore the file, or start a new run"
+            )
+    if problems:
+        raise ConfigError(problems)
+
+
+def _trusted_checkpoint(directory: Path) -> tuple[Checkpoint, str]:
+    """last.pt; when its bytes are not those written, best.pt (a point to resume from too, so the
+    run still ends exactly as it would have), with a note saying so; else a ConfigError naming it."""
+    try:
+        return load_checkpoint(directory / "last.pt"), ""
+    except DamagedCheckpoint as damaged:
+        try:
+            checkpoint = load_checkpoint(directory / "best.pt")
+        except ConfigError:
+            raise ConfigError(
+                f"{damaged}; checkpoints/best.pt is missing or damaged too, so the run cannot be resumed"
+            ) from None
+        loop = checkpoint["loop"]
+        return checkpoint, (
+            f"{damaged}; resuming from checkpoints/best.pt instead (step {loop['step']}): the steps after "
+            "it are trained again, and the run ends as it would have"
+        )
 
 
 def _refilled(raw: RawConfig, filled: list[str]) -> RawConfig:

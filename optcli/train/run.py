@@ -31,9 +31,9 @@ from optcli.train.distributed import ALONE, World, agree, barrier, share
 from optcli.train.interrupts import StopRequests
 from optcli.train.loop import run_training
 from optcli.train.records import CheckpointDue
-from optcli.train.rundir import create_run_dir, write_atomically, write_yaml
+from optcli.train.rundir import create_run_dir, write_atomically, write_yaml, writer_lock
 from optcli.train.session import Session, build_session
-from optcli.train.sinks import CsvWriter, RunOutcome, Sink, SummaryWriter
+from optcli.train.sinks import CsvWriter, RunOutcome, Sink, SummaryWriter, run_directory_gone
 from optcli.train.state import LoopState
 
 
@@ -51,6 +51,7 @@ class ResumePoint:
 
     checkpoint: Checkpoint
     changes: list[str] = field(default_factory=list)
+    note: str = ""  # what the user should hear about the checkpoint chosen (a damaged last.pt)
 
 
 def run_identity(spec: RunSpec) -> dict[str, Any]:
@@ -92,6 +93,13 @@ def train_run(
     """
     if run_dir is None:
         run_dir = share(world, create_run_dir(Path(spec.output.dir), spec.name) if world.is_main else None)
+    with writer_lock(run_dir, "run") if world.is_main else contextlib.nullcontext():
+        return _train_locked(spec, displays, run_dir, resume, world)
+
+
+def _train_locked(
+    spec: RunSpec, displays: Sequence[Sink], run_dir: Path, resume: ResumePoint | None, world: World
+) -> TrainedRun:
     files = _open_files(spec, run_dir, resume.checkpoint if resume else None) if world.is_main else None
     sinks: list[Sink] = [*files[2], *displays] if files else []
     checkpointer: Checkpointer | None = None
@@ -108,6 +116,9 @@ def train_run(
         outcome = RunOutcome("failed", "the run could not start")
         raise
     except TrainingFailed as error:
+        if not run_dir.is_dir():  # nothing of it is left to point at
+            outcome = RunOutcome("failed", str(error))
+            raise TrainingFailed(run_directory_gone(run_dir)) from error
         last = checkpointer.last_written if checkpointer else None
         message = f"{error}\nthe last good checkpoint: checkpoints/last.pt ({last})" if last else str(error)
         outcome = RunOutcome("failed", message, error.diverged)
@@ -124,6 +135,8 @@ def train_run(
         raise
     except OSError as error:
         outcome = RunOutcome("failed", f"cannot write the run's files: {error}")
+        if not run_dir.is_dir():  # a checkpoint's write found it gone before the CSV files did
+            raise TrainingFailed(run_directory_gone(run_dir)) from error
         message = f"cannot write the run's files in {run_dir}: {error.strerror or error}"
         raise TrainingFailed(message, run_dir=run_dir) from error
     except Exception as error:
@@ -203,6 +216,7 @@ def _restore(session: Session, resume: ResumePoint, summary: SummaryWriter | Non
             "from_epoch": from_epoch,
             "from_step": state.step,
             "changes": resume.changes,
+            **({"note": resume.note} if resume.note else {}),
         }
     )
     return state

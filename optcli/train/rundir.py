@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -93,3 +94,37 @@ def _umask() -> int:
 
 def write_yaml(path: Path, values: dict[str, Any], header: str = "") -> None:
     write_atomically(path, header + yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+
+
+LOCK_FILE = ".optcli.lock"
+
+
+@contextlib.contextmanager
+def writer_lock(directory: Path, what: str) -> Iterator[None]:
+    """This process is the one writer of `directory` (a run's or a comparison's) while the block runs:
+    an exclusive OS lock on its lock file, which the kernel releases when the process ends, however it
+    ends, so a stale lock never blocks. A second writer gets a ConfigError naming the holder."""
+    try:
+        import fcntl
+    except ImportError:  # (Windows: no flock; one writer is then the user's to keep)
+        yield
+        return
+    path = directory / LOCK_FILE
+    try:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666 & ~_umask())
+    except OSError as error:
+        raise ConfigError(f"{directory}: cannot open its lock file: {error.strerror or error}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(handle, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise ConfigError(
+                f"{directory}: another optcli process (pid {holder}) is writing this {what}; wait for it to "
+                f"end, or stop it (kill {holder}) and resume then"
+            ) from None
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(handle)  # (which releases the lock)

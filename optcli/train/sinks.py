@@ -19,6 +19,7 @@ import torch
 
 from optcli import __version__
 from optcli.config.metrics import VALIDATION_METRICS
+from optcli.errors import ConfigError, TrainingFailed
 from optcli.train.records import (
     EpochRecord,
     EvalRecord,
@@ -87,12 +88,17 @@ class CsvWriter:
         self._files = {name: stream for name, (stream, _) in opened.items()}
         self._metrics, self._epochs = opened["metrics.csv"][1], opened["epochs.csv"][1]
         self._evals = opened["evals.csv"][1] if evaluations else None
+        self.run_dir, self._identity = run_dir, _identity(run_dir)
         self._next_flush = time.perf_counter() + FLUSH_INTERVAL_S
         # Step rows are kept as records and written in one go at each flush: formatting them in a
         # tight loop costs a fraction of formatting each between two training steps.
         self._steps: list[StepRecord] = []
 
     def flush(self) -> None:
+        # The files are open, so rows would still land in a deleted directory's files, unseen: a run
+        # whose directory is gone (or replaced) stops instead of reporting a success nobody can read.
+        if _identity(self.run_dir) != self._identity:
+            raise TrainingFailed(run_directory_gone(self.run_dir))
         self._metrics.writerows(
             (
                 step.step,
@@ -137,9 +143,26 @@ class CsvWriter:
             self._evals.writerow([record.step, record.epoch, *values, f"{record.elapsed_s:.6f}"])
 
     def close(self, outcome: RunOutcome) -> None:
-        self.flush()
-        for stream in self._files.values():
-            stream.close()
+        try:
+            self.flush()
+        finally:
+            for stream in self._files.values():
+                stream.close()
+
+
+def run_directory_gone(run_dir: Path) -> str:
+    return (
+        f"the run directory {run_dir} was deleted or replaced while the run was going; the run stopped "
+        "(its rows and checkpoints were in it)"
+    )
+
+
+def _identity(directory: Path) -> tuple[int, int] | None:
+    try:
+        status = directory.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def _open_csv(
@@ -147,8 +170,13 @@ def _open_csv(
 ) -> tuple[TextIO, Any]:
     if resume_sizes is not None and path.name in resume_sizes and path.exists():
         # Rows logged after the checkpoint are dropped: the resumed run logs them again, exactly.
+        # (Never through a link, and never longer: truncate() would pad with NUL bytes. The resume
+        # refused both before it started; this keeps the promise whoever calls it.)
+        size = resume_sizes[path.name]
+        if path.is_symlink() or path.stat().st_size < size:
+            raise ConfigError(f"{path}: not the file the checkpoint recorded ({size} bytes); not resumed")
         with path.open("r+b") as raw:
-            raw.truncate(resume_sizes[path.name])
+            raw.truncate(size)
         stream = path.open("a", newline="", encoding="utf-8")
         return stream, csv.writer(stream)
     stream = path.open("w", newline="", encoding="utf-8")

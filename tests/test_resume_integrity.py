@@ -1,0 +1,132 @@
+"""A resume refuses what it cannot trust: a damaged checkpoint (it falls back to best.pt where that is
+exact), CSV files shorter than the checkpoint says or gone, links that would take writes outside the
+run; and a run whose directory is deleted under it stops instead of reporting success."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from optcli.integrity import damage_in
+from optcli.train.checkpoints import load_checkpoint
+from tests.conftest import (
+    assert_clean_exit,
+    config_error,
+    invoke,
+    read_csv,
+    read_summary,
+    start_optcli,
+    train_ok,
+    wait_for_rows,
+    write_config,
+)
+
+# 10 steps an epoch, no validation: best.pt follows the training loss, which falls every epoch here.
+CONFIG = {
+    "seed": 2,
+    "device": "cpu",
+    "model": {"name": "mlp", "hidden": [16]},
+    "data": {"name": "teacher", "samples": 160, "features": 6, "classes": 3, "batch_size": 16},
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "train": {"epochs": 4},
+}
+
+
+def zero_bytes_inside(path: Path) -> None:
+    """64 zero bytes in the middle of the file: what a bad sector or a broken copy does."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def stopped(tmp_path) -> tuple[Path, Path]:
+    """An uninterrupted run, and the same run stopped at step 25 (mid-epoch: last.pt there, best.pt
+    at the end of epoch 2)."""
+    config = write_config(tmp_path, CONFIG)
+    whole = train_ok(config, tmp_path / "whole")
+    run = train_ok(config, tmp_path / "runs", "--max-steps", "25")
+    (run / "summary.json").unlink()  # as if killed there
+    return whole, run
+
+
+def resume(run: Path, *extra: str):
+    return invoke("resume", run, "--set", "train.max_steps=null", "--allow-changes", "--quiet", *extra)
+
+
+def test_a_damaged_last_checkpoint_falls_back_to_best_and_ends_as_the_uninterrupted_run(stopped):
+    whole, run = stopped
+    last, best = run / "checkpoints" / "last.pt", run / "checkpoints" / "best.pt"
+    assert load_checkpoint(best)["loop"]["step"] == 20
+    zero_bytes_inside(last)
+    assert damage_in(last) is not None
+    result = resume(run)
+    assert_clean_exit(result, 0)
+    assert (
+        "last.pt: the checkpoint is damaged" in result.stderr
+        and "resuming from checkpoints/best.pt" in result.stderr
+    )
+    assert read_csv(run / "metrics.csv") and [r["loss"] for r in read_csv(run / "metrics.csv")] == [
+        r["loss"] for r in read_csv(whole / "metrics.csv")
+    ]
+    expected = load_checkpoint(whole / "checkpoints" / "last.pt")["model"]
+    got = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(expected[key], got[key]) for key in expected)
+    assert "best.pt" in read_summary(run)["resumes"][0]["note"]
+
+
+def test_with_every_checkpoint_damaged_the_resume_is_refused_naming_the_file(stopped):
+    _, run = stopped
+    for name in ("last.pt", "best.pt"):
+        zero_bytes_inside(run / "checkpoints" / name)
+    before = (run / "metrics.csv").read_bytes()
+    message = config_error(resume(run))
+    assert "last.pt: the checkpoint is damaged" in message and "cannot be resumed" in message
+    assert (run / "metrics.csv").read_bytes() == before  # nothing touched
+
+
+def test_a_shortened_or_missing_csv_is_refused_and_never_padded(stopped):
+    _, run = stopped
+    metrics = run / "metrics.csv"
+    original = metrics.read_bytes()
+    metrics.write_bytes(original[: len(original) // 3])
+    message = config_error(resume(run))
+    assert "metrics.csv: holds" in message and "fewer than the" in message
+    assert b"\0" not in metrics.read_bytes()
+    metrics.unlink()
+    assert "metrics.csv: missing" in config_error(resume(run))
+    assert not metrics.exists()
+
+
+def test_a_csv_replaced_by_a_link_is_never_written_through(stopped, tmp_path):
+    _, run = stopped
+    outside = tmp_path / "precious.csv"
+    outside.write_text("somebody else's data\n" * 100)
+    (run / "epochs.csv").unlink()
+    (run / "epochs.csv").symlink_to(outside)
+    message = config_error(resume(run))
+    assert "epochs.csv: a symbolic link; optcli never writes through one" in message
+    assert outside.read_text() == "somebody else's data\n" * 100
+
+
+@pytest.mark.slow
+def test_a_run_whose_directory_is_deleted_stops_with_an_error(tmp_path):
+    config = write_config(tmp_path, {**CONFIG, "train": {"epochs": 400}})
+    process = start_optcli("train", config, "--out", tmp_path / "runs", "--quiet")
+    try:
+        run = wait_for_rows(tmp_path / "runs", 50, process)
+        run.rename(tmp_path / "trash")  # (rm -rf, without racing the run's own writes)
+        shutil.rmtree(tmp_path / "trash", ignore_errors=True)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+    assert process.returncode == 1, stderr
+    assert "was deleted or replaced while the run was going" in stderr
+    assert "Traceback" not in stderr
+    assert not run.exists()  # not recreated behind the user's back
