@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# A run's error when its config kept it from starting: it would fail the same way again.
+COULD_NOT_START = "the run could not start"
+
 
 class ConfigError(Exception):
     """A config or usage problem; carries every problem found, one line each (exit code 2)."""

@@ -82,6 +82,7 @@ def test_layout_and_results(comparison):
             "metrics.csv",
             "epochs.csv",
             "summary.json",
+            ".optcli.lock",  # (held by the one process writing the run while it does)
         }
     results = read_csv(directory / "results.csv")
     assert list(results[0]) == [

@@ -72,6 +72,13 @@ def compare(
     cpus_per_run: CpusOption = 1.0,
     gpus_per_run: GpusOption = 0.0,
     resume: ResumeOption = None,
+    allow_changes: Annotated[
+        bool,
+        typer.Option(
+            "--allow-changes",
+            help="With --resume: run every run of an arm whose config changed since the start again.",
+        ),
+    ] = False,
     debug: DebugOption = False,
 ) -> None:
     """Compare optimizers or schedules: every arm from the same weights on the same batches, over seeds.
@@ -98,8 +105,12 @@ def compare(
             command_line = CommandLine(
                 run_overrides(settings, None, None, None), seeds, metric, target_loss, out
             )
+            if allow_changes and resume is None:
+                raise ConfigError(
+                    "--allow-changes goes with --resume (a comparison that changed since it began)"
+                )
             paths, command_line = _what_to_compare(files, command_line, resume)
-            _compare(paths, command_line, resume, pool, quiet)
+            _compare(paths, command_line, resume, pool, quiet, allow_changes)
         finally:
             if pool is not None:
                 pool.close()
@@ -124,12 +135,15 @@ def _what_to_compare(
         or given.output_dir
     ):
         raise ConfigError(
-            "--resume continues a comparison as it was started: give no files or options but --jobs and --quiet"
+            "--resume continues a comparison as it was started: give no files or options but --jobs, --quiet "
+            "and --allow-changes"
         )
     return load_invocation(resume)
 
 
-def _compare(paths: list[Path], command_line: Any, resume: Path | None, pool: Any, quiet: bool) -> None:
+def _compare(
+    paths: list[Path], command_line: Any, resume: Path | None, pool: Any, quiet: bool, allow_changes: bool
+) -> None:
     """Check the plan, run it with a display, print the ranking and the verdict."""
     from optcli.compare.display import make_comparison_display, output_console, ranking_table
     from optcli.compare.jobs import plan_jobs
@@ -141,7 +155,7 @@ def _compare(paths: list[Path], command_line: Any, resume: Path | None, pool: An
     console = output_console()
     try:
         with make_comparison_display(console, plan_jobs(plan, Path()), quiet) as display:
-            result = run_comparison(plan, pool, display, (paths, command_line), resume)
+            result = run_comparison(plan, pool, display, (paths, command_line), resume, allow_changes)
     except ComparisonInterrupted as interrupted:
         directory = interrupted.result.directory
         print(

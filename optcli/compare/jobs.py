@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from optcli.compare.ranking import JobStatus
 from optcli.compare.worker_process import WorkerMessage
 from optcli.compare.workers import WorkerPool
-from optcli.errors import TrainingFailed
+from optcli.errors import ConfigError, TrainingFailed
 from optcli.plotting import import_aside
 from optcli.train.records import EpochRecord, Record, RunStarted, StepRecord
 
@@ -98,9 +98,13 @@ def run_job(job: Job, report: Callable[[Record], None]) -> JobOutcome:
         if job.resume and (job.run_dir / "checkpoints" / "last.pt").is_file():
             from optcli.train.resume import prepare_resume
 
-            spec, point = prepare_resume(job.run_dir, [], allow_changes=False)
-            train_run(spec, [ProgressReporter(report)], run_dir=job.run_dir, resume=point)
-            return JobOutcome(job.index, "ok")
+            try:
+                spec, point = prepare_resume(job.run_dir, [], allow_changes=False)
+            except ConfigError:  # its files cannot be trusted (damaged, cut short): it starts afresh below
+                point = None
+            if point is not None:
+                train_run(spec, [ProgressReporter(report)], run_dir=job.run_dir, resume=point)
+                return JobOutcome(job.index, "ok")
         if job.resume and job.run_dir.exists():  # stopped before its first checkpoint: start it afresh
             shutil.rmtree(job.run_dir)
         job.run_dir.mkdir(parents=True, exist_ok=False)  # (and trials/ for a tuned comparison's first)

@@ -1,52 +1,151 @@
-"""`optcli compare --resume DIR`: a comparison goes on where it stopped. What it was asked is kept in
-`comparison.json` when it starts; on resume, finished runs are kept, runs with a checkpoint resume
-from it, and the others start afresh; the reports are then written as if nothing had happened."""
+"""`optcli compare --resume DIR`: a comparison goes on where it stopped. What it was asked, and what
+each of its runs computes (a hash of each run's resolved config), is kept in `comparison.json` when
+it starts. On resume the files are read again: a run whose config changed meanwhile (an edited
+compare file or base) is an error naming its arm, unless `--allow-changes` reruns every run of the
+changed arms from scratch. Runs that ended on their own are kept (completed or diverged, or failed
+for a cause in the config); the others, failed ones included (a full disk, a damaged file), resume
+from their checkpoint or start afresh. The reports are then written as if nothing had happened."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from optcli.compare.jobs import Job, JobOutcome
 from optcli.compare.plan import CommandLine
-from optcli.errors import ConfigError
+from optcli.config.schema import describe_error
+from optcli.errors import COULD_NOT_START, ConfigError
 
 INVOCATION = "comparison.json"
 
 
-def save_invocation(directory: Path, paths: list[Path], command_line: CommandLine) -> None:
+class _CommandLineRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    overrides: list[str]
+    seeds: str | None = None
+    metric: str | None = None
+    target_loss: float | None = None
+    output_dir: str | None = None
+
+
+class _InvocationRecord(BaseModel):
+    """comparison.json: the files and options the comparison was started with, and each run's config
+    hash by its folder name (absent in comparisons started by an older optcli)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    files: list[str]
+    command_line: _CommandLineRecord
+    runs: dict[str, str] | None = None
+
+
+def save_invocation(
+    directory: Path, paths: list[Path], command_line: CommandLine, jobs: list[Job] | None = None
+) -> None:
     from optcli.train.rundir import write_atomically
 
     values: dict[str, Any] = asdict(command_line)
     values["output_dir"] = str(directory.parent.parent)  # <out>/compare-<name>/<timestamp>
-    document = {"files": [str(path.resolve()) for path in paths], "command_line": values}
+    document: dict[str, Any] = {"files": [str(path.resolve()) for path in paths], "command_line": values}
+    if jobs is not None:
+        document["runs"] = run_hashes(directory, jobs)
     write_atomically(directory / INVOCATION, json.dumps(document, indent=2) + "\n")
 
 
-def load_invocation(directory: Path) -> tuple[list[Path], CommandLine]:
-    """The files and options a comparison was started with."""
+def run_hashes(directory: Path, jobs: list[Job]) -> dict[str, str]:
+    """Each run's folder (relative to the comparison) and the hash of what it computes."""
+    return {str(job.run_dir.relative_to(directory)): job.spec.config_hash for job in jobs}
+
+
+def _read_record(directory: Path) -> _InvocationRecord:
+    path = directory / INVOCATION
     try:
-        document = json.loads((directory / INVOCATION).read_text())
+        document = json.loads(path.read_text())
     except (OSError, ValueError):
         raise ConfigError(
             f"{directory}: not a comparison optcli can resume (it has no readable {INVOCATION})"
         ) from None
-    values = document["command_line"]
+    try:
+        return _InvocationRecord.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(
+            [f"{path}: {describe_error(detail, _InvocationRecord)}" for detail in error.errors()]
+        ) from None
+
+
+def load_invocation(directory: Path) -> tuple[list[Path], CommandLine]:
+    """The files and options a comparison was started with."""
+    record = _read_record(directory)
+    values = record.command_line.model_dump()
     values["output_dir"] = Path(values["output_dir"]) if values.get("output_dir") else None
-    return [Path(path) for path in document["files"]], CommandLine(**values)
+    return [Path(path) for path in record.files], CommandLine(**values)
+
+
+def check_unchanged(directory: Path, paths: list[Path], jobs: list[Job], allow_changes: bool) -> None:
+    """Every run that has started computes what the comparison recorded for it; with `allow_changes`,
+    the runs of an arm that changed are removed (to run again from scratch) and the record updated."""
+    record = _read_record(directory)
+    if record.runs is None:
+        return  # started by an optcli that kept no hashes: nothing to check against
+    changed = [
+        job
+        for job in jobs
+        if job.run_dir.exists()
+        and record.runs.get(str(job.run_dir.relative_to(directory)), job.spec.config_hash)
+        != job.spec.config_hash
+    ]
+    if not changed:
+        return
+    arms = sorted({job.arm for job in changed})
+    if not allow_changes:
+        raise ConfigError(
+            [
+                *(f"arm '{arm}': {_what_changed(arm, changed)}" for arm in arms),
+                "their runs so far would mix two configs; resume with --allow-changes to run every run of "
+                "the changed arms again from scratch",
+            ]
+        )
+    for job in jobs:
+        if job.arm in arms and job.run_dir.exists():
+            shutil.rmtree(job.run_dir)
+    _, command_line = load_invocation(directory)
+    save_invocation(directory, paths, command_line, jobs)
+
+
+def _what_changed(arm: str, changed: list[Job]) -> str:
+    """The differences between a run's recorded config.yaml and the arm's config now."""
+    import yaml
+
+    from optcli.train.checkpoints import config_differences
+
+    job = next(job for job in changed if job.arm == arm)
+    try:
+        before = yaml.safe_load((job.run_dir / "config.yaml").read_text())
+        differences = config_differences(before, job.spec.resolved)
+    except (OSError, yaml.YAMLError, AttributeError):
+        differences = []
+    shown = "; ".join(differences[:5]) or "its resolved config"
+    return f"the config changed since the comparison started ({shown})"
 
 
 def finished(job: Job) -> JobOutcome | None:
-    """The outcome of a run that ended on its own (completed, diverged or failed), from its summary;
-    None for one to run: missing, interrupted, or killed before it could say."""
+    """The outcome of a run that ended on its own and would end the same way again (completed,
+    diverged, or failed because of its config), from its summary; None for one to run: missing,
+    interrupted, killed before it could say, or failed for a cause outside the config."""
     try:
         summary = json.loads((job.run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(summary, dict):
+        return None
     if summary.get("status") == "completed":
         return JobOutcome(job.index, "ok")
-    if summary.get("status") == "failed" and "diverged" in summary:
-        return JobOutcome(job.index, "diverged" if summary["diverged"] else "failed", summary.get("error"))
+    if summary.get("status") == "failed" and summary.get("diverged"):
+        return JobOutcome(job.index, "diverged", summary.get("error"))
+    if summary.get("status") == "failed" and summary.get("error") == COULD_NOT_START:
+        return JobOutcome(job.index, "failed", summary.get("error"))
     return None

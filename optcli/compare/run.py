@@ -17,7 +17,7 @@ from optcli.compare.report import (
     write_summary_csv,
     write_summary_json,
 )
-from optcli.compare.resume import finished, save_invocation
+from optcli.compare.resume import check_unchanged, finished, save_invocation
 from optcli.compare.sensitivity import draw_sensitivity
 from optcli.compare.tuning import Tuning, edge_warnings, select, write_tuning_files
 from optcli.compare.verdict import Verdict, give_verdict, with_protocol
@@ -49,16 +49,21 @@ def run_comparison(
     on_event: Callable[[int, Event], None],
     invocation: tuple[list[Path], CommandLine] | None = None,
     resume_dir: Path | None = None,
+    allow_changes: bool = False,
 ) -> ComparisonResult:
     """Train every arm with every seed under `<out>/compare-<name>/<timestamp>/` and report on them.
 
     The runs go to `pool` (see `start_workers`), or run here one by one when it is None. `invocation`
-    (the files and options) is kept for `--resume`; `resume_dir` continues the comparison there.
+    (the files and options) is kept for `--resume`, with what each run computes; `resume_dir`
+    continues the comparison there (a changed arm refused, or with `allow_changes` run again).
     """
     directory = resume_dir or create_run_dir(plan.output_dir, f"compare-{plan.name}")
     with writer_lock(directory, "comparison"):  # one writer: a second compare --resume is refused
         if resume_dir is None and invocation is not None:
-            save_invocation(directory, *invocation)
+            save_invocation(directory, *invocation, plan_jobs(plan, directory))
+        elif resume_dir is not None:
+            paths = invocation[0] if invocation is not None else []
+            check_unchanged(directory, paths, plan_jobs(plan, directory), allow_changes)
         return _compare_locked(plan, pool, on_event, directory, resume_dir is not None)
 
 

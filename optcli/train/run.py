@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from optcli.config.spec import RunSpec
-from optcli.errors import ConfigError, Interrupted, TrainingFailed
+from optcli.errors import COULD_NOT_START, ConfigError, Interrupted, TrainingFailed
 from optcli.seeds import derive_seed
 from optcli.train.checkpoints import (
     Checkpoint,
@@ -113,7 +113,7 @@ def _train_locked(
         _drive(session, state, sinks, checkpointer, files[:2] if files else None)
         outcome = RunOutcome("completed")
     except ConfigError:
-        outcome = RunOutcome("failed", "the run could not start")
+        outcome = RunOutcome("failed", COULD_NOT_START)
         raise
     except TrainingFailed as error:
         if not run_dir.is_dir():  # nothing of it is left to point at
