@@ -307,3 +307,34 @@ def test_a_user_datasets_mistake_is_named_under_data_name(tmp_path):
         message.startswith("error: data.name: ")
         and "triples.py:Triples: a train sample is a tuple" in message
     )
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "1e400"])
+def test_a_non_finite_argument_is_refused_naming_the_key(tmp_path, value):
+    config = write_config(tmp_path, guide_config())
+    message = config_error(invoke("check", config, "--set", f"optimizer.lr={value}"))
+    assert "optimizer.lr: Adam needs a finite number for 'lr'" in message
+    message = config_error(invoke("check", config, "--set", f"clip.max_norm={value}"))
+    assert "clip.max_norm:" in message
+
+
+def test_a_rate_that_overflows_the_weights_is_refused_before_training(tmp_path):
+    message = config_error(check(tmp_path, guide_config(optimizer={"name": "sgd", "lr": 1e308})))
+    assert "SGD cannot be used: its arguments overflow the parameters' float type" in message
+    message = config_error(check(tmp_path, guide_config(optimizer={"name": "adam", "lr": 1e30})))
+    assert "Adam cannot be used: three of its steps" in message and "made them infinite or nan" in message
+
+
+def test_seeds_zero_is_a_clear_error_not_zero_seeds(tmp_path):
+    compare = {"base": guide_config(), "runs": {"adam": {}, "sgd": {"optimizer": {"name": "sgd"}}}}
+    message = config_error(invoke("compare", write_config(tmp_path, compare), "--seeds", "0"))
+    assert (
+        "--seeds 0: a count of seeds must be at least 1; for the single seed 0, write --seeds 0," in message
+    )
+
+
+def test_data_of_a_single_class_is_refused(tmp_path):
+    (tmp_path / "one.csv").write_text("a,b,kind\n" + "".join(f"{i},{i * 2},apple\n" for i in range(20)))
+    config = guide_config(data={"name": "csv", "path": "one.csv", "target": "kind"})
+    message = config_error(check(tmp_path, config))
+    assert "has a single class (apple)" in message and "nothing would train" in message

@@ -220,7 +220,9 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     if len(parts) == 1 and "," not in text:
         count = int(parts[0])
         if count < 1:
-            raise ConfigError("--seeds: the count must be at least 1")
+            raise ConfigError(
+                "--seeds 0: a count of seeds must be at least 1; for the single seed 0, write --seeds 0,"
+            )
         return tuple(range(count))
     return tuple(int(part) for part in parts)
 

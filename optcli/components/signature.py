@@ -12,6 +12,7 @@ import enum
 import functools
 import inspect
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -97,6 +98,12 @@ def bind_arguments(
                 )
         else:
             bound[key] = value
+        if key in bound and _non_finite(value) and not _non_finite(getattr(parameter, "default", None)):
+            del bound[key]
+            problems.append(
+                f"{where}.{key}: {display_name} needs a finite number for '{key}', got {value!r} "
+                "(YAML reads .nan, .inf and numbers beyond 1e308 as such)"
+            )
     for name, parameter in signature.parameters.items():
         if partial:
             break
@@ -104,6 +111,18 @@ def bind_arguments(
             add = f"{where}.args ('{name}' beside it is optcli's own key)" if name in reserved else where
             problems.append(f"{where}.{name}: {display_name} requires '{name}'; add it to {add}")
     return bound, problems
+
+
+def _non_finite(value: Any) -> bool:
+    """A float that is nan or infinite, anywhere in a value (a list of betas, say). An argument whose
+    default is such a value (max_norm=inf) may take one."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return any(_non_finite(item) for item in value)
+    if isinstance(value, dict):
+        return any(_non_finite(item) for item in value.values())
+    return False
 
 
 def _takes_tensor(hint: Any) -> bool:

@@ -31,6 +31,13 @@ def resolve_data(section: DataSection, base_dir: Path, problems: Problems) -> Da
         problems.add("data.test_fraction: give either test_fraction or test:, not both")
     spec = DataSpec(train, section.loader, splits.get("val"), splits.get("test"))
     _check_loader_options(spec, problems)
+    if train.info.classes == 1:
+        names = f" ({', '.join(train.info.class_names)})" if train.info.class_names else ""
+        problems.add(
+            f"data.name: {train.component.name} has a single class{names}: a classifier of one class has a "
+            "loss of 0 whatever its weights, so nothing would train; give it data of two or more classes "
+            "(or data.task: regression, for values)"
+        )
     if spec.train_samples < 1:
         taken = " and ".join(
             f"{key} {value}"

@@ -17,7 +17,8 @@ from optcli.names import did_you_mean
 
 class Strict(BaseModel):
     # strict: `epochs: "5"` is a mistake to report, not a string to coerce.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # allow_inf_nan: `max_norm: .inf` (or 1e400, which YAML reads as inf) is a mistake too.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class NamedSection(BaseModel):

@@ -45,6 +45,11 @@ def probe_optimizer(
                 uninterrupted.step(step)
         except Exception as error:
             return _step_failure(error)
+        if not all(bool(torch.isfinite(value).all()) for value in uninterrupted.values()):
+            return (
+                "three of its steps on small stand-in parameters (gradients of about 1) made them infinite "
+                "or nan: its arguments overflow (an lr of 1e308?)"
+            )
         if not checkpoints:
             return None
         first = _Trial(optimizer, shapes, groups)
@@ -128,6 +133,8 @@ def _step_failure(error: Exception) -> str:
     text = _first_line(error)
     if "create_graph" in text or "grad_fn" in text or "hessian" in text.lower():
         why = "it needs second-order gradients (backward with create_graph=True), which optcli's loop does not take"
+    elif "overflow" in text:
+        why = "its arguments overflow the parameters' float type (an lr of 1e308?)"
     else:
         why = "it failed a step taken as optcli's loop takes it"
     return f"{why} ({type(error).__name__}: {text})"
