@@ -32,6 +32,7 @@ def test_train_writes_the_run_directory(tmp_path):
     run_dir = only_run_dir(tmp_path / "runs")
     assert run_dir.parent.name == "guide"
     assert sorted(path.name for path in run_dir.iterdir()) == [
+        ".optcli.lock",  # held by the one process that writes the run, while it does
         "checkpoints",
         "config.yaml",
         "data.json",

@@ -338,3 +338,18 @@ def test_data_of_a_single_class_is_refused(tmp_path):
     config = guide_config(data={"name": "csv", "path": "one.csv", "target": "kind"})
     message = config_error(check(tmp_path, config))
     assert "has a single class (apple)" in message and "nothing would train" in message
+
+
+def test_yaml_built_to_exhaust_the_machine_is_refused_at_once(tmp_path):
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{name}: &{name} [{', '.join(['*' + previous] * 9)}]\n"
+        for previous, name in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    model = "model: {name: mlp, hidden: *i}\ndata: random\noptimizer: adam\n"
+    assert "aliases expand without bound" in config_error(check(tmp_path, laughs + model))
+    deep = "model: mlp\ndata: random\noptimizer: adam\nx: " + "[" * 5000 + "]" * 5000 + "\n"
+    assert "nesting depth" in config_error(check(tmp_path, deep)) or "nested" in config_error(
+        check(tmp_path, deep)
+    )
+    huge = "model: mlp\ndata: random\noptimizer: adam\n" + "# padding\n" * 200_000
+    assert "a config is at most" in config_error(check(tmp_path, huge))

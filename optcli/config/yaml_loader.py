@@ -1,4 +1,6 @@
-"""A strict YAML loader: YAML 1.2 floats (`1e-3`), no duplicate keys, errors with line and column."""
+"""A strict YAML loader: YAML 1.2 floats (`1e-3`), no duplicate keys, errors with line and column,
+and bounds on what a file may make a reader build: its size, its nesting, and what its aliases
+expand to (a "billion laughs" file of a kilobyte expands to gigabytes)."""
 
 from __future__ import annotations
 
@@ -22,8 +24,14 @@ _FLOAT_1_2 = re.compile(
 )
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 floats and duplicate keys rejected."""
+# A config is a few kilobytes; these bounds are far above any real one and far below harm.
+MAX_BYTES = 1 << 20
+MAX_NODES = 100_000  # scalars, lists and mappings, every alias counted as what it expands to
+MAX_DEPTH = 64
+
+
+class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """SafeLoader (libyaml's, where PyYAML has it) with YAML 1.2 floats and duplicate keys rejected."""
 
 
 _StrictLoader.yaml_implicit_resolvers = {
@@ -54,8 +62,17 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML text; `source` names it in error messages (a path, or `--set key`)."""
+    if len(text) > MAX_BYTES:
+        raise ConfigError(f"{source}: {len(text):,} characters; a config is at most {MAX_BYTES:,}")
+    loader = _StrictLoader(text)
     try:
-        return yaml.load(text, Loader=_StrictLoader)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_bounds(node, source)
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply (a config nests a few levels)") from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -63,6 +80,30 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{where}: {problem}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{source}: invalid YAML: {error}") from None
+    finally:
+        loader.dispose()
+
+
+def _check_bounds(root: yaml.Node, source: str) -> None:
+    """Walk the document as it would be built, aliases expanded, and stop at the first bound passed."""
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    built = 0
+    while stack:
+        node, depth = stack.pop()
+        built += 1
+        if built > MAX_NODES:
+            raise ConfigError(
+                f"{source}: builds more than {MAX_NODES:,} values (its aliases expand without bound?); a config "
+                "is far smaller"
+            )
+        if depth > MAX_DEPTH:
+            raise ConfigError(
+                f"{source}:{node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep"
+            )
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend((part, depth + 1) for pair in node.value for part in pair)
 
 
 def load_yaml_mapping(path: Path) -> dict[str, Any]:
