@@ -10,7 +10,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import assert_clean_exit, guide_config, invoke, read_summary, run_dirs, write_config
+from tests.conftest import (
+    assert_clean_exit,
+    guide_config,
+    invoke,
+    read_summary,
+    run_dirs,
+    train_ok,
+    write_config,
+)
 
 KEYS = [
     "name",
@@ -178,3 +186,40 @@ def test_a_dot_and_underscores_is_text_not_a_broken_number(tmp_path):
     result = invoke("check", write_config(tmp_path, guide_config()), "--set", "optimizer.lr=._")
     assert_clean_exit(result, 2)
     assert "optimizer.lr" in result.stderr and "'._'" in result.stderr
+
+
+def test_a_full_disk_at_the_start_leaves_no_half_made_run_directory(tmp_path, monkeypatch):
+    from optcli.train import rundir
+
+    real = rundir.replace_atomically
+
+    def full(path, write):
+        if path.name == "config.yaml":  # the run's first file
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, write)
+
+    monkeypatch.setattr(rundir, "replace_atomically", full)
+    config = write_config(tmp_path, guide_config(train={"epochs": 1}))
+    result = invoke("train", config, "--out", tmp_path / "runs", "--quiet")
+    assert_clean_exit(result, 1)
+    assert "cannot write the run's files" in result.stderr and "No space left on device" in result.stderr
+    assert "config.yaml" in result.stderr and "internal error" not in result.stderr
+    assert run_dirs(tmp_path / "runs") == [] and not list((tmp_path / "runs").glob("*/*"))
+
+
+def test_a_full_disk_at_a_resumes_start_keeps_the_run_as_it_was(tmp_path, monkeypatch):
+    from optcli.train import sinks
+
+    config = write_config(tmp_path, guide_config(train={"epochs": 2}))
+    run = train_ok(config, tmp_path / "runs", "--max-steps", "5")
+    (run / "summary.json").unlink()
+    before = (run / "metrics.csv").read_bytes()
+
+    def full(*arguments, **keywords):
+        raise OSError(errno.ENOSPC, "No space left on device", str(run / "metrics.csv"))
+
+    monkeypatch.setattr(sinks, "_open_csv", full)
+    result = invoke("resume", run, "--set", "train.max_steps=null", "--allow-changes", "--quiet")
+    assert_clean_exit(result, 1)
+    assert "No space left on device" in result.stderr and "as it was" in result.stderr
+    assert (run / "metrics.csv").read_bytes() == before and (run / "checkpoints" / "last.pt").is_file()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -91,10 +92,20 @@ def train_run(
     `run_dir` is created when not given: `<output.dir>/<name>/<timestamp>/`. With several processes
     (`world`), every one trains and only rank 0 writes files (and shows `displays`).
     """
+    new = run_dir is None
     if run_dir is None:
         run_dir = share(world, create_run_dir(Path(spec.output.dir), spec.name) if world.is_main else None)
-    with writer_lock(run_dir, "run") if world.is_main else contextlib.nullcontext():
-        return _train_locked(spec, displays, run_dir, resume, world)
+    try:
+        with writer_lock(run_dir, "run") if world.is_main else contextlib.nullcontext():
+            return _train_locked(spec, displays, run_dir, resume, world)
+    except OSError as error:  # the lock or the first files could not be written (a full disk)
+        if new and world.is_main:  # nothing of the run is worth keeping: no half-made run directory
+            shutil.rmtree(run_dir, ignore_errors=True)
+        where = error.filename or run_dir
+        kept = "" if new else f"; what was written before is in {run_dir}, as it was"
+        raise TrainingFailed(
+            f"cannot write the run's files ({where}): {error.strerror or error}{kept}"
+        ) from None
 
 
 def _train_locked(

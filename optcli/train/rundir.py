@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import tempfile
@@ -13,7 +14,7 @@ from typing import Any, BinaryIO
 
 import yaml
 
-from optcli.errors import ConfigError
+from optcli.errors import ConfigError, TrainingFailed
 
 
 def create_run_dir(output_dir: Path, name: str, clock: float | None = None, prefix: str = "") -> Path:
@@ -24,7 +25,7 @@ def create_run_dir(output_dir: Path, name: str, clock: float | None = None, pref
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ConfigError(f"output.dir: cannot create {parent}: {error.strerror or error}") from None
+        raise _cannot_create(parent, error) from None
     for attempt in range(1, 1000):
         candidate = parent / (stamp if attempt == 1 else f"{stamp}-{attempt}")
         try:
@@ -32,9 +33,17 @@ def create_run_dir(output_dir: Path, name: str, clock: float | None = None, pref
         except FileExistsError:
             continue
         except OSError as error:
-            raise ConfigError(f"output.dir: cannot create {candidate}: {error.strerror or error}") from None
+            raise _cannot_create(candidate, error) from None
         return candidate
     raise ConfigError(f"output.dir: too many runs named {name} started at {stamp}")
+
+
+def _cannot_create(path: Path, error: OSError) -> Exception:
+    """A full disk is a failure to run (exit 1); anything else (no permission, a file in the way) is
+    the config's output.dir to fix (exit 2)."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return TrainingFailed(f"cannot create {path}: {error.strerror}")
+    return ConfigError(f"output.dir: cannot create {path}: {error.strerror or error}")
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -110,10 +119,8 @@ def writer_lock(directory: Path, what: str) -> Iterator[None]:
         yield
         return
     path = directory / LOCK_FILE
-    try:
-        handle = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666 & ~_umask())
-    except OSError as error:
-        raise ConfigError(f"{directory}: cannot open its lock file: {error.strerror or error}") from None
+    # (An OSError opening it, a full disk say, is the caller's to report.)
+    handle = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666 & ~_umask())
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
