@@ -52,3 +52,26 @@ def test_plot_refuses_what_it_cannot_draw(tmp_path):
     assert "not a run directory" in config_error(invoke("plot", tmp_path))
     run = train_ok(write_config(tmp_path, guide_config(data=DATA)), tmp_path / "runs")
     assert "no run has speed" in config_error(invoke("plot", run, "--metric", "speed"))
+
+
+def test_plot_of_damaged_files_names_the_file_and_line(tmp_path):
+    run = train_ok(write_config(tmp_path, guide_config(data=DATA)), tmp_path / "runs")
+    metrics = run / "metrics.csv"
+    good = metrics.read_text()
+    lines = good.splitlines()
+    damaged = {
+        "binary": (b"\xff\xfe" + good.encode(), "not UTF-8 text"),
+        "no step": ("\n".join([lines[0].replace("step", "stp", 1), *lines[1:]]), "no 'step' column"),
+        "a word": (
+            "\n".join([*lines[:3], lines[3].replace(lines[3].split(",")[2], "abc"), *lines[4:]]),
+            ":4: column 'loss' holds 'abc'",
+        ),
+        "a short row": ("\n".join([*lines[:2], "5,1", *lines[3:]]), ":3: fewer cells than columns"),
+    }
+    for name, (content, expected) in damaged.items():
+        if isinstance(content, bytes):
+            metrics.write_bytes(content)
+        else:
+            metrics.write_text(content)
+        message = config_error(invoke("plot", run, "--out", tmp_path / "plot.png"))
+        assert str(metrics) in message and expected in message, (name, message)

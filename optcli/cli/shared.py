@@ -86,8 +86,8 @@ def reported_errors(debug: bool) -> Iterator[None]:
                 EXIT_FAILED,
             )
         if isinstance(error, OSError):  # a file a command reads or writes: a full disk, a permission
-            where = f" {error.filename}" if error.filename else ""
-            fail(f"cannot read or write{where}: {error.strerror or error}", EXIT_FAILED)
+            path = f" {error.filename}" if error.filename else ""
+            fail(f"cannot read or write{path}: {error.strerror or error}", EXIT_FAILED)
         internal = f"internal error: {type(error).__name__}: {error}"
         fail(f"{internal}\n(run again with --debug for the traceback, and please report it)", EXIT_FAILED)
     except KeyboardInterrupt as interrupt:

@@ -4,6 +4,7 @@ stands for all of its runs."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from dataclasses import dataclass
@@ -44,9 +45,40 @@ def read_runs(runs: list[Path]) -> list[PlottedRun]:
     plotted = []
     for run, name in zip(runs, names, strict=True):
         label = name if names.count(name) == 1 else f"{name} ({run.name})"
-        rows = [(int(row["step"]), row) for row in read_csv_rows(run / "metrics.csv")]
-        plotted.append(PlottedRun(label, rows, read_csv_rows(run / "epochs.csv")))
+        rows = [(int(row["step"]), row) for row in _checked_rows(run / "metrics.csv")]
+        epochs = _checked_rows(run / "epochs.csv") if (run / "epochs.csv").exists() else []
+        plotted.append(PlottedRun(label, rows, epochs))
     return plotted
+
+
+def _checked_rows(path: Path) -> list[dict[str, str]]:
+    """A run's CSV rows, every cell a number (or empty) and every row with a step; a damaged file is
+    a ConfigError naming it, the line and the column."""
+    try:
+        rows = read_csv_rows(path)
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not a CSV file optcli wrote (not UTF-8 text: {error.reason})") from None
+    except csv.Error as error:
+        raise ConfigError(f"{path}: not a CSV file optcli wrote ({error})") from None
+    if rows and "step" not in rows[0]:
+        raise ConfigError(f"{path}: no 'step' column (its header: {', '.join(map(str, rows[0]))})")
+    for line, row in enumerate(rows, 2):
+        for column, cell in row.items():
+            if column is None or cell is None:
+                raise ConfigError(
+                    f"{path}:{line}: {'more' if column is None else 'fewer'} cells than columns"
+                )
+            if cell != "" and not _is_number(cell, integer=column in ("step", "epoch")):
+                raise ConfigError(f"{path}:{line}: column '{column}' holds '{cell}', not a number")
+    return rows
+
+
+def _is_number(text: str, integer: bool) -> bool:
+    try:
+        int(text) if integer else float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _run_name(run: Path) -> str:
