@@ -85,7 +85,10 @@ def compare(
 
     Example: optcli compare configs/compare_guide.yaml --seeds 0,1,2 --jobs 2 --target-loss 0.5
     """
-    with reported_errors(debug):
+    from optcli.train.interrupts import stop_signals_as_ctrl_c
+
+    # SIGTERM and SIGHUP stop a comparison as Ctrl-C does: the finished runs reported, exit 130.
+    with reported_errors(debug), stop_signals_as_ctrl_c():
         from optcli.compare.workers import start_workers  # (imports no torch)
         from optcli.errors import ConfigError
 

@@ -1,11 +1,12 @@
-"""Ctrl-C and SIGTERM during training: finish the current step, checkpoint, then stop.
+"""Ctrl-C, SIGTERM and SIGHUP (a closed terminal or SSH session) during training: finish the current
+step, checkpoint, then stop. Other commands (compare) take SIGTERM and SIGHUP as Ctrl-C.
 
-The first signal only sets a flag that the loop reads after each step; a second Ctrl-C raises
-KeyboardInterrupt at once, for a user who will not wait. A signal that the process ignores (as
+The first signal only sets a flag that the loop reads after each step; a second one raises
+KeyboardInterrupt at once, for a user (or a scheduler's second SIGTERM) that will not wait. A signal that the process ignores (as
 compare's workers ignore the terminal's Ctrl-C, which their parent handles) stays ignored.
 
-`signal_held` (`ctrl_c_held` for SIGINT) is for work that a signal must not cut in two (a message
-read from or written to a pipe, an import): the signal takes effect when it is done.
+`signal_held` (`ctrl_c_held` for every stop signal) is for work that a signal must not cut in two (a
+message read from or written to a pipe, an import): the signal takes effect when it is done.
 `signal_handled_by` is the one place that swaps a handler in and back out.
 """
 
@@ -14,9 +15,14 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from types import FrameType
 from typing import Any
+
+# The signals that ask a command to stop: Ctrl-C, a kill or a scheduler's, a closed terminal.
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 class StopRequests:
@@ -27,18 +33,36 @@ class StopRequests:
         return self.requested
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        if self.requested:
+            raise KeyboardInterrupt  # a second one: stop now
         self.requested = True
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[StopRequests]:
-        """Handle SIGINT and SIGTERM while inside; the previous handlers come back afterwards."""
-        with contextlib.ExitStack() as handlers:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(signum) is not signal.SIG_IGN:
-                    handlers.enter_context(signal_handled_by(signum, self._handle))
+        """Handle the stop signals while inside; the previous handlers come back afterwards."""
+        with _handled(self._handle):
             yield self
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_signals_as_ctrl_c() -> contextlib.AbstractContextManager[None]:
+    """SIGTERM and SIGHUP stop the command as Ctrl-C does (a KeyboardInterrupt in the main thread),
+    so that what was done is saved and reported before it exits."""
+    return _handled(_interrupt, (signum for signum in STOP_SIGNALS if signum != signal.SIGINT))
+
+
+@contextlib.contextmanager
+def _handled(handler: Any, signals: Iterable[int] = STOP_SIGNALS) -> Iterator[None]:
+    """`handler` for each of `signals` that the process does not ignore (compare's workers ignore the
+    terminal's Ctrl-C, which their parent handles)."""
+    with contextlib.ExitStack() as handlers:
+        for signum in signals:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                handlers.enter_context(signal_handled_by(signum, handler))
+        yield
 
 
 @contextlib.contextmanager
@@ -68,6 +92,10 @@ def signal_held(signum: int) -> Iterator[None]:
             signal.raise_signal(signum)
 
 
-def ctrl_c_held() -> contextlib.AbstractContextManager[None]:
-    """SIGINT (a terminal's Ctrl-C) held meanwhile: see `signal_held`."""
-    return signal_held(signal.SIGINT)
+@contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Every stop signal (a terminal's Ctrl-C, SIGTERM, SIGHUP) held meanwhile: see `signal_held`."""
+    with contextlib.ExitStack() as held:
+        for signum in STOP_SIGNALS:
+            held.enter_context(signal_held(signum))
+        yield

@@ -1,0 +1,76 @@
+"""Every way a process is asked to stop ends as Ctrl-C does: SIGHUP (a closed terminal or SSH
+session) stops a run with a checkpoint, SIGTERM stops a comparison with its reports written, and a
+second signal stops at once without a traceback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from tests.conftest import (
+    REPO,
+    assert_clean_exit,
+    invoke,
+    read_csv,
+    read_summary,
+    start_optcli,
+    wait_for_rows,
+    write_config,
+)
+
+pytestmark = pytest.mark.slow  # real processes and signals
+
+LONG = {
+    "seed": 1,
+    "device": "cpu",
+    "model": {"name": "mlp", "hidden": [32]},
+    "data": {"name": "teacher", "samples": 320, "features": 8, "classes": 3, "batch_size": 32},
+    "optimizer": {"name": "adam", "lr": 0.003},
+    "train": {"epochs": 300},
+}
+
+
+def test_sighup_stops_a_run_with_a_checkpoint_it_resumes_from(tmp_path):
+    config = write_config(tmp_path, LONG)
+    process = start_optcli("train", config, "--out", tmp_path / "runs", "--quiet")
+    run = wait_for_rows(tmp_path / "runs", 40, process)
+    process.send_signal(signal.SIGHUP)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "optcli resume" in stderr
+    assert read_summary(run)["status"] == "interrupted"
+    result = invoke("resume", run, "--set", "train.epochs=10", "--allow-changes", "--quiet")
+    assert_clean_exit(result, 0)
+    assert [int(row["step"]) for row in read_csv(run / "metrics.csv")] == list(range(1, 101))
+
+
+def test_a_second_sigterm_stops_at_once_without_a_traceback(tmp_path):
+    config = write_config(tmp_path, LONG)
+    process = start_optcli("train", config, "--out", tmp_path / "runs", "--quiet")
+    wait_for_rows(tmp_path / "runs", 40, process)
+    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+
+
+def test_sigterm_stops_a_comparison_as_ctrl_c_does(tmp_path):
+    compare = REPO / "configs" / "compare_guide.yaml"
+    process = start_optcli("compare", compare, "--set", "train.epochs=60", "--quiet", "--out", tmp_path)
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("compare-*/*/*/summary.json"))) < 2:
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)  # to the main process alone, as `kill PID` sends it
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "optcli compare --resume" in stderr
+    directory = next(tmp_path.glob("compare-*/*"))
+    assert json.loads((directory / "summary.json").read_text())["status"] == "interrupted"
+    assert 2 <= len(read_csv(directory / "results.csv")) < 15
+    assert_clean_exit(invoke("compare", "--resume", directory, "--quiet"), 0)
+    assert len(read_csv(directory / "results.csv")) == 15
