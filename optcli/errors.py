@@ -41,3 +41,11 @@ class Interrupted(KeyboardInterrupt):
         super().__init__()
         self.run_dir = run_dir  # where the run and its checkpoint are, once known
         self.resumable = resumable  # false with train.checkpoint: false (no checkpoint is written)
+
+
+class PeerLost(TrainingFailed):
+    """One of torchrun's workers whose peer died stopped because of it. The launcher names the rank
+    that died, so this one says nothing of its own (its exit code tells the launcher it failed)."""
+
+    def __init__(self, rank: int) -> None:
+        super().__init__(f"rank {rank}: the group lost another process")

@@ -69,7 +69,7 @@ def fail(message: str, code: int) -> NoReturn:
 @contextmanager
 def reported_errors(debug: bool) -> Iterator[None]:
     """Turn the library's exceptions into one clear message and an exit code."""
-    from optcli.errors import ConfigError, Interrupted, TrainingFailed
+    from optcli.errors import ConfigError, Interrupted, PeerLost, TrainingFailed
 
     try:
         yield
@@ -80,6 +80,8 @@ def reported_errors(debug: bool) -> Iterator[None]:
             traceback.print_exc()
         if isinstance(error, ConfigError):
             fail(str(error), EXIT_CONFIG)
+        if isinstance(error, PeerLost):  # a torchrun worker whose peer died: the launcher says it
+            raise typer.Exit(EXIT_FAILED) from None
         if isinstance(error, TrainingFailed):
             fail(
                 f"{error}" + (f"\nwhat was written is in {error.run_dir}" if error.run_dir else ""),
@@ -193,16 +195,17 @@ def launch_workers(spec: RunSpec, processes: int, max_restarts: int, command: li
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    from optcli.train.distributed import launch
+    from optcli.train.distributed import launch, new_run_id, run_pointer
     from optcli.train.worker import check_world
 
     check_world(spec, processes)
+    run_id = new_run_id()
     if not debug:  # the launcher's own progress and failure reports: the workers say what matters
         for name in [*logging.root.manager.loggerDict, "torch.distributed"]:
             if name.startswith("torch.distributed"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
-        launch(processes, max_restarts, command)
+        launch(processes, max_restarts, command, run_id)
     except SignalException:  # Ctrl-C or SIGTERM: the workers stopped together and rank 0 said where
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except ChildFailedError as error:
@@ -211,9 +214,16 @@ def launch_workers(spec: RunSpec, processes: int, max_restarts: int, command: li
             raise typer.Exit(EXIT_INTERRUPTED) from None
         if set(codes.values()) == {EXIT_CONFIG}:
             raise typer.Exit(EXIT_CONFIG) from None
-        failed = "; ".join(f"rank {rank} {_ended(code)}" for rank, code in sorted(codes.items()))
+        # The ranks that died: the others stopped because of them, or were stopped by torchrun's
+        # SIGTERM once one had died (and said nothing of it).
+        import signal
+
+        died = {rank: code for rank, code in codes.items() if code < 0 and code != -signal.SIGTERM} or codes
+        failed = "; ".join(f"rank {rank} {_ended(code)}" for rank, code in sorted(died.items()))
         restarts = f" after {max_restarts} restart(s)" if max_restarts else ""
         fail(f"training failed{restarts}: {failed}", EXIT_FAILED)
+    finally:  # the launch's note for restarts (see worker.py): no restart can come now
+        run_pointer(Path(spec.output.dir), spec.name, run_id).unlink(missing_ok=True)
 
 
 def _ended(code: int) -> str:

@@ -22,6 +22,9 @@ with collections_paused():
     import optcli.train.run  # noqa: F401
 
 signal.signal(signal.SIGINT, signal.default_int_handler)  # (the workers forked later set their own)
+# The workers forked later start with SIGTERM ignored, until they can take it (worker_process.serve);
+# a stop sent meanwhile reaches them through the pool's stop event.
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
 # The server leaves once the command and its workers have: at once, without tearing down the modules
 # above (a tenth of a second, which a caller reading the command's output through a pipe waits for:
 # the server holds its ends). It has nothing to flush or close; the workers it forks never run this,

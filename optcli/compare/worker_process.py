@@ -4,11 +4,14 @@ sends their progress and outcome back through it.
 It ignores the terminal's SIGINT: the main process decides, and sends SIGTERM, which becomes a
 KeyboardInterrupt inside the run (the run stops with a checkpoint and says `interrupted`), or between
 two jobs ends the worker. Messages are written whole: a SIGTERM in the middle of a write would leave
-half of one in the pipe, so it waits until the write is done.
+half of one in the pipe, so it waits until the write is done. A stop that comes while the worker
+starts (importing torch) is noted, not raised, and reaches the first job at its first report, so
+that every job handed out ends with its outcome; after the last job a stop has nothing to stop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import multiprocessing
@@ -36,11 +39,19 @@ class WorkerMessage:
 _stopping = False  # the main process asked this worker to stop (or has gone)
 
 
-def serve(channel: Connection, run_job_name: str, threads: int) -> None:
+def serve(channel: Connection, run_job_name: str, threads: int, stop: Any = None) -> None:
     """Run each job that comes through `channel` with the function `run_job_name` ("module:name")
-    names, until None comes, the main process asks this worker to stop, or the main process is gone."""
+    names, until None comes, the main process asks this worker to stop (SIGTERM, or the event
+    `stop`, which it sets first), or the main process is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides; it sends SIGTERM
-    signal.signal(signal.SIGTERM, _stop_now)
+    signal.signal(signal.SIGTERM, _note_stop)  # (starting: noted, and taken up at the first report)
+    with contextlib.suppress(KeyboardInterrupt):  # one that came as the last job ended: nothing to stop
+        _serve(channel, run_job_name, threads, stop)
+    gc.freeze()  # a quick exit: see optcli.cli.main
+
+
+def _serve(channel: Connection, run_job_name: str, threads: int, stop: Any) -> None:
+    global _stopping
     _stop_with_parent()
     with collections_paused():  # (already imported, unless this worker was spawned)
         import torch
@@ -52,11 +63,15 @@ def serve(channel: Connection, run_job_name: str, threads: int) -> None:
     # from a file next to the config.
     multiprocessing.set_start_method(None, force=True)
     torch.set_num_threads(threads)
+    _stopping = _stopping or (stop is not None and stop.is_set())  # a SIGTERM while it was ignored
     try:
+        signal.signal(signal.SIGTERM, _stop_now)
         while (task := channel.recv()) is not None:
             index, job = task
 
             def report(record: Any, index: int = index) -> None:
+                if _stopping:  # asked to stop before the job started: it stops at once
+                    raise KeyboardInterrupt
                 _send(channel, WorkerMessage(index, "record", record))
 
             result = run_job(job, report)
@@ -65,7 +80,8 @@ def serve(channel: Connection, run_job_name: str, threads: int) -> None:
                 break  # the run recorded its interruption; take no more jobs
     except (KeyboardInterrupt, EOFError):
         pass  # asked to stop between two jobs, or the main process has gone
-    gc.freeze()  # a quick exit: see optcli.cli.main
+    finally:
+        signal.signal(signal.SIGTERM, _note_stop)  # nothing left to stop
 
 
 def _send(channel: Connection, message: WorkerMessage) -> None:
@@ -75,6 +91,12 @@ def _send(channel: Connection, message: WorkerMessage) -> None:
             channel.send(message)
     except OSError:  # the main process has gone: stop as it would have asked
         _stop_now()
+
+
+def _note_stop(signum: int = signal.SIGTERM, frame: Any = None) -> None:
+    """SIGTERM's handler while the worker starts and once its jobs are done: noted only."""
+    global _stopping
+    _stopping = True
 
 
 def _stop_now(signum: int = signal.SIGTERM, frame: Any = None) -> None:

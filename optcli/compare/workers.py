@@ -53,10 +53,13 @@ class WorkerPool:
         pipes = [context.Pipe() for _ in range(workers)]
         self.channels = [ours for ours, _ in pipes]
         self._their_ends = [theirs for _, theirs in pipes]
+        # Set before the workers are sent SIGTERM: one still starting (importing torch) reads it once
+        # it can take a signal, so a stop that came too early for it is not lost.
+        self._stopping = context.Event()
         self.processes = [
             # Not daemonic: a run's DataLoader starts worker processes of its own (data.num_workers).
             # They stop at close(), or when this process dies (see worker_process._stop_with_parent).
-            context.Process(target=serve, args=(theirs, run_job, threads_per_worker))
+            context.Process(target=serve, args=(theirs, run_job, threads_per_worker, self._stopping))
             for _, theirs in pipes
         ]
         if context.get_start_method() == "forkserver":
@@ -79,7 +82,10 @@ class WorkerPool:
     def _start(self) -> None:
         for process, theirs in zip(self.processes, self._their_ends, strict=True):
             if process.pid is None:
-                process.start()
+                # SIGTERM ignored from a spawned worker's first instruction (through exec) until it
+                # can take one (serve); a fork server's workers inherit the server's (preload.py).
+                with signal_handled_by(signal.SIGTERM, signal.SIG_IGN):
+                    process.start()
                 theirs.close()  # the worker has its own copy: a dead worker's pipe then reads as closed
 
     def run(self, jobs: list[Any], on_message: OnMessage) -> None:
@@ -144,6 +150,7 @@ class WorkerPool:
     def _stop(self, on_message: OnMessage) -> None:
         """Ask every worker to stop its run, and pass on what they report while they do."""
         started = [worker for worker, process in enumerate(self.processes) if process.pid is not None]
+        self._stopping.set()
         for worker in started:
             if self.processes[worker].is_alive():
                 os.kill(self.processes[worker].pid, signal.SIGTERM)  # type: ignore[arg-type]

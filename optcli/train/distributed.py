@@ -11,7 +11,10 @@ up to the rounding of the all-reduce. Only rank 0 writes files and draws the tab
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,12 +135,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def launch(processes: int, max_restarts: int, command: list[str]) -> None:
+# Set by `--nproc`'s launcher for its workers: they stop (with a checkpoint) when it dies.
+LAUNCHER_PID = "OPTCLI_LAUNCHER_PID"
+
+
+def launch(processes: int, max_restarts: int, command: list[str], run_id: str) -> None:
     """`--nproc N`: N workers of `python -m optcli <command>` on this machine, through torch's elastic
     launcher, which restarts them all (up to `max_restarts` times) when one dies. The rendezvous and
     gloo listen on the loopback interface only. Raises ChildFailedError when the run fails."""
     from torch.distributed.run import get_args_parser, run
 
+    os.environ[LAUNCHER_PID] = str(os.getpid())
     if os.uname().sysname == "Linux":
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     # The cores shared out among the workers (torchrun would give each one thread, and say so).
@@ -149,7 +157,7 @@ def launch(processes: int, max_restarts: int, command: list[str]) -> None:
             f"--max-restarts={max_restarts}",
             "--rdzv-backend=c10d",
             f"--rdzv-endpoint=127.0.0.1:{free_port()}",
-            f"--rdzv-id={uuid.uuid4()}",
+            f"--rdzv-id={run_id}",
             "--local-addr=127.0.0.1",
             "--monitor-interval=0.5",
             "--module",
@@ -160,7 +168,27 @@ def launch(processes: int, max_restarts: int, command: list[str]) -> None:
     run(arguments)
 
 
-def run_pointer(output_dir: Path, name: str, world: World) -> Path:
+def run_pointer(output_dir: Path, name: str, run_id: str) -> Path:
     """Where rank 0 notes the run directory of a torchrun launch, so that a restarted group resumes
     in it (the launch's rendezvous id stays the same across restarts)."""
-    return output_dir / name / f".torchrun-{world.run_id}"
+    return output_dir / name / f".torchrun-{run_id}"
+
+
+def new_run_id() -> str:
+    return str(uuid.uuid4())
+
+
+def stop_with_launcher() -> None:
+    """A worker of `--nproc`'s launcher: SIGTERM to itself when the launcher dies (killed outright,
+    say), so that every rank stops at the same step with a checkpoint instead of training on alone
+    beside a resume. (torchrun starts its workers in sessions of their own, so nothing else ends them.)"""
+    launcher = os.environ.get(LAUNCHER_PID)
+    if launcher is None or launcher != str(os.getppid()):
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(launcher):
+            time.sleep(0.25)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="optcli-launcher-watch", daemon=True).start()

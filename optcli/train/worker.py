@@ -12,8 +12,17 @@ from pathlib import Path
 from torch.distributed import DistError
 
 from optcli.config.spec import RunSpec
-from optcli.errors import ConfigError, TrainingFailed
-from optcli.train.distributed import World, barrier, device_of, join, leave, run_pointer, share
+from optcli.errors import ConfigError, PeerLost, TrainingFailed
+from optcli.train.distributed import (
+    World,
+    barrier,
+    device_of,
+    join,
+    leave,
+    run_pointer,
+    share,
+    stop_with_launcher,
+)
 from optcli.train.resume import prepare_resume
 from optcli.train.run import ResumePoint, TrainedRun, train_run
 from optcli.train.rundir import create_run_dir, write_atomically
@@ -49,20 +58,18 @@ def train_in_world(
     """Train as one of torchrun's workers: rank 0 writes the files and shows `displays`."""
     spec = dataclasses.replace(spec, device=device_of(world, spec.device))
     check_world(spec, world.size)
+    stop_with_launcher()
     join(world, spec.device)
     try:
         pointer = None
         if run_dir is None and world.launched:
             spec, run_dir, resume = _this_launchs_run(spec, world)
-            pointer = run_pointer(Path(spec.output.dir), spec.name, world)
+            pointer = run_pointer(Path(spec.output.dir), spec.name, world.run_id)
         try:
             result = train_run(spec, displays if world.is_main else (), run_dir, resume, world)
         except TrainingFailed as error:
-            if isinstance(error.__cause__, DistError):  # a peer died: torchrun restarts the group, or ends it
-                raise TrainingFailed(
-                    f"rank {world.rank}: the group lost another process ({type(error.__cause__).__name__})",
-                    run_dir=error.run_dir,
-                ) from error
+            if _lost_a_peer(error.__cause__):  # a peer died: torchrun restarts the group, or ends it
+                raise PeerLost(world.rank) from error
             raise
         if pointer is not None and world.is_main:
             pointer.unlink(missing_ok=True)  # the launch is over: nothing left to restart
@@ -71,10 +78,19 @@ def train_in_world(
         leave()
 
 
+def _lost_a_peer(error: BaseException | None) -> bool:
+    """A collective failed because another process went away: torch's DistError, or gloo's own
+    RuntimeError about the connection (which it raises instead, through torch 2.13)."""
+    if isinstance(error, DistError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("gloo" in text or "by peer" in text)
+
+
 def _this_launchs_run(spec: RunSpec, world: World) -> tuple[RunSpec, Path, ResumePoint | None]:
     """The run directory of this launch, and where to resume in it after a restart (elastic fault
     tolerance: torchrun restarts every worker when one dies; they go on from the last checkpoint)."""
-    pointer = run_pointer(Path(spec.output.dir), spec.name, world)
+    pointer = run_pointer(Path(spec.output.dir), spec.name, world.run_id)
     found = pointer.read_text().strip() if world.is_main and world.restart > 0 and pointer.is_file() else None
     found = share(world, found)  # rank 0's answer, on every rank
     run_dir = Path(found) if found else None
