@@ -192,3 +192,13 @@ def test_a_structural_mistake_is_answered_without_importing_torch(tmp_path):
     assert "data.batch_size: must be a valid integer, got '32'" in broken.stderr
     valid = check(guide_config())
     assert valid.returncode != 0 and "torch was imported" in valid.stderr  # the blocker is real
+
+
+def test_check_says_which_of_the_users_files_it_ran(tmp_path):
+    (tmp_path / "nets.py").write_text("import torch\nclass Net(torch.nn.Linear):\n    pass\n")
+    config = guide_config(model={"name": "nets.py:Net", "in_features": 784, "out_features": 10})
+    result = invoke("check", write_config(tmp_path, config))
+    assert_clean_exit(result, 0)
+    assert f"note: checking ran code from {tmp_path / 'nets.py'}" in result.stdout
+    plain = invoke("check", write_config(tmp_path, guide_config(), "plain.yaml"))
+    assert "ran code" not in plain.stdout

@@ -139,6 +139,9 @@ def check(
         if strict and (warnings := advise(specs)[1]):
             raise ConfigError([f"(--strict) {warning}" for warning in warnings])
         warnings = print_advice(specs)
+        ran = sorted({file for spec in specs.values() for file in spec.user_files()})
+        if ran:  # a config can run code: say whose
+            print(f"note: checking ran code from {', '.join(ran)} (importing and building, as training will)")
         if resolved:
             shown = specs[""].resolved if "" in specs else {arm: spec.resolved for arm, spec in specs.items()}
             print(yaml.safe_dump(shown, sort_keys=False), end="")

@@ -284,6 +284,23 @@ class RunSpec:
         record["output"] = self.output.model_dump()
         return plain(record)  # type: ignore[no-any-return]
 
+    def user_files(self) -> list[str]:
+        """The Python files of the user's that the config names (`models.py:Net`): code that checking
+        and training run."""
+        components: list[Component | None] = [
+            self.model,
+            self.loss,
+            self.optimizer,
+            self.data.train.component,
+        ]
+        components += [self.optimizer.inner, self.scheduler.component if self.scheduler else None]
+        files = [
+            component.name.rpartition(":")[0]
+            for component in components
+            if component is not None and component.name.rpartition(":")[0].endswith(".py")
+        ]
+        return sorted(set(files))
+
     def outline(self) -> str:
         """The run in one line: 'mlp on random (1280 samples, batch 64), Adam, StepLR per epoch; 20 epochs, ...'."""
         scheduler = self.scheduler
