@@ -278,7 +278,7 @@ def test_logged_grad_norm_is_the_norm_before_clipping(tmp_path, tensor_file):
 
 @pytest.mark.parametrize("dtypes", [(torch.float32,) * 3, (torch.float32, torch.float64, torch.float32)])
 def test_the_logged_norm_is_torchs_total_norm_bit_for_bit(dtypes):
-    from optcli.train.gradients import total_norm
+    from optcli.train.step import total_norm
 
     generator = torch.Generator().manual_seed(0)
     gradients = [torch.randn(7, 5, generator=generator).to(dtype) for dtype in dtypes]

@@ -193,8 +193,13 @@ def test_resume_errors(reference, tmp_path):
     assert "no such run directory" in config_error(invoke("resume", tmp_path / "nope"))
     run_dir = train_ok(config, tmp_path / "runs", "--max-steps", "10")
     (run_dir / "summary.json").unlink()
-    (run_dir / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
-    assert "not a readable checkpoint" in config_error(invoke("resume", run_dir))
+    for name in ("last.pt", "best.pt"):  # (a damaged last.pt alone falls back to best.pt)
+        (run_dir / "checkpoints" / name).write_bytes(b"not a checkpoint")
+    message = config_error(invoke("resume", run_dir))
+    assert (
+        "last.pt: the checkpoint is damaged: not a whole archive" in message
+        and "cannot be resumed" in message
+    )
     (run_dir / "checkpoints" / "last.pt").unlink()
     assert "no checkpoint" in config_error(invoke("resume", run_dir))
 

@@ -7,19 +7,14 @@ device until `HostCopies` copies them in batches (its flush is the loop's sync p
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
-from typing import Any, Literal
-
-import torch
+from collections.abc import Callable, Generator, Iterator
+from typing import Literal
 
 from optcli.components.optimizers import set_optimizer_mode
-from optcli.config.schema import ClipConfig
 from optcli.errors import Interrupted, TrainingFailed
 from optcli.train.evaluation import EarlyStopper, evaluate
-from optcli.train.gradients import Gradients, gradients_for, micro_batch_groups, total_norm
 from optcli.train.host_copies import DEVICE_STEPS_PER_SYNC, HostCopies, PendingStep
 from optcli.train.records import (
     CheckpointDue,
@@ -32,6 +27,7 @@ from optcli.train.records import (
 )
 from optcli.train.session import Session
 from optcli.train.state import LoopPlan, LoopState, TrainingClock
+from optcli.train.step import micro_batch_groups, take_step
 
 
 class TooManySkips(TrainingFailed):
@@ -61,8 +57,7 @@ def run_training(
     clock = TrainingClock()
     if steps_per_sync is None:
         steps_per_sync = 1 if session.device.type == "cpu" else DEVICE_STEPS_PER_SYNC
-    gradients = gradients_for(session, clock)
-    plan = LoopPlan.of(session, steps_per_sync, gradients)
+    plan = LoopPlan.of(session, steps_per_sync)
     for record in _train(session, plan, clock, state or LoopState(), stop_requested, restore_best):
         paused_at = time.perf_counter()  # (inline, not clock.paused(): this runs every step)
         yield record
@@ -122,7 +117,7 @@ def _train(
         yield dataclasses.replace(test, weights=judged, weights_epoch=weights_epoch or last_epoch)
     final_lrs = tuple(float(group["lr"]) for group in session.optimizer.param_groups)
     scaler_skips = state.scaler_skips if session.scaler is not None else None
-    extra = {"compile_time_s": plan.gradients.compile_s, "scaler_skipped_steps": scaler_skips}
+    extra = {"compile_time_s": plan.compile.seconds, "scaler_skipped_steps": scaler_skips}
     yield RunFinished(state.step, last_epoch, clock.elapsed(), stopped_early, final_lrs, extra)
 
 
@@ -140,8 +135,7 @@ def _train_epoch(
     stop_requested: Callable[[], bool],
 ) -> Generator[Record, None, float]:
     """The rest of the current epoch, step by step; returns the learning rate its last step used."""
-    spec, model, optimizer = session.spec, session.trained, session.optimizer
-    loss_function, clip, gradients = session.loss_function, spec.clip, plan.gradients
+    spec, optimizer = session.spec, session.optimizer
     eval_every, log_every = spec.train.eval_every, spec.train.log_every
     last_step = min(spec.total_steps, state.step + plan.steps_left(len(session.batches) - state.batches_done))
     host, lr = HostCopies(plan.steps_per_sync, state.epoch_losses), float(optimizer.param_groups[0]["lr"])
@@ -149,37 +143,27 @@ def _train_epoch(
     for group in micro_batch_groups(batches, plan.accumulate):  # one group per optimizer step
         state.step, state.batches_done = state.step + 1, state.batches_done + len(group)
         lr = float(optimizer.param_groups[0]["lr"])  # the rate this step uses, before any schedule
-        logged, applied = state.step % log_every == 0, True
-        if plan.closure_step:
-            # LBFGS evaluates the loss several times per step: zero_grad, forward, backward and clip run
-            # inside its closure, and the first evaluation is the step's loss.
-            loss, grad_norm = step_with_closure(optimizer, _closure_pass(session, plan, group[0]), logged)
+        logged, first = state.step % log_every == 0, state.batches_done - len(group)
+        # The step itself: zero_grad, forward and backward, clip, step (or skip), schedule (step.py).
+        if plan.compile.pending:
+            with plan.compile.around(clock):
+                result = take_step(plan.step, group, first, logged)
         else:
-            # Zero: gradients accumulate in PyTorch; clear them (to None, which is cheaper than zeros).
-            optimizer.zero_grad(set_to_none=True)
-            # Forward and backward: the mean loss of the step's samples, and every parameter's gradient
-            # of it (over train.accumulate micro-batches; under autocast with train.precision).
-            loss = gradients.forward_backward(model, loss_function, group, state.batches_done - len(group))
-            # Clip: bound the gradients as configured; the norm before clipping is what gets logged
-            # (fp16: the scaler's factor taken out of them first).
-            gradients.unscale()
-            grad_norm = clip_gradients(plan.parameters, clip, logged or plan.skip_nonfinite)
-            # Skip policy: a non-finite step is left out whole, its update and its per-step schedule alike
-            # (as AMP's scaler skips a step). Note: a host-device sync point, every step in this mode.
-            if plan.skip_nonfinite and not _finite(loss, gradients.finite_check(grad_norm)):
-                values = PendingStep(
-                    state.step, state.epoch, loss.detach(), lr, grad_norm, clock.elapsed(), True
-                )
-                yield from _skip(gradients, host, values, state, spec.train.max_skips)
-                continue
-            state.skips_in_a_row = 0
-            # Step: update the parameters from their gradients (fp16's scaler skips inf/NaN gradients).
-            applied = gradients.step()
-            state.scaler_skips += not applied
-        if plan.step_scheduler is not None and applied:
-            # Schedule (per step): the rate of the next step; a step the scaler skipped does not count.
-            plan.step_scheduler.step()
-        done = PendingStep(state.step, state.epoch, loss.detach(), lr, grad_norm, clock.elapsed(), logged)
+            result = take_step(plan.step, group, first, logged)
+        done = PendingStep(
+            state.step,
+            state.epoch,
+            result.loss,
+            lr,
+            result.grad_norm,
+            clock.elapsed(),
+            logged or result.outcome == "skipped",
+        )
+        if result.outcome == "skipped":  # on_nonfinite: skip
+            yield from _skip(host, done, state, spec.train.max_skips)
+            continue
+        state.skips_in_a_row = 0
+        state.scaler_skips += result.outcome == "scaler_skipped"
         if host.add(done):  # its values wait on the device until a copy is due
             yield from host.flush()
         # Evaluate every eval_every steps, except at the last step of the epoch or run: their end does.
@@ -202,73 +186,16 @@ def _interrupt(host: HostCopies, clock: TrainingClock, state: LoopState) -> Iter
     raise Interrupted
 
 
-def _skip(
-    gradients: Gradients, host: HostCopies, skipped: PendingStep, state: LoopState, max_skips: int
-) -> Iterator[Record]:
-    """on_nonfinite: skip. The gradients are dropped; the step's row follows the steps before it (rows
-    stay in step order), then a warning; too many skips in a row stop the run."""
+def _skip(host: HostCopies, skipped: PendingStep, state: LoopState, max_skips: int) -> Iterator[Record]:
+    """on_nonfinite: skip (the step dropped its gradients). The step's row follows the steps before it
+    (rows stay in step order), then a warning; too many skips in a row stop the run."""
     skipped = skipped._replace(skipped=True)
-    gradients.drop()
     state.skips_in_a_row += 1
     host.add(skipped)
     yield from host.flush()
     yield SkippedStep(skipped.step, skipped.epoch, float(skipped.loss), state.skips_in_a_row)
     if state.skips_in_a_row >= max_skips:
         raise TooManySkips(skipped.step, skipped.epoch, state.skips_in_a_row)
-
-
-def _closure_pass(
-    session: Session, plan: LoopPlan, batch: Any
-) -> Callable[[bool], tuple[torch.Tensor, torch.Tensor | None]]:
-    return functools.partial(_forward_backward, session, plan.parameters, batch)
-
-
-def _forward_backward(
-    session: Session,
-    parameters: Sequence[torch.Tensor],
-    batch: Any,
-    want_norm: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One evaluation for a closure optimizer: zero_grad, forward, backward, clip."""
-    session.optimizer.zero_grad(set_to_none=True)
-    loss = session.spec.forward(session.trained, session.loss_function, batch)[0]
-    loss.backward()
-    return loss, clip_gradients(parameters, session.spec.clip, want_norm)
-
-
-def step_with_closure(
-    optimizer: torch.optim.Optimizer,
-    forward_backward: Callable[[bool], tuple[torch.Tensor, torch.Tensor | None]],
-    want_norm: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One step of an optimizer that needs a closure; the first evaluation is the step's loss."""
-    evaluations: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-
-    def closure() -> torch.Tensor:
-        evaluations.append(forward_backward(want_norm and not evaluations))
-        return evaluations[-1][0]
-
-    optimizer.step(closure)  # type: ignore[arg-type]
-    return evaluations[0]
-
-
-def clip_gradients(
-    parameters: Sequence[torch.Tensor], clip: ClipConfig | None, want_norm: bool
-) -> torch.Tensor | None:
-    """Clip as configured; return the total gradient norm before clipping when it is wanted or free."""
-    if clip is not None and clip.max_norm is not None:
-        return torch.nn.utils.clip_grad_norm_(parameters, clip.max_norm, clip.norm_type)  # returns the norm
-    grad_norm = None
-    if want_norm:
-        grad_norm = total_norm([p.grad for p in parameters if p.grad is not None])
-    if clip is not None and clip.value is not None:
-        torch.nn.utils.clip_grad_value_(parameters, clip.value)
-    return grad_norm
-
-
-def _finite(loss: torch.Tensor, grad_norm: torch.Tensor | None) -> bool:
-    finite = torch.isfinite(loss) if grad_norm is None else torch.isfinite(loss) & torch.isfinite(grad_norm)
-    return bool(finite)
 
 
 def _mean_finite(losses: list[float]) -> float:

@@ -23,9 +23,9 @@ from optcli.components.optimizers import needs_closure, set_optimizer_mode
 from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
 from optcli.plotting import load_pyplot
-from optcli.train.loop import clip_gradients
 from optcli.train.rundir import write_atomically
 from optcli.train.session import Session, build_session
+from optcli.train.step import clip_gradients
 
 # The moving average spans about 5% of the test: fastai's fixed 0.98 (50 steps) lags by four decades of
 # rate on a 100-step test over eight, and places its minimum after the loss has already turned up.

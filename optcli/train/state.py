@@ -10,13 +10,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-import torch
-
-from optcli.components.optimizers import needs_closure
 from optcli.config.metrics import better_direction
+from optcli.config.spec import optimizer_steps
+from optcli.train.step import FirstCompile, StepParts
 
 if TYPE_CHECKING:
-    from optcli.train.gradients import Gradients
     from optcli.train.session import Session
 
 
@@ -65,38 +63,33 @@ class LoopState:
 
 @dataclass(frozen=True)
 class LoopPlan:
-    """What every step needs to know, settled once before the first."""
+    """What the loop around the steps needs to know, settled once before the first."""
 
-    parameters: list[torch.Tensor]  # the trainable ones: clipped, and their norm logged
-    closure_step: bool  # LBFGS and its kind evaluate the loss inside their own step
-    skip_nonfinite: bool  # train.on_nonfinite: skip
-    step_scheduler: Any | None  # stepped after every optimizer step (interval: step)
+    step: StepParts  # what every optimizer step uses (step.py)
     epoch_scheduler: Any | None  # stepped after every epoch (interval: epoch)
     steps_per_sync: int  # steps whose values wait on the device for one copy to the host
-    gradients: Gradients  # forward and backward over a step's micro-batches, and the step
     accumulate: int  # micro-batches per optimizer step
+    compile: FirstCompile  # train.compile: the first step compiles, off the training clock
 
     def steps_left(self, batches: int) -> int:
         """Optimizer steps that `batches` micro-batches make (a short last group is a step too)."""
-        return -(-batches // self.accumulate)
+        return optimizer_steps(batches, self.accumulate)
 
     @property
     def trainable(self) -> int:
         """How many numbers training changes."""
-        return sum(parameter.numel() for parameter in self.parameters)
+        return sum(parameter.numel() for parameter in self.step.parameters)
 
     @classmethod
-    def of(cls, session: Session, steps_per_sync: int, gradients: Gradients) -> LoopPlan:
-        interval = session.spec.scheduler.interval if session.spec.scheduler else None
+    def of(cls, session: Session, steps_per_sync: int) -> LoopPlan:
+        spec = session.spec
+        interval = spec.scheduler.interval if spec.scheduler else None
         return cls(
-            [parameter for parameter in session.model.parameters() if parameter.requires_grad],
-            needs_closure(session.optimizer),
-            session.spec.train.on_nonfinite == "skip",
-            session.scheduler if interval == "step" else None,
+            StepParts.of(session),
             session.scheduler if interval == "epoch" else None,
             steps_per_sync,
-            gradients,
-            session.spec.train.accumulate,
+            spec.train.accumulate,
+            FirstCompile(spec.train.compile is not False),
         )
 
 
