@@ -8,6 +8,11 @@ from pathlib import Path
 COULD_NOT_START = "the run could not start"
 
 
+# Exceptions an executor raises inside a run to cancel it (Ray's TaskCancelledError, which
+# compare/ray_pool.py registers on the nodes it runs on): the run ends interrupted, not failed.
+CANCELLATIONS: list[type[BaseException]] = []
+
+
 class ConfigError(Exception):
     """A config or usage problem; carries every problem found, one line each (exit code 2)."""
 

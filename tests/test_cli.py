@@ -217,7 +217,7 @@ def test_help_does_not_import_torch():
 def test_torch_is_imported_without_collections_and_left_frozen():
     """The collector would walk the import's objects several times over: a quarter of the import."""
     code = (
-        "import gc; from optcli.train.torch_import import import_torch; collections = []\n"
+        "import gc; from optcli.process.torch_import import import_torch; collections = []\n"
         "gc.callbacks.append(lambda phase, info: collections.append(info['generation']))\n"
         "import_torch(); print(collections, gc.isenabled(), gc.get_freeze_count() > 100_000)"
     )

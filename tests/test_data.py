@@ -15,9 +15,9 @@ import yaml
 
 from optcli.config.loading import RawConfig
 from optcli.config.resolve import resolve_config
-from optcli.train.data import load_data
 from optcli.train.loop import run_training
 from optcli.train.records import EpochRecord
+from optcli.train.run_data import load_data
 from optcli.train.session import build_session
 from tests.conftest import (
     REPO,

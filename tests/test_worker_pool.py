@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from optcli.compare import workers
-from optcli.compare.workers import WorkerPool
+from optcli.compare import pool as workers
+from optcli.compare.pool import WorkerPool
 
 pytestmark = pytest.mark.slow  # real processes, each importing torch
 

@@ -19,7 +19,7 @@ from optcli.cli.shared import (
     reported_errors,
     run_overrides,
 )
-from optcli.train.torch_import import import_torch
+from optcli.process.torch_import import import_torch
 
 FilesArgument = Annotated[
     list[Path] | None, typer.Argument(metavar="FILE...", help="A compare file, or two or more config files.")
@@ -85,11 +85,11 @@ def compare(
 
     Example: optcli compare configs/compare_guide.yaml --seeds 0,1,2 --jobs 2 --target-loss 0.5
     """
-    from optcli.train.interrupts import stop_signals_as_ctrl_c
+    from optcli.process.interrupts import stop_signals_as_ctrl_c
 
     # SIGTERM and SIGHUP stop a comparison as Ctrl-C does: the finished runs reported, exit 130.
     with reported_errors(debug), stop_signals_as_ctrl_c():
-        from optcli.compare.workers import start_workers  # (imports no torch)
+        from optcli.compare.pool import start_workers  # (imports no torch)
         from optcli.errors import ConfigError
 
         # Started first, so that the workers import torch while this process does and checks the plan.

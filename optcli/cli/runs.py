@@ -28,7 +28,7 @@ from optcli.cli.shared import (
     run_overrides,
     train_and_report,
 )
-from optcli.train.torch_import import import_torch
+from optcli.process.torch_import import import_torch
 
 
 @app.command()

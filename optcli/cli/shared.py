@@ -149,7 +149,7 @@ def train_and_report(spec: RunSpec, quiet: bool, world: Any = None, **where: Any
     from optcli.train.run import train_run
 
     if world is not None and world.launched:
-        from optcli.train.worker import train_in_world
+        from optcli.train.launched_run import train_in_world
 
         result = train_in_world(spec, world, [make_display(spec.name, quiet)], **where)
         if world.is_main:
@@ -196,7 +196,7 @@ def launch_workers(spec: RunSpec, processes: int, max_restarts: int, command: li
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     from optcli.train.distributed import launch, new_run_id, run_pointer
-    from optcli.train.worker import check_world
+    from optcli.train.launched_run import check_world
 
     check_world(spec, processes)
     run_id = new_run_id()
@@ -222,7 +222,7 @@ def launch_workers(spec: RunSpec, processes: int, max_restarts: int, command: li
         failed = "; ".join(f"rank {rank} {_ended(code)}" for rank, code in sorted(died.items()))
         restarts = f" after {max_restarts} restart(s)" if max_restarts else ""
         fail(f"training failed{restarts}: {failed}", EXIT_FAILED)
-    finally:  # the launch's note for restarts (see worker.py): no restart can come now
+    finally:  # the launch's note for restarts (see train/launched_run.py): no restart can come now
         run_pointer(Path(spec.output.dir), spec.name, run_id).unlink(missing_ok=True)
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from optcli.compare.job_runner import WorkerMessage
+from optcli.compare.pool import WorkerPool
 from optcli.compare.ranking import JobStatus
-from optcli.compare.worker_process import WorkerMessage
-from optcli.compare.workers import WorkerPool
 from optcli.errors import ConfigError, TrainingFailed
 from optcli.plotting import import_aside
 from optcli.train.records import EpochRecord, Record, RunStarted, StepRecord

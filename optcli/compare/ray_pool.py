@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from optcli.compare.worker_process import WorkerMessage
+from optcli.compare.job_runner import WorkerMessage
 from optcli.errors import ConfigError
 
 RETRIES = 2  # a task whose node died runs again, this many times at most
@@ -166,11 +166,15 @@ def _sees_driver_folder(run_dir: Path) -> bool:
 def _run_remote(job: Any, packed: bytes, progress: Any, threads: int) -> tuple[Any, bytes]:
     """On a Ray worker: the run, in the driver's folder when this node sees it, else in a temporary
     one whose files go back with the outcome."""
+    import ray
     import torch
 
     from optcli.compare.jobs import run_job
+    from optcli.errors import CANCELLATIONS
 
     torch.set_num_threads(threads)
+    if ray.exceptions.TaskCancelledError not in CANCELLATIONS:  # a cancelled run ends interrupted
+        CANCELLATIONS.append(ray.exceptions.TaskCancelledError)
     if _sees_driver_folder(job.run_dir):
         job = replace(job, resume=True)  # a retried task goes on from the run's checkpoint
         return run_job(job, lambda record: progress.put((job.index, record))), b""

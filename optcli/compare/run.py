@@ -10,6 +10,7 @@ from typing import Literal
 
 from optcli.compare.jobs import Event, Job, JobOutcome, JobsInterrupted, plan_jobs, run_jobs
 from optcli.compare.plan import CommandLine, ComparisonPlan
+from optcli.compare.pool import WorkerPool
 from optcli.compare.ranking import METRIC_INFO, ArmSummary, RunResult, rank_arms
 from optcli.compare.report import (
     read_run_result,
@@ -21,7 +22,6 @@ from optcli.compare.resume import check_unchanged, finished, save_invocation
 from optcli.compare.sensitivity import draw_sensitivity
 from optcli.compare.tuning import Tuning, edge_warnings, select, write_tuning_files
 from optcli.compare.verdict import Verdict, give_verdict, with_protocol
-from optcli.compare.workers import WorkerPool
 from optcli.config.metrics import VALIDATION_METRICS
 from optcli.train.rundir import create_run_dir, writer_lock
 

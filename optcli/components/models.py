@@ -8,7 +8,7 @@ from torch import nn
 
 from optcli.components.registry import Registry
 from optcli.errors import ConfigError
-from optcli.names import unknown_name_message
+from optcli.name_matching import unknown_name_message
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

@@ -9,7 +9,7 @@ import inspect
 import torch
 
 from optcli.components.registry import Registry
-from optcli.names import normalize_name
+from optcli.name_matching import normalize_name
 
 # Packages of optimizers users install (pip name, import name), and what a few of them provide, for
 # the hint on an unknown name when the package is not installed.

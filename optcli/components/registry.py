@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from optcli.errors import ConfigError
-from optcli.names import normalize_name, unknown_name_message
+from optcli.name_matching import normalize_name, unknown_name_message
 
 
 @dataclass(frozen=True)

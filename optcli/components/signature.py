@@ -20,7 +20,7 @@ from typing import Any, Literal, Union
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-from optcli.names import did_you_mean
+from optcli.name_matching import did_you_mean
 
 REQUIRED = inspect.Parameter.empty
 

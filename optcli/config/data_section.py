@@ -13,7 +13,7 @@ from optcli.config.sections import Problems, bind_component, lookup
 from optcli.config.spec import DataSource, DataSpec
 from optcli.data.registry import DATASETS, is_in_memory, open_source
 from optcli.errors import ConfigError
-from optcli.names import normalize_name
+from optcli.name_matching import normalize_name
 
 
 def resolve_data(section: DataSection, base_dir: Path, problems: Problems) -> DataSpec | None:

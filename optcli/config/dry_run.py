@@ -20,7 +20,7 @@ from torch.optim import lr_scheduler
 
 from optcli.components.signature import read_signature
 from optcli.config.forward_check import check_forward, first_batch
-from optcli.config.parts import ModelInit, ParamGroup, optimizer_parameters
+from optcli.config.init_and_groups import ModelInit, ParamGroup, optimizer_parameters
 from optcli.config.sections import Problems, display_name, is_subclass
 from optcli.config.spec import (
     Component,

@@ -10,7 +10,7 @@ from rich.table import Table
 from optcli.components.registry import Entry, Registry
 from optcli.components.signature import HIDDEN, REQUIRED, describe_type, read_signature
 from optcli.errors import ConfigError
-from optcli.names import normalize_name, unknown_name_message
+from optcli.name_matching import normalize_name, unknown_name_message
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 from optcli.config.schema import LOADER_KEYS
 from optcli.config.yaml_loader import load_yaml_mapping, parse_yaml
 from optcli.errors import ConfigError
-from optcli.names import normalize_name
+from optcli.name_matching import normalize_name
 
 # Sections whose `name` picks a class: a new class starts the section afresh, so Adam's `betas`
 # never end up on SGD. The data section keeps the keys that describe batching, not the dataset.

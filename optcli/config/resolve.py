@@ -15,10 +15,9 @@ from optcli.components.losses import BINARY_LOSSES
 from optcli.config.data_section import resolve_data
 from optcli.config.device import resolve_device
 from optcli.config.dry_run import dry_run
+from optcli.config.init_and_groups import ParamGroup
 from optcli.config.loading import RawConfig
 from optcli.config.metrics import better_direction
-from optcli.config.parts import ParamGroup
-from optcli.config.scaling import check_scaling
 from optcli.config.scheduler_section import resolve_scheduler
 from optcli.config.schema import ConfigFile, TrainConfig, validate_file
 from optcli.config.sections import (
@@ -32,6 +31,7 @@ from optcli.config.sections import (
     resolve_param_groups,
 )
 from optcli.config.spec import Component, DataSpec, RunSpec, SchedulerSpec, optimizer_steps
+from optcli.config.speed_options import check_scaling
 from optcli.errors import ConfigError
 
 

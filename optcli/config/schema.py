@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from optcli.names import did_you_mean
+from optcli.name_matching import did_you_mean
 
 
 class Strict(BaseModel):

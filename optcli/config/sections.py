@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from optcli.components import losses, models, optimizers
 from optcli.components.registry import Entry, Registry
 from optcli.components.signature import bind_arguments, read_signature
+from optcli.config.init_and_groups import ModelInit, ParamGroup
 from optcli.config.metrics import available_metrics, default_monitor
-from optcli.config.parts import ModelInit, ParamGroup
 from optcli.config.schema import SECTION_KEYS, ModelSection, NamedSection, OptimizerSection, describe_error
 from optcli.config.spec import WRAPPED_ARGUMENT, Component, DataSpec
 from optcli.errors import ConfigError

@@ -18,8 +18,8 @@ from typing import Any, Literal
 from optcli.components.forward import Forward, ModelLoss
 from optcli.components.registry import import_object
 from optcli.components.signature import TensorValue, plain, recorded_arguments
+from optcli.config.init_and_groups import ModelInit, ParamGroup
 from optcli.config.metrics import validation_metrics
-from optcli.config.parts import ModelInit, ParamGroup
 from optcli.config.schema import SECTION_KEYS, ClipConfig, LoaderOptions, OutputConfig, TrainConfig
 from optcli.data.batches import batches_per_epoch
 from optcli.data.in_memory import DataInfo

@@ -22,7 +22,7 @@ import numpy
 import torch
 
 from optcli.components.optimizers import class_needs_closure, set_optimizer_mode
-from optcli.config.parts import ParamGroup, optimizer_parameters
+from optcli.config.init_and_groups import ParamGroup, optimizer_parameters
 from optcli.config.spec import Component
 
 STAND_IN_SIDE = 8  # each dimension of a stand-in parameter, at most: the rank is kept, the size bounded

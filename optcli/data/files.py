@@ -171,7 +171,7 @@ def _column_index(column: str | int, names: list[str], key: str) -> int:
         return column
     if column in names:
         return names.index(column)
-    from optcli.names import unknown_name_message
+    from optcli.name_matching import unknown_name_message
 
     raise ConfigError(f"{key}: " + unknown_name_message("column", str(column), names))
 

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from optcli.data.batches import batches_per_epoch, global_batch_size, shard_bounds
-from optcli.seeds import derive_seed
+from optcli.seeds import DATA_ORDER, LOADER_WORKERS, batch_purpose, derive_seed
 
 Batch = Any  # an (inputs, targets) pair of tensors, or a dict of tensors (a Hugging Face style batch)
 
@@ -33,7 +33,7 @@ Batch = Any  # an (inputs, targets) pair of tensors, or a dict of tensors (a Hug
 def batch_seed(seed: int, epoch: int, index: int, part: int | None = None) -> int:
     """The seed of every generator while batch `index` of epoch `epoch` is fetched (or `part` of it,
     when processes share the batch)."""
-    return derive_seed(seed, f"batch:{epoch}:{index}" + (f":{part}" if part is not None else ""))
+    return derive_seed(seed, batch_purpose(epoch, index, part))
 
 
 @contextlib.contextmanager
@@ -158,7 +158,7 @@ def make_loader(
         shuffle=shuffle,
         drop_last=drop_last,
         seed=seed,
-        order=torch.Generator().manual_seed(derive_seed(seed, "shuffle")),
+        order=torch.Generator().manual_seed(derive_seed(seed, DATA_ORDER)),
         shard=shard,
     )
     return DataLoader(
@@ -171,7 +171,7 @@ def make_loader(
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
         # The workers' base seed is drawn from this generator, not from torch's global one, which a
         # hand-written loop would not expect to move (every batch is seeded anyway).
-        generator=torch.Generator().manual_seed(derive_seed(seed, "workers")),
+        generator=torch.Generator().manual_seed(derive_seed(seed, LOADER_WORKERS)),
     )
 
 

@@ -17,8 +17,8 @@ import numpy
 import torch
 
 from optcli.components.optimizers import has_modes, set_optimizer_mode
+from optcli.config.init_and_groups import optimizer_parameters
 from optcli.config.metrics import default_monitor
-from optcli.config.parts import optimizer_parameters
 from optcli.errors import ConfigError
 from optcli.integrity import damage_in
 from optcli.train.checkpoint_writer import CheckpointWriter

@@ -77,7 +77,7 @@ def _train(
     stopper = EarlyStopper.from_config(stopping, state.stopper) if stopping else None
     stopped_early = None
     yield _run_started(session, plan)
-    session.trained.train()
+    session.wrapped_model.train()
     set_optimizer_mode(session.optimizer, "train")
     clock.start(state.elapsed_s)
     while state.epoch <= spec.epochs and state.step < spec.total_steps:

@@ -66,7 +66,7 @@ def range_test(spec: RunSpec, start_lr: float, end_lr: float, steps: int) -> tup
 
 
 def _run(session: Session, start_lr: float, end_lr: float, steps: int) -> tuple[list[RangeTestStep], str]:
-    model, optimizer, loss_function = session.trained, session.optimizer, session.loss_function
+    model, optimizer, loss_function = session.wrapped_model, session.optimizer, session.loss_function
     parameters = [parameter for parameter in session.model.parameters() if parameter.requires_grad]
     growth = (end_lr / start_lr) ** (1 / (steps - 1))
     smoothing = min(0.98, max(0.5, 1 - 1 / (SMOOTHED_SHARE * steps)))  # the past's weight in the average

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 
 from optcli.config.spec import RunSpec
-from optcli.errors import COULD_NOT_START, ConfigError, Interrupted, TrainingFailed
-from optcli.seeds import derive_seed
+from optcli.errors import CANCELLATIONS, COULD_NOT_START, ConfigError, Interrupted, TrainingFailed
+from optcli.process.interrupts import StopRequests
+from optcli.seeds import derived_seeds
 from optcli.train.checkpoints import (
     Checkpoint,
     Checkpointer,
@@ -29,7 +30,6 @@ from optcli.train.checkpoints import (
     restore_session,
 )
 from optcli.train.distributed import ALONE, World, agree, barrier, share
-from optcli.train.interrupts import StopRequests
 from optcli.train.loop import run_training
 from optcli.train.records import CheckpointDue
 from optcli.train.rundir import create_run_dir, write_atomically, write_yaml, writer_lock
@@ -68,13 +68,7 @@ def run_identity(spec: RunSpec) -> dict[str, Any]:
         "determinism": {
             "deterministic_algorithms": spec.deterministic,
             "cudnn_benchmark": torch.backends.cudnn.benchmark,
-            "seeds": {
-                "run": spec.seed,
-                "data": derive_seed(spec.seed, "data"),
-                "split": derive_seed(spec.seed, "split"),
-                "test_split": derive_seed(spec.seed, "test_split"),
-                "data_order": derive_seed(spec.seed, "shuffle"),
-            },
+            "seeds": derived_seeds(spec.seed),
         },
     }
 
@@ -151,7 +145,7 @@ def _train_locked(
         message = f"cannot write the run's files in {run_dir}: {error.strerror or error}"
         raise TrainingFailed(message, run_dir=run_dir) from error
     except Exception as error:
-        if type(error).__name__ == "TaskCancelledError":  # Ray's cancel (compare --executor ray, Ctrl-C)
+        if isinstance(error, tuple(CANCELLATIONS)):  # an executor cancelled the run (Ray, on Ctrl-C)
             outcome = RunOutcome("interrupted", "cancelled; optcli compare --resume continues the comparison")
             raise KeyboardInterrupt from None
         outcome = RunOutcome("failed", f"{type(error).__name__}: {error}")

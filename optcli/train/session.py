@@ -12,14 +12,14 @@ from typing import Any
 import numpy
 import torch
 
-from optcli.config.parts import optimizer_parameters
+from optcli.config.init_and_groups import optimizer_parameters
 from optcli.config.spec import RunSpec
 from optcli.data.batches import Batches, InMemoryBatches
 from optcli.data.in_memory import TensorData
 from optcli.data.loader import LoaderBatches, make_loader
-from optcli.seeds import derive_seed
-from optcli.train.data import load_data, load_datasets
+from optcli.seeds import DATA_ORDER, derive_seed
 from optcli.train.distributed import ALONE, World
+from optcli.train.run_data import load_data, load_datasets
 
 
 @dataclass
@@ -36,9 +36,9 @@ class Session:
     init_hash: str  # the initial weights: equal for every run of one seed with the same model
     data_hash: str  # the data and the order it is drawn in, every epoch
     data_description: dict[str, Any]  # sizes, class names, normalization: the run's data.json
-    # The module the loop calls: the model itself, or torch.compile's wrapper of it (`model` keeps
-    # the plain state dict that checkpoints hold).
-    trained: torch.nn.Module
+    # The module the loop calls: the model itself, or wrapped by DistributedDataParallel and
+    # torch.compile (`model` keeps the plain state dict that checkpoints hold).
+    wrapped_model: torch.nn.Module
     scaler: torch.amp.GradScaler | None = None  # train.precision: fp16
     world: World = ALONE  # the processes training together (one, unless launched by torchrun)
 
@@ -47,13 +47,13 @@ class Session:
         """The DistributedDataParallel wrapper (inside torch.compile's, if any), or None."""
         if not self.world.active:
             return None
-        return getattr(self.trained, "_orig_mod", self.trained)
+        return getattr(self.wrapped_model, "_orig_mod", self.wrapped_model)
 
     @property
     def evaluated(self) -> torch.nn.Module:
         """What evaluation calls: the trained module, but not through DistributedDataParallel, since
         every process evaluates the whole split alone (no collectives, the single-process values)."""
-        return self.model if self.world.active else self.trained
+        return self.model if self.world.active else self.wrapped_model
 
 
 def set_determinism(deterministic: bool) -> None:
@@ -123,7 +123,7 @@ def compiled(model: torch.nn.Module, options: bool | dict[str, Any]) -> torch.nn
     """train.compile: torch.compile's wrapper of the model (compiled lazily, at the first step)."""
     if options is False:
         return model
-    from optcli.config.scaling import compile_arguments
+    from optcli.config.speed_options import compile_arguments
 
     arguments = compile_arguments(options) if isinstance(options, dict) else {}
     return torch.compile(model, **arguments)  # type: ignore[return-value]
@@ -136,7 +136,7 @@ def _in_memory_batches(spec: RunSpec, device: torch.device, shard: tuple[int, in
     """Whole tensors on the device, indexed a batch at a time: the fast path for data that fits."""
     loaded = load_data(spec.data, spec.seed)
     data, loader = loaded.train, spec.data.loader
-    shuffle_generator = torch.Generator().manual_seed(derive_seed(spec.seed, "shuffle"))
+    shuffle_generator = torch.Generator().manual_seed(derive_seed(spec.seed, DATA_ORDER))
     # The order of every epoch follows from the generator's state, so hashing that state with the
     # data identifies the whole sequence of batches without drawing it.
     order = (loader.batch_size, loader.shuffle, loader.drop_last)

@@ -69,7 +69,7 @@ class StepParts:
         spec = session.spec
         interval = spec.scheduler.interval if spec.scheduler else None
         return cls(
-            session.trained,
+            session.wrapped_model,
             session.optimizer,
             session.loss_function,
             spec.forward,

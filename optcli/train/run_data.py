@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import Subset
 
+from optcli import seeds
 from optcli.config.spec import DataSource, DataSpec
 from optcli.data.in_memory import TensorData
 from optcli.errors import ConfigError
@@ -24,7 +25,7 @@ class LoadedData:
 
 
 def load_data(data: DataSpec, seed: int) -> LoadedData:
-    data_seed = derive_seed(seed, "data")
+    data_seed = derive_seed(seed, seeds.DATA)
     train = data.train.source.load(data_seed, "train")
     val = _load_split(data.val, data, data_seed, "val")
     test = _load_split(data.test, data, data_seed, "test")
@@ -50,9 +51,13 @@ def split_rows(total: int, data: DataSpec, seed: int) -> tuple[torch.Tensor, dic
     drawn first, so that validation never sees a test sample; every part keeps the data's order."""
     rows, held_out = torch.arange(total), {}
     if data.loader.test_fraction is not None:
-        rows, held_out["test"] = _hold_out(rows, data.test_samples_held_out, derive_seed(seed, "test_split"))
+        rows, held_out["test"] = _hold_out(
+            rows, data.test_samples_held_out, derive_seed(seed, seeds.TEST_SPLIT)
+        )
     if data.loader.val_fraction is not None:
-        rows, held_out["val"] = _hold_out(rows, data.val_samples_held_out, derive_seed(seed, "split"))
+        rows, held_out["val"] = _hold_out(
+            rows, data.val_samples_held_out, derive_seed(seed, seeds.VALIDATION_SPLIT)
+        )
     return rows, held_out
 
 

@@ -4,7 +4,7 @@ A small pool of our own rather than ProcessPoolExecutor: on Ctrl-C every worker 
 run cleanly (so that run's files say `interrupted`), and a worker that dies (killed for want of
 memory, say) must cost its own run only. So each worker has a pipe of its own, for its jobs and its
 messages, and this process waits on every pipe and every worker's sentinel at once: a death is seen
-at once, and breaks no lock that the others share. The worker's side is worker_process.py.
+at once, and breaks no lock that the others share. The worker's side is job_runner.py.
 
 Where the platform has one (Linux, macOS), workers are forked from a fork server that imports torch
 and the training code once, beside this process's own start-up; elsewhere each worker is spawned and
@@ -22,8 +22,8 @@ from multiprocessing import connection, forkserver
 from typing import Any, Literal
 
 from optcli.compare.dispatch import LongestFirst
-from optcli.compare.worker_process import WorkerMessage, serve
-from optcli.train.interrupts import ctrl_c_held, signal_handled_by
+from optcli.compare.job_runner import WorkerMessage, serve
+from optcli.process.interrupts import ctrl_c_held, signal_handled_by
 
 _PRELOAD = ["optcli.compare.preload"]  # what the fork server imports before forking the workers
 
@@ -58,7 +58,7 @@ class WorkerPool:
         self._stopping = context.Event()
         self.processes = [
             # Not daemonic: a run's DataLoader starts worker processes of its own (data.num_workers).
-            # They stop at close(), or when this process dies (see worker_process._stop_with_parent).
+            # They stop at close(), or when this process dies (see job_runner._stop_with_parent).
             context.Process(target=serve, args=(theirs, run_job, threads_per_worker, self._stopping))
             for _, theirs in pipes
         ]

@@ -1,4 +1,4 @@
-"""A worker process of compare's pool (see workers.py): it takes jobs from its own pipe, runs them and
+"""A worker process of compare's pool (see pool.py): it takes jobs from its own pipe, runs them and
 sends their progress and outcome back through it.
 
 It ignores the terminal's SIGINT: the main process decides, and sends SIGTERM, which becomes a
@@ -23,8 +23,8 @@ from multiprocessing import connection
 from multiprocessing.connection import Connection
 from typing import Any
 
-from optcli.train.interrupts import signal_held
-from optcli.train.torch_import import collections_paused
+from optcli.process.interrupts import signal_held
+from optcli.process.torch_import import collections_paused
 
 
 @dataclass(frozen=True)

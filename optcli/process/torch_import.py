@@ -18,7 +18,7 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
-from optcli.train.interrupts import ctrl_c_held
+from optcli.process.interrupts import ctrl_c_held
 
 
 def import_torch() -> None:
