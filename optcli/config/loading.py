@@ -21,7 +21,7 @@ from optcli.name_matching import normalize_name
 NAMED_SECTIONS = ("model", "data", "loss", "optimizer", "scheduler")
 KEPT_WHEN_RENAMED = {"data": LOADER_KEYS}
 # Sections whose arguments mostly mean the same across classes (lr, weight_decay; gamma, T_max): when
-# the class changes, the ones the new class accepts are kept (see resolve), the others dropped with a note.
+# the class changes, the ones the new class accepts are kept (see sections.take_carried), the others dropped with a note.
 CARRIED_WHEN_RENAMED = ("optimizer", "scheduler")
 _SECTION_KEYS = frozenset({"name", "interval", "monitor", "schedulers"})  # optcli's own, never carried
 
@@ -64,11 +64,8 @@ def _set_path(config: dict[str, Any], path: list[str], value: Any) -> None:
     if _is_rename(path):
         section_name = path[0]
         section = config.get(section_name)
-        old_name = section if isinstance(section, str) else (section or {}).get("name")
-        if not isinstance(old_name, str) or normalize_name(old_name) != normalize_name(str(value)):
-            kept = KEPT_WHEN_RENAMED.get(section_name, ())
-            old = section if isinstance(section, dict) else {}
-            config[section_name] = {key: old[key] for key in kept if key in old}
+        old = {"name": section} if isinstance(section, str) else section if isinstance(section, dict) else {}
+        config[section_name] = section_after_rename(section_name, old, str(value))
     node: Any = config
     for depth, key in enumerate(path[:-1]):
         where = ".".join(path[: depth + 1])
@@ -110,15 +107,22 @@ def merge_arm(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         if key in NAMED_SECTIONS and isinstance(old, str | dict) and isinstance(value, str | dict):
             old_section = {"name": old} if isinstance(old, str) else old
             new_section = {"name": value} if isinstance(value, str) else value
-            if "name" in new_section and not _same_name(old_section.get("name"), new_section["name"]):
-                kept = KEPT_WHEN_RENAMED.get(key, ())
-                old_section = {name: old_section[name] for name in kept if name in old_section}
+            if "name" in new_section:
+                old_section = section_after_rename(key, old_section, new_section["name"])
             merged[key] = _deep_merge(old_section, new_section)
         elif isinstance(old, dict) and isinstance(value, dict):
             merged[key] = _deep_merge(old, value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def section_after_rename(section: str, old: dict[str, Any], new_name: Any) -> dict[str, Any]:
+    """A named section given a name: the same class keeps everything; another class starts afresh,
+    keeping only what KEPT_WHEN_RENAMED keeps (a data section's batching keys)."""
+    if _same_name(old.get("name"), new_name):
+        return old
+    return {key: old[key] for key in KEPT_WHEN_RENAMED.get(section, ()) if key in old}
 
 
 def _same_name(old: Any, new: Any) -> bool:

@@ -1,8 +1,9 @@
 """What a valid config file is: one pydantic model of everything in it.
 
 Sections that name a class (model, data, loss, optimizer, scheduler) hold that class's keyword
-arguments verbatim besides optcli's own keys; those arguments are bound to the class's signature in
-`resolve.py`. Every other key is typed here.
+arguments verbatim besides optcli's own keys (or under `args`); those arguments are bound to the
+class's signature in `sections.py` (components/signature.py does the binding). Every other key is
+typed here.
 """
 
 from __future__ import annotations

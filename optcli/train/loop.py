@@ -1,7 +1,10 @@
 """The training loop: zero_grad -> forward -> backward -> clip -> step -> schedule, producing records.
 
-Nothing here waits for an accelerator on an ordinary step: losses and gradient norms stay on the
-device until `HostCopies` copies them in batches (its flush is the loop's sync point).
+One optimizer step is `take_step` (step.py); this is the loop around it: epochs, evaluations, host
+copies, checkpoints due, stops. On one process nothing here waits for an accelerator on an ordinary
+step: losses and gradient norms stay on the device until `HostCopies` copies them in batches (its
+flush is the loop's sync point). Under several processes the stop decision is agreed every step (an
+all-reduce: see distributed.agree).
 """
 
 from __future__ import annotations
