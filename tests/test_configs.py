@@ -13,24 +13,6 @@ CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 TRAIN_CONFIGS = [path for path in CONFIGS if not path.name.startswith("compare_")]
 
 
-def test_the_configs_the_issue_names_exist():
-    names = {path.name for path in CONFIGS}
-    for expected in [
-        "adam_steplr.yaml",
-        "sgd.yaml",
-        "momentum.yaml",
-        "adam.yaml",
-        "rmsprop.yaml",
-        "adagrad.yaml",
-        "step_lr.yaml",
-        "reduce_on_plateau.yaml",
-        "exponential.yaml",
-        "warmup_cosine.yaml",
-        "tiny.yaml",
-    ]:
-        assert expected in names
-
-
 def source_run(path: Path, out: Path) -> list[str]:
     """A fine-tuning config starts from another config's run: train that one first, as its header says."""
     init = (yaml.safe_load(path.read_text())["model"]).get("init")
@@ -55,11 +37,6 @@ def test_config_has_a_header_and_trains(tmp_path, path):
 
 
 COMPARE_CONFIGS = [path for path in CONFIGS if path.name.startswith("compare_")]
-
-
-def test_the_compare_configs_the_issue_names_exist():
-    names = {path.name for path in CONFIGS}
-    assert {"teacher_mlp.yaml", "compare_guide.yaml", "compare_schedulers.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", COMPARE_CONFIGS, ids=lambda path: path.name)

@@ -1,12 +1,10 @@
 """The order in which `compare --jobs N` hands out its runs: every arm's first seed first, then the
-longest expected first, so that the workers finish together. Checked on a simulated clock: two workers,
-arms of known lengths, as `WorkerPool.run` drives `LongestFirst`."""
+longest expected first, so that the workers finish together. `LongestFirst`'s choices, with the time
+each job took set on a clock of the test's."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import pytest
 
 import optcli.compare.dispatch as dispatch
 from optcli.compare.dispatch import LongestFirst
@@ -22,59 +20,48 @@ def seed_major(arms: list[str], seeds: int) -> list[FakeJob]:
     return [FakeJob(seed * len(arms) + place, arm) for seed in range(seeds) for place, arm in enumerate(arms)]
 
 
-def simulate(jobs, seconds, workers, monkeypatch, first_job_slowdown=0.0):
-    """Hand the jobs to `workers` workers on a simulated clock, as the pool does (one per free worker);
-    `seconds[arm]` is how long each of the arm's jobs takes. Returns the order handed out and the time
-    at which the last worker finished."""
+def took(order: LongestFirst[FakeJob], job: FakeJob, seconds: float, clock: list[float]) -> None:
+    """`job`, handed out at the clock's time 0, finished after `seconds`."""
+    clock[0] = seconds
+    order.finished(job.index)
+
+
+def clocked(monkeypatch) -> list[float]:
     clock = [0.0]
     monkeypatch.setattr(dispatch.time, "perf_counter", lambda: clock[0])
-    order = LongestFirst(jobs)
-    running: list[tuple[float, FakeJob]] = []
-    handed: list[FakeJob] = []
-
-    def hand_out() -> None:
-        job = order.next()
-        handed.append(job)
-        slow = first_job_slowdown if len(handed) <= workers else 0.0  # the start-up around them
-        running.append((clock[0] + seconds[job.arm] + slow, job))
-
-    for _ in range(min(workers, len(jobs))):
-        hand_out()
-    while running:
-        running.sort(key=lambda entry: entry[0])
-        clock[0], job = running.pop(0)
-        order.finished(job.index)
-        if order:
-            hand_out()
-    return handed, clock[0]
+    return clock
 
 
 def test_every_arm_starts_first_in_the_plans_order(monkeypatch):
-    jobs = seed_major(["sgd", "momentum", "adam"], 3)
-    handed, _ = simulate(jobs, {"sgd": 1.0, "momentum": 1.0, "adam": 1.0}, 2, monkeypatch)
-    assert [job.index for job in handed[:3]] == [0, 1, 2]
-    assert sorted(job.index for job in handed) == list(range(9))  # each job exactly once
+    clocked(monkeypatch)
+    order = LongestFirst(seed_major(["sgd", "momentum", "adam"], 3))
+    assert [order.next().index for _ in range(3)] == [0, 1, 2]
+    assert sorted(order.next().index for _ in range(6)) == list(range(3, 9)) and not order  # each once
 
 
 def test_a_slow_arms_later_seeds_go_before_the_quick_ones(monkeypatch):
-    arms = ["sgd", "momentum", "adam", "lbfgs"]
+    clock = clocked(monkeypatch)
     seconds = {"sgd": 1.0, "momentum": 1.0, "adam": 1.0, "lbfgs": 4.0}
-    jobs = seed_major(arms, 3)
-    handed, finished = simulate(jobs, seconds, 2, monkeypatch)
-    later = [job.arm for job in handed[len(arms) :]]
-    assert later[:2] == ["lbfgs", "lbfgs"]  # as soon as lbfgs is known to be the slow one
-    # 21 s of work on two workers: 10.5 at best; the plan's own order would end at 13 (lbfgs last).
-    assert finished == pytest.approx(11.0)
-    in_plan_order = sum(seconds[job.arm] for job in jobs)
-    assert finished < in_plan_order / 2 + seconds["lbfgs"] / 2
+    order = LongestFirst(seed_major(list(seconds), 3))
+    for job in [order.next() for _ in seconds]:
+        took(order, job, seconds[job.arm], clock)
+    later = [order.next().arm for _ in range(8)]
+    assert later[:2] == ["lbfgs", "lbfgs"] and set(later[2:]) == {"sgd", "momentum", "adam"}
 
 
-def test_the_quick_arms_jobs_end_the_comparison_after_a_slow_start(monkeypatch):
-    """The first jobs share the machine with the start-up, and take longer than the others."""
-    arms = ["sgd", "adam"]
-    jobs = seed_major(arms, 4)
-    handed, _ = simulate(jobs, {"sgd": 1.0, "adam": 2.0}, 2, monkeypatch, first_job_slowdown=0.8)
-    assert [job.arm for job in handed[-2:]] == ["sgd", "sgd"]  # the quick arm's jobs end the comparison
+def test_an_arm_is_judged_by_its_quickest_run_so_far(monkeypatch):
+    """The first jobs share the machine with the start-up: a slow first run of the quick arm does not
+    make it look slow once a later one was quick."""
+    clock = clocked(monkeypatch)
+    order = LongestFirst(seed_major(["sgd", "adam"], 4))
+    sgd, adam = order.next(), order.next()
+    took(order, sgd, 3.0, clock)  # slowed by the start-up
+    took(order, adam, 2.0, clock)
+    clock[0] = 0.0
+    assert [order.next().arm, order.next().arm] == ["sgd", "sgd"]  # 3 s expected, against adam's 2
+    took(order, FakeJob(4, "sgd"), 1.0, clock)  # sgd's second run, at its true speed
+    remaining = [order.next().arm for _ in range(4)]
+    assert remaining == ["adam", "adam", "adam", "sgd"]  # the quick arm's job ends the comparison
 
 
 def test_matplotlib_is_imported_once_a_worker_has_no_more_runs(monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import pytest
 import torch
 from torch import nn
 
+from optcli.seeds import DATA_ORDER, derive_seed
+from optcli.train.checkpoints import load_checkpoint
 from tests.conftest import (
     assert_clean_exit,
     column,
@@ -29,6 +32,25 @@ def simple_nn() -> nn.Module:
     return nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
 
 
+@dataclass
+class Steps:
+    """What a run did, step by step, and where it ended: every step's loss, learning rate and gradient
+    norm (before clipping), and the final weights in order."""
+
+    losses: list[float]
+    rates: list[float]
+    norms: list[float]
+    weights: list[torch.Tensor]
+
+    def assert_equal(self, other: Steps) -> None:
+        """Bit for bit, not approximately."""
+        assert self.losses == other.losses
+        assert self.rates == other.rates
+        assert self.norms == other.norms
+        assert len(self.weights) == len(other.weights)
+        assert all(torch.equal(a, b) for a, b in zip(self.weights, other.weights, strict=True))
+
+
 def plain_loop(
     data_path: Path,
     make_optimizer: Callable[[Any], torch.optim.Optimizer],
@@ -39,8 +61,10 @@ def plain_loop(
     scheduler_per_step: bool = False,
     clip: Callable[[Any], Any] | None = None,
     seed: int = 0,
-) -> tuple[list[float], list[float]]:
-    """The guide's loop, written by hand: the loss and learning rate of every step."""
+    shuffle: bool = False,
+) -> Steps:
+    """The guide's loop, written by hand (shuffling, when asked, with a generator of its own seeded as
+    the docs of data/batches.py say)."""
     data = torch.load(data_path)
     inputs, labels = data["x"], data["y"]
     torch.manual_seed(seed)
@@ -48,32 +72,41 @@ def plain_loop(
     criterion = nn.CrossEntropyLoss()
     optimizer = make_optimizer(model.parameters())
     scheduler = make_scheduler(optimizer) if make_scheduler else None
-    losses, rates = [], []
+    order_generator = torch.Generator().manual_seed(derive_seed(seed, DATA_ORDER))
+    steps = Steps([], [], [], [])
     for _epoch in range(epochs):
+        order = (
+            torch.randperm(len(inputs), generator=order_generator) if shuffle else torch.arange(len(inputs))
+        )
         for start in range(0, len(inputs), batch_size):
-            rates.append(optimizer.param_groups[0]["lr"])
+            batch = order[start : start + batch_size]
+            steps.rates.append(optimizer.param_groups[0]["lr"])
             optimizer.zero_grad()
-            loss = criterion(model(inputs[start : start + batch_size]), labels[start : start + batch_size])
+            loss = criterion(model(inputs[batch]), labels[batch])
             loss.backward()
+            norm = nn.utils.get_total_norm([p.grad for p in model.parameters()])
             if clip:
                 clip(model.parameters())
             optimizer.step()
             if scheduler and scheduler_per_step:
                 scheduler.step()
-            losses.append(loss.item())
+            steps.losses.append(loss.item())
+            steps.norms.append(norm.item())
         if scheduler and not scheduler_per_step:
             scheduler.step()
-    return losses, rates
+    steps.weights = list(model.state_dict().values())
+    return steps
 
 
-def optcli_steps(tmp_path: Path, tensor_file: Path, **sections: Any) -> tuple[list[float], list[float]]:
+def optcli_steps(tmp_path: Path, tensor_file: Path, shuffle: bool = False, **sections: Any) -> Steps:
     config = guide_config(
-        data={"name": "tensors", "path": str(tensor_file), "batch_size": 64, "shuffle": False}
+        data={"name": "tensors", "path": str(tensor_file), "batch_size": 64, "shuffle": shuffle}
     )
     config.update(sections)
     run_dir = train_ok(write_config(tmp_path, config), tmp_path / "runs")
     rows = read_csv(run_dir / "metrics.csv")
-    return column(rows, "loss"), column(rows, "lr")
+    weights = list(load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"].values())
+    return Steps(column(rows, "loss"), column(rows, "lr"), column(rows, "grad_norm"), weights)
 
 
 GUIDE_OPTIMIZERS = [
@@ -87,10 +120,8 @@ GUIDE_OPTIMIZERS = [
 
 @pytest.mark.parametrize(("optimizer", "make_optimizer"), GUIDE_OPTIMIZERS, ids=lambda v: str(v)[:20])
 def test_guide_optimizers_equal_the_plain_loop(tmp_path, tensor_file, optimizer, make_optimizer):
-    losses, rates = optcli_steps(tmp_path, tensor_file, optimizer=optimizer, train={"epochs": 3})
-    expected_losses, expected_rates = plain_loop(tensor_file, make_optimizer, epochs=3)
-    assert losses == expected_losses  # bit for bit, not approximately
-    assert rates == expected_rates
+    steps = optcli_steps(tmp_path, tensor_file, optimizer=optimizer, train={"epochs": 3})
+    steps.assert_equal(plain_loop(tensor_file, make_optimizer, epochs=3))
 
 
 GUIDE_SCHEDULERS = [
@@ -113,17 +144,17 @@ GUIDE_SCHEDULERS = [
     ("scheduler", "make_scheduler"), GUIDE_SCHEDULERS[:2], ids=["step_lr", "exponential"]
 )
 def test_guide_schedulers_equal_the_plain_loop(tmp_path, tensor_file, scheduler, make_scheduler):
-    losses, rates = optcli_steps(tmp_path, tensor_file, scheduler=scheduler, train={"epochs": 4})
+    steps = optcli_steps(tmp_path, tensor_file, scheduler=scheduler, train={"epochs": 4})
     expected = plain_loop(
         tensor_file, lambda p: torch.optim.Adam(p, lr=1e-3), epochs=4, make_scheduler=make_scheduler
     )
-    assert (losses, rates) == expected
-    assert len(set(rates)) > 1  # the schedule really changed the rate
+    steps.assert_equal(expected)
+    assert len(set(steps.rates)) > 1  # the schedule really changed the rate
 
 
 def test_complete_example_with_clipping_equals_the_plain_loop(tmp_path, tensor_file):
     """The guide's complete example (Adam 0.001, StepLR 5/0.1) plus clip_grad_norm_(max_norm=1.0)."""
-    losses, rates = optcli_steps(
+    steps = optcli_steps(
         tmp_path,
         tensor_file,
         scheduler={"name": "StepLR", "step_size": 5, "gamma": 0.1},
@@ -137,29 +168,54 @@ def test_complete_example_with_clipping_equals_the_plain_loop(tmp_path, tensor_f
         make_scheduler=lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=5, gamma=0.1),
         clip=lambda p: nn.utils.clip_grad_norm_(p, max_norm=1.0),
     )
-    assert (losses, rates) == expected
+    steps.assert_equal(expected)
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 3.0, float("inf")], ids=["l1", "l3", "max"])
+def test_clipping_by_another_norm_equals_the_plain_loop(tmp_path, tensor_file, norm_type):
+    """clip.norm_type: the norm that is clipped, and the one logged (the clipped norm's kind)."""
+    steps = optcli_steps(
+        tmp_path, tensor_file, clip={"max_norm": 0.5, "norm_type": norm_type}, train={"epochs": 2}
+    )
+    clipped_norms: list[float] = []
+    expected = plain_loop(
+        tensor_file,
+        lambda p: torch.optim.Adam(p, lr=0.001),
+        epochs=2,
+        clip=lambda p: clipped_norms.append(nn.utils.clip_grad_norm_(p, 0.5, norm_type).item()),
+    )
+    expected.norms = clipped_norms  # optcli logs the norm it clipped by
+    steps.assert_equal(expected)
+
+
+def test_a_shuffled_run_equals_the_plain_loop_drawing_the_same_order(tmp_path, tensor_file):
+    steps = optcli_steps(tmp_path, tensor_file, shuffle=True, train={"epochs": 3})
+    expected = plain_loop(tensor_file, lambda p: torch.optim.Adam(p, lr=0.001), epochs=3, shuffle=True)
+    steps.assert_equal(expected)
+    in_order = plain_loop(tensor_file, lambda p: torch.optim.Adam(p, lr=0.001), epochs=3)
+    assert steps.losses[1:] != in_order.losses[1:]  # the order really changed
 
 
 def test_clip_by_value_equals_the_plain_loop(tmp_path, tensor_file):
-    losses, _ = optcli_steps(
+    steps = optcli_steps(
         tmp_path,
         tensor_file,
         optimizer={"name": "sgd", "lr": 0.1},
         clip={"value": 0.001},
         train={"epochs": 2},
     )
-    expected, _ = plain_loop(
+    expected = plain_loop(
         tensor_file,
         lambda p: torch.optim.SGD(p, lr=0.1),
         epochs=2,
         clip=lambda p: nn.utils.clip_grad_value_(p, 0.001),
     )
-    assert losses == expected
+    steps.assert_equal(expected)
 
 
 def test_step_interval_steps_the_scheduler_after_every_batch(tmp_path, tensor_file):
     scheduler = {"name": "step", "step_size": 2, "gamma": 0.5, "interval": "step"}
-    losses, rates = optcli_steps(tmp_path, tensor_file, scheduler=scheduler, train={"epochs": 2})
+    steps = optcli_steps(tmp_path, tensor_file, scheduler=scheduler, train={"epochs": 2})
     expected = plain_loop(
         tensor_file,
         lambda p: torch.optim.Adam(p, lr=1e-3),
@@ -167,8 +223,8 @@ def test_step_interval_steps_the_scheduler_after_every_batch(tmp_path, tensor_fi
         make_scheduler=lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5),
         scheduler_per_step=True,
     )
-    assert (losses, rates) == expected
-    assert rates[:5] == [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4]
+    steps.assert_equal(expected)
+    assert steps.rates[:5] == [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4]
 
 
 def test_lr_column_follows_an_epoch_scheduler(tmp_path):
@@ -181,9 +237,10 @@ def test_lr_column_follows_an_epoch_scheduler(tmp_path):
 
 
 def test_lbfgs_equals_the_plain_closure_loop(tmp_path, tensor_file):
-    losses, _ = optcli_steps(
+    steps = optcli_steps(
         tmp_path, tensor_file, optimizer={"name": "lbfgs", "lr": 0.5, "max_iter": 4}, train={"epochs": 2}
     )
+    losses = steps.losses
     data = torch.load(tensor_file)
     torch.manual_seed(0)
     model = simple_nn()
@@ -203,17 +260,18 @@ def test_lbfgs_equals_the_plain_closure_loop(tmp_path, tensor_file):
             expected.append(optimizer.step(closure).item())  # step returns the first evaluation's loss
     assert losses == expected
     assert losses[-1] < losses[0]
+    assert all(torch.equal(a, b) for a, b in zip(steps.weights, model.state_dict().values(), strict=True))
 
 
 def test_reduce_on_plateau_follows_the_epoch_train_loss(tmp_path, tensor_file):
     # A learning rate too small to move the loss: train_loss plateaus and the rate is cut every epoch.
-    _, rates = optcli_steps(
+    rates = optcli_steps(
         tmp_path,
         tensor_file,
         optimizer={"name": "sgd", "lr": 1e-4},
         scheduler={"name": "plateau", "patience": 0, "factor": 0.5, "threshold": 0.1},
         train={"epochs": 4},
-    )
+    ).rates
     assert sorted(set(rates), reverse=True) == [1e-4, 5e-5, 2.5e-5]
     # And against torch's own scheduler stepped with the epoch's mean loss by hand.
     data = torch.load(tensor_file)

@@ -8,6 +8,7 @@ typed here.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -136,11 +137,13 @@ class ClipConfig(Strict):
     """`{max_norm, norm_type}` -> clip_grad_norm_; `{value}` -> clip_grad_value_."""
 
     max_norm: float | None = Field(None, gt=0)
-    norm_type: float = Field(2.0, gt=0)
+    norm_type: float = Field(2.0, gt=0, allow_inf_nan=True)  # .inf: the largest gradient (nan: refused below)
     value: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _one_kind(self) -> ClipConfig:
+        if math.isnan(self.norm_type):
+            raise ValueError("norm_type must be a number above 0, or .inf for the largest gradient")
         if (self.max_norm is None) == (self.value is None):
             raise ValueError("give either max_norm (clip_grad_norm_) or value (clip_grad_value_)")
         if self.value is not None and "norm_type" in self.model_fields_set:
