@@ -58,3 +58,21 @@ def test_without_the_package_check_says_how_to_install_it(tmp_path, monkeypatch)
     config = write_config(tmp_path, guide_config(output={"tensorboard": True}))
     message = config_error(invoke("check", config))
     assert "output.tensorboard" in message and "pip install 'optcli[tensorboard]'" in message
+
+
+def test_steps_a_resumed_run_logs_again_appear_once(tmp_path):
+    """checkpoint_every: 2 over 3 epochs: the last checkpoint is epoch 2's, so a resume to 4 epochs
+    logs epoch 3 again; TensorBoard shows it once, as the uninterrupted run's."""
+    train = {"epochs": 3, "checkpoint_every": 2}
+    config = write_config(tmp_path, guide_config(data=DATA, output={"tensorboard": True}, train=train))
+    run_dir = train_ok(config, tmp_path / "runs")
+    resumed = invoke("resume", run_dir, "--set", "train.epochs=4", "--allow-changes", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    whole = train_ok(config, tmp_path / "whole", "--set", "train.epochs=4")
+    for directory in (run_dir, whole):
+        rows = read_csv(directory / "metrics.csv")
+        scalars = events(directory / "tensorboard").Scalars("train/loss")
+        assert [event.step for event in scalars] == [int(row["step"]) for row in rows]
+        assert [event.value for event in scalars] == pytest.approx(
+            [float(row["loss"]) for row in rows], rel=1e-6
+        )

@@ -201,7 +201,8 @@ def _open_files(
     if spec.output.tensorboard:
         from optcli.train.tensorboard import TensorBoardWriter
 
-        files.append(TensorBoardWriter(run_dir, spec))
+        purge_step = checkpoint["loop"]["step"] + 1 if checkpoint else None  # the steps logged again
+        files.append(TensorBoardWriter(run_dir, spec, purge_step))
     return csv, summary, files
 
 

@@ -30,8 +30,10 @@ from optcli.train.sinks import FLUSH_INTERVAL_S, RunOutcome
 
 
 class TensorBoardWriter:
-    def __init__(self, run_dir: Path, spec: RunSpec) -> None:
-        from tensorboard.compat.proto.event_pb2 import Event
+    def __init__(self, run_dir: Path, spec: RunSpec, purge_step: int | None = None) -> None:
+        """`purge_step`: a resumed run logs the steps from there again; TensorBoard drops what an
+        earlier file holds of them (a session restart, as SummaryWriter's purge_step writes it)."""
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
         from tensorboard.compat.proto.summary_pb2 import Summary
         from torch.utils.tensorboard.summary import text
 
@@ -43,8 +45,14 @@ class TensorBoardWriter:
         self.started = time.time()
         self.spec = spec
         self._event(Event(wall_time=self.started, file_version="brain.Event:2"))
-        resolved = yaml.safe_dump(spec.resolved, sort_keys=False)
-        self._event(Event(wall_time=self.started, step=0, summary=text("config", "```\n" + resolved + "```")))
+        if purge_step is not None:
+            restart = SessionLog(status=SessionLog.START)
+            self._event(Event(wall_time=self.started, step=purge_step, session_log=restart))
+        else:  # (a resumed run's config is the first file's, or says so in summary.json)
+            resolved = yaml.safe_dump(spec.resolved, sort_keys=False)
+            self._event(
+                Event(wall_time=self.started, step=0, summary=text("config", "```\n" + resolved + "```"))
+            )
         self.pending: list[StepRecord] = []
         self.next_flush = time.perf_counter() + FLUSH_INTERVAL_S
         self.finals: dict[str, float] = {}
