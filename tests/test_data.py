@@ -545,7 +545,7 @@ def test_regression_metrics_reach_the_files_and_rank_a_comparison(tmp_path):
 
 
 def test_data_json_records_the_split_so_plain_torch_rebuilds_a_reported_metric(tmp_path):
-    """The README's recipe: the CSV read with the csv module, the rows data.json names, the training
+    """docs/data.md's recipe: the CSV read with the csv module, the rows data.json names, the training
     split's normalization, and the last checkpoint's weights give the run's last validation loss."""
     write_fruit(tmp_path / "fruit.csv", rows=90)
     data = {"name": "csv", "path": "fruit.csv", "target": "kind", "val_fraction": 0.25}

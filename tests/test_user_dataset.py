@@ -104,7 +104,7 @@ def import_user_code(directory: Path) -> Any:
 
 
 def hand_written_losses(directory: Path, num_workers: int) -> list[float]:
-    """The README's recipe: seed as optcli does, build the model, iterate optcli's DataLoader."""
+    """docs/data.md's recipe: seed as optcli does, build the model, iterate optcli's DataLoader."""
     user = import_user_code(directory)
     random.seed(SEED)
     numpy.random.seed(SEED)
