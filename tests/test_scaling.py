@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from optcli.config.loading import RawConfig
 from optcli.config.resolve import resolve_config
@@ -188,3 +189,23 @@ def test_fp16s_scaler_state_travels_in_the_checkpoint(tmp_path):
     fresh = build_session(spec)
     restore_session(fresh, checkpoint)
     assert fresh.scaler is not None and fresh.scaler.state_dict() == checkpoint["scaler"]
+
+
+def test_threads_sets_torchs_threads_for_the_run_and_is_recorded(tmp_path):
+    record = tmp_path / "threads.txt"
+    (tmp_path / "counting.py").write_text(
+        "import torch\n"
+        "class Net(torch.nn.Linear):\n"
+        "    def __init__(self, in_features, out_features):\n"
+        "        super().__init__(in_features, out_features)\n"
+        f"        open({str(record)!r}, 'a').write(f'{{torch.get_num_threads()}}\\n')\n"
+    )
+    before = torch.get_num_threads()
+    values = {**config(16), "model": {"name": "counting.py:Net"}, "scheduler": None}
+    del values["scheduler"]
+    try:
+        run = train_ok(write_config(tmp_path, values), tmp_path / "runs", "--threads", "1")
+    finally:
+        torch.set_num_threads(before)
+    assert record.read_text().split()[-1] == "1"  # the real model, built inside the run
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["threads"] == 1

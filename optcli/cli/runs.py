@@ -19,6 +19,7 @@ from optcli.cli.shared import (
     NprocOption,
     OutOption,
     SetOption,
+    ThreadsOption,
     app,
     fail,
     forwarded_options,
@@ -38,6 +39,7 @@ def train(
     device: DeviceOption = None,
     out: OutOption = None,
     max_steps: MaxStepsOption = None,
+    threads: ThreadsOption = None,
     nproc: NprocOption = None,
     max_restarts: MaxRestartsOption = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary line.")] = False,
@@ -50,7 +52,7 @@ def train(
     with reported_errors(debug):
         from optcli.compare.plan import check_structure
 
-        overrides = run_overrides(settings, device, out, max_steps)
+        overrides = run_overrides(settings, device, out, max_steps, threads)
         check_structure(config, overrides)  # before torch is imported: a wrong key is answered at once
         import_torch()
         from optcli.config.loading import load_config
@@ -62,6 +64,7 @@ def train(
         if nproc is not None and not world.launched:  # the launcher: check, then start the workers
             print_advice({"": spec})
             forwarded = forwarded_options(settings, device, out, max_steps, quiet, debug)
+            forwarded += [f"--threads={threads}"] if threads is not None else []
             launch_workers(spec, nproc, max_restarts, ["train", str(config), *forwarded], debug)
             return
         if world.is_main:

@@ -42,6 +42,12 @@ OutOption = Annotated[
     Path | None, typer.Option(help="Write the run under this folder (replaces output.dir).")
 ]
 MaxStepsOption = Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="torch's threads for the run (train.threads); one is often fastest on a busy machine."
+    ),
+]
 NprocOption = Annotated[
     int | None,
     typer.Option(
@@ -115,13 +121,18 @@ def reported_errors(debug: bool) -> Iterator[None]:
 
 
 def run_overrides(
-    settings: list[str] | None, device: str | None, out: Path | None, max_steps: int | None
+    settings: list[str] | None,
+    device: str | None,
+    out: Path | None,
+    max_steps: int | None,
+    threads: int | None = None,
 ) -> list[str]:
-    """`--set` strings with `--device`, `--out` and `--max-steps` as overrides of their keys."""
+    """`--set` strings with `--device`, `--out`, `--max-steps` and `--threads` as overrides of their keys."""
     from optcli.config.loading import option_overrides
 
     output = str(out) if out is not None else None
-    return option_overrides(settings, {"device": device, "output.dir": output, "train.max_steps": max_steps})
+    values = {"device": device, "output.dir": output, "train.max_steps": max_steps, "train.threads": threads}
+    return option_overrides(settings, values)
 
 
 def _version_callback(value: bool) -> None:

@@ -179,6 +179,9 @@ class TrainConfig(Strict):
     precision: Literal["32", "bf16", "fp16"] = "32"
     accumulate: int = Field(1, ge=1)  # micro-batches (of data.batch_size) per optimizer step
     compile: bool | dict[str, Any] = False  # torch.compile the model; a mapping holds its arguments
+    # torch's intra-op threads for this run (torch.set_num_threads); default: torch's own choice. On a
+    # busy machine a small model runs several times faster with one.
+    threads: int | None = Field(None, ge=1)
 
     @field_validator("precision", mode="before")
     @classmethod

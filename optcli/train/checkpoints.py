@@ -270,7 +270,7 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     flat_old, flat_new = _flatten(old), _flatten(new)
     differences = []
     for key in sorted(set(flat_old) | set(flat_new)):
-        if key.startswith("output.") or key == "name":
+        if key.startswith("output.") or key in ("name", "train.threads"):  # where and how fast, not what
             continue
         before, after = flat_old.get(key, "(absent)"), flat_new.get(key, "(absent)")
         if before != after:

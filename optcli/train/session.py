@@ -72,6 +72,8 @@ def seed_everything(seed: int) -> None:
 
 
 def build_session(spec: RunSpec, world: World = ALONE) -> Session:
+    if spec.train.threads is not None:
+        torch.set_num_threads(spec.train.threads)
     set_determinism(spec.deterministic)
     seed_everything(spec.seed)
     # The model is built first, on the CPU, straight after seeding: its weights are those of
