@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from optcli.train.checkpoints import load_checkpoint
+from optcli.train.distributed import free_port
 from tests.conftest import (
     REPO,
     assert_clean_exit,
@@ -273,3 +274,44 @@ def test_ctrl_c_stops_every_rank_together_and_resume_with_nproc_finishes_the_run
     expected, found = weights(reference), weights(run)
     assert all(torch.equal(found[key], expected[key]) for key in expected)
     assert_clean_exit(invoke("check", config), 0)
+
+
+def _count_agreements(rank: int, port: int, directory: str, steps_per_sync: int) -> None:
+    """One of two gloo ranks: train with the stop decision counted, and note how often it was taken."""
+    import torch.distributed as dist
+
+    from optcli.config.loading import RawConfig
+    from optcli.config.resolve import resolve_config
+    from optcli.train.distributed import World, agree
+    from optcli.train.loop import run_training
+    from optcli.train.records import StepRecord
+    from optcli.train.session import build_session
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        world = World(rank, 2, rank, 0, "test")
+        values = {**CONFIG, "train": {"epochs": 2}}
+        spec = resolve_config(RawConfig(values, Path(directory), "count"))
+        asked = []
+
+        def stop() -> bool:
+            asked.append(1)
+            return agree(world, False)
+
+        records = list(run_training(build_session(spec, world), None, stop, steps_per_sync=steps_per_sync))
+        steps = sum(isinstance(record, StepRecord) for record in records)
+        Path(directory, f"rank{rank}.txt").write_text(f"{len(asked)} {steps}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_several_processes_agree_on_stopping_only_where_values_reach_the_host(tmp_path):
+    """With NCCL an agreement waits for the device: none between two host copies (5 steps apart
+    here), so an ordinary step never waits; the kill, Ctrl-C and non-finite tests above show that
+    every rank still stops at the same step."""
+    import torch.multiprocessing
+
+    torch.multiprocessing.spawn(_count_agreements, args=(free_port(), str(tmp_path), 5), nprocs=2, join=True)
+    for rank in (0, 1):
+        asked, steps = map(int, (tmp_path / f"rank{rank}.txt").read_text().split())
+        assert steps == 20 and asked == 20 // 5, (asked, steps)  # once per host copy, not per step

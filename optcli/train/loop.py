@@ -1,10 +1,9 @@
 """The training loop: zero_grad -> forward -> backward -> clip -> step -> schedule, producing records.
 
 One optimizer step is `take_step` (step.py); this is the loop around it: epochs, evaluations, host
-copies, checkpoints due, stops. On one process nothing here waits for an accelerator on an ordinary
-step: losses and gradient norms stay on the device until `HostCopies` copies them in batches (its
-flush is the loop's sync point). Under several processes the stop decision is agreed every step (an
-all-reduce: see distributed.agree).
+copies, checkpoints due, stops. Nothing here waits for an accelerator on an ordinary step: losses
+and gradient norms stay on the device until `HostCopies` copies them in batches (its flush is the
+loop's sync point), and several processes agree on stopping only at those points.
 """
 
 from __future__ import annotations
@@ -167,13 +166,17 @@ def _train_epoch(
             continue
         state.skips_in_a_row = 0
         state.scaler_skips += result.outcome == "scaler_skipped"
-        if host.add(done):  # its values wait on the device until a copy is due
+        copied = host.add(done)  # its values wait on the device until a copy is due
+        if copied:
             yield from host.flush()
         # Evaluate every eval_every steps, except at the last step of the epoch or run: their end does.
         if eval_every and state.step % eval_every == 0 and state.step != last_step:
             yield from host.flush()
             yield _evaluation(session, clock, "val", state.step, state.epoch)
-        if stop_requested():  # Ctrl-C or SIGTERM: this step is done; keep it, and stop
+        # Ctrl-C or SIGTERM: this step is done; keep it, and stop. Several processes agree on it (an
+        # all-reduce and a host copy) only where values were copied to the host anyway: every rank
+        # copies at the same steps, so all stop at the same one, and no ordinary step waits.
+        if (copied or not session.world.active) and stop_requested():
             yield from _interrupt(host, clock, state)
         if state.step == last_step:
             break
