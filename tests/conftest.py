@@ -87,6 +87,17 @@ SMALL_TEACHER = {
 }
 
 
+# A run of some seconds (3,000 steps of 10 an epoch), to stop, kill or signal while it trains.
+LONG_RUN = {
+    "seed": 1,
+    "device": "cpu",
+    "model": {"name": "mlp", "hidden": [32]},
+    "data": {"name": "teacher", "samples": 320, "features": 8, "classes": 3, "batch_size": 32},
+    "optimizer": {"name": "adam", "lr": 0.003},
+    "train": {"epochs": 300},
+}
+
+
 def guide_config(**sections: Any) -> dict[str, Any]:
     """The guide's SimpleNN on random data, with any section replaced."""
     config: dict[str, Any] = {

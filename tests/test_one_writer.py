@@ -11,6 +11,9 @@ import time
 import pytest
 
 from tests.conftest import (
+    LONG_RUN as LONG,
+)
+from tests.conftest import (
     REPO,
     assert_clean_exit,
     config_error,
@@ -24,15 +27,6 @@ from tests.conftest import (
 )
 
 pytestmark = pytest.mark.slow  # real processes
-
-LONG = {
-    "seed": 1,
-    "device": "cpu",
-    "model": {"name": "mlp", "hidden": [32]},
-    "data": {"name": "teacher", "samples": 320, "features": 8, "classes": 3, "batch_size": 32},
-    "optimizer": {"name": "adam", "lr": 0.003},
-    "train": {"epochs": 300},
-}
 
 
 def test_a_second_resume_of_a_run_being_written_is_refused(tmp_path):
