@@ -113,3 +113,48 @@ def test_every_parameter_groups_rate_is_planned(tmp_path):
         assert rates[0] == pytest.approx(peak / 25) and max(rates) == pytest.approx(peak, rel=0.01)
     final_lrs = read_summary(train_ok(path, tmp_path / "runs"))["final_lrs"]
     assert len(final_lrs) == 3 and final_lrs[2] > final_lrs[0] > final_lrs[1]
+
+
+LONG_SCHEDULES = [
+    {"name": "step_lr", "step_size": 7000, "gamma": 0.5},
+    {"name": "multi_step_lr", "milestones": [5000, 20000], "gamma": 0.1},
+    {"name": "exponential_lr", "gamma": 0.9999},
+    {"name": "cosine_annealing_lr"},
+    {"name": "cosine_annealing_warm_restarts", "T_0": 4000},
+    {"name": "one_cycle_lr", "max_lr": 0.1},
+    {"name": "cyclic_lr", "base_lr": 0.001, "max_lr": 0.1, "step_size_up": 3000},
+    {"name": "polynomial_lr", "power": 2.0},
+    {"name": "linear_lr", "start_factor": 0.1, "total_iters": 9000},
+    {
+        "name": "sequential_lr",
+        "milestones": [2000],
+        "schedulers": [
+            {"name": "linear_lr", "start_factor": 0.01, "total_iters": 2000},
+            {"name": "cosine_annealing_lr"},
+        ],
+    },
+]
+
+
+@pytest.mark.parametrize("scheduler", LONG_SCHEDULES, ids=lambda scheduler: scheduler["name"])
+def test_a_long_runs_sampled_preview_equals_the_walked_schedule_where_it_looks(tmp_path, scheduler):
+    """check and train preview a run of 30,000 steps at 10,000 periods reached by jumps, not walks:
+    each equals the rate a step-by-step walk gives there (to float rounding)."""
+    from optcli.config.loading import RawConfig
+    from optcli.config.resolve import resolve_config
+
+    values = {
+        "device": "cpu",
+        "model": {"name": "linear"},
+        "data": {"name": "random", "samples": 8, "features": 2, "classes": 2, "batch_size": 8},
+        "optimizer": {"name": "sgd", "lr": 0.05},
+        "scheduler": {**scheduler, "interval": "step"},
+        "train": {"epochs": 30000},
+    }
+    sampled = resolve_config(RawConfig(values, tmp_path, "long")).findings.schedule
+    walked = resolve_config(RawConfig(values, tmp_path, "long"), exact_schedule=True).findings.schedule
+    assert sampled is not None and walked is not None
+    assert len(walked.rates) == 30000 and not walked.periods
+    assert len(sampled.periods) == 10000 and sampled.periods[0] == 0 and sampled.periods[-1] == 29999
+    expected = [walked.rates[period] for period in sampled.periods]
+    assert sampled.rates == pytest.approx(expected, rel=1e-9, abs=1e-15)

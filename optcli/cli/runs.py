@@ -175,7 +175,7 @@ def schedule(
             text_plot,
         )
 
-        specs, _ = check_file(config, run_overrides(settings, None, None, max_steps))
+        specs, _ = check_file(config, run_overrides(settings, None, None, max_steps), exact_schedule=True)
         if "" not in specs:
             fail(f"{config}: a compare file; give one arm's config to see its schedule", EXIT_CONFIG)
         spec = specs[""]

@@ -21,6 +21,7 @@ from torch.optim import lr_scheduler
 from optcli.components.signature import read_signature
 from optcli.config.forward_check import check_forward, first_batch
 from optcli.config.init_and_groups import ModelInit, ParamGroup, optimizer_parameters
+from optcli.config.rates import SAMPLED_PERIODS, can_jump, rates_at, sampled_periods
 from optcli.config.sections import Problems, display_name, is_subclass
 from optcli.config.spec import (
     Component,
@@ -45,6 +46,7 @@ def dry_run(
     schedule_length: int,
     checkpoints: bool,
     problems: Problems,
+    exact_schedule: bool = False,
 ) -> DryRunFindings:
     """Build each object once on the meta device and note every problem; return what else it saw."""
     example = first_batch(data, problems)  # a user's Dataset: read before meta tensors are the default
@@ -89,7 +91,9 @@ def dry_run(
             return DryRunFindings()
     start_lr = float(built.param_groups[0]["lr"])
     table = _group_table(built, groups) if groups and network is not None else ()  # before any schedule
-    schedule = _preview_schedule(built, scheduler, schedule_length, problems) if scheduler else None
+    schedule = (
+        _preview_schedule(built, scheduler, schedule_length, problems, exact_schedule) if scheduler else None
+    )
     unread = _unread_arguments(optimizer, built)
     return DryRunFindings(schedule, unread, start_lr, table, group_rates(built), width)
 
@@ -188,9 +192,10 @@ def _check_last_batch(network: torch.nn.Module, data: DataSpec, problems: Proble
 
 
 def _preview_schedule(
-    optimizer: torch.optim.Optimizer, scheduler: SchedulerSpec, length: int, problems: Problems
+    optimizer: torch.optim.Optimizer, scheduler: SchedulerSpec, length: int, problems: Problems, exact: bool
 ) -> SchedulePreview | None:
-    """The scheduler built on the dry run's optimizer and stepped once per period of the run."""
+    """The scheduler built on the dry run's optimizer and stepped once per period of the run; a run
+    longer than SAMPLED_PERIODS previewed at that many periods (rates.py), unless `exact`."""
     start_lr = float(optimizer.param_groups[0]["lr"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch warns that no optimizer step came first: none is needed
@@ -202,6 +207,8 @@ def _preview_schedule(
             return None
         if is_subclass(scheduler.component.target, (lr_scheduler.ReduceLROnPlateau,)):
             return None  # it follows the metric: nothing to preview
+        if not exact and length > SAMPLED_PERIODS and can_jump(built):
+            return _sampled_preview(built, optimizer, length)
         rates = [group_rates(optimizer)]  # every parameter group's, the default group's first
         try:
             for _ in range(max(0, length - 1)):
@@ -211,6 +218,18 @@ def _preview_schedule(
             return None  # a schedule that fails before the run's end (OneCycleLR too short): warned about
     groups = tuple(rates) if len(optimizer.param_groups) > 1 else ()
     return SchedulePreview(start_lr, tuple(rate[0] for rate in rates), groups)
+
+
+def _sampled_preview(built: Any, optimizer: torch.optim.Optimizer, length: int) -> SchedulePreview | None:
+    """The rates at evenly spaced periods, each reached by a jump (rates.py), not a walk."""
+    start_lr = float(optimizer.param_groups[0]["lr"])
+    periods = sampled_periods(length)
+    try:
+        rates = [rates_at(built, period) for period in periods]
+    except Exception:
+        return None  # a schedule that fails before the run's end: warned about
+    groups = tuple(rates) if len(optimizer.param_groups) > 1 else ()
+    return SchedulePreview(start_lr, tuple(rate[0] for rate in rates), groups, tuple(periods))
 
 
 def group_rates(optimizer: torch.optim.Optimizer) -> tuple[float, ...]:

@@ -26,6 +26,7 @@ def planned_rates(spec: RunSpec) -> list[PlannedStep]:
     """The rate of every step of the run. ReduceLROnPlateau follows a metric, so its path is shown
     without reductions (see `follows_a_metric`)."""
     preview = spec.findings.schedule
+    assert preview is None or not preview.periods, "a sampled preview: resolve with exact_schedule=True"
     per_step = spec.scheduler is not None and spec.scheduler.interval == "step"
     start = spec.findings.start_lr if spec.findings.start_lr is not None else math.nan
     starts = spec.findings.start_lrs if len(spec.findings.start_lrs) > 1 else ()

@@ -198,6 +198,8 @@ class SchedulePreview:
     start_lr: float
     rates: tuple[float, ...]  # the default parameter group's (param_groups[0], as metrics.csv logs)
     group_rates: tuple[tuple[float, ...], ...] = ()  # with parameter groups: every group's, per period
+    # A long run's preview is sampled: the periods (0-based) the rates are for; empty: every period.
+    periods: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
