@@ -1,9 +1,12 @@
-"""Costs that must not grow with the run's length: `optcli check` of a OneCycleLR run (a per-step
-schedule) of 400 steps against one of 1,000,000, as whole commands, alternating, in one run.
+"""Costs that must not grow with the run: (1) `optcli check` of a OneCycleLR run (a per-step
+schedule) of 400 steps against one of 1,000,000; (2) checkpoints of a run of 500 one-step epochs,
+written every epoch (checkpoint_every: 1), by time (the default), and never (checkpoint: false).
+Whole commands, alternating, in one run.
 
     python benchmarks/long_runs.py [--rounds 3]
 
-Prints each command's median seconds and the ratio (target: within about 10%)."""
+Prints each command's median seconds and the ratios (targets: check within about 10%; checkpoints
+by time within a few percent of none)."""
 
 from __future__ import annotations
 
@@ -26,9 +29,19 @@ CONFIG = {
 }
 
 
-def seconds(config: Path) -> float:
+TINY_EPOCHS = {
+    "device": "cpu",
+    "model": {"name": "mlp", "hidden": [64]},
+    "data": {"name": "teacher", "samples": 64, "features": 16, "classes": 4, "batch_size": 64},
+    "optimizer": {"name": "adam", "lr": 0.003},
+}
+
+
+def seconds(command: str, config: Path, *extra: str) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "optcli", "check", str(config)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "optcli", command, str(config), *extra], check=True, capture_output=True
+    )
     return time.perf_counter() - started
 
 
@@ -43,13 +56,26 @@ def main() -> None:
             path.write_text(yaml.safe_dump({**CONFIG, "train": {"epochs": steps // 10}}))
             paths[steps] = path
         times: dict[int, list[float]] = {steps: [] for steps in paths}
+        policies = {"every epoch": {"checkpoint_every": 1}, "by time": {}, "none": {"checkpoint": False}}
+        runs = {}
+        for name, train in policies.items():
+            runs[name] = Path(directory) / f"{name.replace(' ', '_')}.yaml"
+            runs[name].write_text(yaml.safe_dump({**TINY_EPOCHS, "train": {"epochs": 500, **train}}))
+        trained: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(rounds):
             for steps, path in paths.items():
-                times[steps].append(seconds(path))
+                times[steps].append(seconds("check", path))
+            for name, path in runs.items():
+                trained[name].append(seconds("train", path, "--quiet", f"--out={directory}/runs"))
     short, long = (statistics.median(times[steps]) for steps in (400, 1_000_000))
     print(f"check, 400 steps:       {short:.2f} s")
     print(f"check, 1,000,000 steps: {long:.2f} s")
     print(f"ratio long/short:       {long / short:.3f}")
+    medians = {name: statistics.median(values) for name, values in trained.items()}
+    for name, value in medians.items():
+        print(f"train, 500 one-step epochs, checkpoints {name}: {value:.2f} s")
+    print(f"ratio every epoch/none: {medians['every epoch'] / medians['none']:.3f}")
+    print(f"ratio by time/none:     {medians['by time'] / medians['none']:.3f}")
 
 
 if __name__ == "__main__":

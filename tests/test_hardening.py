@@ -169,7 +169,7 @@ def test_a_checkpoint_that_cannot_be_written_fails_the_run_clearly(tmp_path, mon
         real_write(write, last, best)
 
     monkeypatch.setattr(checkpoint_writer, "write_files", write_until_full)
-    config = write_config(tmp_path, guide_config(train={"epochs": 10}))
+    config = write_config(tmp_path, guide_config(train={"epochs": 10, "checkpoint_every": 1}))
     result = invoke("train", config, "--out", tmp_path / "runs", "--quiet")
     assert_clean_exit(result, 1)
     assert "No space left on device" in result.stderr

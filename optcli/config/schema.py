@@ -9,6 +9,7 @@ typed here.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -168,8 +169,11 @@ class TrainConfig(Strict):
     early_stopping: EarlyStoppingConfig | None = None
     # false: no checkpoint at all (the run cannot be resumed, and the test data judges the last weights)
     checkpoint: bool = True
-    # Epochs between checkpoints/last.pt; 0: none but an interrupted run's (best.pt is still written).
-    checkpoint_every: int = Field(1, ge=0)
+    # Periodic checkpoints (checkpoints/last.pt) by time: "auto" keeps them under about 1% of the run's
+    # time whatever its epochs' length; or seconds (600), or "30s", "10m", "2h".
+    checkpoint_interval: float | str = "auto"
+    # Or by epochs, instead: every N epochs (0: none but an interrupted run's; best.pt is still written).
+    checkpoint_every: int | None = Field(None, ge=0)
     on_nonfinite: Literal["stop", "skip"] = "stop"  # a non-finite loss or gradient norm
     max_skips: int = Field(10, ge=1)  # with skip: stop after this many skipped steps in a row
     # Which weights the test data judges: the best checkpoint's (by the monitored validation metric,
@@ -183,10 +187,40 @@ class TrainConfig(Strict):
     # busy machine a small model runs several times faster with one.
     threads: int | None = Field(None, ge=1)
 
+    @field_validator("checkpoint_interval")
+    @classmethod
+    def _interval(cls, value: float | str) -> float | str:
+        if interval_seconds(value) is None and value != "auto":
+            raise ValueError(
+                'give "auto", a number of seconds above 0, or a duration such as "30s", "10m", "2h"'
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_checkpoint_rule(self) -> TrainConfig:
+        if self.checkpoint_every is not None and self.checkpoint_interval != "auto":
+            raise ValueError("give checkpoint_every (epochs) or checkpoint_interval (time), not both")
+        return self
+
     @field_validator("precision", mode="before")
     @classmethod
     def _precision_as_text(cls, value: Any) -> Any:
         return "32" if value == 32 else value  # YAML reads `precision: 32` as a number
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|h)?\s*$")
+
+
+def interval_seconds(value: float | str) -> float | None:
+    """train.checkpoint_interval in seconds (None for "auto", or a value that is not a duration)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if 0 < value < math.inf else None
+    match = _DURATION.match(value)
+    if match is None or float(match.group(1)) <= 0:
+        return None
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
 
 
 class OutputConfig(Strict):

@@ -12,7 +12,7 @@ full disk, say), as writing in the loop's thread would have, only later.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,7 +34,7 @@ class CheckpointWriter:
         self.wait()
         # The whole payload is sized, never a part of it by name: an optimizer's or scheduler's state
         # dict is opaque (a wrapper such as Lookahead nests its own layout).
-        if tensor_bytes(payload) > ASYNC_LIMIT:
+        if state_bytes(payload) > ASYNC_LIMIT:
             write_files(lambda stream: torch.save(payload, stream), last, best)
             return
         buffer = io.BytesIO()
@@ -68,6 +68,11 @@ def write_files(write: Callable[[BinaryIO], object], last: Path | None, best: Pa
     if last is not None and best is not None:
         # The same state: best.pt becomes another name of this last.pt, serialized and synced once.
         link_atomically(last, best)
+
+
+def state_bytes(payload: Mapping[str, Any]) -> int:
+    """The bytes of a checkpoint's tensors (its config, plain values only, left out)."""
+    return sum(tensor_bytes(value) for key, value in payload.items() if key != "config")
 
 
 def tensor_bytes(value: Any) -> int:

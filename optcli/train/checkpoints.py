@@ -1,8 +1,11 @@
 """Checkpoints: everything needed to continue a run exactly, written atomically, read safely.
 
-`checkpoints/last.pt` is written every `train.checkpoint_every` epochs and when a run is
-interrupted; `checkpoints/best.pt` whenever the monitored metric (the validation loss when there is
-validation data, else the epoch's training loss) is the best so far. A checkpoint holds the model,
+`checkpoints/last.pt` is written when a checkpoint is due by time (`train.checkpoint_interval`: by
+default often enough to lose little, rarely enough to cost under about 1% of the run, at an epoch's
+end or within one), or every `train.checkpoint_every` epochs when the config counts epochs instead;
+and always when a run is interrupted and when it ends. `checkpoints/best.pt` is written whenever the
+monitored metric (the validation loss when there is validation data, else the epoch's training loss)
+is the best so far: it must hold that epoch's weights, which no later write could. A checkpoint holds the model,
 optimizer and scheduler, every random generator's state (Python, NumPy, torch, CUDA, the data
 order's), the loop's position, the resolved config, and how long each CSV file was at that point.
 """
@@ -10,8 +13,9 @@ order's), the loop's position, the resolved config, and how long each CSV file w
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 import numpy
 import torch
@@ -19,9 +23,10 @@ import torch
 from optcli.components.optimizers import has_modes, set_optimizer_mode
 from optcli.config.init_and_groups import optimizer_parameters
 from optcli.config.metrics import default_monitor
+from optcli.config.schema import interval_seconds
 from optcli.errors import ConfigError
 from optcli.integrity import damage_in
-from optcli.train.checkpoint_writer import CheckpointWriter
+from optcli.train.checkpoint_writer import ASYNC_LIMIT, CheckpointWriter, state_bytes
 from optcli.train.records import CheckpointDue
 from optcli.train.rundir import remove_partial_writes
 from optcli.train.session import Session
@@ -104,6 +109,37 @@ class Checkpoint(TypedDict):
     training_model: NotRequired[dict[str, Any]]
 
 
+class CheckpointTimer:
+    """When a periodic checkpoint is due by time. With a fixed interval: that long after the last.
+    With "auto" (`interval_s` None): 100 times what the last one cost the loop (so checkpointing
+    takes about 1% of the run's time, whatever its epochs' length), and at most AUTO_MOST_S apart;
+    the first at the first epoch's end (its cost is not known before), or within the first epoch
+    once AUTO_MOST_S have passed."""
+
+    AUTO_SHARE = 0.01
+    AUTO_MOST_S = 600.0  # a run killed at any moment loses at most this much (plus a checkpoint's cost)
+
+    def __init__(self, interval_s: float | None) -> None:
+        self.interval_s = interval_s
+        self.last = time.perf_counter()
+        self.cost_s: float | None = None  # what the last checkpoint cost the loop
+
+    def due(self) -> bool:
+        if self.interval_s is not None:
+            wait = self.interval_s
+        elif self.cost_s is None:
+            wait = self.AUTO_MOST_S
+        else:
+            wait = min(self.AUTO_MOST_S, self.cost_s / self.AUTO_SHARE)
+        return time.perf_counter() - self.last >= wait
+
+    def due_at_epoch_end(self) -> bool:
+        return (self.interval_s is None and self.cost_s is None) or self.due()
+
+    def written(self, cost_s: float) -> None:
+        self.last, self.cost_s = time.perf_counter(), cost_s
+
+
 class Checkpointer:
     """Writes last.pt and best.pt at the points to resume from that the loop yields. The run calls it
     after the sinks have seen every record before that point; it is a step of the run, not a sink."""
@@ -111,12 +147,15 @@ class Checkpointer:
     def __init__(self, run_dir: Path, session: Session) -> None:
         self.directory = run_dir / "checkpoints"
         self.session = session
-        self.enabled = session.spec.train.checkpoint  # false: nothing is ever written
-        self.every = session.spec.train.checkpoint_every
+        train = session.spec.train
+        self.enabled = train.checkpoint  # false: nothing is ever written
+        self.every = train.checkpoint_every  # None: by time (self.timer)
+        self.timer = CheckpointTimer(interval_seconds(train.checkpoint_interval))
         self.monitor = default_monitor(session.spec.data.has_validation)
         self.last_written: str | None = None  # "epoch 3, step 60", for messages: once it is on disk
         self.writer = CheckpointWriter()
         self._writing: str | None = None  # what the writer has in hand
+        self._pending_best: Checkpoint | None = None  # the best point since the last write
         if session.world.is_main:
             remove_partial_writes(self.directory)
 
@@ -124,16 +163,47 @@ class Checkpointer:
         # An interrupt, or a run that max_steps ends mid-epoch, always leaves a point to resume from.
         if not self.enabled:
             return
-        due = point.reason in ("interrupted", "partial") or (self.every > 0 and point.epoch % self.every == 0)
+        due = self._due(point)
         is_best = self.monitor in point.improved
         if not (due or is_best):
             return
+        started = time.perf_counter()
+        payload = self._payload(point, csv_sizes, summary)
+        if is_best and not due and self.every is None and state_bytes(payload) <= ASYNC_LIMIT:
+            # Priced by time too: the best point is kept (a copy, in memory) and written with the next
+            # checkpoint, so that best.pt on disk is always the best as of last.pt. (The config is
+            # the run's, unchanged: shared, not copied.)
+            snapshot = frozen({key: value for key, value in payload.items() if key != "config"})
+            self._pending_best = cast(Checkpoint, {**snapshot, "config": payload["config"]})
+            return
         self.wait()
+        if due and not is_best and self._pending_best is not None:
+            self.writer.write(self._pending_best, None, self.directory / "best.pt")
+            self.wait()
+        self._pending_best = None
         last = self.directory / "last.pt" if due else None
-        self.writer.write(
-            self._payload(point, csv_sizes, summary), last, self.directory / "best.pt" if is_best else None
-        )
+        self.writer.write(payload, last, self.directory / "best.pt" if is_best else None)
         self._writing = f"epoch {point.epoch}, step {point.step}" if due else None
+        if due:  # what this checkpoint cost the loop prices the next (train.checkpoint_interval: auto)
+            self.timer.written(time.perf_counter() - started)
+
+    def _write_pending_best(self) -> None:
+        if self._pending_best is not None:
+            self.wait()
+            self.writer.write(self._pending_best, None, self.directory / "best.pt")
+            self._pending_best = None
+
+    def _due(self, point: CheckpointDue) -> bool:
+        """Whether last.pt is written at this point to resume from."""
+        if point.reason in ("interrupted", "partial"):
+            return True  # (a point no later checkpoint would cover)
+        if self.every is not None:  # by epochs, as the config counts them
+            return point.reason in ("epoch", "final") and self.every > 0 and point.epoch % self.every == 0
+        return point.reason in ("final", "interval") or self.timer.due_at_epoch_end()
+
+    def due(self) -> bool:
+        """Whether a checkpoint is due by time within an epoch (asked by the loop)."""
+        return self.enabled and self.every is None and self.timer.due()
 
     def wait(self) -> None:
         """Every checkpoint handed to the writer is on disk (or its error raised)."""
@@ -142,6 +212,8 @@ class Checkpointer:
             self.last_written, self._writing = self._writing, None
 
     def close(self) -> None:
+        # (A best point still pending is dropped: the run failed before its next checkpoint, and
+        # best.pt on disk stays the best as of last.pt, which a resume goes on from.)
         try:
             self.wait()
         finally:
@@ -150,6 +222,7 @@ class Checkpointer:
     def restore_best(self) -> int | None:
         """The best checkpoint's weights put into the model; its epoch, or None when there is none.
         They are the weights that were scored (an optimizer's eval mode is already applied)."""
+        self._write_pending_best()
         self.wait()
         path = self.directory / "best.pt"
         if not path.is_file():
@@ -184,6 +257,20 @@ class Checkpointer:
         if session.scaler is not None:
             checkpoint["scaler"] = session.scaler.state_dict()
         return checkpoint
+
+
+def frozen(value: Any) -> Any:
+    """A copy of a checkpoint's payload that training cannot change: every tensor cloned, every
+    container copied (numbers and strings are immutable already)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {key: frozen(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [frozen(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(frozen(item) for item in value)
+    return value
 
 
 def model_weights(session: Session) -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -46,6 +46,7 @@ def run_training(
     stop_requested: Callable[[], bool] = lambda: False,
     steps_per_sync: int | None = None,
     restore_best: Callable[[], int | None] = lambda: None,
+    checkpoint_due: Callable[[], bool] = lambda: False,
 ) -> Iterator[Record]:
     """Train the session's model, yielding a record per logged step, per epoch, and at start and end.
 
@@ -53,26 +54,33 @@ def run_training(
     asked after every step, and when it says yes the loop yields a checkpoint and raises Interrupted.
     `steps_per_sync` overrides how many steps wait for one host copy (1 on the CPU, else 50).
     `restore_best` puts the best checkpoint's weights into the model and returns its epoch (or None
-    when there is none): the test data judges those with `train.test_on: best`.
+    when there is none): the test data judges those with `train.test_on: best`. `checkpoint_due` says
+    when a checkpoint is due by time within an epoch (asked where `stop_requested` is).
     Time spent by the caller on each record (writing CSV rows, drawing the table) is not training time.
     """
     clock = TrainingClock()
     if steps_per_sync is None:
         steps_per_sync = 1 if session.device.type == "cpu" else DEVICE_STEPS_PER_SYNC
     plan = LoopPlan.of(session, steps_per_sync)
-    for record in _train(session, plan, clock, state or LoopState(), stop_requested, restore_best):
+    asks = _Asks(stop_requested, checkpoint_due, restore_best)
+    for record in _train(session, plan, clock, state or LoopState(), asks):
         paused_at = time.perf_counter()  # (inline, not clock.paused(): this runs every step)
         yield record
         clock.paused_s += time.perf_counter() - paused_at
 
 
+@dataclasses.dataclass(frozen=True)
+class _Asks:
+    """What the loop asks its caller: whether to stop, whether a checkpoint is due by time, and for
+    the best checkpoint's weights."""
+
+    stop: Callable[[], bool]
+    checkpoint_due: Callable[[], bool]
+    restore_best: Callable[[], int | None]
+
+
 def _train(
-    session: Session,
-    plan: LoopPlan,
-    clock: TrainingClock,
-    state: LoopState,
-    stop_requested: Callable[[], bool],
-    restore_best: Callable[[], int | None],
+    session: Session, plan: LoopPlan, clock: TrainingClock, state: LoopState, asks: _Asks
 ) -> Iterator[Record]:
     spec = session.spec
     stopping = spec.train.early_stopping
@@ -84,7 +92,7 @@ def _train(
     clock.start(state.elapsed_s)
     while state.epoch <= spec.epochs and state.step < spec.total_steps:
         epoch = state.epoch
-        lr = yield from _train_epoch(session, plan, clock, state, stop_requested)
+        lr = yield from _train_epoch(session, plan, clock, state, asks)
         complete = state.batches_done == len(session.batches)  # (micro-batches)
         if not complete:  # max_steps ended the run mid-epoch: a resume with more steps goes on from here
             state.elapsed_s = clock.elapsed()
@@ -106,13 +114,14 @@ def _train(
         # The next epoch starts here: this is a point to resume from.
         state.epoch, state.batches_done, state.epoch_losses = epoch + 1, 0, []
         state.elapsed_s, state.stopper = clock.elapsed(), stopper.to_dict() if stopper else None
-        yield CheckpointDue("epoch", epoch, state.step, state.to_dict(), improved)
+        final = stopped_early is not None or state.epoch > spec.epochs or state.step >= spec.total_steps
+        yield CheckpointDue("final" if final else "epoch", epoch, state.step, state.to_dict(), improved)
         if stopped_early:
             break
     last_epoch = state.epoch - 1 if state.batches_done == 0 else state.epoch
     if session.test_batches is not None:
         # The test data judges the weights the run would keep: the best epoch's (train.test_on).
-        weights_epoch = restore_best() if spec.train.test_on == "best" else None
+        weights_epoch = asks.restore_best() if spec.train.test_on == "best" else None
         # Restored best weights are the scored ones already: no optimizer mode applies to them again.
         test = _evaluation(session, clock, "test", state.step, last_epoch, weights_epoch is None)
         judged: Literal["best", "last"] = "best" if weights_epoch is not None else "last"
@@ -134,7 +143,7 @@ def _train_epoch(
     plan: LoopPlan,
     clock: TrainingClock,
     state: LoopState,
-    stop_requested: Callable[[], bool],
+    asks: _Asks,
 ) -> Generator[Record, None, float]:
     """The rest of the current epoch, step by step; returns the learning rate its last step used."""
     spec, optimizer = session.spec, session.optimizer
@@ -176,8 +185,13 @@ def _train_epoch(
         # Ctrl-C or SIGTERM: this step is done; keep it, and stop. Several processes agree on it (an
         # all-reduce and a host copy) only where values were copied to the host anyway: every rank
         # copies at the same steps, so all stop at the same one, and no ordinary step waits.
-        if (copied or not session.world.active) and stop_requested():
-            yield from _interrupt(host, clock, state)
+        if copied or not session.world.active:
+            if asks.stop():
+                yield from _interrupt(host, clock, state)
+            if state.step != last_step and asks.checkpoint_due():  # (the epoch's end checkpoints itself)
+                yield from host.flush()
+                state.elapsed_s = clock.elapsed()
+                yield CheckpointDue("interval", state.epoch, state.step, state.to_dict())
         if state.step == last_step:
             break
     yield from host.flush()

@@ -95,7 +95,9 @@ class CheckpointDue:
     early stopping have moved on), or the end of a step after an interrupt. `state` is the loop's
     position (LoopState.to_dict()); `metrics` the epoch's, for choosing the best checkpoint."""
 
-    reason: Literal["epoch", "partial", "interrupted"]  # partial: max_steps ended the run mid-epoch
+    # epoch: an epoch's end (final: the run's last); partial: max_steps ended the run mid-epoch;
+    # interval: mid-epoch, because a checkpoint is due by time (train.checkpoint_interval)
+    reason: Literal["epoch", "final", "partial", "interval", "interrupted"]
     epoch: int
     step: int
     state: dict[str, Any] = field(repr=False)

@@ -171,7 +171,13 @@ def _drive(
     with StopRequests().installed() as requests, contextlib.closing(checkpointer):
         # Several processes stop together, at the same step, when any of them is asked to.
         stop = (lambda: agree(world, requests())) if world.active else requests
-        for record in run_training(session, state, stop, restore_best=checkpointer.restore_best):
+        # A checkpoint due by time: rank 0's clock decides, for every rank.
+        due = (
+            (lambda: agree(world, world.is_main and checkpointer.due())) if world.active else checkpointer.due
+        )
+        for record in run_training(
+            session, state, stop, restore_best=checkpointer.restore_best, checkpoint_due=due
+        ):
             for sink in sinks:
                 sink.handle(record)
             if isinstance(record, CheckpointDue):
