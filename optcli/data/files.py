@@ -6,14 +6,19 @@ and training from it do not read twice; every problem with a file is a ConfigErr
 
 from __future__ import annotations
 
+import array
 import csv
 import functools
 import gzip
+import itertools
 import math
 import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import numpy
 import torch
 
 from optcli.data.in_memory import DataInfo, TensorData, modified_time
@@ -52,13 +57,8 @@ class CsvData:
         self.path, self.target, self.features = path, target, features
         self.delimiter, self.header, self.task = delimiter, header, task
 
-    def _table(self) -> tuple[list[str], list[list[str]]]:
-        path = Path(self.path)
-        return _read_csv(str(path), modified_time(path, "path"), self.delimiter, self.header)
-
-    def _columns(self) -> tuple[int, list[int], list[str]]:
-        """The target's column index, the feature columns' indices, and every column's name."""
-        names, _ = self._table()
+    def _columns(self, names: list[str]) -> tuple[int, list[int]]:
+        """The target's column index and the feature columns' indices."""
         target = _column_index(self.target, names, "target")
         if self.features is None:
             features = [index for index in range(len(names)) if index != target]
@@ -68,7 +68,7 @@ class CsvData:
                 raise ConfigError(f"features: the target column '{names[target]}' cannot also be a feature")
         if not features:
             raise ConfigError(f"path: {self.path} has no columns besides the target")
-        return target, features, names
+        return target, features
 
     def describe(self) -> DataInfo:
         return self._parse()[0]
@@ -78,33 +78,31 @@ class CsvData:
 
     @functools.cache  # noqa: B019 - one parse per dataset object; they live as long as a run
     def _parse(self) -> tuple[DataInfo, TensorData]:
-        names, rows = self._table()
-        target, features, _ = self._columns()
-        values = [
-            [_number(row, index, names, line) for index in features] for line, row in rows_with_lines(rows)
-        ]
-        inputs = torch.tensor(values, dtype=torch.get_default_dtype())
-        labels = [row[target].strip() for row in rows]
-        classification, reason = self._task(labels, names[target])
+        path = Path(self.path)
+        modified_time(path, "path")  # (a missing file: a ConfigError naming the key)
+        table = _read_table(path, self.delimiter, self.header, self._columns)
+        inputs, labels, lines = table.inputs, table.labels, table.lines
+        target = table.target
+        classification, reason = self._task(labels, table.names[target])
         if classification:
             class_names = _sorted_labels(labels)
             position = {name: index for index, name in enumerate(class_names)}
             targets = torch.tensor([position[label] for label in labels], dtype=torch.long)
             info = DataInfo(
-                len(rows),
-                (len(features),),
+                len(labels),
+                (inputs.shape[1],),
                 len(class_names),
                 class_names=tuple(class_names),
                 task_reason=reason,
             )
         else:
-            bad = next((line for line, row in rows_with_lines(rows) if not _is_finite(row[target])), None)
+            bad = next((index for index, label in enumerate(labels) if not _is_finite(label)), None)
             if bad is not None:
-                cell = rows[bad - 2][target].strip()
+                cell = labels[bad]
                 kind = "a finite number; fill or drop that row" if _is_number(cell) else "a number"
-                raise ConfigError(f"target: line {bad} of {self.path} has '{cell}', not {kind}")
+                raise ConfigError(f"target: line {lines[bad]} of {self.path} has '{cell}', not {kind}")
             targets = torch.tensor([[float(label)] for label in labels], dtype=torch.get_default_dtype())
-            info = DataInfo(len(rows), (len(features),), None, 1, task_reason=reason)
+            info = DataInfo(len(labels), (inputs.shape[1],), None, 1, task_reason=reason)
         return info, TensorData(inputs, targets)
 
     def _task(self, labels: list[str], column: str) -> tuple[bool, str]:
@@ -130,11 +128,6 @@ class CsvData:
 
 def _is_finite(text: str) -> bool:
     return _is_number(text) and math.isfinite(float(text))
-
-
-def rows_with_lines(rows: list[list[str]]) -> list[tuple[int, list[str]]]:
-    """Rows with their line numbers in the file (after a header row), for messages."""
-    return [(index + 2, row) for index, row in enumerate(rows)]
 
 
 def _sorted_labels(labels: list[str]) -> list[str]:
@@ -176,33 +169,74 @@ def _column_index(column: str | int, names: list[str], key: str) -> int:
     raise ConfigError(f"{key}: " + unknown_name_message("column", str(column), names))
 
 
-@functools.lru_cache(maxsize=8)
-def _read_csv(
-    path: str, modified: float, delimiter: str | None, header: bool | None
-) -> tuple[list[str], list[list[str]]]:
+@dataclass
+class _Table:
+    names: list[str]
+    target: int
+    inputs: torch.Tensor  # the feature columns, as the default float dtype
+    labels: list[str]  # the target column's cells, stripped
+    lines: array.array[int]  # each row's line in the file, for messages
+
+
+def _read_table(
+    path: Path,
+    delimiter: str | None,
+    header: bool | None,
+    columns: Callable[[list[str]], tuple[int, list[int]]],
+) -> _Table:
+    """One pass over the file: every feature cell parsed into one flat float array as it is read (no
+    row of strings is kept: a table takes about its tensor's size, not thirty times it), every bad
+    cell a ConfigError naming its line and column."""
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            sample = stream.read(4096)
+            stream.seek(0)
+            if delimiter is None:
+                try:
+                    delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+                except csv.Error:
+                    delimiter = ","
+            return _parse_rows(path, _non_blank(csv.reader(stream, delimiter=delimiter)), header, columns)
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"path: cannot read {path}: {error}") from None
-    if delimiter is None:
-        try:
-            delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|").delimiter
-        except csv.Error:
-            delimiter = ","
-    rows = [
-        row for row in csv.reader(text.splitlines(), delimiter=delimiter) if any(cell.strip() for cell in row)
-    ]
-    if len(rows) < 2:
+    except csv.Error as error:
+        raise ConfigError(f"path: {path} is not a CSV table optcli can read: {error}") from None
+
+
+def _non_blank(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    """(line, row) for every row with a cell that is not blank."""
+    for row in reader:
+        if any(cell.strip() for cell in row):
+            yield reader.line_num, row
+
+
+def _parse_rows(
+    path: Path,
+    rows: Iterator[tuple[int, list[str]]],
+    header: bool | None,
+    columns: Callable[[list[str]], tuple[int, list[int]]],
+) -> _Table:
+    first, second = next(rows, None), next(rows, None)
+    if first is None or second is None:
         raise ConfigError(f"path: {path} needs at least two rows")
-    width = len(rows[0])
-    for line, row in enumerate(rows, start=1):
+    width = len(first[1])
+    if header is None:  # a header row has a name where the next row has a number
+        header = any(not _is_number(a) and _is_number(b) for a, b in zip(first[1], second[1], strict=False))
+    names = [cell.strip() for cell in first[1]] if header else [str(index) for index in range(width)]
+    target, features = columns(names)
+    values = array.array("d" if torch.get_default_dtype() == torch.float64 else "f")
+    labels: list[str] = []
+    lines = array.array("q")
+    for line, row in itertools.chain([] if header else [first], [second], rows):
         if len(row) != width:
             raise ConfigError(f"path: line {line} of {path} has {len(row)} columns, the first has {width}")
-    if header is None:  # a header row has a name where the next row has a number
-        header = any(not _is_number(a) and _is_number(b) for a, b in zip(rows[0], rows[1], strict=True))
-    if header:
-        return [cell.strip() for cell in rows[0]], rows[1:]
-    return [str(index) for index in range(width)], rows
+        values.extend(_number(row, index, names, line) for index in features)
+        labels.append(row[target].strip())
+        lines.append(line)
+    inputs = torch.from_numpy(numpy.frombuffer(values, dtype=values.typecode)).reshape(
+        len(labels), len(features)
+    )
+    return _Table(names, target, inputs, labels, lines)
 
 
 class IdxData:
