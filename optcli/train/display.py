@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import TextIO
 
@@ -53,10 +54,15 @@ def remaining_time(elapsed_s: float, step: int, total_steps: int) -> float:
 class EpochRows:
     """The rows of the epoch table, kept as plain values: the gradient norm is the epoch's last logged one."""
 
+    # The newest rows only: a terminal shows fewer, and a run of a million tiny epochs keeps its memory.
+    KEPT = 500
+
     def __init__(self) -> None:
-        self.rows: list[tuple[EpochRecord, float | None]] = []
+        self.rows: deque[tuple[EpochRecord, float | None]] = deque(maxlen=self.KEPT)
+        self.count = 0  # rows seen, kept or not
         self.last_grad_norm: float | None = None
         self.epochs = 0
+        self.has_validation = self.has_accuracy = False
 
     def handle(self, record: Record) -> tuple[EpochRecord, float | None] | None:
         if type(record) is StepRecord:  # (the common case, tested first and cheaply)
@@ -66,16 +72,11 @@ class EpochRows:
         elif isinstance(record, EpochRecord):
             row = (record, self.last_grad_norm)
             self.rows.append(row)
+            self.count += 1
+            self.has_validation = self.has_validation or record.val_loss is not None
+            self.has_accuracy = self.has_accuracy or record.val_accuracy is not None
             return row
         return None
-
-    @property
-    def has_validation(self) -> bool:
-        return any(epoch.val_loss is not None for epoch, _ in self.rows)
-
-    @property
-    def has_accuracy(self) -> bool:
-        return any(epoch.val_accuracy is not None for epoch, _ in self.rows)
 
     def columns(self) -> list[str]:
         columns = ["epoch", "step", "train loss", "lr", "grad norm", "time"]
@@ -121,6 +122,7 @@ class LiveDisplay:
         self.task = self.progress.add_task("train", total=None, epoch="1", loss="-", eta="-")
         self.total_steps = 0
         self._next_progress_update = 0.0
+        self._next_table_update = 0.0
         self._last_step: StepRecord | None = None
         self.live = Live(
             self._render(), console=console, refresh_per_second=REFRESHES_PER_SECOND, transient=False
@@ -133,9 +135,9 @@ class LiveDisplay:
             table.add_column(column, justify="right")
         # Keep the table within the terminal: older epochs stay in epochs.csv.
         room = max(5, shutil.get_terminal_size().lines - 8)
-        shown = self.rows.rows[-room:]
-        if len(shown) < len(self.rows.rows):
-            table.caption = f"{len(self.rows.rows) - len(shown)} earlier epochs in epochs.csv"
+        shown = list(self.rows.rows)[-room:]
+        if len(shown) < self.rows.count:
+            table.caption = f"{self.rows.count - len(shown)} earlier epochs in epochs.csv"
         for row in shown:
             table.add_row(*self.rows.cells(row))
         return Group(table, self.progress)
@@ -153,7 +155,9 @@ class LiveDisplay:
                 self._show_step(record)
         elif isinstance(record, SkippedStep):
             self.console.print(skipped_step_warning(record), markup=False, highlight=False)
-        if row is not None:
+        if row is not None and time.perf_counter() >= self._next_table_update:
+            # (at most as often as the terminal is redrawn: a run of tiny epochs ends thousands a second)
+            self._next_table_update = time.perf_counter() + 1 / REFRESHES_PER_SECOND
             self.live.update(self._render())
 
     def _show_step(self, record: StepRecord) -> None:
