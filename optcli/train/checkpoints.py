@@ -160,7 +160,7 @@ class Checkpointer:
             remove_partial_writes(self.directory)
 
     def save(self, point: CheckpointDue, csv_sizes: dict[str, int], summary: SummaryState) -> None:
-        # An interrupt, or a run that max_steps ends mid-epoch, always leaves a point to resume from.
+        """last.pt when a checkpoint is due here (`_due`), best.pt when the monitored metric improved."""
         if not self.enabled:
             return
         due = self._due(point)
