@@ -87,14 +87,14 @@ SMALL_TEACHER = {
 }
 
 
-# A run of some seconds (3,000 steps of 10 an epoch), to stop, kill or signal while it trains.
+# A run of several seconds (10,000 steps of 10 an epoch), to stop, kill or signal while it trains.
 LONG_RUN = {
     "seed": 1,
     "device": "cpu",
     "model": {"name": "mlp", "hidden": [32]},
     "data": {"name": "teacher", "samples": 320, "features": 8, "classes": 3, "batch_size": 32},
     "optimizer": {"name": "adam", "lr": 0.003},
-    "train": {"epochs": 300},
+    "train": {"epochs": 1000},
 }
 
 
