@@ -18,6 +18,18 @@ def derive_seed(seed: int, purpose: str) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+def seed_everything(seed: int) -> None:
+    """Python's, NumPy's and torch's global generators (torch's seeds every CUDA device too)."""
+    import random
+
+    import numpy
+    import torch
+
+    random.seed(seed)
+    numpy.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def batch_purpose(epoch: int, index: int, part: int | None = None) -> str:
     """A user Dataset's batch `index` of `epoch` (and a process's `part` of it): what its augmentations draw."""
     return f"batch:{epoch}:{index}" + (f":{part}" if part is not None else "")

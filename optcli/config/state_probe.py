@@ -24,6 +24,7 @@ import torch
 from optcli.components.optimizers import class_needs_closure, set_optimizer_mode
 from optcli.config.init_and_groups import ParamGroup, optimizer_parameters
 from optcli.config.spec import Component
+from optcli.seeds import seed_everything
 
 STAND_IN_SIDE = 8  # each dimension of a stand-in parameter, at most: the rank is kept, the size bounded
 NO_CHECKPOINTS = "set train.checkpoint: false to train without checkpoints (a run that cannot be resumed)"
@@ -107,7 +108,7 @@ class _Trial:
         return loss
 
     def step(self, number: int) -> None:
-        _seed_generators(number)
+        seed_everything(number)
         if self.closure:
             self.optimizer.step(self.loss)
         else:
@@ -145,12 +146,6 @@ def _first_line(error: Exception) -> str:
     # torch.load(weights_only=True) explains itself over many lines; the class it refused is the news.
     refused = [line.strip() for line in lines if "Unsupported global" in line]
     return (refused or lines or [type(error).__name__])[0]
-
-
-def _seed_generators(number: int) -> None:
-    random.seed(number)
-    numpy.random.seed(number)
-    torch.manual_seed(number)
 
 
 @contextlib.contextmanager

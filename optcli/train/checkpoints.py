@@ -176,11 +176,10 @@ class Checkpointer:
             snapshot = frozen({key: value for key, value in payload.items() if key != "config"})
             self._pending_best = cast(Checkpoint, {**snapshot, "config": payload["config"]})
             return
-        self.wait()
-        if due and not is_best and self._pending_best is not None:
-            self.writer.write(self._pending_best, None, self.directory / "best.pt")
-            self.wait()
+        if due and not is_best:
+            self._write_pending_best()  # (then this point's last.pt; a newer best replaces it below)
         self._pending_best = None
+        self.wait()
         last = self.directory / "last.pt" if due else None
         self.writer.write(payload, last, self.directory / "best.pt" if is_best else None)
         self._writing = f"epoch {point.epoch}, step {point.step}" if due else None

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy
 import torch
 
 from optcli.config.init_and_groups import optimizer_parameters
@@ -17,7 +15,7 @@ from optcli.config.spec import RunSpec
 from optcli.data.batches import Batches, InMemoryBatches
 from optcli.data.in_memory import TensorData
 from optcli.data.loader import LoaderBatches, make_loader
-from optcli.seeds import DATA_ORDER, derive_seed
+from optcli.seeds import DATA_ORDER, derive_seed, seed_everything
 from optcli.train.distributed import ALONE, World
 from optcli.train.run_data import load_data, load_datasets
 
@@ -63,12 +61,6 @@ def set_determinism(deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
     torch.use_deterministic_algorithms(deterministic)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    numpy.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
 
 
 def build_session(spec: RunSpec, world: World = ALONE) -> Session:
