@@ -1,7 +1,8 @@
-"""A large CSV: the peak memory and the time of `optcli check` on it, against the float32 tensor it
-becomes and against numpy reading the same file (numpy.loadtxt).
+"""A large CSV: the peak memory and the time of `optcli check` and of `optcli train --max-steps 1` (to
+the first step, and its checkpoint) on it, against the float32 tensor it becomes and against numpy
+(and pandas, when installed) reading the same file.
 
-    python benchmarks/csv_memory.py [--rows 200000] [--columns 32]
+    python benchmarks/csv_memory.py [--rows 2000000] [--columns 32]
 
 Peak memory is the child process's maximum resident size, less that of the same command on a CSV of
 ten rows (the interpreter, torch and optcli), as a multiple of the tensor's bytes (target: about 2x)."""
@@ -33,11 +34,11 @@ def write_csv(path: Path, rows: int, columns: int) -> None:
             )
 
 
-def peak_of(config: Path) -> tuple[float, float]:
-    """Seconds and peak resident bytes of `optcli check CONFIG` in a child process of its own."""
+def peak_of(*arguments: str) -> tuple[float, float]:
+    """Seconds and peak resident bytes of `optcli ARGUMENTS...` in a child process of its own."""
     script = (
         "import resource, subprocess, sys, time; started = time.perf_counter(); "
-        f"subprocess.run([sys.executable, '-m', 'optcli', 'check', {str(config)!r}], check=True, capture_output=True); "
+        f"subprocess.run([sys.executable, '-m', 'optcli', *{list(arguments)!r}], check=True, capture_output=True); "
         "print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)"
     )
     seconds, peak = subprocess.run(
@@ -48,7 +49,7 @@ def peak_of(config: Path) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--columns", type=int, default=32)
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
@@ -64,21 +65,31 @@ def main() -> None:
             }
             configs[name] = Path(directory) / f"{name}.yaml"
             configs[name].write_text(yaml.safe_dump(config))
-        _, baseline = peak_of(configs["small"])
-        seconds, peak = peak_of(configs["large"])
+        report = {}
+        for command, extra in (("check", ()), ("train", ("--max-steps", "1", "--quiet", "--out", directory))):
+            _, baseline = peak_of(command, str(configs["small"]), *extra)
+            report[command] = (*peak_of(command, str(configs["large"]), *extra), baseline)
+        large = Path(directory) / "large.csv"
         started = time.perf_counter()
-        numpy.loadtxt(
-            Path(directory) / "large.csv", delimiter=",", skiprows=1, usecols=range(arguments.columns)
-        )
-        numpy_seconds = time.perf_counter() - started
+        numpy.loadtxt(large, delimiter=",", skiprows=1, usecols=range(arguments.columns), dtype=numpy.float32)
+        readers = {"numpy.loadtxt": time.perf_counter() - started}
+        try:
+            import pandas
+        except ImportError:
+            pandas = None
+        if pandas is not None:
+            started = time.perf_counter()
+            pandas.read_csv(large)
+            readers["pandas.read_csv"] = time.perf_counter() - started
     tensor = arguments.rows * arguments.columns * 4
     print(f"rows x columns:          {arguments.rows:,} x {arguments.columns}")
     print(f"float32 tensor:          {tensor / 2**20:.1f} MiB")
-    print(
-        f"check, peak above base:  {(peak - baseline) / 2**20:.1f} MiB = {(peak - baseline) / tensor:.2f}x the tensor"
-    )
-    print(f"check, whole command:    {seconds:.2f} s")
-    print(f"numpy.loadtxt alone:     {numpy_seconds:.2f} s")
+    for command, (seconds, peak, baseline) in report.items():
+        above = peak - baseline
+        print(f"{command}, peak above base:  {above / 2**20:.1f} MiB = {above / tensor:.2f}x the tensor")
+        print(f"{command}, whole command:    {seconds:.2f} s")
+    for reader, seconds in readers.items():
+        print(f"{reader} alone:     {seconds:.2f} s")
     _ = resource  # (the child's peak is read in its own process)
 
 

@@ -571,3 +571,54 @@ def test_data_json_records_the_split_so_plain_torch_rebuilds_a_reported_metric(t
     with torch.no_grad():
         loss = torch.nn.functional.cross_entropy(model(x[val_rows]), y[val_rows]).item()
     assert loss == pytest.approx(float(read_csv(run_dir / "epochs.csv")[-1]["val_loss"]), rel=1e-6)
+
+
+def _table_lines(rows: int) -> list[str]:
+    generator = torch.Generator().manual_seed(3)
+    values = torch.randn(rows, 3, generator=generator, dtype=torch.float64).tolist()
+    return ["a,b,c,kind"] + [
+        f"{a!r},{b:.6g}, {c * 1e-20!r} ,{['pear', 'fig'][index % 2]}"
+        for index, (a, b, c) in enumerate(values)
+    ]
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["none", "blank lines and CRLF", "a quoted cell in a late block", "an unusual number"],
+)
+def test_a_csv_read_in_blocks_equals_the_csv_modules_reading_cell_for_cell(tmp_path, monkeypatch, change):
+    """A table of many blocks (numpy's reader takes the plain ones, the csv module the rest) gives
+    the values Python's float() gives every cell, bit for bit, and the same labels."""
+    import optcli.data.files as files
+
+    monkeypatch.setattr(files, "BLOCK_BYTES", 2048)  # about 40 lines a block
+    lines = _table_lines(3000)
+    if change == "blank lines and CRLF":
+        lines[700:700] = ["", ",,,"]
+    if change == "a quoted cell in a late block":
+        lines[2500] = lines[2500].replace("pear", '"pear"')
+    if change == "an unusual number":
+        lines[1500] = "1_000," + lines[1500].split(",", 1)[1]  # float() reads it; numpy does not
+    newline = "\r\n" if change == "blank lines and CRLF" else "\n"
+    path = tmp_path / "t.csv"
+    path.write_text(newline.join(lines) + newline, newline="")
+    loaded = files.CsvData(str(path), "kind").load(0)
+    with path.open(newline="") as stream:
+        rows = [row for row in csv.reader(stream) if any(cell.strip() for cell in row)][1:]
+    expected = torch.tensor([[float(cell) for cell in row[:3]] for row in rows], dtype=torch.float32)
+    assert torch.equal(loaded.inputs, expected)
+    assert loaded.targets.tolist() == [["fig", "pear"].index(row[3].strip()) for row in rows]
+
+
+def test_a_bad_cell_deep_in_a_large_csv_names_its_line_and_column(tmp_path, monkeypatch):
+    import optcli.data.files as files
+
+    monkeypatch.setattr(files, "BLOCK_BYTES", 2048)
+    lines = _table_lines(3000)
+    cells = lines[2222].split(",")
+    cells[1] = "oops"
+    lines[2222] = ",".join(cells)
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    data = {"name": "csv", "path": "t.csv", "target": "kind"}
+    message = config_error(invoke("check", write_config(tmp_path, config(data))))
+    assert "column 'b' has 'oops' on line 2223" in message

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tests.conftest import (
@@ -142,6 +144,7 @@ def test_a_long_runs_sampled_preview_equals_the_walked_schedule_where_it_looks(t
     each equals the rate a step-by-step walk gives there (to float rounding)."""
     from optcli.config.loading import RawConfig
     from optcli.config.resolve import resolve_config
+    from optcli.config.schedule import walk_rates
 
     values = {
         "device": "cpu",
@@ -151,10 +154,47 @@ def test_a_long_runs_sampled_preview_equals_the_walked_schedule_where_it_looks(t
         "scheduler": {**scheduler, "interval": "step"},
         "train": {"epochs": 30000},
     }
-    sampled = resolve_config(RawConfig(values, tmp_path, "long")).findings.schedule
-    walked = resolve_config(RawConfig(values, tmp_path, "long"), exact_schedule=True).findings.schedule
-    assert sampled is not None and walked is not None
-    assert len(walked.rates) == 30000 and not walked.periods
+    spec = resolve_config(RawConfig(values, tmp_path, "long"))
+    sampled = spec.findings.schedule
+    walked = [planned.lr for planned in walk_rates(spec)]  # what `optcli schedule` shows
+    assert sampled is not None
+    assert len(walked) == 30000
     assert len(sampled.periods) == 10000 and sampled.periods[0] == 0 and sampled.periods[-1] == 29999
-    expected = [walked.rates[period] for period in sampled.periods]
+    expected = [walked[period] for period in sampled.periods]
     assert sampled.rates == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
+def test_a_scheduler_that_fails_mid_run_is_named_and_no_csv_is_left(tmp_path):
+    """OneCycleLR told of fewer steps than the run takes fails when it runs out: the schedule says at
+    which step, exits 2, and writes no half of a CSV."""
+    scheduler = {"name": "one_cycle", "max_lr": 0.01, "total_steps": 20, "interval": "step"}
+    config = guide_config(data=SMALL_DATA, scheduler=scheduler, train={"epochs": 4})  # 32 steps
+    result = invoke("schedule", write_config(tmp_path, config), "--csv", tmp_path / "s.csv")
+    message = config_error(result)
+    assert "scheduler: OneCycleLR fails before step 22 of the run's 32" in message
+    assert not (tmp_path / "s.csv").exists() and not list(tmp_path.glob(".s.csv*"))
+
+
+def test_a_long_schedule_is_streamed_whole_and_summarized_from_the_stream(tmp_path):
+    """120,000 steps of a cyclic schedule: every step in the CSV, and what is kept of the walk for the
+    text and the PNG is bounded (a column per plot point, two points per PNG bucket) yet holds the
+    extremes of the rate."""
+    from optcli.config.loading import load_config
+    from optcli.config.resolve import resolve_config
+    from optcli.config.schedule import PLOT_COLUMNS, PNG_BUCKETS, summarize
+
+    scheduler = {"name": "cyclic", "base_lr": 0.001, "max_lr": 0.1, "step_size_up": 997, "interval": "step"}
+    data = {**SMALL_DATA, "samples": 32}  # one step an epoch
+    path = write_config(tmp_path, guide_config(data=data, scheduler=scheduler, train={"epochs": 120_000}))
+    result = invoke("schedule", path, "--csv", tmp_path / "s.csv", "--png", tmp_path / "s.png")
+    assert_clean_exit(result, 0)
+    rows = read_csv(tmp_path / "s.csv")
+    assert [int(row["step"]) for row in rows] == list(range(1, 120_001))
+    rates = [float(row["lr"]) for row in rows]
+    summary = summarize(resolve_config(load_config(path, [])))
+    assert len(summary.plot_values) == PLOT_COLUMNS
+    assert len(summary.envelope) <= 2 * PNG_BUCKETS
+    drawn = [lr for _, lr in summary.envelope]
+    assert max(drawn) == max(rates) and min(drawn) == min(rates)
+    assert summary.change_count == sum(1 for before, now in itertools.pairwise(rates) if now != before)
+    assert f"the rate changes {summary.change_count} times" in result.stdout

@@ -167,25 +167,23 @@ def schedule(
     with reported_errors(debug):
         import_torch()
         from optcli.compare.plan import check_file
-        from optcli.config.schedule import (
-            describe_schedule,
-            planned_rates,
-            save_schedule_png,
-            schedule_csv,
-            text_plot,
-        )
+        from optcli.config.schedule import describe_schedule, save_schedule_png, summarize, text_plot
+        from optcli.train.rundir import replace_atomically
 
-        specs, _ = check_file(config, run_overrides(settings, None, None, max_steps), exact_schedule=True)
+        specs, _ = check_file(config, run_overrides(settings, None, None, max_steps))
         if "" not in specs:
             fail(f"{config}: a compare file; give one arm's config to see its schedule", EXIT_CONFIG)
         spec = specs[""]
-        planned = planned_rates(spec)
-        lines = describe_schedule(spec, planned)
-        print("\n".join([lines[0], *text_plot([row.lr for row in planned]), *lines[1:]]))
-        if csv is not None:
-            csv.write_text(schedule_csv(planned))
+        if csv is None:
+            summary = summarize(spec)
+        else:  # streamed to the file as the walk passes; the whole file or none of it
+            walked = []
+            replace_atomically(csv, lambda stream: walked.append(summarize(spec, stream)))
+            summary = walked[0]
+        lines = describe_schedule(spec, summary)
+        print("\n".join([lines[0], *text_plot(summary.plot_values, spec.total_steps), *lines[1:]]))
         if png is not None:
-            save_schedule_png(str(png), planned, spec.name)
+            save_schedule_png(png, summary, spec.name)
 
 
 @app.command("find-lr")

@@ -241,16 +241,14 @@ def _seeds(command_line: str | None, from_file: list[int] | int) -> tuple[int, .
     return seeds
 
 
-def check_file(
-    path: Path, overrides: list[str], exact_schedule: bool = False
-) -> tuple[dict[str, RunSpec], str]:
+def check_file(path: Path, overrides: list[str]) -> tuple[dict[str, RunSpec], str]:
     """`optcli check` on a config (its run under the key "") or a compare file (every arm, as compare
     checks it): the resolved runs and the whole in one line."""
     from optcli.config.loading import load_config
     from optcli.config.resolve import resolve_config
 
     if "runs" not in load_yaml_mapping(path):
-        spec = resolve_config(load_config(path, overrides), exact_schedule)
+        spec = resolve_config(load_config(path, overrides))
         return {"": spec}, spec.outline()
     plan = load_plan([path], CommandLine(overrides))
     specs = {arm.name: arm.spec for arm in plan.arms if arm.spec is not None}

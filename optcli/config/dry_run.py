@@ -46,7 +46,6 @@ def dry_run(
     schedule_length: int,
     checkpoints: bool,
     problems: Problems,
-    exact_schedule: bool = False,
 ) -> DryRunFindings:
     """Build each object once on the meta device and note every problem; return what else it saw."""
     example = first_batch(data, problems)  # a user's Dataset: read before meta tensors are the default
@@ -91,9 +90,7 @@ def dry_run(
             return DryRunFindings()
     start_lr = float(built.param_groups[0]["lr"])
     table = _group_table(built, groups) if groups and network is not None else ()  # before any schedule
-    schedule = (
-        _preview_schedule(built, scheduler, schedule_length, problems, exact_schedule) if scheduler else None
-    )
+    schedule = _preview_schedule(built, scheduler, schedule_length, problems) if scheduler else None
     unread = _unread_arguments(optimizer, built)
     return DryRunFindings(schedule, unread, start_lr, table, group_rates(built), width)
 
@@ -192,10 +189,10 @@ def _check_last_batch(network: torch.nn.Module, data: DataSpec, problems: Proble
 
 
 def _preview_schedule(
-    optimizer: torch.optim.Optimizer, scheduler: SchedulerSpec, length: int, problems: Problems, exact: bool
+    optimizer: torch.optim.Optimizer, scheduler: SchedulerSpec, length: int, problems: Problems
 ) -> SchedulePreview | None:
     """The scheduler built on the dry run's optimizer and stepped once per period of the run; a run
-    longer than SAMPLED_PERIODS previewed at that many periods (rates.py), unless `exact`."""
+    longer than SAMPLED_PERIODS previewed at that many periods (rates.py)."""
     start_lr = float(optimizer.param_groups[0]["lr"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch warns that no optimizer step came first: none is needed
@@ -207,7 +204,7 @@ def _preview_schedule(
             return None
         if is_subclass(scheduler.component.target, (lr_scheduler.ReduceLROnPlateau,)):
             return None  # it follows the metric: nothing to preview
-        if not exact and length > SAMPLED_PERIODS and can_jump(built):
+        if length > SAMPLED_PERIODS and can_jump(built):
             return _sampled_preview(built, optimizer, length)
         rates = [group_rates(optimizer)]  # every parameter group's, the default group's first
         try:

@@ -35,10 +35,9 @@ from optcli.config.speed_options import check_scaling
 from optcli.errors import ConfigError
 
 
-def resolve_config(raw: RawConfig, exact_schedule: bool = False) -> RunSpec:
-    """Validate a config mapping completely; raise one ConfigError listing every problem.
-    `exact_schedule`: walk the schedule through every period, however long the run (`optcli
-    schedule`); otherwise a long run's is sampled (config/rates.py), so start-up does not grow with it."""
+def resolve_config(raw: RawConfig) -> RunSpec:
+    """Validate a config mapping completely; raise one ConfigError listing every problem. A long
+    run's schedule is previewed at sampled periods (config/rates.py), so start-up does not grow with it."""
     problems = Problems()
     config, problems.lines = validate_file(raw.values)
     device = _check_top_level(config, problems)
@@ -81,7 +80,6 @@ def resolve_config(raw: RawConfig, exact_schedule: bool = False) -> RunSpec:
         schedule_length,
         train.checkpoint,
         problems,
-        exact_schedule=exact_schedule,
     )
     _check_judged_monitors(loss, output_key, scheduler, train, problems)
 

@@ -1,17 +1,32 @@
-"""`optcli schedule`: the learning rate of every optimizer step of a run as configured, read off the
-dry run (the real scheduler, stepped on a stand-in optimizer): no model, no data, no training.
+"""`optcli schedule`: the learning rate of every optimizer step of a run as configured, from the real
+scheduler stepped on a stand-in optimizer (the model's parameters on the meta device): no data, no
+training.
 
-Pure functions: the per-step rates, where they change, and a plot drawn in text for the terminal.
+The one command that walks every step of a run: the walk is a stream (`walk_rates`), and what is
+shown of it (the summary, the text plot, the PNG's envelope, the CSV) is taken as it passes, so a
+schedule of millions of steps runs in flat memory.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from dataclasses import dataclass
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
 
+import torch
+
+from optcli.config.init_and_groups import optimizer_parameters
+from optcli.config.sections import display_name
 from optcli.config.spec import RunSpec
+from optcli.errors import ConfigError
 from optcli.plotting import load_pyplot
+
+PLOT_COLUMNS = 64  # the text plot's width
+PNG_BUCKETS = 4_000  # a longer schedule is drawn as each bucket's lowest and highest rate
+LISTED_CHANGES = 8  # more changes than this are counted, not listed
 
 
 @dataclass(frozen=True)
@@ -22,37 +37,107 @@ class PlannedStep:
     group_lrs: tuple[float, ...] = ()  # with parameter groups: every group's rate, the default group's first
 
 
-def planned_rates(spec: RunSpec) -> list[PlannedStep]:
-    """The rate of every step of the run. ReduceLROnPlateau follows a metric, so its path is shown
-    without reductions (see `follows_a_metric`)."""
-    preview = spec.findings.schedule
-    assert preview is None or not preview.periods, "a sampled preview: resolve with exact_schedule=True"
-    per_step = spec.scheduler is not None and spec.scheduler.interval == "step"
-    start = spec.findings.start_lr if spec.findings.start_lr is not None else math.nan
-    starts = spec.findings.start_lrs if len(spec.findings.start_lrs) > 1 else ()
-    steps_per_epoch = spec.steps_per_epoch
-    planned = []
-    for step in range(1, spec.total_steps + 1):
-        epoch = (step - 1) // steps_per_epoch + 1
-        if preview is None:
-            lr, groups = start, starts
-        else:
-            period = min(step if per_step else epoch, len(preview.rates)) - 1
-            lr, groups = preview.rates[period], preview.group_rates[period] if preview.group_rates else ()
-        planned.append(PlannedStep(step, epoch, lr, groups))
-    return planned
-
-
 def follows_a_metric(spec: RunSpec) -> bool:
-    return spec.scheduler is not None and spec.findings.schedule is None
+    """ReduceLROnPlateau: its path depends on the metric, so it is shown without reductions."""
+    return spec.scheduler is not None and spec.scheduler.monitor is not None
 
 
-def change_points(planned: list[PlannedStep]) -> list[PlannedStep]:
-    """The steps whose rate differs from the step before."""
-    return [now for before, now in itertools.pairwise(planned) if now.lr != before.lr]
+def walk_rates(spec: RunSpec) -> Iterator[PlannedStep]:
+    """The rate of every step of the run, one step at a time: the scheduler is stepped when the run's
+    loop steps it (after every optimizer step, or after every epoch)."""
+    with torch.device("meta"):
+        named = list(spec.model.build().named_parameters())
+        optimizer = spec.optimizer.build(optimizer_parameters(named, spec.param_groups))
+    scheduler = None
+    if spec.scheduler is not None and not follows_a_metric(spec):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns that no optimizer step came first: none is needed
+            scheduler = spec.scheduler.build(optimizer)
+    per_step = spec.scheduler is not None and spec.scheduler.interval == "step"
+    for step in range(1, spec.total_steps + 1):
+        epoch = (step - 1) // spec.steps_per_epoch + 1
+        if scheduler is not None and step > 1 and (per_step or (step - 1) % spec.steps_per_epoch == 0):
+            _step_scheduler(spec, scheduler, step)
+        rates = tuple(float(group["lr"]) for group in optimizer.param_groups)
+        yield PlannedStep(step, epoch, rates[0], rates if len(rates) > 1 else ())
 
 
-def describe_schedule(spec: RunSpec, planned: list[PlannedStep]) -> list[str]:
+def _step_scheduler(spec: RunSpec, scheduler: Any, step: int) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scheduler.step()
+    except Exception as error:
+        assert spec.scheduler is not None
+        name = display_name(spec.scheduler.component.name, spec.scheduler.component.target)
+        raise ConfigError(
+            f"scheduler: {name} fails before step {step} of the run's {spec.total_steps}: {error}"
+        ) from error
+
+
+@dataclass
+class ScheduleSummary:
+    """What `optcli schedule` says of a walk, gathered as it passes: start, peak, final, where the
+    rate changes, the points of the text plot and the PNG's envelope. Its size does not grow with the
+    run's length."""
+
+    total_steps: int
+    first: PlannedStep | None = None
+    peak: PlannedStep | None = None
+    last: PlannedStep | None = None
+    change_count: int = 0
+    changes: list[PlannedStep] = field(default_factory=list)  # the first LISTED_CHANGES + 1
+    final_change: PlannedStep | None = None
+    plot_values: list[float] = field(default_factory=list)  # the text plot's columns
+    envelope: list[tuple[int, float]] = field(default_factory=list)  # (step, lr): what the PNG draws
+    _plot_steps: frozenset[int] = field(init=False)
+    _bucket_size: int = field(init=False)
+    _bucket: list[tuple[int, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        count = min(PLOT_COLUMNS, self.total_steps)  # evenly spaced, the first and the last step always
+        spacing = (self.total_steps - 1) / max(1, count - 1)
+        self._plot_steps = frozenset(round(column * spacing) + 1 for column in range(count))
+        self._bucket_size = max(1, math.ceil(self.total_steps / PNG_BUCKETS))
+
+    def add(self, now: PlannedStep) -> None:
+        if self.first is None:
+            self.first = now
+        if self.peak is None or now.lr > self.peak.lr:
+            self.peak = now
+        if self.last is not None and now.lr != self.last.lr:
+            self.change_count += 1
+            self.final_change = now
+            if len(self.changes) <= LISTED_CHANGES:
+                self.changes.append(now)
+        self.last = now
+        if now.step in self._plot_steps:
+            self.plot_values.append(now.lr)
+        self._bucket.append((now.step, now.lr))
+        if len(self._bucket) == self._bucket_size or now.step == self.total_steps:
+            # the bucket's lowest and highest rate, in step order: the line drawn looks the same
+            low = min(self._bucket, key=lambda point: point[1])
+            high = max(self._bucket, key=lambda point: point[1])
+            self.envelope.extend(sorted({low, high}))
+            self._bucket.clear()
+
+
+def summarize(spec: RunSpec, csv: BinaryIO | None = None) -> ScheduleSummary:
+    """Walk the run's schedule once, writing every step to `csv` (when given) as it passes."""
+    summary = ScheduleSummary(spec.total_steps)
+    groups = len(spec.param_groups) + 1 if spec.param_groups else 0
+    if csv is not None:
+        header = "step,epoch,lr" + "".join(f",lr_group{index}" for index in range(1, groups))
+        csv.write(f"{header}\n".encode())
+    for planned in walk_rates(spec):
+        summary.add(planned)
+        if csv is not None:  # the rates as metrics.csv writes them (exactly: repr round-trips)
+            others = "".join(f",{lr!r}" for lr in planned.group_lrs[1:])
+            csv.write(f"{planned.step},{planned.epoch},{planned.lr!r}{others}\n".encode())
+    return summary
+
+
+def describe_schedule(spec: RunSpec, summary: ScheduleSummary) -> list[str]:
     """The schedule in words: what it is, its start, peak and final rates, and where the rate changes."""
     scheduler = spec.scheduler
     what = (
@@ -61,27 +146,27 @@ def describe_schedule(spec: RunSpec, planned: list[PlannedStep]) -> list[str]:
         else "no scheduler (a constant rate)"
     )
     lines = [f"{spec.name}: {what}; {spec.total_steps} optimizer steps over {spec.epochs} epochs"]
-    if not planned:
+    first, peak, last = summary.first, summary.peak, summary.last
+    if first is None or peak is None or last is None:
         return lines
-    peak = max(planned, key=lambda planned_step: planned_step.lr)
     lines.append(
-        f"start {planned[0].lr:.3e}, peak {peak.lr:.3e} (step {peak.step}), final {planned[-1].lr:.3e} "
-        f"(step {planned[-1].step})"
+        f"start {first.lr:.3e}, peak {peak.lr:.3e} (step {peak.step}), final {last.lr:.3e} (step {last.step})"
     )
     for index, label in enumerate(group_labels(spec)[1:], start=1):
         lines.append(
-            f"group {index} ({label}): start {planned[0].group_lrs[index]:.3e}, final "
-            f"{planned[-1].group_lrs[index]:.3e}"
+            f"group {index} ({label}): start {first.group_lrs[index]:.3e}, final {last.group_lrs[index]:.3e}"
         )
-    changes = change_points(planned)
+    changes = summary.changes
     if not changes:
         lines.append("the rate never changes")
-    elif len(changes) <= 8:
+    elif summary.change_count <= LISTED_CHANGES:
         points = ", ".join(f"step {point.step} (epoch {point.epoch}): {point.lr:.3e}" for point in changes)
         lines.append(f"the rate changes at {points}")
     else:
+        final = summary.final_change
+        assert final is not None
         lines.append(
-            f"the rate changes {len(changes)} times, from step {changes[0].step} to step {changes[-1].step}"
+            f"the rate changes {summary.change_count} times, from step {changes[0].step} to step {final.step}"
         )
     if follows_a_metric(spec):
         lines.append(
@@ -91,8 +176,9 @@ def describe_schedule(spec: RunSpec, planned: list[PlannedStep]) -> list[str]:
     return lines
 
 
-def text_plot(values: list[float], width: int = 64, height: int = 12) -> list[str]:
-    """A plot of values against their index, in text: a log scale when they span more than 20×."""
+def text_plot(values: list[float], steps: int, height: int = 12) -> list[str]:
+    """A plot in text of values sampled evenly over `steps` steps: a log scale when they span more
+    than 20×."""
     if not values:
         return []
     finite = [value for value in values if math.isfinite(value)]
@@ -101,16 +187,14 @@ def text_plot(values: list[float], width: int = 64, height: int = 12) -> list[st
     scale = math.log10 if log else (lambda value: value)
     bottom, top = scale(low), scale(high)
     span = top - bottom or 1.0
-    count = min(width, len(values))  # the first and the last value are always shown
-    columns = [values[round(column * (len(values) - 1) / max(1, count - 1))] for column in range(count)]
-    rows = [[" "] * len(columns) for _ in range(height)]
-    for column, value in enumerate(columns):
+    rows = [[" "] * len(values) for _ in range(height)]
+    for column, value in enumerate(values):
         if math.isfinite(value) and (value > 0 or not log):
             row = round((scale(value) - bottom) / span * (height - 1))
             rows[height - 1 - row][column] = "•"
     labels = {0: f"{high:.1e}", height - 1: f"{low:.1e}"}
     return [f"{labels.get(index, ''):>8} │{''.join(row)}" for index, row in enumerate(rows)] + [
-        f"{'':>8} └{'─' * len(columns)} step 1 … {len(values)}" + (" (log scale)" if log else "")
+        f"{'':>8} └{'─' * len(values)} step 1 … {steps}" + (" (log scale)" if log else "")
     ]
 
 
@@ -121,24 +205,12 @@ def group_labels(spec: RunSpec) -> list[str]:
     return ["the rest", *(", ".join(group.patterns) for group in spec.param_groups)]
 
 
-def schedule_csv(planned: list[PlannedStep]) -> str:
-    """`step,epoch,lr` (and `lr_group1`, ... with parameter groups), the rates written as metrics.csv
-    writes them (exactly: repr round-trips)."""
-    groups = len(planned[0].group_lrs) if planned else 0
-    header = "step,epoch,lr" + "".join(f",lr_group{index}" for index in range(1, groups))
-    rows = (
-        f"{row.step},{row.epoch},{row.lr!r}" + "".join(f",{lr!r}" for lr in row.group_lrs[1:]) + "\n"
-        for row in planned
-    )
-    return header + "\n" + "".join(rows)
-
-
-def save_schedule_png(path: str, planned: list[PlannedStep], title: str) -> None:
-    """The rate against the step, with epoch boundaries marked."""
+def save_schedule_png(path: Path, summary: ScheduleSummary, title: str) -> None:
+    """The rate against the step (every step, or each bucket's extremes on a long run)."""
     pyplot = load_pyplot()
     figure, axis = pyplot.subplots(figsize=(9, 4))
-    axis.plot([row.step for row in planned], [row.lr for row in planned], linewidth=1.6)
-    rates = [row.lr for row in planned if row.lr > 0]
+    axis.plot([step for step, _ in summary.envelope], [lr for _, lr in summary.envelope], linewidth=1.6)
+    rates = [lr for _, lr in summary.envelope if lr > 0]
     if rates and max(rates) / min(rates) > 20:
         axis.set_yscale("log")
     axis.set_title(f"{title}: learning rate of every optimizer step", fontsize=10)
