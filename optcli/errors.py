@@ -54,3 +54,7 @@ class PeerLost(TrainingFailed):
 
     def __init__(self, rank: int) -> None:
         super().__init__(f"rank {rank}: the group lost another process")
+
+
+class ExportFailed(Exception):
+    """A trained model that one export format cannot take (exit code 1); nothing was written."""

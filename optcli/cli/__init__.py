@@ -6,7 +6,7 @@ needs it). Each command module registers its commands on the one app.
 
 import gc
 
-from optcli.cli import comparing, runs  # noqa: F401  (registers the commands)
+from optcli.cli import comparing, runs, using  # noqa: F401  (registers the commands)
 from optcli.cli.shared import app
 
 

@@ -75,7 +75,7 @@ def fail(message: str, code: int) -> NoReturn:
 @contextmanager
 def reported_errors(debug: bool) -> Iterator[None]:
     """Turn the library's exceptions into one clear message and an exit code."""
-    from optcli.errors import ConfigError, Interrupted, PeerLost, TrainingFailed
+    from optcli.errors import ConfigError, ExportFailed, Interrupted, PeerLost, TrainingFailed
 
     try:
         yield
@@ -93,6 +93,8 @@ def reported_errors(debug: bool) -> Iterator[None]:
                 f"{error}" + (f"\nwhat was written is in {error.run_dir}" if error.run_dir else ""),
                 EXIT_FAILED,
             )
+        if isinstance(error, ExportFailed):
+            fail(str(error), EXIT_FAILED)
         if isinstance(error, OSError):  # a file a command reads or writes: a full disk, a permission
             path = f" {error.filename}" if error.filename else ""
             fail(f"cannot read or write{path}: {error.strerror or error}", EXIT_FAILED)

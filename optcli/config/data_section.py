@@ -151,3 +151,19 @@ def _check_loader_options(spec: DataSpec, problems: Problems) -> None:
             problems.add(
                 f"data.{split}_fraction: {spec.name} gives its own {split} data; leave {split}_fraction out"
             )
+
+
+def resolve_data_alone(values: dict[str, Any], base_dir: Path) -> DataSpec:
+    """A data section on its own (the samples `optcli predict` reads from a Dataset of the user's):
+    validated and resolved, or one ConfigError listing every problem."""
+    try:
+        section = DataSection.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError(
+            [describe_error(detail, DataSection, "data") for detail in error.errors()]
+        ) from None
+    problems = Problems()
+    spec = resolve_data(section, base_dir, problems)
+    if problems.lines or spec is None:
+        raise ConfigError(problems.lines or ["data: cannot be read"])
+    return spec

@@ -39,7 +39,8 @@ def probe_optimizer(
     """Why this optimizer cannot train (or be checkpointed and resumed exactly), or None when it can."""
     if not shapes:
         return None
-    with _isolated_generators():
+    # (Gradients on, whatever the caller's mode: a probe from code under torch.no_grad() still steps.)
+    with _isolated_generators(), torch.enable_grad():
         try:
             uninterrupted = _Trial(optimizer, shapes, groups)
             for step in range(3):

@@ -34,6 +34,8 @@ class DataInfo:
     # A Dataset of one's own gives one real value per sample as a number: its batches' targets are made
     # a column (batch, 1), shaped as the model's output, as in-memory data's are when loaded.
     target_column: bool = False
+    # A table's column names: the features (in the order the model sees them) and the target.
+    column_names: tuple[tuple[str, ...], str] | None = None
 
     @property
     def features(self) -> int:

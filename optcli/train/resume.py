@@ -30,7 +30,7 @@ def prepare_resume(run_dir: Path, overrides: list[str], allow_changes: bool) -> 
     except (OSError, ValueError):
         status = None  # killed before its summary was written: resumable
     checkpoint, note = _trusted_checkpoint(run_dir / "checkpoints")
-    spec = resolve_config(_refilled(load_config(config_path, overrides), checkpoint.get("filled", [])))
+    spec = resolve_config(refilled(load_config(config_path, overrides), checkpoint.get("filled", [])))
     if status == "completed" and spec.total_steps <= checkpoint["loop"]["step"]:
         raise ConfigError(
             f"{run_dir}: the run has completed; there is nothing to resume. To extend it, resume with a "
@@ -101,7 +101,7 @@ def _trusted_checkpoint(directory: Path) -> tuple[Checkpoint, str]:
         )
 
 
-def _refilled(raw: RawConfig, filled: list[str]) -> RawConfig:
+def refilled(raw: RawConfig, filled: list[str]) -> RawConfig:
     """The run's config without the run-length arguments optcli filled in, so that they are filled in
     again for the run's length now (a resume may change it: --set train.epochs=N)."""
     scheduler = raw.values.get("scheduler")

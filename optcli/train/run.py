@@ -8,6 +8,7 @@ CSV files cut back to what they held when the checkpoint was written.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shutil
 import time
@@ -55,6 +56,13 @@ class ResumePoint:
     note: str = ""  # what the user should hear about the checkpoint chosen (a damaged last.pt)
 
 
+def code_hashes(files: list[str]) -> dict[str, str]:
+    """SHA-256 of each Python file of the user's that a run imports."""
+    return {
+        file: hashlib.sha256(Path(file).read_bytes()).hexdigest() for file in files if Path(file).is_file()
+    }
+
+
 def run_identity(spec: RunSpec) -> dict[str, Any]:
     """What summary.json says about the run before it starts."""
     return {
@@ -63,6 +71,7 @@ def run_identity(spec: RunSpec) -> dict[str, Any]:
         "device": spec.device,
         "config_hash": spec.config_hash,
         "init_from": spec.model_init.path if spec.model_init else None,
+        "code_sha256": code_hashes(spec.user_files()),  # so that using the run later notices edits
         "planned_steps": spec.total_steps,
         "planned_epochs": spec.epochs,
         "determinism": {

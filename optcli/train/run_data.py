@@ -78,6 +78,9 @@ def _describe(
     }
     if data.info.class_names:
         description["class_names"] = list(data.info.class_names)
+    if data.info.column_names:  # a table's: what `optcli predict` finds its columns by
+        description["feature_columns"] = list(data.info.column_names[0])
+        description["target_column"] = data.info.column_names[1]
     for split in ("val", "test"):
         if split in held_out:
             description[f"{split}_rows"] = held_out[split].tolist()

@@ -1,0 +1,75 @@
+"""`optcli predict` over a large input in flat memory: the peak resident size of predicting a CSV of
+100,000 rows and of 2,000,000 rows (the same rows repeated) with a run of configs/fruit_csv.yaml,
+each command in a process of its own, with its speed.
+
+    python benchmarks/predict_memory.py [--short 100000] [--long 2000000]
+
+Prints both peaks, their difference (target: within a few MB: the input is read a block at a time and
+every batch's rows are written as they come) and rows per second."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def peak_and_seconds(*arguments: str) -> tuple[float, float]:
+    """`optcli ARGUMENTS...` in a process of its own: its peak resident MiB and its seconds."""
+    script = (
+        "import resource, subprocess, sys, time; started = time.perf_counter(); "
+        f"subprocess.run([sys.executable, '-m', 'optcli', *{list(arguments)!r}], check=True, capture_output=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, time.perf_counter() - started)"
+    )
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    peak, seconds = output.split()
+    return float(peak), float(seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--short", type=int, default=100_000)
+    parser.add_argument("--long", type=int, default=2_000_000)
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        runs = Path(directory) / "runs"
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "optcli",
+                "train",
+                str(REPO / "configs" / "fruit_csv.yaml"),
+                "--quiet",
+                "--out",
+                str(runs),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        header, *rows = (REPO / "configs" / "data" / "fruit.csv").read_text().splitlines()
+        measured = {}
+        for count in (arguments.short, arguments.long):
+            table = Path(directory) / f"rows{count}.csv"
+            with table.open("w") as stream:
+                stream.write(header + "\n")
+                for index in range(count):
+                    stream.write(rows[index % len(rows)] + "\n")
+            out = Path(directory) / "predictions.csv"
+            measured[count] = peak_and_seconds(
+                "predict", str(runs / "fruit_csv"), str(table), "--out", str(out)
+            )
+    (short, _), (long, seconds) = measured[arguments.short], measured[arguments.long]
+    print(f"predict peak, {arguments.short:,} rows: {short:.1f} MiB")
+    print(f"predict peak, {arguments.long:,} rows: {long:.1f} MiB ({long - short:+.1f} MiB)")
+    print(
+        f"speed: {arguments.long / seconds:,.0f} rows/s ({seconds:.1f} s for {arguments.long:,} rows, start-up included)"
+    )
+
+
+if __name__ == "__main__":
+    main()
