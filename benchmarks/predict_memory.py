@@ -1,8 +1,8 @@
 """`optcli predict` over a large input in flat memory: the peak resident size of predicting a CSV of
-100,000 rows and of 2,000,000 rows (the same rows repeated) with a run of configs/fruit_csv.yaml,
-each command in a process of its own, with its speed.
+500,000 rows and of 5,000,000 rows (the same rows repeated; both many of the reader's blocks) with a
+run of configs/fruit_csv.yaml, each command in a process of its own, with its speed.
 
-    python benchmarks/predict_memory.py [--short 100000] [--long 2000000]
+    python benchmarks/predict_memory.py [--short 500000] [--long 5000000]
 
 Prints both peaks, their difference (target: within a few MB: the input is read a block at a time and
 every batch's rows are written as they come) and rows per second."""
@@ -32,8 +32,8 @@ def peak_and_seconds(*arguments: str) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--short", type=int, default=100_000)
-    parser.add_argument("--long", type=int, default=2_000_000)
+    parser.add_argument("--short", type=int, default=500_000)
+    parser.add_argument("--long", type=int, default=5_000_000)
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         runs = Path(directory) / "runs"

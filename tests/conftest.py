@@ -177,7 +177,7 @@ def wait_for_rows(out: Path, rows: int, process: subprocess.Popen[str], seconds:
 
 
 # A comparison's columns that measure time: the only ones two runs of the same comparison may differ in.
-TIME_COLUMNS = ("train_time_s", "time_to_target_s", "mean_train_time_s")
+TIME_COLUMNS = ("train_time_s", "time_to_target_s", "mean_train_time_s", "median_time_to_target_s")
 
 
 def rows_without_times(path: Path) -> list[dict[str, str]]:

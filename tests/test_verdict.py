@@ -6,6 +6,7 @@ import pytest
 
 from optcli.compare.ranking import RunResult, paired_lead, rank_arms
 from optcli.compare.report import write_summary_csv
+from optcli.compare.targets import Target
 from optcli.compare.verdict import give_verdict
 from tests.conftest import read_csv
 
@@ -141,7 +142,7 @@ def test_steps_to_target_ranks_arms_that_reach_it_first():
     ]
     ranked = rank_arms(results, "steps_to_target", ["never", "once", "slow", "fast"])
     assert [arm.arm for arm in ranked] == ["fast", "slow", "once", "never"]
-    verdict = give_verdict(ranked, "steps_to_target", target_loss=0.5)
+    verdict = give_verdict(ranked, "steps_to_target", Target("loss", 0.5))
     assert verdict.text.startswith(
         "fast reached the target loss 0.5 in the fewest steps, 110 ± 14 over 2 seeds"
     )
@@ -170,7 +171,9 @@ def test_arms_that_never_reach_the_target_are_ranked_by_how_close_they_came():
     assert ranked[1].closeness == pytest.approx(0.535)
     from optcli.compare.display import ranking_table
 
-    table = ranking_table(ranked, "steps_to_target", give_verdict(ranked, "steps_to_target", 0.5))
+    table = ranking_table(
+        ranked, "steps_to_target", give_verdict(ranked, "steps_to_target", Target("loss", 0.5))
+    )
     assert list(table.columns[2].cells)[1:] == ["not reached", "not reached"]
 
 

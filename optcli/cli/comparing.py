@@ -47,6 +47,13 @@ AddressOption = Annotated[
 ]
 CpusOption = Annotated[float, typer.Option(min=0.0, help="With --executor ray: CPUs each run takes.")]
 GpusOption = Annotated[float, typer.Option(min=0.0, help="With --executor ray: GPUs each run takes.")]
+TimeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--time",
+        help="A suite's profile measures steps (the default: machine-independent) or seconds (training time).",
+    ),
+]
 ResumeOption = Annotated[
     Path | None,
     typer.Option(
@@ -62,6 +69,7 @@ def compare(
     settings: SetOption = None,
     metric: MetricOption = None,
     target_loss: TargetLossOption = None,
+    time: TimeOption = None,
     jobs: JobsOption = 1,
     out: Annotated[Path | None, typer.Option(help="Write the comparison under this folder.")] = None,
     quiet: Annotated[
@@ -106,7 +114,7 @@ def compare(
             from optcli.compare.plan import CommandLine
 
             command_line = CommandLine(
-                run_overrides(settings, None, None, None), seeds, metric, target_loss, out
+                run_overrides(settings, None, None, None), seeds, metric, target_loss, out, time
             )
             if allow_changes and resume is None:
                 raise ConfigError(
@@ -136,6 +144,7 @@ def _what_to_compare(
         or given.metric
         or given.target_loss is not None
         or given.output_dir
+        or given.time
     ):
         raise ConfigError(
             "--resume continues a comparison as it was started: give no files or options but --jobs, --quiet "
@@ -152,7 +161,20 @@ def _compare(
     from optcli.compare.jobs import plan_jobs
     from optcli.compare.plan import load_plan
     from optcli.compare.run import ComparisonInterrupted, run_comparison
+    from optcli.compare.suite import is_suite, load_suite
+    from optcli.config.yaml_loader import load_yaml_mapping
 
+    if len(paths) == 1 and is_suite(values := load_yaml_mapping(paths[0])):
+        _compare_suite(
+            load_suite(paths[0], values, command_line),
+            paths,
+            command_line,
+            resume,
+            pool,
+            quiet,
+            allow_changes,
+        )
+        return
     plan = load_plan(paths, command_line)
     print_advice({arm.name: arm.spec for arm in plan.arms if arm.spec})
     console = output_console()
@@ -168,6 +190,68 @@ def _compare(
         raise typer.Exit(EXIT_INTERRUPTED) from None
     console.print(ranking_table(result.ranked, plan.ranking_metric, result.verdict), markup=False)
     print(result.verdict.text)
+    print(f"-> {result.directory}")
+
+
+def _compare_suite(
+    suite: Any,
+    paths: list[Path],
+    command_line: Any,
+    resume: Path | None,
+    pool: Any,
+    quiet: bool,
+    allow_changes: bool,
+) -> None:
+    """A suite: each workload's comparison with its display and its ranking, then the profile scores."""
+    from contextlib import contextmanager
+
+    from optcli.compare.display import make_comparison_display, output_console, ranking_table, suite_table
+    from optcli.compare.jobs import plan_jobs
+    from optcli.compare.suite import SuiteInterrupted, run_suite
+    from optcli.compare.suite_report import summarize_suite
+    from optcli.errors import ConfigError
+
+    if (
+        resume is not None
+        and (resume.parent / "comparison.json").is_file()
+        and resume.name in dict(suite.workloads)
+    ):
+        raise ConfigError(
+            f"{resume} is one workload of a suite: resume the suite, optcli compare --resume {resume.parent}"
+        )
+    print_advice(
+        {f"{name}/{arm.name}": arm.spec for name, plan in suite.workloads for arm in plan.arms if arm.spec}
+    )
+    console = output_console()
+    count = len(suite.workloads)
+
+    @contextmanager
+    def show(name: str, plan: Any) -> Any:
+        index = [workload for workload, _ in suite.workloads].index(name) + 1
+        target = plan.target.words() if plan.target is not None else "its target"
+        print(
+            f"workload {index} of {count}: {name} ({target}; {len(plan.arms)} arms x {len(plan.seeds)} seeds)"
+        )
+        with make_comparison_display(console, plan_jobs(plan, Path()), quiet) as display:
+            yield display
+
+    try:
+        result = run_suite(suite, pool, show, (paths, command_line), resume, allow_changes)
+    except SuiteInterrupted as interrupted:
+        print(
+            f"interrupted: the finished runs are in {interrupted.directory}; optcli compare --resume "
+            f"{interrupted.directory} goes on",
+            file=sys.stderr,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if not quiet:
+        for name, plan in suite.workloads:
+            workload = result.results[name]
+            print(f"{name}: {plan.target.words() if plan.target else ''}")
+            console.print(ranking_table(workload.ranked, plan.ranking_metric, workload.verdict), markup=False)
+    summary = summarize_suite(suite, result.results)
+    console.print(suite_table(suite, summary), markup=False)
+    print(summary.verdict)
     print(f"-> {result.directory}")
 
 

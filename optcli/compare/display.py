@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -22,6 +23,10 @@ from optcli.compare.ranking import METRIC_INFO, ArmSummary
 from optcli.compare.verdict import Verdict, format_value
 from optcli.train.display import format_loss
 from optcli.train.records import EpochRecord, RunStarted, StepRecord
+
+if TYPE_CHECKING:
+    from optcli.compare.suite import SuitePlan
+    from optcli.compare.suite_report import SuiteSummary
 
 
 class LiveComparison:
@@ -178,4 +183,35 @@ def ranking_table(ranked: list[ArmSummary], metric: str, verdict: Verdict) -> Ta
             seeds += f" ({troubles})"
         train_time = f"{arm.mean_train_time_s:.1f}s" if arm.mean_train_time_s is not None else "-"
         table.add_row(str(arm.rank), arm.arm + mark, value, low, high, seeds, train_time)
+    return table
+
+
+def suite_table(suite: SuitePlan, summary: SuiteSummary) -> Table:
+    """A suite's arms by score: each workload's median time to its target (★ the fastest)."""
+    unit = "steps" if suite.time == "steps" else "s"
+    measure = "steps" if suite.time == "steps" else "training seconds"
+    table = Table(
+        title=f"median {measure} to target over {len(suite.seeds)} seeds (★ fastest)",
+        caption=f"score: the area under the arm's performance profile from 1 to {suite.tau_max:g}, over {suite.tau_max - 1:g}",
+        title_justify="left",
+        caption_justify="left",
+    )
+    table.add_column("arm", no_wrap=True)
+    table.add_column("score", justify="right")
+    for name, _ in suite.workloads:
+        table.add_column(name, justify="right", no_wrap=True)
+    for arm, score in summary.scores.items():
+        cells = []
+        for name, _ in suite.workloads:
+            on = summary.times[name][arm]
+            value = on.median_steps if suite.time == "steps" else on.median_seconds
+            shown = (
+                "not reached"
+                if math.isinf(value)
+                else f"{value:.0f}"
+                if unit == "steps"
+                else f"{value:.2f} s"
+            )
+            cells.append(shown + (" ★" if arm in summary.fastest[name] else ""))
+        table.add_row(arm, f"{score:.3f}", *cells)
     return table

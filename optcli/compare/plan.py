@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, ValidationError
 
 from optcli.compare.ranking import METRIC_INFO, TARGET_METRICS
+from optcli.compare.targets import Target, read_target
 from optcli.compare.tuning import Tuning, read_tuning, resolve_trials
 from optcli.config.loading import RawConfig, apply_overrides, carried_over, merge_arm
 from optcli.config.metrics import VALIDATION_METRICS
@@ -30,10 +31,13 @@ _FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 class CompareFile(Strict):
     name: str | None = None
-    base: str | dict[str, Any]
+    base: str | dict[str, Any] | None = None  # one task's config; or workloads: (suite.py), several
+    workloads: dict[str, Any] | None = None
+    tau_max: float = Field(4.0, gt=1)  # a suite's performance profile runs from 1 to tau_max
     seeds: list[int] | int = DEFAULT_SEEDS
     metric: str | None = None  # default: val_loss when the arms have validation data, else final_loss
     target_loss: float | None = None
+    target: dict[str, Any] | None = None  # one validation metric (or loss) and the value to reach
     runs: dict[str, dict[str, Any] | None] = Field(min_length=1)
     # A tuned comparison (tuning.py): trials per arm, how they are drawn, the space, their seeds.
     budget: int | None = Field(None, ge=1)
@@ -55,7 +59,7 @@ class ComparisonPlan:
     arms: tuple[Arm, ...]
     seeds: tuple[int, ...]
     metric: str | None  # None until checked: then the default for the arms' data
-    target_loss: float | None
+    target: Target | None  # what steps_to_target and time_to_target count to
     output_dir: Path
     # The validation metrics every arm reports (known once checked): none without validation data.
     validation_metrics: tuple[str, ...] = ()
@@ -86,12 +90,15 @@ class CommandLine:
     metric: str | None = None
     target_loss: float | None = None
     output_dir: Path | None = None
+    time: str | None = None  # a suite's profile: "steps" (the default) or "seconds"
 
 
 def load_plan(paths: list[Path], command_line: CommandLine) -> ComparisonPlan:
     """Read a compare file, or several config files (each an arm), and check the whole comparison."""
     if not paths:
         raise ConfigError("give a compare file, or two or more config files to compare")
+    if command_line.time is not None:
+        raise ConfigError("--time measures a suite's performance profile: a compare file with workloads:")
     if len(paths) == 1:
         values = load_yaml_mapping(paths[0])
         if "runs" not in values:
@@ -99,19 +106,28 @@ def load_plan(paths: list[Path], command_line: CommandLine) -> ComparisonPlan:
                 f"{paths[0]}: a compare file needs runs: (the arms to compare, each a mapping of changes "
                 "to the base config); to compare config files, give two or more of them"
             )
-        plan = _plan_from_compare_file(paths[0], values, command_line)
+        plan = plan_from_compare_file(paths[0], values, command_line)
     else:
         plan = _plan_from_config_files(paths, command_line)
     return check_plan(plan)
 
 
-def _plan_from_compare_file(path: Path, values: dict[str, Any], command_line: CommandLine) -> ComparisonPlan:
+def read_compare_file(path: Path, values: dict[str, Any]) -> CompareFile:
     try:
         compare = CompareFile.model_validate(values)
     except ValidationError as error:
         raise ConfigError(
             [f"{path}: {describe_error(detail, CompareFile)}" for detail in error.errors()]
         ) from None
+    if (compare.base is None) == (compare.workloads is None):
+        raise ConfigError(f"{path}: give base: (one task's config) or workloads: (several), one of them")
+    return compare
+
+
+def plan_from_compare_file(path: Path, values: dict[str, Any], command_line: CommandLine) -> ComparisonPlan:
+    compare = read_compare_file(path, values)
+    if compare.workloads is not None:
+        raise ConfigError(f"{path}: a suite (workloads:); load it with load_suite")
     base_values, arm_configs = _arm_configs(path, compare, command_line.overrides)
     arms = [Arm(name, config) for name, (_, config) in arm_configs.items()]
     tunes = arm_configs
@@ -122,16 +138,24 @@ def _plan_from_compare_file(path: Path, values: dict[str, Any], command_line: Co
         arms=tuple(arms),
         seeds=seeds,
         metric=command_line.metric or compare.metric,
-        target_loss=command_line.target_loss if command_line.target_loss is not None else compare.target_loss,
+        target=_target(command_line, compare, path),
         output_dir=command_line.output_dir or _output_dir(base_values),
         tuning=tuning,
     )
+
+
+def _target(command_line: CommandLine, compare: CompareFile, path: Path) -> Target | None:
+    """--target-loss, else the file's target: or target_loss:."""
+    if command_line.target_loss is not None:
+        return read_target(None, command_line.target_loss, "--target-loss")
+    return read_target(compare.target, compare.target_loss, f"{path}: target")
 
 
 def _arm_configs(
     path: Path, compare: CompareFile, overrides: list[str]
 ) -> tuple[dict[str, Any], dict[str, tuple[Any, RawConfig]]]:
     """The base config's values, and each arm's tune mapping and config (the base with its changes)."""
+    assert compare.base is not None, "a suite's workloads are each planned as a compare file of their own"
     if isinstance(compare.base, str):
         base_path = (path.parent / compare.base).resolve()
         base_values, base_dir, base_stem = load_yaml_mapping(base_path), base_path.parent, base_path.stem
@@ -161,6 +185,8 @@ def check_structure(path: Path, overrides: list[str]) -> None:
             compare = CompareFile.model_validate(values)
         except ValidationError:
             return  # reported with the compare file's other problems, as compare reports them
+        if compare.base is None:
+            return  # a suite: each workload is checked whole when the suite loads
         arms = _arm_configs(path, compare, overrides)[1]
         problems = [
             f"arm '{name}': {problem}"
@@ -194,7 +220,7 @@ def _plan_from_config_files(paths: list[Path], command_line: CommandLine) -> Com
         arms=tuple(arms),
         seeds=_seeds(command_line.seeds, DEFAULT_SEEDS),
         metric=command_line.metric,
-        target_loss=command_line.target_loss,
+        target=read_target(None, command_line.target_loss, "--target-loss"),
         output_dir=command_line.output_dir or _output_dir(arms[0].config.values),
     )
 
@@ -247,9 +273,25 @@ def check_file(path: Path, overrides: list[str]) -> tuple[dict[str, RunSpec], st
     from optcli.config.loading import load_config
     from optcli.config.resolve import resolve_config
 
-    if "runs" not in load_yaml_mapping(path):
+    values = load_yaml_mapping(path)
+    if "runs" not in values:
         spec = resolve_config(load_config(path, overrides))
         return {"": spec}, spec.outline()
+    if "workloads" in values:
+        from optcli.compare.suite import load_suite
+
+        suite = load_suite(path, values, CommandLine(overrides))
+        specs = {
+            f"{workload}/{arm.name}": arm.spec
+            for workload, plan in suite.workloads
+            for arm in plan.arms
+            if arm.spec
+        }
+        names = ", ".join(workload for workload, _ in suite.workloads)
+        return specs, (
+            f"a suite of {len(suite.workloads)} workloads ({names}) x {len(suite.arms)} arms ({', '.join(suite.arms)}) "
+            f"over {len(suite.seeds)} seeds, scored by performance profiles of the {suite.time} to each target"
+        )
     plan = load_plan([path], CommandLine(overrides))
     specs = {arm.name: arm.spec for arm in plan.arms if arm.spec is not None}
     seeds = len(plan.seeds)
@@ -291,8 +333,13 @@ def check_plan(plan: ComparisonPlan) -> ComparisonPlan:
     metric = plan.metric or ("val_loss" if validation else "final_loss")
     if metric not in METRIC_INFO:
         problems.append(f"metric: '{metric}' is not a metric; choose from: {', '.join(METRIC_INFO)}")
-    if metric in TARGET_METRICS and plan.target_loss is None:
-        problems.append(f"metric: {metric} needs a target: --target-loss or target_loss: in the compare file")
+    if metric in TARGET_METRICS and plan.target is None:
+        problems.append(
+            f"metric: {metric} needs a target: --target-loss, or target_loss: or target: in the compare file"
+        )
+    target = plan.target
+    if target is not None and target.metric in VALIDATION_METRICS and target.metric not in validation:
+        problems.append(f"target: {target.metric} needs validation data of that kind in every arm")
     if metric in VALIDATION_METRICS and metric not in validation:
         kind = {"val_loss": "", "val_accuracy": " of class labels"}.get(metric, " with real-valued targets")
         problems.append(

@@ -14,6 +14,7 @@ from typing import Any
 from optcli.compare.jobs import Job, JobOutcome
 from optcli.compare.plan import ComparisonPlan
 from optcli.compare.ranking import METRIC_INFO, ArmSummary, RunResult
+from optcli.compare.targets import Target
 from optcli.compare.verdict import Verdict
 from optcli.config.metrics import VALIDATION_METRICS
 from optcli.train.rundir import write_atomically
@@ -56,27 +57,20 @@ def read_csv_rows(path: Path) -> list[dict[str, str]]:
         return []
 
 
-def read_run_result(job: Job, outcome: JobOutcome, target_loss: float | None) -> RunResult:
+def read_run_result(job: Job, outcome: JobOutcome, target: Target | None) -> RunResult:
     """One run's row of results.csv, from the files in its directory."""
     epochs = read_csv_rows(job.run_dir / "epochs.csv")
     try:
         summary: dict[str, Any] = json.loads((job.run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         summary = {}
-    losses = [(int(row["step"]), float(row["train_loss"]), float(row["elapsed_s"])) for row in epochs]
-    reached = next(
-        (
-            (step, elapsed)
-            for step, loss, elapsed in losses
-            if target_loss is not None and loss <= target_loss
-        ),
-        (None, None),
-    )
+    losses = [float(row["train_loss"]) for row in epochs]
+    reached = target.reached(job.run_dir) if target is not None and outcome.status == "ok" else (None, None)
     return RunResult(
         arm=job.arm,
         seed=job.seed,
         status=outcome.status,
-        final_loss=losses[-1][1] if losses and outcome.status == "ok" else None,
+        final_loss=losses[-1] if losses and outcome.status == "ok" else None,
         best_loss=summary.get("best_loss"),
         steps_to_target=reached[0],
         time_to_target_s=reached[1],
@@ -140,7 +134,10 @@ def write_summary_json(
         "status": status,
         "metric": plan.ranking_metric,
         "lower_is_better": info.lower_is_better,
-        "target_loss": plan.target_loss,
+        "target": plan.target.record() if plan.target is not None else None,
+        "target_loss": plan.target.value
+        if plan.target is not None and plan.target.metric == "loss"
+        else None,
         "seeds": list(plan.seeds),
         "winner": verdict.winner,
         "runner_up": verdict.runner_up,

@@ -31,6 +31,7 @@ class _CommandLineRecord(BaseModel):
     metric: str | None = None
     target_loss: float | None = None
     output_dir: str | None = None
+    time: str | None = None
 
 
 class _InvocationRecord(BaseModel):

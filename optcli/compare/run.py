@@ -50,14 +50,18 @@ def run_comparison(
     invocation: tuple[list[Path], CommandLine] | None = None,
     resume_dir: Path | None = None,
     allow_changes: bool = False,
+    directory: Path | None = None,
 ) -> ComparisonResult:
-    """Train every arm with every seed under `<out>/compare-<name>/<timestamp>/` and report on them.
+    """Train every arm with every seed under `<out>/compare-<name>/<timestamp>/` (or `directory`, a
+    suite's workload) and report on them.
 
     The runs go to `pool` (see `start_workers`), or run here one by one when it is None. `invocation`
     (the files and options) is kept for `--resume`, with what each run computes; `resume_dir`
     continues the comparison there (a changed arm refused, or with `allow_changes` run again).
     """
-    directory = resume_dir or create_run_dir(plan.output_dir, f"compare-{plan.name}")
+    if resume_dir is None and directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+    directory = resume_dir or directory or create_run_dir(plan.output_dir, f"compare-{plan.name}")
     with writer_lock(directory, "comparison"):  # one writer: a second compare --resume is refused
         if resume_dir is None and invocation is not None:
             save_invocation(directory, *invocation, plan_jobs(plan, directory))
@@ -90,10 +94,10 @@ def _compare_locked(
         status = "interrupted"
     finished: dict[int, JobOutcome] = {outcome.index: outcome for outcome in outcomes}
     results = [
-        read_run_result(job, finished[job.index], plan.target_loss) for job in jobs if job.index in finished
+        read_run_result(job, finished[job.index], plan.target) for job in jobs if job.index in finished
     ]
     ranked = rank_arms(results, plan.ranking_metric, [arm.name for arm in plan.arms])
-    verdict = with_protocol(give_verdict(ranked, plan.ranking_metric, plan.target_loss), protocol)
+    verdict = with_protocol(give_verdict(ranked, plan.ranking_metric, plan.target), protocol)
     write_results_csv(directory / "results.csv", results, plan.validation_metrics)
     write_summary_csv(directory / "summary.csv", ranked, plan.ranking_metric)
     write_summary_json(directory / "summary.json", plan, ranked, verdict, results, status)
@@ -147,7 +151,7 @@ def _tune(
     for job in trials:
         if job.index not in finished:
             continue
-        result = read_run_result(job, finished[job.index], plan.target_loss)
+        result = read_run_result(job, finished[job.index], plan.target)
         assert job.trial is not None
         per_trial.setdefault((job.arm, job.trial), []).append(result)
         setting = next(t.setting for t in tuning.trials if t.arm == job.arm and t.index == job.trial)

@@ -20,6 +20,7 @@ from optcli.compare.ranking import (
     PairedLead,
     paired_lead,
 )
+from optcli.compare.targets import Target
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,15 @@ class Verdict:
     identical: bool = False  # the winner and the runner-up gave the same value on every seed
 
 
-def give_verdict(ranked: list[ArmSummary], metric: str, target_loss: float | None = None) -> Verdict:
+def give_verdict(ranked: list[ArmSummary], metric: str, target: Target | None = None) -> Verdict:
     """The ranking in one sentence, e.g. 'adam reached the lowest final loss, 0.12 ± 0.01 over 3 seeds,
     2.3× lower than sgd; adam and rmsprop are within seed noise of each other'."""
     info = METRIC_INFO[metric]
     finished = [arm for arm in ranked if arm.mean is not None]
     if not finished:
-        return Verdict(_nobody(ranked, metric, target_loss), None, None, None)
+        return Verdict(_nobody(ranked, metric, target), None, None, None)
     winner = finished[0]
-    words = info.words if metric not in TARGET_METRICS else _target_words(info, target_loss)
+    words = info.words if metric not in TARGET_METRICS else _target_words(info, target)
     parts = [f"{winner.arm} {words}, {_value(winner, info)} over {_seeds(winner)}"]
     runner_up = finished[1] if len(finished) > 1 else None
     lead = paired_lead(winner, runner_up, info.lower_is_better) if runner_up else None
@@ -109,19 +110,13 @@ def _lead_words(winner: str, runner_up: str, lead: PairedLead | None) -> str:
     )
 
 
-def _target_words(info: MetricInfo, target_loss: float | None) -> str:
-    return info.words.replace(
-        "the target loss", f"the target loss {target_loss:g}" if target_loss else "the target"
-    )
+def _target_words(info: MetricInfo, target: Target | None) -> str:
+    return info.words.replace("the target loss", target.words() if target else "the target")
 
 
-def _nobody(ranked: list[ArmSummary], metric: str, target_loss: float | None) -> str:
+def _nobody(ranked: list[ArmSummary], metric: str, target: Target | None) -> str:
     if metric in TARGET_METRICS and not any(arm.trouble for arm in ranked):
-        return (
-            f"no arm reached the target loss {target_loss:g} in any run"
-            if target_loss
-            else "no arm reached the target"
-        )
+        return f"no arm reached {target.words()} in any run" if target else "no arm reached the target"
     return "no arm finished a run: every run diverged or failed"
 
 

@@ -10,7 +10,7 @@ import torch
 from optcli.components.registry import Registry
 from optcli.data.files import CsvData, IdxData
 from optcli.data.in_memory import RandomData, TeacherData, TensorFileData
-from optcli.data.scikit_learn import BreastCancerData, DigitsData, IrisData, WineData
+from optcli.data.scikit_learn import BreastCancerData, DiabetesData, DigitsData, IrisData, WineData
 from optcli.data.user_datasets import UserDatasets
 
 DATASETS = Registry(
@@ -59,6 +59,9 @@ DATASETS.add("idx", IdxData, summary="MNIST-format IDX image and label files, gz
 DATASETS.add("digits", DigitsData, summary="scikit-learn's 8x8 digits (needs optcli[sklearn])")
 DATASETS.add("iris", IrisData, summary="scikit-learn's iris (needs optcli[sklearn])")
 DATASETS.add("wine", WineData, summary="scikit-learn's wine (needs optcli[sklearn])")
+DATASETS.add(
+    "diabetes", DiabetesData, summary="scikit-learn's diabetes: a regression (needs optcli[sklearn])"
+)
 DATASETS.add(
     "breast_cancer", BreastCancerData, summary="scikit-learn's breast cancer (needs optcli[sklearn])"
 )

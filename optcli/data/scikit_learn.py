@@ -1,4 +1,5 @@
-"""scikit-learn's bundled datasets: digits, iris, wine and breast_cancer.
+"""scikit-learn's bundled datasets: digits, iris, wine and breast_cancer (classification), diabetes
+(regression).
 
 They ship inside scikit-learn (nothing is downloaded), which is an optional extra: without it these
 names say how to install it.
@@ -57,6 +58,22 @@ class BreastCancerData(SklearnData):
     LOADER = "load_breast_cancer"
 
 
+class DiabetesData(SklearnData):
+    """442 patients, 10 baseline measurements (already centred and scaled by scikit-learn), and a
+    measure of the disease's progression a year later: a regression target, scaled here to unit
+    variance (divided by its standard deviation, 77.1) so that losses read like those of other tasks."""
+
+    LOADER = "load_diabetes"
+
+    def describe(self) -> DataInfo:
+        data = self.load(0)
+        return DataInfo(len(data), tuple(data.inputs.shape[1:]), None, 1, task_reason="")
+
+    def load(self, seed: int, split: str = "train") -> TensorData:
+        inputs, targets = _load(self.LOADER)
+        return TensorData(inputs, targets)
+
+
 def _bunch(loader: str) -> Any:
     try:
         import sklearn.datasets
@@ -73,4 +90,7 @@ def _load(loader: str) -> tuple[torch.Tensor, torch.Tensor]:
     inputs = torch.tensor(bunch.data, dtype=torch.get_default_dtype())
     if loader == "load_digits":
         inputs = inputs.reshape(-1, 1, 8, 8) / 16.0  # pixel values are 0..16
+    if loader == "load_diabetes":  # a value per sample, shaped as the model's one output
+        target = torch.tensor(bunch.target, dtype=torch.float64)
+        return inputs, (target / target.std()).to(torch.get_default_dtype()).unsqueeze(1)
     return inputs, torch.tensor(bunch.target, dtype=torch.long)

@@ -93,30 +93,49 @@ def input_batches(
 def _table_batches(trained: TrainedRun, path: Path, batch_size: int, key: str) -> Iterator[InputBatch]:
     features, target = table_columns(trained)
     delimiter = trained.spec.data.train.component.arguments.get("delimiter")
-    pending: list[tuple[torch.Tensor, list[str] | None]] = []
-    held = 0
     shape = trained.spec.data.info.feature_shape  # a row is a sample's values, flattened (8×8 images: 64)
-    for block in table_blocks(path, features, target, delimiter, key):
-        inputs = block.inputs.reshape(len(block.inputs), *shape)
-        pending.append((inputs, block.labels))
-        held += len(block.inputs)
-        while held >= batch_size:
-            inputs, labels, pending = _cut(pending, batch_size)
-            held -= batch_size
-            yield _batch(trained, inputs, labels)
-    if held:
-        inputs, labels, _ = _cut(pending, held)
+    blocks = (
+        (block.inputs.reshape(len(block.inputs), *shape), block.labels)
+        for block in table_blocks(path, features, target, delimiter, key)
+    )
+    for inputs, labels in rebatched(blocks, batch_size):
         yield _batch(trained, inputs, labels)
 
 
-def _cut(
-    pending: list[tuple[torch.Tensor, list[str] | None]], size: int
-) -> tuple[torch.Tensor, list[str] | None, list[tuple[torch.Tensor, list[str] | None]]]:
-    """The first `size` rows of the pending blocks, and what is left of them."""
-    inputs = torch.cat([block for block, _ in pending])
-    labels = None if pending[0][1] is None else [label for _, block in pending for label in block or []]
-    rest = [(inputs[size:], labels[size:] if labels is not None else None)] if len(inputs) > size else []
-    return inputs[:size], labels[:size] if labels is not None else None, rest
+Rows = tuple[torch.Tensor, list[str] | None]
+
+
+def rebatched(blocks: Iterator[Rows], size: int) -> Iterator[Rows]:
+    """Blocks of rows of any lengths, as batches of `size` rows (the last one shorter), cut from the
+    first row on: a row's batch does not depend on where the blocks ended."""
+    pending: list[tuple[torch.Tensor, list[str] | None, int]] = []  # a block, and its first row not yet taken
+    held = 0
+    for inputs, labels in blocks:
+        pending.append((inputs, labels, 0))
+        held += len(inputs)
+        while held >= size:
+            yield _take(pending, size)
+            held -= size
+    if held:
+        yield _take(pending, held)
+
+
+def _take(pending: list[tuple[torch.Tensor, list[str] | None, int]], size: int) -> Rows:
+    """The next `size` rows of the pending blocks, taken off them."""
+    parts: list[torch.Tensor] = []
+    labels: list[str] | None = None if pending[0][1] is None else []
+    while size:
+        inputs, block_labels, start = pending[0]
+        end = min(len(inputs), start + size)
+        parts.append(inputs[start:end])
+        if labels is not None and block_labels is not None:
+            labels.extend(block_labels[start:end])
+        size -= end - start
+        if end == len(inputs):
+            pending.pop(0)
+        else:
+            pending[0] = (inputs, block_labels, end)
+    return (parts[0] if len(parts) == 1 else torch.cat(parts)), labels
 
 
 def table_columns(trained: TrainedRun) -> tuple[list[str], str]:

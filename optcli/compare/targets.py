@@ -1,0 +1,77 @@
+"""A comparison's target: a training loss (`target_loss`, checked at every epoch's end) or a validation
+metric (`target: {val_accuracy: 0.97}`, checked at every evaluation: every `train.eval_every` steps
+and at every epoch's end), and when a run first reached it, in optimizer steps and training seconds,
+read from the run's own epochs.csv and evals.csv."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optcli.config.metrics import VALIDATION_METRICS
+from optcli.errors import ConfigError
+
+TRAINING_LOSS = "loss"  # target_loss: the epoch's mean training loss
+HIGHER_IS_BETTER = ("val_accuracy", "val_r2")
+
+
+@dataclass(frozen=True)
+class Target:
+    metric: str  # "loss" (the training loss) or a validation metric
+    value: float
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric not in HIGHER_IS_BETTER
+
+    def words(self) -> str:
+        """'the target loss 0.5', 'the target val_accuracy 0.97'."""
+        return f"the target {self.metric} {self.value:g}"
+
+    def met_by(self, value: float) -> bool:
+        return value <= self.value if self.lower_is_better else value >= self.value
+
+    def record(self) -> dict[str, float]:
+        return {self.metric: self.value}
+
+    def reached(self, run_dir: Path) -> tuple[int | None, float | None]:
+        """The optimizer step and training seconds of the first check that met the target, or
+        (None, None) when no check did."""
+        column = "train_loss" if self.metric == TRAINING_LOSS else self.metric
+        checks = _rows(run_dir / "epochs.csv")
+        if self.metric != TRAINING_LOSS:  # evaluations within epochs too, in step order
+            checks = sorted(checks + _rows(run_dir / "evals.csv"), key=lambda row: int(row["step"]))
+        for row in checks:
+            if row.get(column) not in (None, "") and self.met_by(float(row[column])):
+                return int(row["step"]), float(row["elapsed_s"])
+        return None, None
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as stream:
+            return list(csv.DictReader(stream))
+    except FileNotFoundError:
+        return []
+
+
+def read_target(given: Any, target_loss: float | None, where: str) -> Target | None:
+    """A compare file's (or a workload's) `target:` mapping of one metric to its value, or the
+    `target_loss` of old; a ConfigError naming `where` when it is neither."""
+    if given is None:
+        return Target(TRAINING_LOSS, target_loss) if target_loss is not None else None
+    if target_loss is not None:
+        raise ConfigError(f"{where}: give target: or target_loss:, not both")
+    metrics = (TRAINING_LOSS, *VALIDATION_METRICS)
+    if not isinstance(given, dict) or len(given) != 1:
+        raise ConfigError(f"{where}: one metric and the value to reach, e.g. {{val_accuracy: 0.97}}")
+    ((metric, value),) = given.items()
+    if metric not in metrics:
+        raise ConfigError(
+            f"{where}: '{metric}' is not a metric a target can be on; choose from {', '.join(metrics)}"
+        )
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}.{metric}: a number, got {value!r}")
+    return Target(str(metric), float(value))
