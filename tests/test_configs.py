@@ -10,7 +10,8 @@ import yaml
 from tests.conftest import REPO, assert_clean_exit, invoke, read_summary, train_ok
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
-TRAIN_CONFIGS = [path for path in CONFIGS if not path.name.startswith("compare_")]
+COMPARE_CONFIGS = [path for path in CONFIGS if "runs" in yaml.safe_load(path.read_text())]  # and suites
+TRAIN_CONFIGS = [path for path in CONFIGS if path not in COMPARE_CONFIGS]
 
 
 def source_run(path: Path, out: Path) -> list[str]:
@@ -36,14 +37,16 @@ def test_config_has_a_header_and_trains(tmp_path, path):
     assert summary["status"] == "completed" and summary["steps"] == 3
 
 
-COMPARE_CONFIGS = [path for path in CONFIGS if path.name.startswith("compare_")]
-
-
 @pytest.mark.parametrize("path", COMPARE_CONFIGS, ids=lambda path: path.name)
 def test_compare_config_has_a_header_and_runs(tmp_path, path):
     header = path.read_text().split("\n\n")[0]
     assert header.startswith("#") and f"optcli compare configs/{path.name}" in header
     result = invoke("compare", path, "--seeds", "1", "--set", "train.max_steps=5", "--out", tmp_path / "out")
     assert_clean_exit(result, 0)
-    summary = next(tmp_path.glob("out/compare-*/*/summary.json"))
-    assert '"status": "completed"' in summary.read_text()
+    directory = next(tmp_path.glob("out/compare-*/*"))
+    if (directory / "suite.json").is_file():  # a suite: every workload's comparison completed
+        summaries = list(directory.glob("*/summary.json"))
+        assert len(summaries) == len(yaml.safe_load(path.read_text())["workloads"])
+    else:
+        summaries = [directory / "summary.json"]
+    assert all('"status": "completed"' in summary.read_text() for summary in summaries)

@@ -227,7 +227,13 @@ def paired_lead(winner: ArmSummary, other: ArmSummary, lower_is_better: bool) ->
     ]
     if len(gains) < 2:
         return None
+    low, high = paired_interval(gains)
+    return PairedLead(len(gains), sum(gain > 0 for gain in gains), low, high, not any(gains))
+
+
+def paired_interval(gains: list[float]) -> tuple[float, float]:
+    """The 95% interval of the mean of two or more paired differences (Student's t)."""
     freedom = len(gains) - 1
     quantile = T_95[freedom - 1] if freedom <= len(T_95) else 1.96
     mean, half = statistics.fmean(gains), quantile * statistics.stdev(gains) / math.sqrt(len(gains))
-    return PairedLead(len(gains), sum(gain > 0 for gain in gains), mean - half, mean + half, not any(gains))
+    return mean - half, mean + half

@@ -28,7 +28,9 @@ from optcli.compare.plan import (
 )
 from optcli.compare.resume import INVOCATION, save_invocation
 from optcli.compare.run import ComparisonInterrupted, ComparisonResult, run_comparison
+from optcli.config.loading import merge_arm
 from optcli.config.schema import Strict, describe_error
+from optcli.config.yaml_loader import load_yaml_mapping
 from optcli.errors import ConfigError
 
 TimeMeasure = Literal["steps", "seconds"]
@@ -39,6 +41,7 @@ class Workload(Strict):
     config: str | dict[str, Any]  # a config file (relative to the compare file), or one inline
     target: dict[str, Any]  # one validation metric (or loss) and the value to reach
     budget: int | None = Field(None, ge=1)  # this workload's tuning trials per arm
+    changes: dict[str, Any] | None = None  # to the config, as an arm's are (data: {val_fraction: 0.2})
 
 
 @dataclass(frozen=True)
@@ -81,15 +84,15 @@ def load_suite(path: Path, values: dict[str, Any], command_line: CommandLine) ->
                 f"{path}: {describe_error(d, Workload, f'workloads.{name}')}" for d in error.errors()
             ]
             continue
-        own = {
-            **shared,
-            "name": name,
-            "base": workload.config,
-            "target": workload.target,
-            "metric": RANKED_BY[time],
-            **({"budget": workload.budget} if workload.budget is not None else {}),
-        }
         try:
+            own = {
+                **shared,
+                "name": name,
+                "base": _with_changes(path, workload),
+                "target": workload.target,
+                "metric": RANKED_BY[time],
+                **({"budget": workload.budget} if workload.budget is not None else {}),
+            }
             planned.append((name, check_plan(plan_from_compare_file(path, own, given))))
         except ConfigError as error:
             problems += [f"workload '{name}': {problem}" for problem in error.problems]
@@ -105,6 +108,19 @@ def load_suite(path: Path, values: dict[str, Any], command_line: CommandLine) ->
         time=time,  # type: ignore[arg-type]
         output_dir=first.output_dir,
     )
+
+
+def _with_changes(path: Path, workload: Workload) -> str | dict[str, Any]:
+    """The workload's config, its changes merged in as an arm's are (then inline: relative paths in it
+    are taken from the compare file's folder, where the suite's configs live)."""
+    if workload.changes is None:
+        return workload.config
+    values = (
+        load_yaml_mapping((path.parent / workload.config).resolve())
+        if isinstance(workload.config, str)
+        else workload.config
+    )
+    return merge_arm(values, workload.changes)
 
 
 @dataclass(frozen=True)

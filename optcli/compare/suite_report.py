@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from optcli.compare import profiles
-from optcli.compare.ranking import RunResult
+from optcli.compare.ranking import RunResult, paired_interval
 from optcli.train.rundir import write_atomically
 from optcli.train.sinks import format_number
 
@@ -102,19 +102,44 @@ def _verdict(
         if missed:
             lines.append(f"{winner} did not reach the target on {', '.join(missed)}")
     for workload, result in results.items():
-        verdict = result.verdict
-        if verdict.winner is None:
-            lines.append(f"{workload}: no arm reached its target")
-        elif verdict.runner_up is None:
-            lines.append(f"{workload}: only {verdict.winner} reached its target")
-        elif verdict.within_noise is None:
-            lines.append(
-                f"{workload}: {verdict.winner} ahead of {verdict.runner_up}; seed noise unknown (one seed)"
-            )
-        else:
-            beyond = "within" if verdict.within_noise else "beyond"
-            lines.append(f"{workload}: {verdict.winner} ahead of {verdict.runner_up}, {beyond} seed noise")
+        lines.append(f"{workload}: {_lead_on(result.results, fastest[workload], times[workload], suite)}")
     return "\n".join(lines)
+
+
+def _lead_on(
+    results: list[RunResult], fastest: list[str], times: dict[str, ArmOnWorkload], suite: SuitePlan
+) -> str:
+    """The workload's fastest arm (by median) against the next, seed by seed (compare's paired rule,
+    a seed that missed the target counting as slower than one that reached it)."""
+    ordered = sorted(times, key=lambda arm: _measured(times[arm], suite))
+    if not fastest:
+        return "no arm reached its target on most seeds"
+    winner = fastest[0]
+    runner_up = next((arm for arm in ordered if arm != winner), None)
+    if runner_up is None:
+        return f"{winner} fastest"
+    if len(fastest) > 1:
+        return f"{', '.join(fastest)} tied"
+    own, other = (_per_seed(results, arm, suite) for arm in (winner, runner_up))
+    seeds = sorted(set(own) & set(other))
+    if len(seeds) < 2:
+        return f"{winner} ahead of {runner_up}; seed noise unknown (one seed)"
+    wins = sum(own[seed] < other[seed] for seed in seeds)
+    both = [
+        (own[seed], other[seed]) for seed in seeds if math.isfinite(own[seed]) and math.isfinite(other[seed])
+    ]
+    clear = wins == len(seeds) and (len(both) < 2 or paired_interval([o - w for w, o in both])[0] > 0)
+    words = "beyond seed noise" if clear else f"within seed noise (faster on {wins} of {len(seeds)} seeds)"
+    return f"{winner} ahead of {runner_up}, {words}"
+
+
+def _per_seed(results: list[RunResult], arm: str, suite: SuitePlan) -> dict[int, float]:
+    found = {}
+    for run in results:
+        if run.arm == arm:
+            value = run.steps_to_target if suite.time == "steps" else run.time_to_target_s
+            found[run.seed] = math.inf if value is None else float(value)
+    return found
 
 
 def _measured(on: ArmOnWorkload, suite: SuitePlan) -> float:
