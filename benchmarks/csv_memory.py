@@ -10,15 +10,13 @@ ten rows (the interpreter, torch and optcli), as a multiple of the tensor's byte
 from __future__ import annotations
 
 import argparse
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy
 import yaml
+from peak import command_peak
 
 
 def write_csv(path: Path, rows: int, columns: int) -> None:
@@ -32,19 +30,6 @@ def write_csv(path: Path, rows: int, columns: int) -> None:
                 ",".join(f"{value:.6g}" for value in row) + f",c{label}\n"
                 for row, label in zip(block, labels, strict=True)
             )
-
-
-def peak_of(*arguments: str) -> tuple[float, float]:
-    """Seconds and peak resident bytes of `optcli ARGUMENTS...` in a child process of its own."""
-    script = (
-        "import resource, subprocess, sys, time; started = time.perf_counter(); "
-        f"subprocess.run([sys.executable, '-m', 'optcli', *{list(arguments)!r}], check=True, capture_output=True); "
-        "print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)"
-    )
-    seconds, peak = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    ).stdout.split()
-    return float(seconds), float(peak)
 
 
 def main() -> None:
@@ -67,8 +52,9 @@ def main() -> None:
             configs[name].write_text(yaml.safe_dump(config))
         report = {}
         for command, extra in (("check", ()), ("train", ("--max-steps", "1", "--quiet", "--out", directory))):
-            _, baseline = peak_of(command, str(configs["small"]), *extra)
-            report[command] = (*peak_of(command, str(configs["large"]), *extra), baseline)
+            baseline, _ = command_peak(command, str(configs["small"]), *extra)
+            peak, seconds = command_peak(command, str(configs["large"]), *extra)
+            report[command] = (seconds, peak * 2**20, baseline * 2**20)
         large = Path(directory) / "large.csv"
         started = time.perf_counter()
         numpy.loadtxt(large, delimiter=",", skiprows=1, usecols=range(arguments.columns), dtype=numpy.float32)
@@ -90,7 +76,6 @@ def main() -> None:
         print(f"{command}, whole command:    {seconds:.2f} s")
     for reader, seconds in readers.items():
         print(f"{reader} alone:     {seconds:.2f} s")
-    _ = resource  # (the child's peak is read in its own process)
 
 
 if __name__ == "__main__":

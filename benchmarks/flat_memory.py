@@ -11,12 +11,11 @@ schedule's steps per second."""
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import yaml
+from peak import command_peak
 
 CONFIG = {
     "device": "cpu",
@@ -36,18 +35,6 @@ SCHEDULE = {
 }
 
 
-def peak_mib(*arguments: str) -> tuple[float, float]:
-    """`optcli ARGUMENTS...` in a process of its own: its peak resident MiB and its seconds."""
-    script = (
-        "import resource, subprocess, sys, time; started = time.perf_counter(); "
-        f"subprocess.run([sys.executable, '-m', 'optcli', *{list(arguments)!r}], check=True, capture_output=True); "
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, time.perf_counter() - started)"
-    )
-    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    peak, seconds = output.split()
-    return float(peak), float(seconds)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--short", type=int, default=10_000)
@@ -60,13 +47,13 @@ def main() -> None:
             config.write_text(
                 yaml.safe_dump({**CONFIG, "train": {**CONFIG["train"], "epochs": steps // 100}})
             )
-            peaks[steps], _ = peak_mib("train", str(config), "--quiet", "--out", f"{directory}/runs")
+            peaks[steps], _ = command_peak("train", str(config), "--quiet", "--out", f"{directory}/runs")
         walks = {}
         for steps in (10_000, 1_000_000):
             config = Path(directory) / f"schedule{steps}.yaml"
             config.write_text(yaml.safe_dump({**SCHEDULE, "train": {"epochs": steps}}))
             csv, png = f"{directory}/schedule.csv", f"{directory}/schedule.png"
-            walks[steps] = peak_mib("schedule", str(config), "--csv", csv, "--png", png)
+            walks[steps] = command_peak("schedule", str(config), "--csv", csv, "--png", png)
     short, long = peaks[arguments.short], peaks[arguments.long]
     print(f"train peak, {arguments.short:,} steps: {short:.1f} MiB")
     print(f"train peak, {arguments.long:,} steps: {long:.1f} MiB")

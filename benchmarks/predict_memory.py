@@ -15,19 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from peak import command_peak
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def peak_and_seconds(*arguments: str) -> tuple[float, float]:
-    """`optcli ARGUMENTS...` in a process of its own: its peak resident MiB and its seconds."""
-    script = (
-        "import resource, subprocess, sys, time; started = time.perf_counter(); "
-        f"subprocess.run([sys.executable, '-m', 'optcli', *{list(arguments)!r}], check=True, capture_output=True); "
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, time.perf_counter() - started)"
-    )
-    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    peak, seconds = output.split()
-    return float(peak), float(seconds)
 
 
 def main() -> None:
@@ -60,9 +50,7 @@ def main() -> None:
                 for index in range(count):
                     stream.write(rows[index % len(rows)] + "\n")
             out = Path(directory) / "predictions.csv"
-            measured[count] = peak_and_seconds(
-                "predict", str(runs / "fruit_csv"), str(table), "--out", str(out)
-            )
+            measured[count] = command_peak("predict", str(runs / "fruit_csv"), str(table), "--out", str(out))
     (short, _), (long, seconds) = measured[arguments.short], measured[arguments.long]
     print(f"predict peak, {arguments.short:,} rows: {short:.1f} MiB")
     print(f"predict peak, {arguments.long:,} rows: {long:.1f} MiB ({long - short:+.1f} MiB)")

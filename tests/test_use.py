@@ -99,6 +99,31 @@ def epoch_row(run_dir: Path, epoch: int) -> dict[str, str]:
     return next(row for row in read_csv(run_dir / "epochs.csv") if int(row["epoch"]) == epoch)
 
 
+def user_model_run(directory: Path, forward: str) -> Path:
+    """A run of a linear model of one's own, `nets.py:Net`, whose forward is `forward` (its body)."""
+    (directory / "nets.py").write_text(
+        "import torch\n\nclass Net(torch.nn.Module):\n    def __init__(self, in_features: int, out_features: int):\n"
+        "        super().__init__()\n        self.layer = torch.nn.Linear(in_features, out_features)\n\n"
+        f"    def forward(self, inputs):\n{forward}"
+    )
+    data = {
+        "name": "random",
+        "samples": 32,
+        "features": 3,
+        "classes": 2,
+        "batch_size": 16,
+        "val_fraction": 0.25,
+    }
+    config = {
+        "device": "cpu",
+        "model": {"name": "nets.py:Net"},
+        "data": data,
+        "optimizer": "sgd",
+        "train": {"epochs": 1},
+    }
+    return train_ok(write_config(directory, config), directory / "runs")
+
+
 # --- predict ---------------------------------------------------------------------------------------------
 
 
@@ -333,26 +358,7 @@ def test_a_run_without_checkpoints_says_so(tmp_path):
 
 
 def test_a_run_whose_model_code_moved_or_changed_says_so(tmp_path):
-    (tmp_path / "nets.py").write_text(
-        "import torch\n\nclass Net(torch.nn.Module):\n    def __init__(self, in_features: int, out_features: int):\n"
-        "        super().__init__()\n        self.layer = torch.nn.Linear(in_features, out_features)\n\n"
-        "    def forward(self, inputs):\n        return self.layer(inputs)\n"
-    )
-    config = {
-        "device": "cpu",
-        "model": {"name": "nets.py:Net"},
-        "data": {
-            "name": "random",
-            "samples": 32,
-            "features": 3,
-            "classes": 2,
-            "batch_size": 16,
-            "val_fraction": 0.25,
-        },
-        "optimizer": "sgd",
-        "train": {"epochs": 1},
-    }
-    run_dir = train_ok(write_config(tmp_path, config), tmp_path / "runs")
+    run_dir = user_model_run(tmp_path, "        return self.layer(inputs)\n")
     with (tmp_path / "nets.py").open("a") as stream:
         stream.write("# edited\n")
     changed = invoke("evaluate", run_dir, "--out", tmp_path / "e.json")
@@ -455,27 +461,8 @@ def test_export_the_cnn(digits_cnn_run, tmp_path, form):
 def test_a_model_that_cannot_be_exported_names_the_format_and_the_formats_that_work(tmp_path):
     """Control flow on a tensor's value: torch.export refuses it, a trace would bake in one branch
     (refused too, rather than be wrong for other inputs); the bare weights work."""
-    (tmp_path / "branchy.py").write_text(
-        "import torch\n\nclass Branchy(torch.nn.Module):\n    def __init__(self, in_features: int, out_features: int):\n"
-        "        super().__init__()\n        self.layer = torch.nn.Linear(in_features, out_features)\n\n"
-        "    def forward(self, inputs):\n        out = self.layer(inputs)\n"
-        "        return out * 2 if out.sum() > 0 else out\n"
-    )
-    config = {
-        "device": "cpu",
-        "model": {"name": "branchy.py:Branchy"},
-        "data": {
-            "name": "random",
-            "samples": 32,
-            "features": 3,
-            "classes": 2,
-            "batch_size": 16,
-            "val_fraction": 0.25,
-        },
-        "optimizer": "sgd",
-        "train": {"epochs": 1},
-    }
-    run_dir = train_ok(write_config(tmp_path, config), tmp_path / "runs")
+    branching = "        out = self.layer(inputs)\n        return out * 2 if out.sum() > 0 else out\n"
+    run_dir = user_model_run(tmp_path, branching)
     result = invoke("export", run_dir, "--format", "exported", "--out", tmp_path / "m.pt2")
     assert_clean_exit(result, 1)
     assert result.stderr.startswith("error: --format exported: the model cannot be exported: ")
