@@ -5,7 +5,8 @@ step. Three loops run interleaved in one process, so that machine noise hits all
 loop (batches indexed from tensors, as optcli does), optcli's, and the plain loop fed by
 DataLoader(TensorDataset(...)) as most PyTorch code is written. The figures are ratios of total steps per second. Then,
 in rounds of their own, optcli's loop against itself writing TensorBoard's event files too
-(`output.tensorboard: true`). Last, in rounds of their own, a Dataset of one's own (the same data,
+(`output.tensorboard: true`), and logging to MLflow too (`output.mlflow`, a local SQLite store).
+Last, in rounds of their own, a Dataset of one's own (the same data,
 one sample per `__getitem__`): optcli's loop against the hand-written loop over the same DataLoader,
 and against that loop over a plain `DataLoader(dataset, shuffle=True)`.
 
@@ -55,9 +56,9 @@ def guide_spec(steps: int, data: dict[str, Any] = GUIDE_DATA, device: str = "cpu
     return resolve_config(RawConfig(config, HERE, "overhead"))
 
 
-def time_optcli(spec: RunSpec, tensorboard: bool = False) -> float:
+def time_optcli(spec: RunSpec, tensorboard: bool = False, mlflow_uri: str | None = None) -> float:
     """Seconds for optcli's loop with the sinks `optcli train` uses (CSV files, summary, plain display,
-    and TensorBoard's event files when asked)."""
+    and TensorBoard's event files or an MLflow store when asked)."""
     session = build_session(spec)
     with tempfile.TemporaryDirectory() as directory, open(os.devnull, "w") as devnull:
         run_dir = Path(directory)
@@ -66,6 +67,11 @@ def time_optcli(spec: RunSpec, tensorboard: bool = False) -> float:
             from optcli.train.tensorboard import TensorBoardWriter
 
             sinks.append(TensorBoardWriter(run_dir, spec))
+        if mlflow_uri is not None:
+            from optcli.train.mlflow_logging import MlflowLogger
+
+            tracked = {**spec.resolved, "output": {"mlflow": {"tracking_uri": mlflow_uri}}}
+            sinks.append(MlflowLogger(run_dir, tracked, resumed=False))
         start = time.perf_counter()
         for record in run_training(session):
             for sink in sinks:
@@ -169,6 +175,14 @@ def main() -> None:
         spec,
         arguments.rounds,
     )
+    with tempfile.TemporaryDirectory() as store:
+        uri = f"sqlite:///{store}/mlflow.db"
+        time_optcli(guide_spec(50), mlflow_uri=uri)  # (the store's tables made once, as a server has them)
+        tracked = interleaved(
+            {"optcli": time_optcli, "mlflow": functools.partial(time_optcli, mlflow_uri=uri)},
+            spec,
+            arguments.rounds,
+        )
     user = interleaved(
         {"same_loader": time_same_loader, "optcli": time_optcli, "plain_loader": time_plain_loader},
         guide_spec(arguments.steps, USER_DATA),
@@ -181,6 +195,9 @@ def main() -> None:
     print(f"ratio optcli/plain:      {totals['plain'] / totals['optcli']:.3f}")
     print(f"ratio optcli/dataloader: {totals['dataloader'] / totals['optcli']:.3f}")
     print(f"ratio optcli+tensorboard/optcli (measured apart): {board['optcli'] / board['tensorboard']:.3f}")
+    print(
+        f"ratio optcli+mlflow/optcli (SQLite store, measured apart): {tracked['optcli'] / tracked['mlflow']:.3f}"
+    )
     print("a Dataset of one's own, through DataLoaders (measured apart):")
     for name, total in user.items():
         print(f"  {name + ':':14s}{steps / total:8.1f} steps/s")

@@ -10,6 +10,7 @@ import typer
 
 from optcli.cli.shared import (
     EXIT_CONFIG,
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     DebugOption,
     SetOption,
@@ -285,6 +286,39 @@ def plot(
         path = out or directories[0] / "plot.png"
         draw_runs(path, plotted, list(metric or []))
         print(f"-> {path}")
+
+
+@app.command("mlflow-sync")
+def mlflow_sync(
+    directory: Annotated[
+        Path, typer.Argument(metavar="RUN_OR_COMPARE_DIR", help="A finished run, or a comparison's folder.")
+    ],
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option("--tracking-uri", help="Default: the run's output.mlflow, or MLFLOW_TRACKING_URI."),
+    ] = None,
+    debug: DebugOption = False,
+) -> None:
+    """Upload a run or a comparison to MLflow from its files, as live logging would have sent it.
+
+    For runs made without output.mlflow, or while the tracking server was down. Example:
+    optcli mlflow-sync runs/compare-compare_guide/20261125-190000 --tracking-uri sqlite:///mlflow.db
+    """
+    with reported_errors(debug):
+        import importlib.util
+
+        from optcli.errors import ConfigError
+
+        if not all(importlib.util.find_spec(name) for name in ("mlflow", "sqlalchemy", "alembic")):
+            raise ConfigError("mlflow-sync needs the mlflow extra: pip install 'optcli[mlflow]'")
+        if not directory.is_dir() or not any(directory.glob("**/config.yaml")):
+            raise ConfigError(f"{directory}: neither a run directory nor a comparison's folder")
+        from optcli.compare.tracking import sync_directory
+
+        lines = sync_directory(directory, tracking_uri)
+        print("\n".join(lines))
+        if any(": not uploaded" in line or "could not be uploaded" in line for line in lines):
+            raise typer.Exit(EXIT_FAILED)
 
 
 @app.command("list")

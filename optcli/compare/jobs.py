@@ -21,6 +21,7 @@ from optcli.compare.pool import WorkerPool
 from optcli.compare.ranking import JobStatus
 from optcli.errors import ConfigError, TrainingFailed
 from optcli.plotting import import_aside
+from optcli.train.mlflow_logging import Tracking
 from optcli.train.records import EpochRecord, Record, RunStarted, StepRecord
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class Job:
     run_dir: Path
     trial: int | None = None  # a tuned comparison's phase 1: the arm's trial
     resume: bool = False  # compare --resume: go on from the run's checkpoint if it has one
+    tracking: Tracking | None = None  # output.mlflow: the comparison's parent run and this run's tags
 
     @property
     def label(self) -> str:
@@ -103,12 +105,12 @@ def run_job(job: Job, report: Callable[[Record], None]) -> JobOutcome:
             except ConfigError:  # its files cannot be trusted (damaged, cut short): it starts afresh below
                 point = None
             if point is not None:
-                train_run(spec, [ProgressReporter(report)], run_dir=job.run_dir, resume=point)
+                train_run(spec, [ProgressReporter(report)], job.run_dir, point, tracking=job.tracking)
                 return JobOutcome(job.index, "ok")
         if job.resume and job.run_dir.exists():  # stopped before its first checkpoint: start it afresh
             shutil.rmtree(job.run_dir)
         job.run_dir.mkdir(parents=True, exist_ok=False)  # (and trials/ for a tuned comparison's first)
-        train_run(job.spec, [ProgressReporter(report)], run_dir=job.run_dir)
+        train_run(job.spec, [ProgressReporter(report)], run_dir=job.run_dir, tracking=job.tracking)
     except TrainingFailed as error:
         return JobOutcome(job.index, "diverged" if error.diverged else "failed", str(error))
     except KeyboardInterrupt:

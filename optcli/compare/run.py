@@ -20,6 +20,7 @@ from optcli.compare.report import (
 )
 from optcli.compare.resume import check_unchanged, finished, save_invocation
 from optcli.compare.sensitivity import draw_sensitivity
+from optcli.compare.tracking import ParentRun, settings_of, tracked_jobs
 from optcli.compare.tuning import Tuning, edge_warnings, select, write_tuning_files
 from optcli.compare.verdict import Verdict, give_verdict, with_protocol
 from optcli.config.metrics import VALIDATION_METRICS
@@ -51,6 +52,8 @@ def run_comparison(
     resume_dir: Path | None = None,
     allow_changes: bool = False,
     directory: Path | None = None,
+    parent: ParentRun | None = None,
+    workload: str | None = None,
 ) -> ComparisonResult:
     """Train every arm with every seed under `<out>/compare-<name>/<timestamp>/` (or `directory`, a
     suite's workload) and report on them.
@@ -58,6 +61,8 @@ def run_comparison(
     The runs go to `pool` (see `start_workers`), or run here one by one when it is None. `invocation`
     (the files and options) is kept for `--resume`, with what each run computes; `resume_dir`
     continues the comparison there (a changed arm refused, or with `allow_changes` run again).
+    With output.mlflow, the runs are children of `parent` (a suite's, tagged `workload`), or of a
+    parent run of the comparison's own (tracking.py).
     """
     if resume_dir is None and directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -68,7 +73,23 @@ def run_comparison(
         elif resume_dir is not None:
             paths = invocation[0] if invocation is not None else []
             check_unchanged(directory, paths, plan_jobs(plan, directory), allow_changes)
-        return _compare_locked(plan, pool, on_event, directory, resume_dir is not None)
+        settings = settings_of(plan.arms[0].spec)
+        own = ParentRun(directory, settings, plan.name) if parent is None and settings is not None else None
+        try:
+            result = _compare_locked(
+                plan, pool, on_event, directory, resume_dir is not None, own or parent, workload
+            )
+        except ComparisonInterrupted as interrupted:
+            if own is not None:
+                own.close(interrupted.result.verdict.text, _means(interrupted.result), "KILLED")
+            raise
+        if own is not None:
+            own.close(result.verdict.text, _means(result), "FINISHED")
+        return result
+
+
+def _means(result: ComparisonResult) -> dict[str, float]:
+    return {f"{arm.arm}.mean": arm.mean for arm in result.ranked if arm.mean is not None}
 
 
 def _compare_locked(
@@ -77,9 +98,11 @@ def _compare_locked(
     on_event: Callable[[int, Event], None],
     directory: Path,
     resuming: bool,
+    parent: ParentRun | None,
+    workload: str | None,
 ) -> ComparisonResult:
     run = functools.partial(_run_or_reuse, pool=pool, on_event=on_event, resuming=resuming)
-    jobs = plan_jobs(plan, directory)
+    jobs = tracked_jobs(plan_jobs(plan, directory), parent, workload)
     status: Literal["completed", "interrupted"] = "completed"
     protocol: list[str] = []
     if plan.tuning is not None:  # phase 1: every arm's trials, and each arm's pick

@@ -28,6 +28,7 @@ from optcli.compare.plan import (
 )
 from optcli.compare.resume import INVOCATION, save_invocation
 from optcli.compare.run import ComparisonInterrupted, ComparisonResult, run_comparison
+from optcli.compare.tracking import ParentRun, settings_of
 from optcli.config.loading import merge_arm
 from optcli.config.schema import Strict, describe_error
 from optcli.config.yaml_loader import load_yaml_mapping
@@ -155,6 +156,8 @@ def run_suite(
     with writer_lock(directory, "suite"):
         if resume_dir is None:
             save_invocation(directory, *invocation)
+        settings = settings_of(suite.workloads[0][1].arms[0].spec)
+        parent = ParentRun(directory, settings, suite.name) if settings is not None else None
         results = {}
         for name, plan in suite.workloads:
             place = directory / name
@@ -169,8 +172,16 @@ def run_suite(
                         resume_dir=place if begun else None,
                         allow_changes=allow_changes,
                         directory=place,
+                        parent=parent,
+                        workload=name,
                     )
             except ComparisonInterrupted:
+                if parent is not None:
+                    parent.close(None, {}, "KILLED")
                 raise SuiteInterrupted(directory) from None
-        write_suite_report(directory, suite, results)
+        summary = write_suite_report(directory, suite, results)
+        if parent is not None:
+            parent.close(
+                summary.verdict, {f"{arm}.score": score for arm, score in summary.scores.items()}, "FINISHED"
+            )
     return SuiteResult(directory, results)

@@ -151,7 +151,8 @@ def _resolve_optimizer(
 
 
 def _check_top_level(config: ConfigFile, problems: Problems) -> str | None:
-    """The device (None when it is not here), the run's name, and what output.tensorboard needs."""
+    """The device (None when it is not here), the run's name, and what output.tensorboard and
+    output.mlflow need."""
     device = None
     try:
         device = resolve_device(config.device)
@@ -161,6 +162,10 @@ def _check_top_level(config: ConfigFile, problems: Problems) -> str | None:
         importlib.util.find_spec(p) for p in ("tensorboard", "google_crc32c")
     ):
         problems.add("output.tensorboard: needs the tensorboard package: pip install 'optcli[tensorboard]'")
+    if config.output.mlflow is not None and not all(
+        importlib.util.find_spec(p) for p in ("mlflow", "sqlalchemy", "alembic")
+    ):
+        problems.add("output.mlflow: needs the mlflow extra: pip install 'optcli[mlflow]'")
     if config.name is not None and ("/" in config.name or config.name in (".", "..")):
         problems.add(f"name: '{config.name}' must be usable as a folder name (no '/')")
     return device

@@ -223,9 +223,21 @@ def interval_seconds(value: float | str) -> float | None:
     return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
 
 
+class MlflowConfig(Strict):
+    """output.mlflow: the run logged to an MLflow tracking server too (the optional extra)."""
+
+    tracking_uri: str | None = (
+        None  # sqlite:///mlflow.db, http://host:5000, a folder; default MLFLOW_TRACKING_URI
+    )
+    experiment: str | None = None  # default: the config's name
+    run_name: str | None = None  # default: the run directory's name
+    log_every: int | None = Field(None, ge=1)  # steps between logged steps; default train.log_every
+
+
 class OutputConfig(Strict):
     dir: str = "runs"
     tensorboard: bool = False  # TensorBoard event files in <run>/tensorboard/ (the optional extra)
+    mlflow: MlflowConfig | None = None
 
 
 class ConfigFile(Strict):

@@ -32,6 +32,7 @@ from optcli.train.checkpoints import (
 )
 from optcli.train.distributed import ALONE, World, agree, barrier, share
 from optcli.train.loop import run_training
+from optcli.train.mlflow_logging import Tracking
 from optcli.train.records import CheckpointDue
 from optcli.train.rundir import create_run_dir, write_atomically, write_yaml, writer_lock
 from optcli.train.session import Session, build_session
@@ -88,19 +89,21 @@ def train_run(
     run_dir: Path | None = None,
     resume: ResumePoint | None = None,
     world: World = ALONE,
+    tracking: Tracking | None = None,
 ) -> TrainedRun:
     """Train one run; raise TrainingFailed (after writing summary.json) if it fails, Interrupted (after
     writing a checkpoint) on Ctrl-C or SIGTERM.
 
     `run_dir` is created when not given: `<output.dir>/<name>/<timestamp>/`. With several processes
-    (`world`), every one trains and only rank 0 writes files (and shows `displays`).
+    (`world`), every one trains and only rank 0 writes files (and shows `displays`). `tracking`: a
+    comparison's place for the run's MLflow run (output.mlflow), its parent and tags.
     """
     new = run_dir is None
     if run_dir is None:
         run_dir = share(world, create_run_dir(Path(spec.output.dir), spec.name) if world.is_main else None)
     try:
         with writer_lock(run_dir, "run") if world.is_main else contextlib.nullcontext():
-            return _train_locked(spec, displays, run_dir, resume, world)
+            return _train_locked(spec, displays, run_dir, resume, world, tracking)
     except OSError as error:  # the lock or the first files could not be written (a full disk)
         if new and world.is_main:  # nothing of the run is worth keeping: no half-made run directory
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -112,9 +115,15 @@ def train_run(
 
 
 def _train_locked(
-    spec: RunSpec, displays: Sequence[Sink], run_dir: Path, resume: ResumePoint | None, world: World
+    spec: RunSpec,
+    displays: Sequence[Sink],
+    run_dir: Path,
+    resume: ResumePoint | None,
+    world: World,
+    tracking: Tracking | None,
 ) -> TrainedRun:
-    files = _open_files(spec, run_dir, resume.checkpoint if resume else None) if world.is_main else None
+    checkpoint = resume.checkpoint if resume else None
+    files = _open_files(spec, run_dir, checkpoint, tracking) if world.is_main else None
     sinks: list[Sink] = [*files[2], *displays] if files else []
     checkpointer: Checkpointer | None = None
     outcome = RunOutcome("failed", "training did not start")
@@ -202,7 +211,7 @@ def _drive(
 
 
 def _open_files(
-    spec: RunSpec, run_dir: Path, checkpoint: Checkpoint | None
+    spec: RunSpec, run_dir: Path, checkpoint: Checkpoint | None, tracking: Tracking | None = None
 ) -> tuple[CsvWriter, SummaryWriter, list[Sink]]:
     """config.yaml; the CSV files (cut back to a checkpoint's sizes on resume), the summary (its history
     restored) and TensorBoard's events when asked: the sinks that write the run's files."""
@@ -218,6 +227,10 @@ def _open_files(
 
         purge_step = checkpoint["loop"]["step"] + 1 if checkpoint else None  # the steps logged again
         files.append(TensorBoardWriter(run_dir, spec, purge_step))
+    if spec.output.mlflow is not None:  # (after the summary: it uploads summary.json once written)
+        from optcli.train.mlflow_logging import MlflowLogger
+
+        files.append(MlflowLogger(run_dir, spec.resolved, checkpoint is not None, tracking))
     return csv, summary, files
 
 
