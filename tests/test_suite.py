@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy
 import pytest
+import yaml
 
 from optcli.compare import profiles
 from tests.conftest import (
@@ -339,3 +340,29 @@ def test_metric_and_target_loss_do_not_apply_to_a_suite(tmp_path):
         invoke("compare", write_suite(tmp_path), "--metric", "val_loss", "--out", tmp_path)
     )
     assert "do not apply to a suite" in message
+
+
+def test_a_tuned_suite_tunes_every_arm_per_workload_with_the_same_points(tmp_path):
+    """budget: and tune: apply per workload, a workload's own budget: overriding the suite's, and
+    every arm of a workload is tried at the same points."""
+    tuning = {
+        "budget": 2,
+        "tune": {"optimizer.lr": {"log_uniform": [0.001, 0.1]}},
+        "tune_seeds": [100],
+        "seeds": 1,
+    }
+    path = write_suite(tmp_path, **tuning)
+    values = yaml.safe_load(path.read_text())
+    values["workloads"]["diabetes"]["budget"] = 3
+    path.write_text(yaml.safe_dump(values))
+    result = invoke("compare", path, "--out", tmp_path / "out", "--jobs", "2", "--quiet")
+    assert_clean_exit(result, 0)
+    directory = next((tmp_path / "out").glob("compare-mini/*"))
+    for workload, budget in (("teacher", 2), ("diabetes", 3)):
+        trials = read_csv(directory / workload / "trials.csv")
+        assert sorted((row["arm"], int(row["trial"])) for row in trials) == sorted(
+            (arm, trial) for arm in ARMS for trial in range(1, budget + 1)
+        ), workload
+        settings = {arm: [row["optimizer.lr"] for row in trials if row["arm"] == arm] for arm in ARMS}
+        assert settings["adam"] == settings["sgd"], workload  # the same points for every arm
+    assert (directory / "workloads.csv").is_file()
