@@ -97,14 +97,21 @@ def assert_equals_its_files(uri: str, run_dir: Path) -> str:
     return run_id
 
 
-def test_a_run_logged_to_a_sqlite_store_equals_its_files(tmp_path):
+def test_a_run_logged_to_a_sqlite_store_equals_its_files(tmp_path, monkeypatch):
     uri = store(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # where the command runs: MLflow's ./mlruns would be here
     run_dir = train_ok(write_config(tmp_path, tracked(uri)), tmp_path / "runs")
     run_id = assert_equals_its_files(uri, run_dir)
     run = client(uri).get_run(run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == run_dir.name
     assert run.data.tags["device"] == "cpu" and "optcli.version" in run.data.tags
-    assert client(uri).get_experiment(run.info.experiment_id).name == "tracked"
+    experiment = client(uri).get_experiment(run.info.experiment_id)
+    assert experiment.name == "tracked"
+    # The artifacts beside the store's file, not in the folder the command ran in.
+    assert (tmp_path / "mlartifacts" / "tracked").is_dir() and not (
+        tmp_path / "elsewhere" / "mlruns"
+    ).exists()
 
 
 def test_a_failed_run_is_failed_in_mlflow(tmp_path):

@@ -52,17 +52,14 @@ class ParentRun:
         self.experiment = settings.get("experiment") or name
         state = read_state(directory)
         try:
-            from optcli.train.mlflow_sender import client
+            from optcli.train.mlflow_sender import client, experiment_named
 
             self.client = client(self.uri)
             if state.get("run_id") and state.get("tracking_uri") == self.uri:
                 self.run_id = state["run_id"]
                 self.client.update_run(self.run_id, status="RUNNING")
             else:
-                found = self.client.get_experiment_by_name(self.experiment)
-                experiment_id = (
-                    found.experiment_id if found else self.client.create_experiment(self.experiment)
-                )
+                experiment_id = experiment_named(self.client, self.uri, self.experiment)
                 tags = {
                     "mlflow.runName": settings.get("run_name") or directory.name,
                     "optcli.comparison": name,

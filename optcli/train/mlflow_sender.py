@@ -66,10 +66,7 @@ class Sender:
         if self.run_id is not None:
             self.client.update_run(self.run_id, status="RUNNING")
             return
-        found = self.client.get_experiment_by_name(self.experiment)
-        experiment_id = (
-            found.experiment_id if found is not None else self.client.create_experiment(self.experiment)
-        )
+        experiment_id = experiment_named(self.client, self.uri, self.experiment)
         tags = {
             "mlflow.runName": self.run_name,
             "optcli.version": __version__,
@@ -155,6 +152,20 @@ def client(uri: str | None) -> Any:
     for name in ("mlflow", "alembic"):  # (their notes on creating a store's tables are not the user's)
         logging.getLogger(name).setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=uri)
+
+
+def experiment_named(mlflow_client: Any, uri: str | None, name: str) -> str:
+    """The experiment's id, made when missing. With a SQLite file for a store, its artifacts go beside
+    the file (`mlartifacts/<experiment>/`), not into whatever folder the command runs in (MLflow's
+    default, `./mlruns`)."""
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    location = None
+    if uri and uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
+        database = Path(uri.removeprefix("sqlite:///"))
+        location = (database.resolve().parent / "mlartifacts" / name).as_uri()
+    return str(mlflow_client.create_experiment(name, artifact_location=location))
 
 
 def read_json(path: Path) -> dict[str, Any]:
