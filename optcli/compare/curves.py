@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optcli.compare.report import read_csv_rows
 from optcli.plotting import load_pyplot
+from optcli.train.rundir import read_csv_rows
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from optcli.compare.report import read_csv_rows
 from optcli.errors import ConfigError
 from optcli.plotting import load_pyplot
+from optcli.train.rundir import read_csv_rows
 
 
 @dataclass(frozen=True)

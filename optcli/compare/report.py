@@ -6,7 +6,6 @@ what the run directories hold, whichever process trained them.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from optcli.compare.ranking import METRIC_INFO, ArmSummary, RunResult
 from optcli.compare.targets import Target
 from optcli.compare.verdict import Verdict
 from optcli.config.metrics import VALIDATION_METRICS
-from optcli.train.rundir import write_atomically
+from optcli.train.rundir import read_csv_rows, write_atomically
 from optcli.train.sinks import format_number
 
 RESULTS_COLUMNS = (
@@ -47,14 +46,6 @@ SUMMARY_COLUMNS = (
     "interrupted",
     "mean_train_time_s",
 )
-
-
-def read_csv_rows(path: Path) -> list[dict[str, str]]:
-    try:
-        with path.open(newline="", encoding="utf-8") as stream:
-            return list(csv.DictReader(stream))
-    except FileNotFoundError:
-        return []
 
 
 def read_run_result(job: Job, outcome: JobOutcome, target: Target | None) -> RunResult:

@@ -5,13 +5,13 @@ read from the run's own epochs.csv and evals.csv."""
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from optcli.config.metrics import VALIDATION_METRICS
 from optcli.errors import ConfigError
+from optcli.train.rundir import read_csv_rows
 
 TRAINING_LOSS = "loss"  # target_loss: the epoch's mean training loss
 HIGHER_IS_BETTER = ("val_accuracy", "val_r2")
@@ -40,21 +40,13 @@ class Target:
         """The optimizer step and training seconds of the first check that met the target, or
         (None, None) when no check did."""
         column = "train_loss" if self.metric == TRAINING_LOSS else self.metric
-        checks = _rows(run_dir / "epochs.csv")
+        checks = read_csv_rows(run_dir / "epochs.csv")
         if self.metric != TRAINING_LOSS:  # evaluations within epochs too, in step order
-            checks = sorted(checks + _rows(run_dir / "evals.csv"), key=lambda row: int(row["step"]))
+            checks = sorted(checks + read_csv_rows(run_dir / "evals.csv"), key=lambda row: int(row["step"]))
         for row in checks:
             if row.get(column) not in (None, "") and self.met_by(float(row[column])):
                 return int(row["step"]), float(row["elapsed_s"])
         return None, None
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    try:
-        with path.open(newline="", encoding="utf-8") as stream:
-            return list(csv.DictReader(stream))
-    except FileNotFoundError:
-        return []
 
 
 def read_target(given: Any, target_loss: float | None, where: str) -> Target | None:

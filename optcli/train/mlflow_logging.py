@@ -17,7 +17,6 @@ resumed run continues the same MLflow run and does not log a step twice.
 
 from __future__ import annotations
 
-import csv
 import json
 import queue
 import subprocess
@@ -30,6 +29,7 @@ from typing import IO, Any
 
 from optcli.train.mlflow_sender import STATE_FILE, Sender, read_json
 from optcli.train.records import EpochRecord, EvalRecord, Record, RunStarted, StepRecord
+from optcli.train.rundir import read_csv_rows
 from optcli.train.sinks import FLUSH_INTERVAL_S, RunOutcome
 
 STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
@@ -218,7 +218,7 @@ def replay(run_dir: Path, logger: MlflowLogger) -> None:
     and how it ended (summary.json). What `optcli mlflow-sync` uploads."""
     summary = read_json(run_dir / "summary.json")
     logger.handle(RunStarted(0, 0, 0, 0, str(summary.get("init_hash")), str(summary.get("data_hash"))))
-    for row in _rows(run_dir / "metrics.csv"):
+    for row in read_csv_rows(run_dir / "metrics.csv"):
         norm = float(row["grad_norm"]) if row.get("grad_norm") else None
         logger.handle(
             StepRecord(
@@ -231,14 +231,14 @@ def replay(run_dir: Path, logger: MlflowLogger) -> None:
             )
         )
     fixed = ("step", "epoch", "elapsed_s", "lr")
-    for row in _rows(run_dir / "evals.csv"):
+    for row in read_csv_rows(run_dir / "evals.csv"):
         metrics = {
             key.removeprefix("val_"): float(value) for key, value in row.items() if key not in fixed and value
         }
         logger.handle(
             EvalRecord("val", int(row["step"]), int(row["epoch"]), metrics, float(row["elapsed_s"]))
         )
-    for row in _rows(run_dir / "epochs.csv"):
+    for row in read_csv_rows(run_dir / "epochs.csv"):
         metrics = {key: float(value) for key, value in row.items() if key not in fixed and value}
         logger.handle(
             EpochRecord(
@@ -266,11 +266,3 @@ def replay(run_dir: Path, logger: MlflowLogger) -> None:
         )
     ended = {"completed": "completed", "failed": "failed"}.get(str(summary.get("status")), "interrupted")
     logger.close(RunOutcome(ended, summary.get("error")))  # type: ignore[arg-type]
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    try:
-        with path.open(newline="", encoding="utf-8") as stream:
-            return list(csv.DictReader(stream))
-    except FileNotFoundError:
-        return []

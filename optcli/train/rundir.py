@@ -46,6 +46,17 @@ def _cannot_create(path: Path, error: OSError) -> Exception:
     return ConfigError(f"output.dir: cannot create {path}: {error.strerror or error}")
 
 
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    """A run's CSV file (metrics.csv, epochs.csv, evals.csv) as rows; none when it is not there."""
+    import csv
+
+    try:
+        with path.open(newline="", encoding="utf-8") as stream:
+            return list(csv.DictReader(stream))
+    except FileNotFoundError:
+        return []
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write a whole text file or nothing."""
     replace_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
