@@ -230,6 +230,10 @@ def test_a_suite_runs_every_arm_on_every_workload_and_scores_them(suite_run):
     assert list(document["scores"]) == sorted(document["scores"], key=lambda arm: -document["scores"][arm])
     assert "performance-profile scores (steps to target" in stdout and document["verdict"] in stdout
     assert "fastest:" in document["verdict"] and "seed noise" in document["verdict"]
+    # One display for the whole suite: every workload's runs, named by workload and arm.
+    for workload in ("teacher", "diabetes"):
+        for arm in ARMS:
+            assert f"{workload}/{arm} seed 0: ok" in stdout and f"{workload}/{arm} seed 1: ok" in stdout
     profile = read_csv(directory / "profile.csv")
     assert profile[0]["tau"] == "1.0" and profile[-1]["tau"] == "4.0"
 

@@ -203,11 +203,12 @@ def _compare_suite(
     quiet: bool,
     allow_changes: bool,
 ) -> None:
-    """A suite: each workload's comparison with its display and its ranking, then the profile scores."""
+    """A suite: every workload's comparison under one display, their rankings, then the profile scores."""
     from contextlib import contextmanager
+    from dataclasses import replace
 
     from optcli.compare.display import make_comparison_display, output_console, ranking_table, suite_table
-    from optcli.compare.jobs import plan_jobs
+    from optcli.compare.jobs import Job, plan_jobs
     from optcli.compare.suite import SuiteInterrupted, run_suite
     from optcli.compare.suite_report import summarize_suite
     from optcli.errors import ConfigError
@@ -224,20 +225,32 @@ def _compare_suite(
         {f"{name}/{arm.name}": arm.spec for name, plan in suite.workloads for arm in plan.arms if arm.spec}
     )
     console = output_console()
-    count = len(suite.workloads)
+    names = [name for name, _ in suite.workloads]
+    # One display for the whole suite (workloads x arms x seeds, and its time remaining): every
+    # workload's jobs numbered after the previous workloads', named `<workload>/<arm>`.
+    offsets: dict[str, int] = {}
+    everything: list[Job] = []
+    for name, plan in suite.workloads:
+        offsets[name] = len(everything)
+        everything += [
+            replace(job, index=offsets[name] + job.index, arm=f"{name}/{job.arm}")
+            for job in plan_jobs(plan, Path())
+        ]
 
     @contextmanager
     def show(name: str, plan: Any) -> Any:
-        index = [workload for workload, _ in suite.workloads].index(name) + 1
         target = plan.target.words() if plan.target is not None else "its target"
-        print(
-            f"workload {index} of {count}: {name} ({target}; {len(plan.arms)} arms x {len(plan.seeds)} seeds)"
+        console.print(
+            f"workload {names.index(name) + 1} of {len(names)}: {name} ({target}; {len(plan.arms)} arms x "
+            f"{len(plan.seeds)} seeds)",
+            markup=False,
+            highlight=False,
         )
-        with make_comparison_display(console, plan_jobs(plan, Path()), quiet) as display:
-            yield display
+        yield lambda index, event: display(offsets[name] + index, event)
 
     try:
-        result = run_suite(suite, pool, show, (paths, command_line), resume, allow_changes)
+        with make_comparison_display(console, everything, quiet) as display:
+            result = run_suite(suite, pool, show, (paths, command_line), resume, allow_changes)
     except SuiteInterrupted as interrupted:
         print(
             f"interrupted: the finished runs are in {interrupted.directory}; optcli compare --resume "
