@@ -184,6 +184,7 @@ def test_a_large_input_is_read_in_blocks_and_batched_as_a_small_one(fruit_run, t
         ("add colour", "not the run's: colour"),
         ("nan", "INPUT: column 'sugar_pct' has nan on line 3"),
         ("text", "INPUT: column 'weight_g' has 'heavy' on line 2, not a number"),
+        ("short row", "INPUT: line 4 of"),
     ],
 )
 def test_bad_input_is_one_clear_message_and_no_predictions_file(fruit_run, tmp_path, change, message):
@@ -196,6 +197,8 @@ def test_bad_input_is_one_clear_message_and_no_predictions_file(fruit_run, tmp_p
         table[2][3] = "nan"
     if change == "text":
         table[1][0] = "heavy"
+    if change == "short row":
+        table[3] = table[3][:2]
     with (tmp_path / "bad.csv").open("w", newline="") as stream:
         csv.writer(stream).writerows(table)
     result = invoke("predict", fruit_run, tmp_path / "bad.csv", "--out", tmp_path / "p.csv")

@@ -317,7 +317,7 @@ class _Columns:
         for line, row in rows:
             if len(row) != width:
                 raise ConfigError(
-                    f"path: line {line} of {self.path} has {len(row)} columns, the first has {width}"
+                    f"{self.key or 'path'}: line {line} of {self.path} has {len(row)} columns, the first has {width}"
                 )
             self.values.extend(_number(row, index, self.names, line, self.key) for index in self.features)
             if self.target is not None:

@@ -13,6 +13,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -183,15 +184,7 @@ def modified_time(path: Path, key: str) -> float:
 @functools.lru_cache(maxsize=4)
 def _read_tensor_file(path: str, modified_time: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Read and check `x` and `y`; cached so that checking and training read the file once."""
-    if path.endswith(".npz"):
-        arrays = _read_npz(path)
-    elif path.endswith((".pt", ".pth")):
-        try:
-            arrays = torch.load(path, weights_only=True, map_location="cpu")
-        except Exception as error:
-            raise ConfigError(f"path: cannot read {path} as a torch file: {error}") from None
-    else:
-        raise ConfigError(f"path: {path} should end in .pt or .npz")
+    arrays = read_arrays(path, "path")
     if not isinstance(arrays, dict) or "x" not in arrays or "y" not in arrays:
         found = sorted(arrays) if isinstance(arrays, dict) else type(arrays).__name__
         raise ConfigError(
@@ -205,8 +198,7 @@ def _read_tensor_file(path: str, modified_time: float) -> tuple[torch.Tensor, to
     if len(inputs) != len(targets):
         raise ConfigError(f"path: {path} has {len(inputs)} inputs but {len(targets)} targets")
     for name, values in (("x", inputs), ("y", targets)):
-        if values.is_floating_point() and not bool(torch.isfinite(values).all()):
-            row = int((~torch.isfinite(values.reshape(len(values), -1))).any(dim=1).nonzero()[0])
+        if (row := first_non_finite_row(values)) is not None:
             raise ConfigError(
                 f"path: {name} in {path} holds non-finite values (nan or inf), first in row {row}; "
                 "training needs finite values"
@@ -224,11 +216,27 @@ def _read_tensor_file(path: str, modified_time: float) -> tuple[torch.Tensor, to
     return inputs.to(torch.get_default_dtype()), targets
 
 
-def _read_npz(path: str) -> dict[str, object]:
-    import numpy
+def read_arrays(path: str, key: str) -> Any:
+    """What a `.pt` (a torch.load with weights_only) or `.npz` file holds; a file that cannot be
+    read is a ConfigError naming `key`."""
+    if path.endswith(".npz"):
+        import numpy
 
-    try:
-        with numpy.load(path, allow_pickle=False) as archive:
-            return {key: torch.from_numpy(archive[key].copy()) for key in archive.files}
-    except Exception as error:
-        raise ConfigError(f"path: cannot read {path} as an .npz archive: {error}") from None
+        try:
+            with numpy.load(path, allow_pickle=False) as archive:
+                return {name: torch.from_numpy(archive[name].copy()) for name in archive.files}
+        except Exception as error:
+            raise ConfigError(f"{key}: cannot read {path} as an .npz archive: {error}") from None
+    if path.endswith((".pt", ".pth")):
+        try:
+            return torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as error:
+            raise ConfigError(f"{key}: cannot read {path} as a torch file: {error}") from None
+    raise ConfigError(f"{key}: {path} should end in .pt or .npz")
+
+
+def first_non_finite_row(values: torch.Tensor) -> int | None:
+    """The first sample (row) holding nan or inf, or None when every value is finite."""
+    if not values.is_floating_point() or bool(torch.isfinite(values).all()):
+        return None
+    return int((~torch.isfinite(values.reshape(len(values), -1))).any(dim=1).nonzero()[0])

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy
 import torch
 
 from optcli.config.spec import DataSpec
 from optcli.data.files import table_blocks
+from optcli.data.in_memory import first_non_finite_row, read_arrays
 from optcli.errors import ConfigError
 from optcli.use.trained import TrainedRun
 
@@ -152,22 +152,14 @@ def table_columns(trained: TrainedRun) -> tuple[list[str], str]:
 
 
 def _tensor_file(trained: TrainedRun, path: Path, key: str) -> tuple[torch.Tensor, list[str] | None]:
-    try:
-        if path.suffix == ".npz":
-            with numpy.load(path, allow_pickle=False) as archive:
-                arrays = {name: torch.from_numpy(archive[name].copy()) for name in archive.files}
-        else:
-            arrays = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as error:
-        raise ConfigError(f"{key}: cannot read {path}: {error}") from None
+    arrays = read_arrays(str(path), key)
     if not isinstance(arrays, dict) or "x" not in arrays:
         raise ConfigError(
             f"{key}: {path} must hold a mapping with 'x' (inputs), and 'y' (targets) optionally"
         )
     inputs = torch.as_tensor(arrays["x"]).to(torch.get_default_dtype())
     _check_shape(trained, inputs, key)
-    if not bool(torch.isfinite(inputs).all()):
-        row = int((~torch.isfinite(inputs.reshape(len(inputs), -1))).any(dim=1).nonzero()[0])
+    if (row := first_non_finite_row(inputs)) is not None:
         raise ConfigError(f"{key}: x in {path} holds non-finite values (nan or inf), first in row {row}")
     targets = None
     if "y" in arrays:
