@@ -12,14 +12,20 @@ that cannot be reached is warned about once and the comparison goes on (the runs
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from optcli.compare.jobs import Job
-from optcli.train.mlflow_logging import STATE_FILE, MlflowLogger, Tracking, read_state, replay
+from optcli.train.mlflow_logging import (
+    STATE_FILE,
+    MlflowLogger,
+    Tracking,
+    read_state,
+    replay,
+    resolve_tracking_uri,
+)
 from optcli.train.rundir import write_atomically
 
 PARENT_ARTIFACTS = (
@@ -46,7 +52,7 @@ class ParentRun:
         self, directory: Path, settings: dict[str, Any], name: str, tracking_uri: str | None = None
     ) -> None:
         self.directory = directory
-        self.uri = tracking_uri or settings.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
+        self.uri = resolve_tracking_uri(tracking_uri, settings)
         self.client: Any = None
         self.run_id: str | None = None
         self.experiment = settings.get("experiment") or name
@@ -160,7 +166,7 @@ def sync_run(run_dir: Path, tracking_uri: str | None, tracking: Tracking | None)
 
     state = read_state(run_dir)
     uri = tracking_uri or state.get("tracking_uri")
-    if state.get("complete") and state.get("tracking_uri") == (uri or os.environ.get("MLFLOW_TRACKING_URI")):
+    if state.get("complete") and state.get("tracking_uri") == resolve_tracking_uri(uri, {}):
         return f"{run_dir}: already in MLflow (run {state.get('run_id')})"
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
     logger = MlflowLogger(

@@ -18,6 +18,7 @@ resumed run continues the same MLflow run and does not log a step twice.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -77,7 +78,7 @@ class MlflowLogger:
         settings = (resolved.get("output") or {}).get("mlflow") or {}
         tracking = tracking or Tracking()
         self.resolved = resolved
-        self.uri = tracking_uri or settings.get("tracking_uri") or _environment_uri()
+        self.uri = resolve_tracking_uri(tracking_uri, settings)
         self.every = settings.get("log_every") or resolved.get("train", {}).get("log_every") or 1
         state = read_state(run_dir) if resumed else {}
         run_id = state.get("run_id") if state.get("tracking_uri") == self.uri else None
@@ -206,10 +207,9 @@ class _Pipe:
             )
 
 
-def _environment_uri() -> str | None:
-    import os
-
-    return os.environ.get("MLFLOW_TRACKING_URI")
+def resolve_tracking_uri(given: str | None, settings: dict[str, Any]) -> str | None:
+    """Where runs are logged: `--tracking-uri`, else output.mlflow's, else MLFLOW_TRACKING_URI."""
+    return given or settings.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
 
 
 def replay(run_dir: Path, logger: MlflowLogger) -> None:
