@@ -50,19 +50,27 @@ class Sender:
         self.client: Any = None
         self.failure: str | None = None
 
+    def open(self) -> None:
+        """The client and the MLflow run. The sending process does this as soon as it starts, so that
+        its seconds of importing MLflow and opening the store overlap the session's build, not the
+        training loop."""
+        if self.client is None and self.failure is None:
+            self._attempt(self._open)
+
     def send(self, item: dict[str, Any]) -> None:
-        if self.failure is not None:
-            return  # (dropped: the files are the record, mlflow-sync uploads them later)
+        self.open()
+        if self.failure is None:  # (else dropped: the files are the record, mlflow-sync uploads them later)
+            self._attempt(getattr(self, f"_{item['kind']}"), item)
+
+    def _attempt(self, action: Any, *arguments: Any) -> None:
         try:
-            if self.client is None:
-                self.client = client(self.uri)
-                self._open()
-            getattr(self, f"_{item['kind']}")(item)
+            action(*arguments)
         except Exception as error:
             self._warn(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
 
     def _open(self) -> None:
         """The MLflow run: the one a resumed run's mlflow.json names, or a new one in the experiment."""
+        self.client = client(self.uri)
         if self.run_id is not None:
             self.client.update_run(self.run_id, status="RUNNING")
             return
@@ -196,10 +204,13 @@ def main() -> None:
     # after sending what the run handed it (the interrupted status included).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Training comes first where cores are few: this process takes what the loop leaves, and catches
-    # up when the run ends (a store's inserts cost about 0.2 ms a value on the development machine).
+    # up when the run ends. What it costs on the development machine: about 3 s of CPU to import
+    # MLflow and open a SQLite store (done at once, while the run builds its session), then 0.09 ms
+    # a value in MLflow's SQL store (0.03 ms over HTTP, the server doing the rest).
     os.nice(10)
     lines = iter(sys.stdin)
     sender = Sender(**json.loads(next(lines)))
+    sender.open()
     for line in lines:
         sender.send(json.loads(line))
 
