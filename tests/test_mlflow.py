@@ -52,7 +52,8 @@ def tracked(uri: str, **train: object) -> dict:
             "val_fraction": 0.25,
             "batch_size": 32,
         },
-        "optimizer": {"name": "adam", "lr": 0.003},
+        # (The biases a group of their own, at a rate of their own: metrics.csv's lr_group1.)
+        "optimizer": {"name": "adam", "lr": 0.003, "param_groups": [{"params": "*.bias", "lr": 0.001}]},
         "train": {"epochs": 4, "eval_every": 5, "threads": 1, **train},
         "output": {"mlflow": {"tracking_uri": uri}},
     }
@@ -67,7 +68,7 @@ def assert_equals_its_files(uri: str, run_dir: Path) -> str:
     mlflow_client = client(uri)
     run_id = read_state(run_dir)["run_id"]
     steps = read_csv(run_dir / "metrics.csv")
-    for key in ("loss", "lr", "grad_norm"):
+    for key in ("loss", "lr", "grad_norm", *(key for key in steps[0] if key.startswith("lr_group"))):
         logged = history(mlflow_client, run_id, key)
         assert [step for step, _ in logged] == [int(row["step"]) for row in steps], key
         assert [value for _, value in logged] == pytest.approx(
@@ -104,6 +105,9 @@ def test_a_run_logged_to_a_sqlite_store_equals_its_files(tmp_path, monkeypatch):
     run_dir = train_ok(write_config(tmp_path, tracked(uri)), tmp_path / "runs")
     run_id = assert_equals_its_files(uri, run_dir)
     run = client(uri).get_run(run_id)
+    assert run.data.metrics["lr_group1"] == pytest.approx(0.001) and run.data.metrics["lr"] == pytest.approx(
+        0.003
+    )
     assert run.info.status == "FINISHED" and run.info.run_name == run_dir.name
     assert run.data.tags["device"] == "cpu" and "optcli.version" in run.data.tags
     experiment = client(uri).get_experiment(run.info.experiment_id)
@@ -197,8 +201,33 @@ def test_a_comparison_logs_a_parent_and_tagged_children_and_sync_gives_the_same(
     for run in synced_children:
         original = by_place[(run.data.tags["arm"], run.data.tags["seed"])]
         assert run.data.params == original.data.params and run.data.metrics == original.data.metrics
-        for key in ("loss", "val_loss", "train_loss"):
+        for key in ("loss", "lr_group1", "val_loss", "train_loss"):
             assert history(copy, run.info.run_id, key) == history(live, original.info.run_id, key), key
+
+
+@pytest.mark.slow  # a Ray instance takes seconds to start
+def test_a_comparison_on_ray_logs_each_child_from_its_worker(tmp_path):
+    uri = store(tmp_path)
+    write_config(tmp_path, tracked(uri, epochs=2), "base.yaml")
+    compare = {
+        "base": "base.yaml",
+        "seeds": [3],
+        "runs": {"adam": {}, "rmsprop": {"optimizer": {"name": "rmsprop"}}},
+    }
+    path = write_config(tmp_path, compare, "c.yaml")
+    result = invoke("compare", path, "--out", tmp_path / "out", "--executor", "ray", "--quiet")
+    assert_clean_exit(result, 0)
+    directory = next((tmp_path / "out").glob("compare-*/*"))
+    parent_id = read_state(directory)["run_id"]
+    live = client(uri)
+    experiment_id = live.get_run(parent_id).info.experiment_id
+    children = live.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert sorted((run.data.tags["arm"], run.data.tags["seed"], run.info.status) for run in children) == [
+        ("adam", "3", "FINISHED"),
+        ("rmsprop", "3", "FINISHED"),
+    ]
+    for run_dir in sorted(directory.glob("*-seed*")):
+        assert_equals_its_files(uri, run_dir)
 
 
 def free_port() -> int:

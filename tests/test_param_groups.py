@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import yaml
 
 from optcli.config.loading import load_config
@@ -61,6 +62,21 @@ def test_check_shows_the_groups_and_train_records_every_groups_rate(tmp_path):
     # group's rate each step used (halved once by the last epoch); final_lrs are the rates at the end.
     assert summary["final_lrs"] == [2.5e-4, 2.5e-4, 2.5e-5]
     assert column(read_csv(run_dir / "metrics.csv"), "lr")[-1] == 5e-4
+    # And every other group's rate, each step, in columns of their own after the fixed ones.
+    rows = read_csv(run_dir / "metrics.csv")
+    assert list(rows[0]) == [
+        "step",
+        "epoch",
+        "loss",
+        "lr",
+        "grad_norm",
+        "elapsed_s",
+        "lr_group1",
+        "lr_group2",
+    ]
+    for row in rows:
+        scale = 0.5 ** (int(row["epoch"]) - 1)
+        assert (float(row["lr_group1"]), float(row["lr_group2"])) == (1e-3 * scale, 1e-4 * scale)
     recorded = yaml.safe_load((run_dir / "config.yaml").read_text())["optimizer"]["param_groups"]
     assert recorded == [{"params": ["*.bias"], "weight_decay": 0.0}, {"params": ["3.*"], "lr": 1e-4}]
     assert_clean_exit(invoke("check", run_dir / "config.yaml"), 0)  # the record trains again
@@ -114,3 +130,7 @@ def test_a_resume_with_a_changed_rate_gives_each_group_what_a_fresh_run_of_the_c
     for group, fresh_group in zip(groups, wanted, strict=True):
         assert math.isclose(group["lr"], fresh_group["lr"], rel_tol=1e-9)
     assert after["scheduler"]["base_lrs"] == expected["scheduler"]["base_lrs"] == [5e-3, 5e-3, 3e-3]
+    # metrics.csv's rows after the resume: every group's rate as the fresh run logged it.
+    continued, fresh_rows = (read_csv(run / "metrics.csv")[8:] for run in (stopped, fresh))
+    for key in ("lr", "lr_group1", "lr_group2"):
+        assert column(continued, key) == pytest.approx(column(fresh_rows, key), rel=1e-9), key

@@ -20,11 +20,20 @@ def events(directory):
 
 
 def test_tensorboard_holds_every_logged_value_of_metrics_csv(tmp_path):
-    config = guide_config(data={**DATA, "test": {}}, output={"tensorboard": True}, clip={"max_norm": 1.0})
+    grouped = {"name": "adam", "lr": 1e-3, "param_groups": [{"params": "*.bias", "lr": 1e-4}]}
+    config = guide_config(
+        data={**DATA, "test": {}}, output={"tensorboard": True}, clip={"max_norm": 1.0}, optimizer=grouped
+    )
     run_dir = train_ok(write_config(tmp_path, config), tmp_path / "runs")
     written = events(run_dir / "tensorboard")
     rows = read_csv(run_dir / "metrics.csv")
-    for tag, column in (("train/loss", "loss"), ("train/lr", "lr"), ("train/grad_norm", "grad_norm")):
+    tags = (
+        ("train/loss", "loss"),
+        ("train/lr", "lr"),
+        ("train/grad_norm", "grad_norm"),
+        ("train/lr_group1", "lr_group1"),
+    )
+    for tag, column in tags:
         scalars = written.Scalars(tag)
         assert [event.step for event in scalars] == [int(row["step"]) for row in rows]
         # TensorBoard stores 32-bit floats: equal to float32 rounding.

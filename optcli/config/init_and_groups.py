@@ -69,6 +69,12 @@ def group_indices(names: list[str], groups: tuple[ParamGroup, ...]) -> list[int]
     ]
 
 
+def group_rate_columns(param_groups: int) -> tuple[str, ...]:
+    """The columns of the declared groups' rates, in metrics.csv and `optcli schedule --csv` (beside
+    `lr`, the default group's): lr_group1, lr_group2, ..."""
+    return tuple(f"lr_group{number}" for number in range(1, param_groups + 1))
+
+
 def optimizer_parameters(named: list[tuple[str, Any]], groups: tuple[ParamGroup, ...]) -> list[Any]:
     """What the optimizer is given: the parameters themselves without groups; else the default group
     first (so param_groups[0], whose rate metrics.csv logs, is the section's own), then each group."""

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from optcli.config.init_and_groups import optimizer_parameters
+from optcli.config.init_and_groups import group_rate_columns, optimizer_parameters
 from optcli.config.sections import display_name
 from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
@@ -127,7 +127,7 @@ def summarize(spec: RunSpec, csv: BinaryIO | None = None) -> ScheduleSummary:
     summary = ScheduleSummary(spec.total_steps)
     groups = len(spec.param_groups) + 1 if spec.param_groups else 0
     if csv is not None:
-        header = "step,epoch,lr" + "".join(f",lr_group{index}" for index in range(1, groups))
+        header = ",".join(("step", "epoch", "lr", *group_rate_columns(groups - 1)))
         csv.write(f"{header}\n".encode())
     for planned in walk_rates(spec):
         summary.add(planned)

@@ -34,6 +34,7 @@ class PendingStep(NamedTuple):
     elapsed_s: float
     logged: bool
     skipped: bool = False  # with on_nonfinite: skip, a step whose update was left out
+    group_lrs: tuple[float, ...] = ()  # the other parameter groups' rates, as StepRecord's
 
 
 class HostCopies:
@@ -66,7 +67,9 @@ class HostCopies:
             if not item.skipped:
                 self.epoch_losses.append(loss)
             if item.logged or not finite:
-                yield StepRecord(item.step, item.epoch, loss, item.lr, grad_norm, item.elapsed_s)
+                yield StepRecord(
+                    item.step, item.epoch, loss, item.lr, grad_norm, item.elapsed_s, item.group_lrs
+                )
             if not finite and not item.skipped:
                 raise NonFiniteLoss(item.step, item.epoch, loss)
 

@@ -153,7 +153,9 @@ def _train_epoch(
     batches = session.batches.epoch(skip=state.batches_done, number=state.epoch)
     for group in micro_batch_groups(batches, plan.accumulate):  # one group per optimizer step
         state.step, state.batches_done = state.step + 1, state.batches_done + len(group)
-        lr = float(optimizer.param_groups[0]["lr"])  # the rate this step uses, before any schedule
+        param_groups = optimizer.param_groups
+        lr = float(param_groups[0]["lr"])  # the rate this step uses, before any schedule
+        group_lrs = tuple(float(other["lr"]) for other in param_groups[1:])  # (none without param_groups)
         logged, first = state.step % log_every == 0, state.batches_done - len(group)
         # The step itself: zero_grad, forward and backward, clip, step (or skip), schedule (step.py).
         if plan.compile.pending:
@@ -169,6 +171,7 @@ def _train_epoch(
             result.grad_norm,
             clock.elapsed(),
             logged or result.outcome == "skipped",
+            group_lrs=group_lrs,
         )
         if result.outcome == "skipped":  # on_nonfinite: skip
             yield from _skip(host, done, state, spec.train.max_skips)

@@ -2,7 +2,8 @@
 
 Parameters: the resolved config flattened to dotted keys (what config.yaml records), the seed, the
 initial weights' and the data's hashes. Metrics, with the optimizer step as MLflow's step: every
-logged step's `loss`, `lr` and `grad_norm`; every epoch's `train_loss` and validation metrics, and
+logged step's `loss`, `lr`, `grad_norm` and, with optimizer.param_groups, every other group's rate
+(`lr_group1`, ...: the columns of metrics.csv); every epoch's `train_loss` and validation metrics, and
 every evaluation's (`val_loss`, `val_accuracy`, ...: the columns of epochs.csv and evals.csv); the
 test data's `test_*`; at the end `final_*` and `best_*` from summary.json. Tags: optcli's version,
 the git commit of the working directory's repository, the device, and the status (FINISHED, FAILED,
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from optcli.config.init_and_groups import group_rate_columns
 from optcli.train.mlflow_sender import STATE_FILE, Sender, read_json
 from optcli.train.records import EpochRecord, EvalRecord, Record, RunStarted, StepRecord
 from optcli.train.rundir import read_csv_rows
@@ -114,6 +116,12 @@ class MlflowLogger:
                 ]
                 if record.grad_norm is not None:
                     self.metrics.append(("grad_norm", record.grad_norm, record.step, stamp))
+                if record.group_lrs:
+                    columns = group_rate_columns(len(record.group_lrs))
+                    self.metrics += [
+                        (column, rate, record.step, stamp)
+                        for column, rate in zip(columns, record.group_lrs, strict=True)
+                    ]
             if time.perf_counter() >= self.next_flush:
                 self._flush()
             return
@@ -220,6 +228,7 @@ def replay(run_dir: Path, logger: MlflowLogger) -> None:
     logger.handle(RunStarted(0, 0, 0, 0, str(summary.get("init_hash")), str(summary.get("data_hash"))))
     for row in read_csv_rows(run_dir / "metrics.csv"):
         norm = float(row["grad_norm"]) if row.get("grad_norm") else None
+        group_lrs = tuple(float(row[key]) for key in row if key.startswith("lr_group") and row[key])
         logger.handle(
             StepRecord(
                 int(row["step"]),
@@ -228,6 +237,7 @@ def replay(run_dir: Path, logger: MlflowLogger) -> None:
                 float(row["lr"]),
                 norm,
                 float(row["elapsed_s"]),
+                group_lrs,
             )
         )
     fixed = ("step", "epoch", "elapsed_s", "lr")

@@ -26,6 +26,9 @@ class StepRecord:
     lr: float
     grad_norm: float | None  # the total gradient norm before clipping
     elapsed_s: float
+    group_lrs: tuple[
+        float, ...
+    ] = ()  # with optimizer.param_groups: the other groups' rates (groups 1, 2, ...)
 
 
 @dataclass(frozen=True)

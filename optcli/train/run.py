@@ -220,7 +220,7 @@ def _open_files(
     summary = SummaryWriter(run_dir, run_identity(spec), checkpoint["summary"] if checkpoint else None)
     evaluations = spec.train.eval_every is not None
     csv_sizes = checkpoint["csv_sizes"] if checkpoint else None
-    csv = CsvWriter(run_dir, spec.validation_metrics, evaluations, csv_sizes)
+    csv = CsvWriter(run_dir, spec.validation_metrics, evaluations, csv_sizes, len(spec.param_groups))
     files: list[Sink] = [csv, summary]
     if spec.output.tensorboard:
         from optcli.train.tensorboard import TensorBoardWriter

@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol, TextIO, TypedDict
 import torch
 
 from optcli import __version__
+from optcli.config.init_and_groups import group_rate_columns
 from optcli.config.metrics import VALIDATION_METRICS
 from optcli.errors import ConfigError, TrainingFailed
 from optcli.train.records import (
@@ -32,6 +33,7 @@ from optcli.train.records import (
 from optcli.train.rundir import write_atomically
 
 METRICS_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "elapsed_s")
+# With optimizer.param_groups, metrics.csv adds the other groups' rates last (group_rate_columns).
 EPOCHS_COLUMNS = ("epoch", "step", "train_loss", "lr", "elapsed_s")
 # epochs.csv adds the run's validation metrics (config/metrics.py); evals.csv holds them, between
 # step, epoch and elapsed_s.
@@ -77,17 +79,23 @@ class CsvWriter:
         validation: tuple[str, ...] = (),
         evaluations: bool = False,
         resume_sizes: dict[str, int] | None = None,
+        param_groups: int = 0,
     ) -> None:
         """`validation`: the validation metrics' columns (RunSpec.validation_metrics); `resume_sizes`:
-        continue files cut back to these byte sizes (what a checkpoint recorded)."""
+        continue files cut back to these byte sizes (what a checkpoint recorded); `param_groups`: how
+        many optimizer.param_groups the config declares (each a rate column of its own)."""
         self.validation = validation
-        files = {"metrics.csv": METRICS_COLUMNS, "epochs.csv": EPOCHS_COLUMNS + validation}
+        self.group_columns = param_groups
+        step_columns = METRICS_COLUMNS + group_rate_columns(param_groups)
+        files = {"metrics.csv": step_columns, "epochs.csv": EPOCHS_COLUMNS + validation}
         if evaluations:
             files["evals.csv"] = ("step", "epoch", *validation, "elapsed_s")
         opened = {name: _open_csv(run_dir / name, columns, resume_sizes) for name, columns in files.items()}
         self._files = {name: stream for name, (stream, _) in opened.items()}
         self._metrics, self._epochs = opened["metrics.csv"][1], opened["epochs.csv"][1]
         self._evals = opened["evals.csv"][1] if evaluations else None
+        if resume_sizes is not None:  # (a run begun by a version of optcli without these columns keeps none)
+            self.group_columns = min(param_groups, _header(run_dir / "metrics.csv").count("lr_group"))
         self.run_dir, self._identity = run_dir, _identity(run_dir)
         self._next_flush = time.perf_counter() + FLUSH_INTERVAL_S
         # Step rows are kept as records and written in one go at each flush: formatting them in a
@@ -107,6 +115,7 @@ class CsvWriter:
                 format_number(step.lr),
                 format_number(step.grad_norm),
                 f"{step.elapsed_s:.6f}",
+                *(format_number(rate) for rate in step.group_lrs[: self.group_columns]),
             )
             for step in self._steps
         )
@@ -163,6 +172,11 @@ def _identity(directory: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return status.st_dev, status.st_ino
+
+
+def _header(path: Path) -> str:
+    with path.open(encoding="utf-8") as stream:
+        return stream.readline()
 
 
 def _open_csv(

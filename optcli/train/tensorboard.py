@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from optcli.config.init_and_groups import group_rate_columns
 from optcli.config.spec import RunSpec
 from optcli.train.records import EpochRecord, EvalRecord, Record, RunFinished, StepRecord
 from optcli.train.sinks import FLUSH_INTERVAL_S, RunOutcome
@@ -84,6 +85,9 @@ class TensorBoardWriter:
     def flush(self) -> None:
         for step in self.pending:
             values = {"train/loss": step.loss, "train/lr": step.lr}
+            if step.group_lrs:
+                rates = zip(group_rate_columns(len(step.group_lrs)), step.group_lrs, strict=True)
+                values.update({f"train/{column}": rate for column, rate in rates})
             if step.grad_norm is not None:
                 values["train/grad_norm"] = step.grad_norm
             self._scalars(values, step.step, step.elapsed_s)
