@@ -287,6 +287,15 @@ def test_an_unknown_optimizer_name_points_at_a_package_that_provides_it(tmp_path
     assert "lion_pytorch:Lion" in message  # installed (dev extra), or named with its pip package
 
 
+def test_a_dotted_import_path_is_told_where_the_colon_goes(tmp_path):
+    optimizer = {"name": "schedulefree.AdamWScheduleFree", "lr": 1e-3}
+    result = check(tmp_path, guide_config(optimizer=optimizer))
+    message = config_error(result)
+    assert "unknown optimizer 'schedulefree.AdamWScheduleFree'" in message
+    assert "an import path takes a colon before the class: 'schedulefree:AdamWScheduleFree'" in message
+    assert result.stderr.count("optimizer.name") == 1  # one message for one mistake
+
+
 def test_a_missing_class_lists_only_what_the_section_can_use(tmp_path):
     pytest.importorskip("torch_optimizer")
     message = config_error(check(tmp_path, guide_config(optimizer={"name": "torch_optimizer:Adan"})))

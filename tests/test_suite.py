@@ -157,7 +157,7 @@ def test_steps_and_time_to_a_validation_target_are_read_from_the_runs_own_evalua
     ("target", "message"),
     [
         ({"val_r2": 0.5}, "target: val_r2 needs validation data of that kind in every arm"),
-        ({"val_acc": 0.5}, "'val_acc' is not a metric a target can be on"),
+        ({"val_acc": 0.5}, "'val_acc' is not a metric a target can be on (did you mean 'val_accuracy'?)"),
         ({"val_accuracy": 0.5, "val_loss": 0.1}, "one metric and the value to reach"),
     ],
 )

@@ -11,6 +11,7 @@ from typing import Any
 
 from optcli.config.metrics import VALIDATION_METRICS
 from optcli.errors import ConfigError
+from optcli.name_matching import did_you_mean
 from optcli.train.rundir import read_csv_rows
 
 TRAINING_LOSS = "loss"  # target_loss: the epoch's mean training loss
@@ -62,7 +63,8 @@ def read_target(given: Any, target_loss: float | None, where: str) -> Target | N
     ((metric, value),) = given.items()
     if metric not in metrics:
         raise ConfigError(
-            f"{where}: '{metric}' is not a metric a target can be on; choose from {', '.join(metrics)}"
+            f"{where}: '{metric}' is not a metric a target can be on{did_you_mean(str(metric), metrics)}; "
+            f"choose from {', '.join(metrics)}"
         )
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{where}.{metric}: a number, got {value!r}")

@@ -95,6 +95,9 @@ class Registry:
                 message += (
                     f"; not a registry name, but {' or '.join(elsewhere)} provides it as an import path"
                 )
+            elif "." in name.strip(".") and not name.endswith(".py"):  # a dotted path, as Hydra writes them
+                module, _, attribute = name.rpartition(".")
+                message += f"; an import path takes a colon before the class: '{module}:{attribute}'"
             raise ConfigError(message)
         entry = self._entries[found]
         if entry.unavailable:
