@@ -167,6 +167,18 @@ def test_a_misspelled_tune_key_is_one_line_with_a_suggestion(tmp_path):
     assert "tune.optimizer.learning_rate:" in lines[0] and "(did you mean 'lr'?)" in lines[0]
 
 
+def test_a_tuned_argument_an_arm_carries_over_is_not_noted_as_kept(tmp_path):
+    """Every trial sets lr: 'switching to SGD kept lr' would be noise; what is not tuned is still said."""
+    result = invoke("check", compare_file(tmp_path))
+    assert_clean_exit(result, 0)
+    assert "switching to" not in result.stderr, result.stderr
+    adam = {"name": "adam", "lr": 0.001, "betas": [0.9, 0.99]}
+    write_config(tmp_path, {**BASE, "optimizer": adam}, "base.yaml")
+    result = invoke("check", tmp_path / "tuned.yaml")
+    assert_clean_exit(result, 0)
+    assert "arm 'sgd': optimizer: switching to SGD dropped betas (SGD does not take them)" in result.stderr
+
+
 def test_a_grid_of_the_wrong_size_is_reported_beside_other_tuning_mistakes(tmp_path):
     changes = {"tune_seeds": [0], "search": "grid", "tune": {"optimizer.lr": {"log_grid": [1e-3, 1, 3]}}}
     message = config_error(invoke("check", compare_file(tmp_path, **changes)))

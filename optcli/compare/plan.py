@@ -166,8 +166,28 @@ def _arm_configs(
         changes = dict(given or {})
         tune = changes.pop("tune", None)  # the arm's own dimensions, added to the common space
         values = _apply(merge_arm(base_values, changes), overrides, name)
-        arms[name] = (tune, RawConfig(values, base_dir, base_stem, carried_over(base_values, values)))
+        tuned = {*(compare.tune or {}), *(tune or {})}
+        values, carried = _set_tuned(values, carried_over(base_values, values), tuned)
+        arms[name] = (tune, RawConfig(values, base_dir, base_stem, carried))
     return base_values, arms
+
+
+def _set_tuned(
+    values: dict[str, Any], carried: dict[str, dict[str, Any]], tuned: set[str]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """An argument carried over from the base's class that the comparison tunes (optimizer.lr when an
+    arm switches to SGD) is set by every trial: written into the arm's section instead of carried, so
+    that no note says it was kept."""
+    for section, arguments in carried.items():
+        taken = {key: value for key, value in arguments.items() if f"{section}.{key}" in tuned}
+        if taken:
+            given = values[section] if isinstance(values[section], dict) else {"name": values[section]}
+            values = {**values, section: {**given, **taken}}
+    left = {
+        section: {key: value for key, value in arguments.items() if f"{section}.{key}" not in tuned}
+        for section, arguments in carried.items()
+    }
+    return values, {section: arguments for section, arguments in left.items() if arguments}
 
 
 def check_structure(path: Path, overrides: list[str]) -> None:
