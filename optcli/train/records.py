@@ -26,9 +26,8 @@ class StepRecord:
     lr: float
     grad_norm: float | None  # the total gradient norm before clipping
     elapsed_s: float
-    group_lrs: tuple[
-        float, ...
-    ] = ()  # with optimizer.param_groups: the other groups' rates (groups 1, 2, ...)
+    # With optimizer.param_groups: the rates of the declared groups (1, 2, ...; `lr` is group 0's).
+    group_lrs: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

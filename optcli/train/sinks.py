@@ -94,7 +94,8 @@ class CsvWriter:
         self._files = {name: stream for name, (stream, _) in opened.items()}
         self._metrics, self._epochs = opened["metrics.csv"][1], opened["epochs.csv"][1]
         self._evals = opened["evals.csv"][1] if evaluations else None
-        if resume_sizes is not None:  # (a run begun by a version of optcli without these columns keeps none)
+        if resume_sizes is not None:
+            # A run begun by a version of optcli that wrote no group columns goes on without them.
             self.group_columns = min(param_groups, _header(run_dir / "metrics.csv").count("lr_group"))
         self.run_dir, self._identity = run_dir, _identity(run_dir)
         self._next_flush = time.perf_counter() + FLUSH_INTERVAL_S
