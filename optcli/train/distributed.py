@@ -48,6 +48,7 @@ class World:
 
 
 ALONE = World()  # one process, not launched by torchrun
+_JOINED: list[bool] = []  # whether this process joined a process group (see joined_a_group)
 
 
 def world_from_environment() -> World:
@@ -86,11 +87,21 @@ def join(world: World, device: str) -> None:
     dist.init_process_group(
         "nccl" if device.startswith("cuda") else "gloo", store=attempt_store, rank=rank, world_size=size
     )
+    _JOINED.append(True)
 
 
 def leave() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def joined_a_group() -> bool:
+    """Whether this process joined a process group: then it must end without the interpreter's
+    teardown (cli.main). There, the DistributedDataParallel model that an exception's traceback kept
+    alive is freed with the process group's last reference, and gloo's destructor joins its threads
+    while holding the GIL that one of them is waiting for: the worker hung forever after a stop (torch
+    2.13, about one launcher kill in eight on the development machine; py-spy showed both stacks)."""
+    return bool(_JOINED)
 
 
 def agree(world: World, local: bool) -> bool:
