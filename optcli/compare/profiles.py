@@ -15,6 +15,7 @@ algorithms: pure functions over times to target.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 
 INFINITE = math.inf
@@ -23,14 +24,7 @@ INFINITE = math.inf
 def median_time(times: Sequence[float | None]) -> float:
     """The median over seeds, a seed without a time (never reached the target) infinite."""
     values = [INFINITE if time is None else float(time) for time in times]
-    if not values:
-        return INFINITE
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    low, high = ordered[middle - 1], ordered[middle]
-    return INFINITE if math.isinf(high) else (low + high) / 2
+    return statistics.median(values) if values else INFINITE  # (a middle pair with inf: inf)
 
 
 def ratios(times: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

@@ -13,7 +13,7 @@ from typing import Any
 from optcli.compare.jobs import Job, JobOutcome
 from optcli.compare.plan import ComparisonPlan
 from optcli.compare.ranking import METRIC_INFO, ArmSummary, RunResult
-from optcli.compare.targets import Target
+from optcli.compare.targets import TRAINING_LOSS, Target
 from optcli.compare.verdict import Verdict
 from optcli.config.metrics import VALIDATION_METRICS
 from optcli.train.rundir import read_csv_rows, write_atomically
@@ -127,7 +127,7 @@ def write_summary_json(
         "lower_is_better": info.lower_is_better,
         "target": plan.target.record() if plan.target is not None else None,
         "target_loss": plan.target.value
-        if plan.target is not None and plan.target.metric == "loss"
+        if plan.target is not None and plan.target.metric == TRAINING_LOSS
         else None,
         "seeds": list(plan.seeds),
         "winner": verdict.winner,

@@ -9,13 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optcli.config.metrics import VALIDATION_METRICS
+from optcli.config.metrics import VALIDATION_METRICS, better_direction
 from optcli.errors import ConfigError
 from optcli.name_matching import did_you_mean
 from optcli.train.rundir import read_csv_rows
 
 TRAINING_LOSS = "loss"  # target_loss: the epoch's mean training loss
-HIGHER_IS_BETTER = ("val_accuracy", "val_r2")
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,7 @@ class Target:
 
     @property
     def lower_is_better(self) -> bool:
-        return self.metric not in HIGHER_IS_BETTER
+        return better_direction(self.metric) == "min"
 
     def words(self) -> str:
         """'the target loss 0.5', 'the target val_accuracy 0.97'."""
