@@ -318,12 +318,11 @@ def mlflow_sync(
     optcli mlflow-sync runs/compare-compare_guide/20261125-190000 --tracking-uri sqlite:///mlflow.db
     """
     with reported_errors(debug):
-        import importlib.util
-
+        from optcli.config.resolve import INSTALL_MLFLOW, has_mlflow_extra
         from optcli.errors import ConfigError
 
-        if not all(importlib.util.find_spec(name) for name in ("mlflow", "sqlalchemy", "alembic")):
-            raise ConfigError("mlflow-sync needs the mlflow extra: pip install 'optcli[mlflow]'")
+        if not has_mlflow_extra():
+            raise ConfigError(f"mlflow-sync needs the mlflow extra: {INSTALL_MLFLOW}")
         if not directory.is_dir() or not any(directory.glob("**/config.yaml")):
             raise ConfigError(f"{directory}: neither a run directory nor a comparison's folder")
         from optcli.compare.tracking import sync_directory

@@ -150,6 +150,14 @@ def _resolve_optimizer(
     return optimizer, groups
 
 
+INSTALL_MLFLOW = "pip install 'optcli[mlflow]'"
+
+
+def has_mlflow_extra() -> bool:
+    """The packages of the mlflow extra: MLflow's client, and what a SQL store takes."""
+    return all(importlib.util.find_spec(package) for package in ("mlflow", "sqlalchemy", "alembic"))
+
+
 def _check_top_level(config: ConfigFile, problems: Problems) -> str | None:
     """The device (None when it is not here), the run's name, and what output.tensorboard and
     output.mlflow need."""
@@ -162,10 +170,8 @@ def _check_top_level(config: ConfigFile, problems: Problems) -> str | None:
         importlib.util.find_spec(p) for p in ("tensorboard", "google_crc32c")
     ):
         problems.add("output.tensorboard: needs the tensorboard package: pip install 'optcli[tensorboard]'")
-    if config.output.mlflow is not None and not all(
-        importlib.util.find_spec(p) for p in ("mlflow", "sqlalchemy", "alembic")
-    ):
-        problems.add("output.mlflow: needs the mlflow extra: pip install 'optcli[mlflow]'")
+    if config.output.mlflow is not None and not has_mlflow_extra():
+        problems.add(f"output.mlflow: needs the mlflow extra: {INSTALL_MLFLOW}")
     if config.name is not None and ("/" in config.name or config.name in (".", "..")):
         problems.add(f"name: '{config.name}' must be usable as a folder name (no '/')")
     return device
