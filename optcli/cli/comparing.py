@@ -210,7 +210,6 @@ def _compare_suite(
     from optcli.compare.display import make_comparison_display, output_console, ranking_table, suite_table
     from optcli.compare.jobs import Job, plan_jobs
     from optcli.compare.suite import SuiteInterrupted, run_suite
-    from optcli.compare.suite_report import summarize_suite
     from optcli.errors import ConfigError
 
     if (
@@ -263,9 +262,8 @@ def _compare_suite(
             workload = result.results[name]
             print(f"{name}: {plan.target.words() if plan.target else ''}")
             console.print(ranking_table(workload.ranked, plan.ranking_metric, workload.verdict), markup=False)
-    summary = summarize_suite(suite, result.results)
-    console.print(suite_table(suite, summary), markup=False)
-    print(summary.verdict)
+    console.print(suite_table(suite, result.summary), markup=False)
+    print(result.summary.verdict)
     print(f"-> {result.directory}")
 
 

@@ -188,10 +188,10 @@ def ranking_table(ranked: list[ArmSummary], metric: str, verdict: Verdict) -> Ta
 
 def suite_table(suite: SuitePlan, summary: SuiteSummary) -> Table:
     """A suite's arms by score: each workload's median time to its target (★ the fastest)."""
-    unit = "steps" if suite.time == "steps" else "s"
-    measure = "steps" if suite.time == "steps" else "training seconds"
+    from optcli.compare.suite_report import measure_words, measured
+
     table = Table(
-        title=f"median {measure} to target over {len(suite.seeds)} seeds (★ fastest)",
+        title=f"median {measure_words(suite)} to target over {len(suite.seeds)} seeds (★ fastest)",
         caption=f"score: the area under the arm's performance profile from 1 to {suite.tau_max:g}, over {suite.tau_max - 1:g}",
         title_justify="left",
         caption_justify="left",
@@ -203,13 +203,12 @@ def suite_table(suite: SuitePlan, summary: SuiteSummary) -> Table:
     for arm, score in summary.scores.items():
         cells = []
         for name, _ in suite.workloads:
-            on = summary.times[name][arm]
-            value = on.median_steps if suite.time == "steps" else on.median_seconds
+            value = measured(summary.times[name][arm], suite)
             shown = (
                 "not reached"
                 if math.isinf(value)
                 else f"{value:.0f}"
-                if unit == "steps"
+                if suite.time == "steps"
                 else f"{value:.2f} s"
             )
             cells.append(shown + (" ★" if arm in summary.fastest[name] else ""))

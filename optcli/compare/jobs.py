@@ -120,6 +120,23 @@ def run_job(job: Job, report: Callable[[Record], None]) -> JobOutcome:
     return JobOutcome(job.index, "ok")
 
 
+TRIALS = "trials"  # the folder of a tuned comparison's trial runs
+
+
+def run_folder(arm: str, seed: int, trial: int | None = None) -> str:
+    """A run's folder in its comparison: `adam-seed2`, a trial's `adam-trial3-seed0` (under TRIALS)."""
+    return f"{arm}-trial{trial}-seed{seed}" if trial is not None else f"{arm}-seed{seed}"
+
+
+def placed_run(folder: str) -> tuple[str, int, int | None]:
+    """The arm, seed and trial a run's folder names (run_folder's inverse)."""
+    rest, _, seed = folder.rpartition("-seed")
+    arm, marker, trial = rest.rpartition("-trial")
+    if marker and trial.isdigit():
+        return arm, int(seed), int(trial)
+    return rest, int(seed) if seed.isdigit() else 0, None
+
+
 def plan_jobs(plan: ComparisonPlan, comparison_dir: Path) -> list[Job]:
     """Seed-major order, so that with several workers every arm's first seed finishes early. A tuned
     comparison's trials come first (phase 1); its later jobs take each arm's selected trial's config
@@ -129,11 +146,11 @@ def plan_jobs(plan: ComparisonPlan, comparison_dir: Path) -> list[Job]:
     for seed in tuning.seeds if tuning else ():
         for trial in tuning.trials:  # type: ignore[union-attr]
             assert trial.spec is not None
-            run_dir = comparison_dir / "trials" / f"{trial.arm}-trial{trial.index}-seed{seed}"
+            run_dir = comparison_dir / TRIALS / run_folder(trial.arm, seed, trial.index)
             jobs.append(Job(len(jobs), trial.arm, seed, replace(trial.spec, seed=seed), run_dir, trial.index))
     for seed in plan.seeds:
         for arm in plan.arms:
-            run_dir = comparison_dir / f"{arm.name}-seed{seed}"
+            run_dir = comparison_dir / run_folder(arm.name, seed)
             jobs.append(Job(len(jobs), arm.name, seed, plan.spec_for(arm, seed), run_dir))
     return jobs
 

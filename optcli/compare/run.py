@@ -20,7 +20,7 @@ from optcli.compare.report import (
 )
 from optcli.compare.resume import check_unchanged, finished, save_invocation
 from optcli.compare.sensitivity import draw_sensitivity
-from optcli.compare.tracking import ParentRun, settings_of, tracked_jobs
+from optcli.compare.tracking import ParentRun, parent_metrics, settings_of, tracked_jobs
 from optcli.compare.tuning import Tuning, edge_warnings, select, write_tuning_files
 from optcli.compare.verdict import Verdict, give_verdict, with_protocol
 from optcli.config.metrics import VALIDATION_METRICS
@@ -89,7 +89,7 @@ def run_comparison(
 
 
 def _means(result: ComparisonResult) -> dict[str, float]:
-    return {f"{arm.arm}.mean": arm.mean for arm in result.ranked if arm.mean is not None}
+    return parent_metrics({arm.arm: arm.mean for arm in result.ranked})
 
 
 def _compare_locked(

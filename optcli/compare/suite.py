@@ -14,7 +14,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError
 
@@ -28,11 +28,14 @@ from optcli.compare.plan import (
 )
 from optcli.compare.resume import INVOCATION, save_invocation
 from optcli.compare.run import ComparisonInterrupted, ComparisonResult, run_comparison
-from optcli.compare.tracking import ParentRun, settings_of
+from optcli.compare.tracking import ParentRun, parent_metrics, settings_of
 from optcli.config.loading import merge_arm
 from optcli.config.schema import Strict, describe_error
 from optcli.config.yaml_loader import load_yaml_mapping
 from optcli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from optcli.compare.suite_report import SuiteSummary
 
 TimeMeasure = Literal["steps", "seconds"]
 RANKED_BY = {"steps": "steps_to_target", "seconds": "time_to_target"}
@@ -128,6 +131,7 @@ def _with_changes(path: Path, workload: Workload) -> str | dict[str, Any]:
 class SuiteResult:
     directory: Path
     results: dict[str, ComparisonResult]  # by workload
+    summary: SuiteSummary  # the scores, times and verdict across them
 
 
 class SuiteInterrupted(KeyboardInterrupt):
@@ -181,7 +185,5 @@ def run_suite(
                 raise SuiteInterrupted(directory) from None
         summary = write_suite_report(directory, suite, results)
         if parent is not None:
-            parent.close(
-                summary.verdict, {f"{arm}.score": score for arm, score in summary.scores.items()}, "FINISHED"
-            )
-    return SuiteResult(directory, results)
+            parent.close(summary.verdict, parent_metrics({}, summary.scores), "FINISHED")
+    return SuiteResult(directory, results, summary)

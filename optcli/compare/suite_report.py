@@ -44,14 +44,11 @@ def summarize_suite(suite: SuitePlan, results: dict[str, ComparisonResult]) -> S
         workload: {arm: _times(result.results, arm) for arm in suite.arms}
         for workload, result in results.items()
     }
-    measured = {
-        workload: {
-            arm: (on.median_steps if suite.time == "steps" else on.median_seconds)
-            for arm, on in by_arm.items()
-        }
+    medians = {
+        workload: {arm: measured(on, suite) for arm, on in by_arm.items()}
         for workload, by_arm in times.items()
     }
-    ratios = profiles.ratios(measured)
+    ratios = profiles.ratios(medians)
     per_arm = profiles.by_arm(ratios, suite.arms)
     scores = dict(
         sorted(
@@ -59,7 +56,7 @@ def summarize_suite(suite: SuitePlan, results: dict[str, ComparisonResult]) -> S
             key=lambda item: -item[1],
         )
     )
-    fastest = {workload: profiles.fastest(by_arm) for workload, by_arm in measured.items()}
+    fastest = {workload: profiles.fastest(by_arm) for workload, by_arm in medians.items()}
     verdict = _verdict(suite, results, times, scores, fastest)
     return SuiteSummary(times, ratios, scores, fastest, verdict)
 
@@ -85,10 +82,9 @@ def _verdict(
 ) -> str:
     """The score ranking, how often each arm was fastest, where the winner missed a target, and
     whether each workload's winner led beyond seed noise (compare's paired rule)."""
-    measure = "steps" if suite.time == "steps" else "training seconds"
     ranking = ", ".join(f"{arm} {score:.3f}" for arm, score in scores.items())
     lines = [
-        f"performance-profile scores ({measure} to target, area under the profile from 1 to "
+        f"performance-profile scores ({measure_words(suite)} to target, area under the profile from 1 to "
         f"{suite.tau_max:g}, 1 is fastest everywhere): {ranking}"
     ]
     wins = {arm: [workload for workload, arms in fastest.items() if arm in arms] for arm in suite.arms}
@@ -98,7 +94,7 @@ def _verdict(
     lines.append("fastest: " + ("; ".join(counted) if counted else "no arm reached any target"))
     winner = next(iter(scores)) if scores else None
     if winner is not None:
-        missed = [w for w, by_arm in times.items() if math.isinf(_measured(by_arm[winner], suite))]
+        missed = [w for w, by_arm in times.items() if math.isinf(measured(by_arm[winner], suite))]
         if missed:
             lines.append(f"{winner} did not reach the target on {', '.join(missed)}")
     for workload, result in results.items():
@@ -111,7 +107,7 @@ def _lead_on(
 ) -> str:
     """The workload's fastest arm (by median) against the next, seed by seed (compare's paired rule,
     a seed that missed the target counting as slower than one that reached it)."""
-    ordered = sorted(times, key=lambda arm: _measured(times[arm], suite))
+    ordered = sorted(times, key=lambda arm: measured(times[arm], suite))
     if not fastest:
         return "no arm reached its target on most seeds"
     winner = fastest[0]
@@ -142,8 +138,14 @@ def _per_seed(results: list[RunResult], arm: str, suite: SuitePlan) -> dict[int,
     return found
 
 
-def _measured(on: ArmOnWorkload, suite: SuitePlan) -> float:
+def measured(on: ArmOnWorkload, suite: SuitePlan) -> float:
+    """The arm's median time to the workload's target, in what the suite measures (--time)."""
     return on.median_steps if suite.time == "steps" else on.median_seconds
+
+
+def measure_words(suite: SuitePlan) -> str:
+    """What the suite measures, in words: steps, or training seconds."""
+    return "steps" if suite.time == "steps" else "training seconds"
 
 
 def write_suite_report(
@@ -178,7 +180,7 @@ def write_suite_report(
         )
     write_atomically(directory / "profile.csv", "\n".join(profile_rows) + "\n")
     write_atomically(directory / "suite.json", json.dumps(_document(suite, summary), indent=2) + "\n")
-    draw_profile(directory / "profile.png", summary.ratios, suite)
+    draw_profile(directory / "profile.png", points, per_arm, summary.scores, suite)
     return summary
 
 
@@ -218,25 +220,25 @@ def _document(suite: SuitePlan, summary: SuiteSummary) -> dict[str, Any]:
     }
 
 
-def draw_profile(path: Path, ratios: dict[str, dict[str, float]], suite: SuitePlan) -> None:
-    """Each arm's ρ(τ) as a step curve on a log τ axis from 1 to τ_max, AlgoPerf style."""
+def draw_profile(
+    path: Path, taus: list[float], per_arm: dict[str, list[float]], scores: dict[str, float], suite: SuitePlan
+) -> None:
+    """Each arm's ρ(τ) as a step curve on a log τ axis from 1 to τ_max, AlgoPerf style: `taus` where a
+    profile changes, `per_arm` each arm's ratios, `scores` its area."""
     from optcli.plotting import load_pyplot
 
     pyplot = load_pyplot()
     figure, axis = pyplot.subplots(figsize=(8, 4.5))
-    taus = profiles.profile_points(ratios, suite.tau_max)
-    for arm, arm_ratios in profiles.by_arm(ratios, suite.arms).items():
+    for arm, arm_ratios in per_arm.items():
         values = [profiles.rho(arm_ratios, tau) for tau in taus]
-        score = profiles.score(arm_ratios, suite.tau_max)
-        axis.step(taus, values, where="post", linewidth=1.8, label=f"{arm} (score {score:.3f})")
+        axis.step(taus, values, where="post", linewidth=1.8, label=f"{arm} (score {scores[arm]:.3f})")
     axis.set_xscale("log")
     axis.set_xlim(1, suite.tau_max)
     ticks = [tick for tick in (1, 1.25, 1.5, 2, 3, 4, 6, 8, 10, 20, 50, 100) if tick <= suite.tau_max]
     axis.set_xticks(ticks, [f"{tick:g}" for tick in ticks])
     axis.minorticks_off()
     axis.set_ylim(-0.02, 1.02)
-    measure = "steps" if suite.time == "steps" else "training seconds"
-    axis.set_xlabel(f"τ: {measure} to target, as a multiple of the fastest arm's")
+    axis.set_xlabel(f"τ: {measure_words(suite)} to target, as a multiple of the fastest arm's")
     axis.set_ylabel("fraction of workloads within τ")
     axis.set_title(f"{suite.name}: performance profiles over {len(suite.workloads)} workloads", fontsize=10)
     axis.grid(True, which="both", alpha=0.3)

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from optcli.compare.jobs import Job
+from optcli.compare.jobs import TRIALS, Job, placed_run
 from optcli.train.mlflow_logging import (
     STATE_FILE,
     MlflowLogger,
@@ -110,6 +110,15 @@ class ParentRun:
         )
 
 
+def parent_metrics(
+    means: dict[str, float | None], scores: dict[str, float] | None = None
+) -> dict[str, float]:
+    """The parent run's numbers per arm: its mean of the ranking metric (`adam.mean`) and, in a suite,
+    its profile score (`adam.score`)."""
+    values = {f"{arm}.mean": mean for arm, mean in means.items() if mean is not None}
+    return values | {f"{arm}.score": score for arm, score in (scores or {}).items()}
+
+
 def tracked_jobs(jobs: list[Job], parent: ParentRun | None, workload: str | None = None) -> list[Job]:
     """Each job with its place under the parent: tagged arm, seed, phase and workload."""
     if parent is None or parent.run_id is None:
@@ -148,16 +157,13 @@ def sync_directory(directory: Path, tracking_uri: str | None) -> list[str]:
     done = []
     for run_dir in sorted(path.parent for path in directory.glob("**/config.yaml")):
         relative = run_dir.relative_to(directory)
-        workload = relative.parts[0] if len(relative.parts) > 1 and relative.parts[0] != "trials" else None
-        arm, seed, trial = _placed(run_dir.name)
+        workload = relative.parts[0] if len(relative.parts) > 1 and relative.parts[0] != TRIALS else None
+        arm, seed, trial = placed_run(run_dir.name)
         done.append(sync_run(run_dir, tracking_uri, parent.child(job_tags(arm, seed, trial, workload))))
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-    values = {
-        f"{arm['arm']}.mean": arm["mean"] for arm in summary.get("arms", []) if arm.get("mean") is not None
-    }
-    values.update({f"{arm}.score": score for arm, score in summary.get("scores", {}).items()})
+    means = {arm["arm"]: arm.get("mean") for arm in summary.get("arms", [])}
     status = "FINISHED" if summary.get("status", "completed") == "completed" else "KILLED"
-    parent.close(summary.get("verdict"), values, status)
+    parent.close(summary.get("verdict"), parent_metrics(means, summary.get("scores")), status)
     return done
 
 
@@ -187,12 +193,3 @@ def _settings_of_any_run(directory: Path) -> dict[str, Any]:
         if isinstance(mlflow, dict):
             return mlflow
     return {}
-
-
-def _placed(folder: str) -> tuple[str, int, int | None]:
-    """`adam-seed2` -> (adam, 2, None); `adam-trial3-seed0` -> (adam, 0, 3)."""
-    rest, _, seed = folder.rpartition("-seed")
-    arm, marker, trial = rest.rpartition("-trial")
-    if marker and trial.isdigit():
-        return arm, int(seed), int(trial)
-    return rest, int(seed) if seed.isdigit() else 0, None
