@@ -69,10 +69,6 @@ class DiabetesData(SklearnData):
         data = self.load(0)
         return DataInfo(len(data), tuple(data.inputs.shape[1:]), None, 1, task_reason="")
 
-    def load(self, seed: int, split: str = "train") -> TensorData:
-        inputs, targets = _load(self.LOADER)
-        return TensorData(inputs, targets)
-
 
 def _bunch(loader: str) -> Any:
     try:
