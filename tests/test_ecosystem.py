@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import torch
 
+from optcli.components.optimizers import shapes_refused
 from optcli.train.checkpoints import load_checkpoint
 from tests.conftest import assert_clean_exit, invoke, read_csv, run_dirs, write_config
 
@@ -65,13 +66,25 @@ def optimizer_section(path: str) -> dict[str, Any]:
     return section
 
 
+def takes_matrices_only(path: str) -> bool:
+    """Muon's kind (AdaMuon): a 1-D parameter is refused, so the user splits the optimizer."""
+    module, _, name = path.partition(":")
+    target = getattr(importlib.import_module(module), name)
+    return bool(shapes_refused(target, [("bias", torch.zeros(3))])[1])
+
+
 def config(path: str, epochs: int) -> dict[str, Any]:
+    """The optimizer over the whole MLP; one of matrices only, on the matrices, with AdamW for the rest."""
+    section = optimizer_section(path)
+    if takes_matrices_only(path):
+        rest = {"name": "adamw", "lr": 1e-3, "params": "rest"}
+        section = {"parts": {"matrices": {**section, "params": "matrices"}, "rest": rest}}
     return {
         "seed": 0,
         "device": "cpu",
         "model": {"name": "mlp", "hidden": [8]},
         "data": {"name": "teacher", "samples": 64, "features": 4, "classes": 3, "batch_size": 16},
-        "optimizer": optimizer_section(path),
+        "optimizer": section,
         "train": {"epochs": epochs},
     }
 

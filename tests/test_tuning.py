@@ -176,7 +176,10 @@ def test_a_tuned_argument_an_arm_carries_over_is_not_noted_as_kept(tmp_path):
     write_config(tmp_path, {**BASE, "optimizer": adam}, "base.yaml")
     result = invoke("check", tmp_path / "tuned.yaml")
     assert_clean_exit(result, 0)
-    assert "arm 'sgd': optimizer: switching to SGD dropped betas (SGD does not take them)" in result.stderr
+    assert (
+        "arm 'sgd': optimizer: switching to SGD starts from its own defaults; the replaced class's betas=[0.9, 0.99] not carried over"
+        in result.stderr
+    )
 
 
 def test_a_grid_of_the_wrong_size_is_reported_beside_other_tuning_mistakes(tmp_path):

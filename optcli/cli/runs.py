@@ -142,6 +142,10 @@ def check(
         if strict and (warnings := advise(specs)[1]):
             raise ConfigError([f"(--strict) {warning}" for warning in warnings])
         warnings = print_advice(specs)
+        from optcli.config.side_by_side import arms_side_by_side
+
+        for line in arms_side_by_side(specs):  # a compare file: what each arm runs, differences marked
+            print(line)
         ran = sorted({file for spec in specs.values() for file in spec.user_files()})
         if ran:  # a config can run code: say whose
             print(f"note: checking ran code from {', '.join(ran)} (importing and building, as training will)")
@@ -208,7 +212,7 @@ def find_lr(
         import_torch()
         from optcli.config.loading import load_config
         from optcli.config.resolve import resolve_config
-        from optcli.train.lr_finder import range_test, suggest, write_range_test
+        from optcli.train.lr_finder import range_test, suggest, suggested_settings, write_range_test
         from optcli.train.rundir import create_run_dir
 
         spec = resolve_config(load_config(config, run_overrides(settings, None, None, None)))
@@ -223,10 +227,18 @@ def find_lr(
         print(f"steepest descent of the smoothed loss: {steepest}; minimum / 10: {tenth}")
         if suggestion.lr is None:
             fail(f"no suggestion: {suggestion.why}", EXIT_FAILED)
-        print(f"suggested optimizer.lr: {suggestion.lr:.2e} ({suggestion.why})")
+        suggested = suggested_settings(spec, suggestion.lr)
+        if spec.parts:
+            first = spec.parts[0].name
+            print(
+                "every part's rate was scaled by one factor, keeping their ratios; the rates below are "
+                f"{first}'s (the first part's)"
+            )
+        listed = ", ".join(f"{key}: {value:.2e}" for key, value in suggested.items())
+        print(f"suggested {listed} ({suggestion.why})")
         if apply is not None:
-            from optcli.config.loading import write_with_override
+            from optcli.config.loading import write_with_overrides
 
-            write_with_override(config, apply, f"optimizer.lr={suggestion.lr!r}")
-            print(f"wrote {apply} with optimizer.lr: {suggestion.lr:.2e}")
+            write_with_overrides(config, apply, [f"{key}={value!r}" for key, value in suggested.items()])
+            print(f"wrote {apply} with {listed}")
         print(f"-> {directory}")

@@ -117,6 +117,41 @@ def wraps_an_optimizer(optimizer_class: object) -> bool:
     return bool(parameters) and parameters[0] == "optimizer"
 
 
+def every_group_keys(optimizer_class: object) -> dict[str, object]:
+    """Keys an optimizer requires in every parameter group: pytorch-optimizer's Muon family refuses a
+    group without `use_muon` (true: Muon's update; false: its built-in AdamW). optcli gives each group
+    `use_muon: true` unless the config's group sets it (a part of matrices is Muon's whole business)."""
+    for cls in getattr(optimizer_class, "__mro__", ()):  # (DistributedMuon and MuonClip inherit Muon's check)
+        try:
+            source = inspect.getsource(cls.__init__)
+        except (OSError, TypeError):
+            continue
+        if "'use_muon' not in group" in source:
+            return {"use_muon": True}
+    return {}
+
+
+# Optimizers that take matrices only, by class: the shapes they take, in words, and the test.
+_MATRIX_ONLY = {
+    "torch.optim.Muon": ("2-D", lambda ndim: ndim == 2),
+    "pytorch_optimizer.optimizer.muon.adamuon.AdaMuon": ("at least 2-D", lambda ndim: ndim >= 2),
+}
+
+
+def shapes_refused(optimizer_class: object, named: list[tuple[str, torch.Tensor]]) -> tuple[str, list[str]]:
+    """For an optimizer of matrices only (Muon): the shapes it takes, in words, and the parameters of
+    other shapes ('0.bias (1-D)'); else ('', [])."""
+    cls = optimizer_class if inspect.isclass(optimizer_class) else type(optimizer_class)
+    for base in cls.__mro__:
+        rule = _MATRIX_ONLY.get(f"{base.__module__}.{base.__qualname__}")
+        if rule is not None:
+            words, takes = rule
+            return words, [
+                f"{name} ({parameter.ndim}-D)" for name, parameter in named if not takes(parameter.ndim)
+            ]
+    return "", []
+
+
 def has_modes(optimizer: torch.optim.Optimizer) -> bool:
     """Schedule-free optimizers keep two sets of weights: `optimizer.eval()` puts the ones to judge in
     the model, `optimizer.train()` the ones to train. Other optimizers have no such methods."""

@@ -35,7 +35,10 @@ def find_notes(spec: RunSpec) -> list[str]:
     """What a user should know before training, though nothing is wrong: the guesses optcli made."""
     reason = spec.data.info.task_reason
     groups = (
-        ["optimizer.param_groups:", *(f"  {line}" for line in spec.findings.group_table)]
+        [
+            "optimizer.parts:" if spec.parts else "optimizer.param_groups:",
+            *(f"  {line}" for line in spec.findings.group_table),
+        ]
         if spec.findings.group_table
         else []
     )

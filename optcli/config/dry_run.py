@@ -18,15 +18,19 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler
 
+from optcli.components.optimizers import shapes_refused
+from optcli.components.parted import PartedOptimizer
 from optcli.components.signature import read_signature
 from optcli.config.forward_check import check_forward, first_batch
-from optcli.config.init_and_groups import ModelInit, ParamGroup, optimizer_parameters
+from optcli.config.init_and_groups import ModelInit, ParamGroup
+from optcli.config.parts import assign_parts, build_on, part_parameters
 from optcli.config.rates import SAMPLED_PERIODS, can_jump, rates_at, sampled_periods
 from optcli.config.sections import Problems, display_name, is_subclass
 from optcli.config.spec import (
     Component,
     DataSpec,
     DryRunFindings,
+    OptimizerPart,
     SchedulePreview,
     SchedulerSpec,
 )
@@ -41,6 +45,7 @@ def dry_run(
     loss: Component | None,
     optimizer: Component | None,
     groups: tuple[ParamGroup, ...],
+    parts: tuple[OptimizerPart, ...],
     scheduler: SchedulerSpec | None,
     data: DataSpec | None,
     schedule_length: int,
@@ -59,6 +64,9 @@ def dry_run(
             _check_last_batch(network, data, problems)
         if optimizer is None:
             return DryRunFindings()
+    if parts:
+        return _dry_run_parts(network, parts, scheduler, schedule_length, checkpoints, width, problems)
+    with torch.device("meta"):
         # Without a model, one stand-in parameter still runs torch's own checks of the arguments.
         named = (
             list(network.named_parameters())
@@ -67,8 +75,10 @@ def dry_run(
         )
         if network is not None and not _groups_match(named, groups, problems):
             return DryRunFindings()
+        if network is not None and _matrices_only(optimizer, named, "optimizer", problems, split=True):
+            return DryRunFindings()
         try:
-            built = optimizer.build(optimizer_parameters(named, groups if network is not None else ()))
+            built = build_on(optimizer, named, groups if network is not None else ())
         except Exception as error:
             what = "cannot train this model" if network is not None else "rejected its arguments"
             problems.add(f"optimizer: {display_name(optimizer.name, optimizer.target)} {what}: {error}")
@@ -95,7 +105,141 @@ def dry_run(
     return DryRunFindings(schedule, unread, start_lr, table, group_rates(built), width)
 
 
-def _groups_match(named: list[tuple[str, Any]], groups: tuple[ParamGroup, ...], problems: Problems) -> bool:
+def _dry_run_parts(
+    network: torch.nn.Module | None,
+    parts: tuple[OptimizerPart, ...],
+    scheduler: SchedulerSpec | None,
+    schedule_length: int,
+    checkpoints: bool,
+    width: int | None,
+    problems: Problems,
+) -> DryRunFindings:
+    """optimizer.parts: every parameter in exactly one part; each part built on its own parameters
+    and tried as one optimizer is; then the parts combined, as the loop will see them."""
+    if network is None:  # (broken, reported): each part's arguments are still checked, on a stand-in
+        with torch.device("meta"):
+            for part in parts:
+                stand_in = [("", torch.nn.Parameter(torch.zeros(2, 2)))]
+                _build_part(part, stand_in, problems)
+        return DryRunFindings()
+    assignment, found = assign_parts(network, parts)
+    problems.lines += found
+    if found:
+        return DryRunFindings(output_width=width)
+    named = list(network.named_parameters())
+    built = {}
+    for part in parts:
+        where = f"optimizer.parts.{part.name}"
+        own = part_parameters(named, assignment, part)
+        if not own:
+            problems.add(f"{where}.params: takes no parameter (the other parts take them all)")
+            continue
+        if not _groups_match(own, part.param_groups, problems, where) or _matrices_only(
+            part.optimizer, own, where, problems
+        ):
+            continue
+        with torch.device("meta"):
+            optimizer = _build_part(part, own, problems)
+        if optimizer is None:
+            continue
+        refused = probe_optimizer(
+            part.optimizer, [(n, p.shape) for n, p in own], part.param_groups, checkpoints
+        )
+        if refused:
+            name = display_name(part.optimizer.name, part.optimizer.target)
+            problems.add(f"{where}: {name} cannot be used: {refused}")
+            continue
+        built[part.name] = optimizer
+    if problems.lines:
+        return DryRunFindings(output_width=width)
+    combined = PartedOptimizer(built)
+    table = _parts_table(combined, parts, assignment)  # before any schedule
+    start_lrs = group_rates(combined)
+    if scheduler is not None:
+        schedule = _preview_schedule(combined, scheduler, schedule_length, problems)
+    else:  # the parts' own schedulers: each previewed on its part; the first part's rate is `lr`
+        previews = [
+            _preview_schedule(
+                built[part.name], part.scheduler, schedule_length, problems, f"{where_of(part)}.scheduler"
+            )
+            for part in parts
+            if part.scheduler is not None
+        ]
+        first = parts[0].scheduler is not None
+        schedule = previews[0] if previews and first else None
+    return DryRunFindings(schedule, (), start_lrs[0], table, start_lrs, width)
+
+
+def where_of(part: OptimizerPart) -> str:
+    return f"optimizer.parts.{part.name}"
+
+
+def _build_part(part: OptimizerPart, own: list[tuple[str, Any]], problems: Problems) -> Any | None:
+    name = display_name(part.optimizer.name, part.optimizer.target)
+    try:
+        optimizer = build_on(part.optimizer, own, part.param_groups)
+    except Exception as error:
+        problems.add(f"{where_of(part)}: {name} cannot train its parameters: {error}")
+        return None
+    groups = getattr(optimizer, "param_groups", None)
+    if not isinstance(groups, list) or not groups or "lr" not in groups[0]:
+        problems.add(
+            f"{where_of(part)}: {name} keeps no learning rate ('lr') in its param_groups, which optcli logs "
+            "and schedules; it cannot be used"
+        )
+        return None
+    return optimizer
+
+
+def _matrices_only(
+    optimizer: Component, named: list[tuple[str, Any]], where: str, problems: Problems, split: bool = False
+) -> bool:
+    """Muon takes matrices only: any other parameter given to it is named, with the split that works."""
+    shapes, refused = shapes_refused((optimizer.inner or optimizer).target, named)
+    if not refused:
+        return False
+    name = display_name(optimizer.name, optimizer.target)
+    listed = ", ".join(refused[:8]) + (f" and {len(refused) - 8} more" if len(refused) > 8 else "")
+    fix = (
+        "split the optimizer into parts, Muon for the matrices and AdamW for the rest: optimizer: {parts: "
+        "{muon: {name: muon, params: matrices}, adamw: {name: adamw, params: rest}}}"
+        if split
+        else "give it params: matrices (or name globs of its 2-D weights), and these to another part"
+    )
+    problems.add(f"{where}: {name} takes only {shapes} parameters, and these are not: {listed}; {fix}")
+    return True
+
+
+def _parts_table(
+    combined: PartedOptimizer, parts: tuple[OptimizerPart, ...], assignment: dict[str, str]
+) -> tuple[str, ...]:
+    """A line per part (and per group inside it): its class, what it takes, its parameter and tensor
+    counts, lr and weight_decay."""
+    rows = []
+    for part, span in zip(parts, combined.group_spans().values(), strict=True):
+        name = display_name(part.optimizer.name, part.optimizer.target)
+        labels = [f"{part.name} ({name}, {', '.join(part.selectors)})"]
+        labels += [
+            f"  group {number} ({', '.join(g.patterns)})" for number, g in enumerate(part.param_groups, 1)
+        ]
+        for label, index in zip(labels, span, strict=True):
+            rows.append((label, combined.param_groups[index]))
+    width = max(len(label) for label, _ in rows)
+    lines = []
+    for label, group in rows:
+        count = sum(parameter.numel() for parameter in group["params"])
+        tensors = len(group["params"])
+        decay = group.get("weight_decay", "-")
+        lines.append(
+            f"{label:<{width}}  {count:>10,} parameters in {tensors:>3} tensors  lr {group['lr']:g}  "
+            f"weight_decay {decay}"
+        )
+    return tuple(lines)
+
+
+def _groups_match(
+    named: list[tuple[str, Any]], groups: tuple[ParamGroup, ...], problems: Problems, where: str = "optimizer"
+) -> bool:
     """Every pattern matches some parameter of the model (a typo would silently group nothing)."""
     names = [name for name, _ in named]
     unmatched = [
@@ -107,7 +251,7 @@ def _groups_match(named: list[tuple[str, Any]], groups: tuple[ParamGroup, ...], 
     for index, pattern in unmatched:
         shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
         problems.add(
-            f"optimizer.param_groups.{index}.params: '{pattern}' matches no parameter of the model ({shown})"
+            f"{where}.param_groups.{index}.params: '{pattern}' matches no parameter of the model ({shown})"
         )
     return not unmatched
 
@@ -189,7 +333,11 @@ def _check_last_batch(network: torch.nn.Module, data: DataSpec, problems: Proble
 
 
 def _preview_schedule(
-    optimizer: torch.optim.Optimizer, scheduler: SchedulerSpec, length: int, problems: Problems
+    optimizer: torch.optim.Optimizer,
+    scheduler: SchedulerSpec,
+    length: int,
+    problems: Problems,
+    where: str = "scheduler",
 ) -> SchedulePreview | None:
     """The scheduler built on the dry run's optimizer and stepped once per period of the run; a run
     longer than SAMPLED_PERIODS previewed at that many periods (rates.py)."""
@@ -200,7 +348,7 @@ def _preview_schedule(
             built: Any = scheduler.build(optimizer)
         except Exception as error:
             name = display_name(scheduler.component.name, scheduler.component.target)
-            problems.add(f"scheduler: {name} rejected its arguments: {error}")
+            problems.add(f"{where}: {name} rejected its arguments: {error}")
             return None
         if is_subclass(scheduler.component.target, (lr_scheduler.ReduceLROnPlateau,)):
             return None  # it follows the metric: nothing to preview

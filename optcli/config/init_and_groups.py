@@ -69,24 +69,24 @@ def group_indices(names: list[str], groups: tuple[ParamGroup, ...]) -> list[int]
     ]
 
 
-def group_rate_columns(param_groups: int) -> tuple[str, ...]:
-    """The columns of the declared groups' rates, in metrics.csv and `optcli schedule --csv` (beside
-    `lr`, the default group's): lr_group1, lr_group2, ..."""
-    return tuple(f"lr_group{number}" for number in range(1, param_groups + 1))
-
-
-def optimizer_parameters(named: list[tuple[str, Any]], groups: tuple[ParamGroup, ...]) -> list[Any]:
+def optimizer_parameters(
+    named: list[tuple[str, Any]], groups: tuple[ParamGroup, ...], every_group: dict[str, Any] | None = None
+) -> list[Any]:
     """What the optimizer is given: the parameters themselves without groups; else the default group
-    first (so param_groups[0], whose rate metrics.csv logs, is the section's own), then each group."""
-    if not groups:
+    first (so param_groups[0], whose rate metrics.csv logs, is the section's own), then each group.
+    `every_group`: keys the class requires in each group (optimizers.every_group_keys), unless the
+    group sets them."""
+    if not groups and not every_group:
         return [parameter for _, parameter in named]
     indices = group_indices([name for name, _ in named], groups)
     default = {
-        "params": [parameter for (_, parameter), index in zip(named, indices, strict=True) if index == 0]
+        "params": [parameter for (_, parameter), index in zip(named, indices, strict=True) if index == 0],
+        **(every_group or {}),
     }
     return [default] + [
         {
             "params": [p for (_, p), index in zip(named, indices, strict=True) if index == number],
+            **(every_group or {}),
             **group.arguments,
         }
         for number, group in enumerate(groups, 1)

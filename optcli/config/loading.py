@@ -1,7 +1,9 @@
 """Reading a config: the YAML file, then the changes layered onto it before it is validated: `--set
 a.b=value` overrides, and the arms of a comparison (deep-merged onto their base). The same rule holds
-for both: a section whose `name` changes starts afresh; an optimizer's or scheduler's old arguments
-are carried over (`carried_over`) for the new class to take those it accepts."""
+for both: a section whose `name` changes starts afresh (an optimizer keeps its param_groups, which
+describe the model); a scheduler's old arguments are carried over (`carried_over`) for the new class to
+take those it accepts. An optimizer's are not: AdamW's decoupled weight_decay is another thing in SGD,
+so an arm that switches class gets what it writes and the new class's defaults."""
 
 from __future__ import annotations
 
@@ -19,9 +21,16 @@ from optcli.name_matching import normalize_name
 # Sections whose `name` picks a class: a new class starts the section afresh, so Adam's `betas`
 # never end up on SGD. The data section keeps the keys that describe batching, not the dataset.
 NAMED_SECTIONS = ("model", "data", "loss", "optimizer", "scheduler")
-KEPT_WHEN_RENAMED = {"data": LOADER_KEYS}
-# Sections whose arguments mostly mean the same across classes (lr, weight_decay; gamma, T_max): when
-# the class changes, the ones the new class accepts are kept (see sections.take_carried), the others dropped with a note.
+# An optimizer's param_groups describe the model (no decay for the biases, a lower rate for the head):
+# they stay, checked against the new class.
+KEPT_WHEN_RENAMED = {
+    "data": LOADER_KEYS,
+    "optimizer": ("param_groups",),
+    "optimizer.part": ("params", "param_groups"),  # one of optimizer.parts: what it takes stays too
+}
+# Sections whose old arguments `carried_over` finds when the class changes: a scheduler's (gamma,
+# T_max mostly mean the same across classes) are kept where the new class accepts them (see
+# sections.take_carried); an optimizer's are only named in a note, as not carried over.
 CARRIED_WHEN_RENAMED = ("optimizer", "scheduler")
 _SECTION_KEYS = frozenset({"name", "interval", "monitor", "schedulers"})  # optcli's own, never carried
 
@@ -56,16 +65,30 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
 
 
 def _is_rename(path: list[str]) -> bool:
-    return len(path) == 2 and path[0] in NAMED_SECTIONS and path[1] == "name"
+    """`optimizer.name`, and a part's: `optimizer.parts.muon.name`."""
+    section = len(path) == 2 and path[0] in NAMED_SECTIONS
+    part = len(path) == 4 and path[:2] == ["optimizer", "parts"]
+    return (section or part) and path[-1] == "name"
 
 
 def _set_path(config: dict[str, Any], path: list[str], value: Any) -> None:
     dotted = ".".join(path)
     if _is_rename(path):
-        section_name = path[0]
-        section = config.get(section_name)
-        old = {"name": section} if isinstance(section, str) else section if isinstance(section, dict) else {}
-        config[section_name] = section_after_rename(section_name, old, str(value))
+        parent: Any = config
+        for key in path[:-2]:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+        if isinstance(parent, dict):
+            section = parent.get(path[-2])
+            old = (
+                {"name": section}
+                if isinstance(section, str)
+                else section
+                if isinstance(section, dict)
+                else {}
+            )
+            parent[path[-2]] = section_after_rename(
+                "optimizer.part" if len(path) == 4 else path[0], old, str(value)
+            )
     node: Any = config
     for depth, key in enumerate(path[:-1]):
         where = ".".join(path[: depth + 1])
@@ -109,6 +132,8 @@ def merge_arm(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
             new_section = {"name": value} if isinstance(value, str) else value
             if "name" in new_section:
                 old_section = section_after_rename(key, old_section, new_section["name"])
+            elif key == "optimizer" and "parts" in new_section:
+                old_section = _parts_after_change(old_section, new_section["parts"])
             merged[key] = _deep_merge(old_section, new_section)
         elif isinstance(old, dict) and isinstance(value, dict):
             merged[key] = _deep_merge(old, value)
@@ -123,6 +148,19 @@ def section_after_rename(section: str, old: dict[str, Any], new_name: Any) -> di
     if _same_name(old.get("name"), new_name):
         return old
     return {key: old[key] for key in KEPT_WHEN_RENAMED.get(section, ()) if key in old}
+
+
+def _parts_after_change(old: dict[str, Any], new_parts: Any) -> dict[str, Any]:
+    """An arm's optimizer.parts merged onto the base's: one optimizer becoming parts starts afresh; a
+    part whose class changes keeps only what describes the model (its params and param_groups)."""
+    if "parts" not in old or not isinstance(old["parts"], dict) or not isinstance(new_parts, dict):
+        return {}
+    parts = dict(old["parts"])
+    for name, new_part in new_parts.items():
+        old_part = parts.get(name)
+        if isinstance(old_part, dict) and isinstance(new_part, dict) and "name" in new_part:
+            parts[name] = section_after_rename("optimizer.part", old_part, new_part["name"])
+    return {**old, "parts": parts}
 
 
 def _same_name(old: Any, new: Any) -> bool:
@@ -174,12 +212,12 @@ def load_config(path: Path, overrides: list[str] | None = None) -> RawConfig:
     return RawConfig(values, path.resolve().parent, path.stem, carried_over(original, values))
 
 
-def write_with_override(source: Path, target: Path, override: str) -> None:
-    """A copy of a config file with one `--set` override applied (its comments are not kept)."""
+def write_with_overrides(source: Path, target: Path, overrides: list[str]) -> None:
+    """A copy of a config file with `--set` overrides applied (its comments are not kept)."""
     import yaml
 
-    values = apply_overrides(load_yaml_mapping(source), [override])
-    header = f"# {source.name} with {override} (written by optcli find-lr)\n"
+    values = apply_overrides(load_yaml_mapping(source), overrides)
+    header = f"# {source.name} with {', '.join(overrides)} (written by optcli find-lr)\n"
     try:
         target.write_text(header + yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
     except OSError as error:

@@ -18,11 +18,13 @@ from optcli.config.dry_run import dry_run
 from optcli.config.init_and_groups import ParamGroup
 from optcli.config.loading import RawConfig
 from optcli.config.metrics import better_direction
+from optcli.config.parts import PARTS, OptimizerPart
 from optcli.config.scheduler_section import resolve_scheduler
 from optcli.config.schema import ConfigFile, TrainConfig, validate_file
 from optcli.config.sections import (
     Problems,
     choose_monitor,
+    display_name,
     is_subclass,
     resolve_loss,
     resolve_model,
@@ -46,7 +48,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     loss = resolve_loss(config.loss, data, raw.base_dir, problems)
     data = _with_binary_labels(data, loss)
     model = resolve_model(config.model, data, raw.base_dir, problems) if config.model else None
-    optimizer, groups = _resolve_optimizer(config, raw, problems)
+    optimizer, groups, parts = _resolve_optimizer(config, raw, problems)
     train = config.train if data is None else _settle_evaluation(config.train, data, problems)
     if train.on_nonfinite == "skip" and optimizer and optimizers.class_needs_closure(optimizer.target):
         problems.add(
@@ -65,7 +67,11 @@ def resolve_config(raw: RawConfig) -> RunSpec:
             config.scheduler, carried_scheduler, run_length, data, raw.base_dir, problems
         )
         scheduler = scheduler if total_steps else None
-    schedule_length = total_steps if scheduler is not None and scheduler.interval == "step" else epochs
+    if parts:
+        run_length = {"step": total_steps or 1, "epoch": epochs or 1}
+        parts = _resolve_part_schedulers(config, parts, run_length, data, raw, problems)
+    stepping = scheduler or next((part.scheduler for part in parts if part.scheduler), None)
+    schedule_length = total_steps if stepping is not None and stepping.interval == "step" else epochs
     output_key = config.model.output if config.model else None
     init = resolve_model_init(config.model, raw.base_dir, problems) if config.model else None
     findings = dry_run(
@@ -75,13 +81,14 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         loss,
         optimizer,
         groups,
+        parts,
         scheduler,
         data,
         schedule_length,
         train.checkpoint,
         problems,
     )
-    _check_judged_monitors(loss, output_key, scheduler, train, problems)
+    _check_judged_monitors(loss, output_key, stepping, train, problems)
 
     if problems.lines:
         raise ConfigError(problems.lines)
@@ -104,6 +111,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         findings=findings,
         notes=tuple(problems.notes),
         param_groups=groups,
+        parts=parts,
         model_output=output_key,
         model_init=init,
     )
@@ -141,13 +149,80 @@ def _with_binary_labels(data: DataSpec | None, loss: Component | None) -> DataSp
 
 def _resolve_optimizer(
     config: ConfigFile, raw: RawConfig, problems: Problems
-) -> tuple[Component | None, tuple[ParamGroup, ...]]:
-    """The optimizer (with arguments carried over from a class it replaced) and its parameter groups."""
-    if config.optimizer is None:
-        return None, ()
-    optimizer = resolve_optimizer(config.optimizer, raw.carried.get("optimizer", {}), raw.base_dir, problems)
-    groups = resolve_param_groups(config.optimizer, optimizer, problems) if optimizer else ()
-    return optimizer, groups
+) -> tuple[Component | None, tuple[ParamGroup, ...], tuple[OptimizerPart, ...]]:
+    """The optimizer and its parameter groups; or, with optimizer.parts, the parts (their own
+    schedulers come later, once the run's length is known) and the class that combines them."""
+    section = config.optimizer
+    if section is None:
+        return None, (), ()
+    if section.parts is None:
+        assert section.name is not None  # (the section's validation requires name or parts)
+        optimizer = resolve_optimizer(section, {}, raw.base_dir, problems)
+        groups = resolve_param_groups(section, optimizer, problems) if optimizer else ()
+        left = raw.carried.get("optimizer")
+        if optimizer is not None and left:
+            listed = ", ".join(f"{key}={value}" for key, value in left.items())
+            problems.notes.append(
+                f"optimizer: switching to {display_name(optimizer.name, optimizer.target)} starts from its own "
+                f"defaults; the replaced class's {listed} not carried over (set them again to keep them)"
+            )
+        return optimizer, groups, ()
+    parts = []
+    for name, part_section in section.parts.items():
+        where = f"optimizer.parts.{name}"
+        part = resolve_optimizer(part_section, {}, raw.base_dir, problems, where)
+        if part is None:
+            continue
+        if optimizers.class_needs_closure(part.target):
+            problems.add(
+                f"{where}.name: {part.name} evaluates the loss inside its own step, so it cannot be a part"
+            )
+        groups = resolve_param_groups(part_section, part, problems, where)
+        parts.append(OptimizerPart(name, part_section.selectors, part, groups))
+    if len(parts) < len(section.parts):  # (a part's problems are listed: the split is not checked without it)
+        return None, (), ()
+    return PARTS, (), tuple(parts)
+
+
+def _resolve_part_schedulers(
+    config: ConfigFile,
+    parts: tuple[OptimizerPart, ...],
+    run_length: dict[str, int],
+    data: DataSpec | None,
+    raw: RawConfig,
+    problems: Problems,
+) -> tuple[OptimizerPart, ...]:
+    """The parts with their own schedulers resolved: all stepped at one interval (and, for
+    ReduceLROnPlateau, with one metric), and none beside a scheduler of the whole optimizer."""
+    sections = config.optimizer.parts or {} if config.optimizer else {}
+    scheduled = {
+        name: section.scheduler for name, section in sections.items() if section.scheduler is not None
+    }
+    if not scheduled:
+        return parts
+    if config.scheduler is not None:
+        problems.add(
+            f"optimizer.parts.{next(iter(scheduled))}.scheduler: the top-level scheduler already drives every "
+            "part; give each part its own scheduler, or none of them"
+        )
+        return parts
+    resolved = {
+        name: resolve_scheduler(
+            section, {}, run_length, data, raw.base_dir, problems, f"optimizer.parts.{name}.scheduler"
+        )
+        for name, section in scheduled.items()
+    }
+    found = [spec for spec in resolved.values() if spec is not None]
+    if len({(spec.interval, spec.monitor) for spec in found}) > 1:
+        listed = ", ".join(
+            f"{name}: per {spec.interval}" + (f" on {spec.monitor}" if spec.monitor else "")
+            for name, spec in resolved.items()
+            if spec
+        )
+        problems.add(
+            f"optimizer.parts: the parts' schedulers are stepped together, so they need one interval and monitor ({listed})"
+        )
+    return tuple(dataclasses.replace(part, scheduler=resolved.get(part.name)) for part in parts)
 
 
 INSTALL_MLFLOW = "pip install 'optcli[mlflow]'"

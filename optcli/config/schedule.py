@@ -18,7 +18,6 @@ from typing import Any, BinaryIO
 
 import torch
 
-from optcli.config.init_and_groups import group_rate_columns, optimizer_parameters
 from optcli.config.sections import display_name
 from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
@@ -34,32 +33,32 @@ class PlannedStep:
     step: int
     epoch: int
     lr: float  # the rate this step uses: what metrics.csv's lr column will hold
-    group_lrs: tuple[float, ...] = ()  # with parameter groups: every group's rate, the default group's first
+    group_lrs: tuple[float, ...] = ()  # every parameter group's rate, param_groups[0]'s first
 
 
 def follows_a_metric(spec: RunSpec) -> bool:
     """ReduceLROnPlateau: its path depends on the metric, so it is shown without reductions."""
-    return spec.scheduler is not None and spec.scheduler.monitor is not None
+    return spec.stepping is not None and spec.stepping.monitor is not None
 
 
 def walk_rates(spec: RunSpec) -> Iterator[PlannedStep]:
     """The rate of every step of the run, one step at a time: the scheduler is stepped when the run's
     loop steps it (after every optimizer step, or after every epoch)."""
     with torch.device("meta"):
-        named = list(spec.model.build().named_parameters())
-        optimizer = spec.optimizer.build(optimizer_parameters(named, spec.param_groups))
+        model = spec.model.build()
+        optimizer = spec.build_optimizer(model)
     scheduler = None
-    if spec.scheduler is not None and not follows_a_metric(spec):
+    if spec.stepping is not None and not follows_a_metric(spec):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns that no optimizer step came first: none is needed
-            scheduler = spec.scheduler.build(optimizer)
-    per_step = spec.scheduler is not None and spec.scheduler.interval == "step"
+            scheduler = spec.build_scheduler(optimizer)
+    per_step = spec.stepping is not None and spec.stepping.interval == "step"
     for step in range(1, spec.total_steps + 1):
         epoch = (step - 1) // spec.steps_per_epoch + 1
         if scheduler is not None and step > 1 and (per_step or (step - 1) % spec.steps_per_epoch == 0):
             _step_scheduler(spec, scheduler, step)
         rates = tuple(float(group["lr"]) for group in optimizer.param_groups)
-        yield PlannedStep(step, epoch, rates[0], rates if len(rates) > 1 else ())
+        yield PlannedStep(step, epoch, rates[0], rates)
 
 
 def _step_scheduler(spec: RunSpec, scheduler: Any, step: int) -> None:
@@ -68,8 +67,8 @@ def _step_scheduler(spec: RunSpec, scheduler: Any, step: int) -> None:
             warnings.simplefilter("ignore")
             scheduler.step()
     except Exception as error:
-        assert spec.scheduler is not None
-        name = display_name(spec.scheduler.component.name, spec.scheduler.component.target)
+        assert spec.stepping is not None
+        name = display_name(spec.stepping.component.name, spec.stepping.component.target)
         raise ConfigError(
             f"scheduler: {name} fails before step {step} of the run's {spec.total_steps}: {error}"
         ) from error
@@ -125,14 +124,14 @@ class ScheduleSummary:
 def summarize(spec: RunSpec, csv: BinaryIO | None = None) -> ScheduleSummary:
     """Walk the run's schedule once, writing every step to `csv` (when given) as it passes."""
     summary = ScheduleSummary(spec.total_steps)
-    groups = len(spec.param_groups) + 1 if spec.param_groups else 0
+    columns = spec.rate_columns
     if csv is not None:
-        header = ",".join(("step", "epoch", "lr", *group_rate_columns(groups - 1)))
+        header = ",".join(("step", "epoch", "lr", *(column for column, _ in columns)))
         csv.write(f"{header}\n".encode())
     for planned in walk_rates(spec):
         summary.add(planned)
         if csv is not None:  # the rates as metrics.csv writes them (exactly: repr round-trips)
-            others = "".join(f",{lr!r}" for lr in planned.group_lrs[1:])
+            others = "".join(f",{planned.group_lrs[index]!r}" for _, index in columns)
             csv.write(f"{planned.step},{planned.epoch},{planned.lr!r}{others}\n".encode())
     return summary
 
@@ -152,10 +151,8 @@ def describe_schedule(spec: RunSpec, summary: ScheduleSummary) -> list[str]:
     lines.append(
         f"start {first.lr:.3e}, peak {peak.lr:.3e} (step {peak.step}), final {last.lr:.3e} (step {last.step})"
     )
-    for index, label in enumerate(group_labels(spec)[1:], start=1):
-        lines.append(
-            f"group {index} ({label}): start {first.group_lrs[index]:.3e}, final {last.group_lrs[index]:.3e}"
-        )
+    for label, (_, index) in zip(rate_labels(spec), spec.rate_columns, strict=True):
+        lines.append(f"{label}: start {first.group_lrs[index]:.3e}, final {last.group_lrs[index]:.3e}")
     changes = summary.changes
     if not changes:
         lines.append("the rate never changes")
@@ -198,11 +195,23 @@ def text_plot(values: list[float], steps: int, height: int = 12) -> list[str]:
     ]
 
 
-def group_labels(spec: RunSpec) -> list[str]:
-    """Each parameter group's patterns (the default group first), when the run has groups."""
-    if not spec.param_groups:
-        return []
-    return ["the rest", *(", ".join(group.patterns) for group in spec.param_groups)]
+def rate_labels(spec: RunSpec) -> list[str]:
+    """What each of `spec.rate_columns` is, in words: 'group 1 (*.bias)'; with parts, 'muon (Muon on
+    matrices)' and 'muon group 1 (*.bias)'."""
+    if not spec.parts:
+        return [
+            f"group {number} ({', '.join(group.patterns)})"
+            for number, group in enumerate(spec.param_groups, 1)
+        ]
+    labels = []
+    for part in spec.parts:
+        name = display_name(part.optimizer.name, part.optimizer.target)
+        labels.append(f"{part.name} ({name} on {', '.join(part.selectors)})")
+        labels += [
+            f"{part.name} group {number} ({', '.join(group.patterns)})"
+            for number, group in enumerate(part.param_groups, 1)
+        ]
+    return labels
 
 
 def save_schedule_png(path: Path, summary: ScheduleSummary, title: str) -> None:

@@ -23,32 +23,33 @@ def resolve_scheduler(
     data: DataSpec | None,
     base_dir: Path,
     problems: Problems,
+    where: str = "scheduler",
 ) -> SchedulerSpec | None:
     """The scheduler, its interval and monitor settled, and the run's length filled in where its
-    class takes one (`run_length` holds the run's steps and epochs)."""
-    entry = lookup(schedulers.SCHEDULERS, section.name, "scheduler", base_dir, problems)
+    class takes one (`where`: the section's key; a part's own is optimizer.parts.NAME.scheduler) (`run_length` holds the run's steps and epochs)."""
+    entry = lookup(schedulers.SCHEDULERS, section.name, where, base_dir, problems)
     if entry is None:
         return None
-    target, arguments = entry.target, take_carried(entry, section.arguments, carried, "scheduler", problems)
+    target, arguments = entry.target, take_carried(entry, section.arguments, carried, where, problems)
     interval = section.interval or ("step" if is_subclass(target, schedulers.STEPPED_PER_BATCH) else "epoch")
     length = run_length[interval]
-    monitor = _plateau_monitor(section, target, interval, data, arguments, problems)
+    monitor = _plateau_monitor(section, target, interval, data, arguments, problems, where)
     children: tuple[Component, ...] = ()
     filled: list[str] = []
     supplied = schedulers.SCHEDULERS.supplied_by_code
     if is_subclass(target, schedulers.COMPOSITE):
         inner = _resolve_children(
-            section.schedulers, arguments.get("milestones"), length, base_dir, problems, filled
+            section.schedulers, arguments.get("milestones"), length, base_dir, problems, filled, where
         )
         if inner is None:
             return None
         children, supplied = inner, supplied | {"schedulers"}
     elif section.schedulers is not None:
-        problems.add("scheduler.schedulers: only SequentialLR and ChainedScheduler take inner schedulers")
+        problems.add(f"{where}.schedulers: only SequentialLR and ChainedScheduler take inner schedulers")
         return None
     else:
         filled += [key for key in [fill_run_length(target, arguments, length)] if key]
-    component = bind_component(entry, arguments, "scheduler", base_dir, problems, supplied)
+    component = bind_component(entry, arguments, where, base_dir, problems, supplied)
     if component is None or problems.lines:
         return None
     return SchedulerSpec(component, interval, monitor, children, tuple(filled))
@@ -61,20 +62,21 @@ def _plateau_monitor(
     data: DataSpec | None,
     arguments: dict[str, Any],
     problems: Problems,
+    where: str,
 ) -> str | None:
     """ReduceLROnPlateau's metric (its mode follows the metric unless the config sets it)."""
     if not is_subclass(target, (lr_scheduler.ReduceLROnPlateau,)):
         if section.monitor is not None:
-            problems.add("scheduler.monitor: only ReduceLROnPlateau follows a metric; remove monitor")
+            problems.add(f"{where}.monitor: only ReduceLROnPlateau follows a metric; remove monitor")
         return None
     if interval == "step":
         problems.add(
-            "scheduler.interval: ReduceLROnPlateau is stepped once per epoch with the monitored metric; "
+            f"{where}.interval: ReduceLROnPlateau is stepped once per epoch with the monitored metric; "
             "remove interval: step"
         )
     if data is None:
         return None
-    monitor = choose_monitor(section.monitor, data, "scheduler.monitor", problems)
+    monitor = choose_monitor(section.monitor, data, f"{where}.monitor", problems)
     if monitor is not None and "mode" not in arguments:
         arguments["mode"] = better_direction(monitor)
     return monitor
@@ -87,11 +89,12 @@ def _resolve_children(
     base_dir: Path,
     problems: Problems,
     filled: list[str],
+    section_key: str,
 ) -> tuple[Component, ...] | None:
     """SequentialLR / ChainedScheduler: `schedulers:` is a list of scheduler mappings."""
     if not inner:
         problems.add(
-            "scheduler.schedulers: required: a list of scheduler mappings, e.g. [{name: linear}, ...]"
+            f"{section_key}.schedulers: required: a list of scheduler mappings, e.g. [{{name: linear}}, ...]"
         )
         return None
     # Each inner scheduler of SequentialLR runs from its milestone to the next one (or the run's end).
@@ -102,7 +105,7 @@ def _resolve_children(
         segment_lengths = [length] * len(inner)
     children = []
     for index, child in enumerate(inner):
-        where = f"scheduler.schedulers.{index}"
+        where = f"{section_key}.schedulers.{index}"
         arguments = child.arguments
         for key in ("interval", "monitor"):
             if arguments.pop(key, None) is not None:

@@ -84,10 +84,70 @@ class ParamGroupSection(BaseModel):
         return dict(self.model_extra or {})
 
 
-class OptimizerSection(NamedSection):
+class SchedulerSection(NamedSection):
+    interval: Literal["epoch", "step"] | None = None  # default: step for OneCycleLR and CyclicLR
+    monitor: str | None = None  # the metric ReduceLROnPlateau follows
+    schedulers: list[NamedSection] | None = None  # SequentialLR / ChainedScheduler's inner schedulers
+
+
+class OneOptimizerSection(NamedSection):
+    """One optimizer class: its arguments, and its parameter groups."""
+
     # The first group whose pattern a parameter's name matches takes it; the others stay in the
     # default group, with the section's own arguments.
     param_groups: list[ParamGroupSection] | None = None
+
+
+# What a part's `params` may name besides glob patterns on parameter names (config/parts.py says
+# which parameters each kind holds).
+PARAMETER_KINDS = ("matrices", "embeddings", "head", "biases", "norms", "rest")
+
+
+class PartSection(OneOptimizerSection):
+    """One part of an optimizer split over the model (`optimizer.parts.<name>`): the parameters it
+    takes, by kind or by name glob, and optionally a scheduler of its own."""
+
+    params: str | list[str]
+    scheduler: SchedulerSection | None = None
+
+    @property
+    def selectors(self) -> tuple[str, ...]:
+        return (self.params,) if isinstance(self.params, str) else tuple(self.params)
+
+
+class OptimizerSection(OneOptimizerSection):
+    """The optimizer section: one optimizer (`name` and its arguments), or several, each over its own
+    parameters (`parts`), which the loop sees as one."""
+
+    name: str | None = Field(None, min_length=1)  # type: ignore[assignment]
+    parts: dict[str, PartSection] | None = None
+
+    @model_validator(mode="after")
+    def _one_or_parts(self) -> OptimizerSection:
+        if self.parts is None:
+            if self.name is None:
+                raise PydanticCustomError(
+                    "missing_optimizer",
+                    "give name (one optimizer, e.g. {name: adamw, lr: 0.001}) or parts (several, each over "
+                    "its own parameters: see docs/configs.md)",
+                )
+            return self
+        beside = sorted(
+            {"name", "param_groups", "args"} & self.model_fields_set | set(self.model_extra or {})
+        )
+        if beside:
+            raise ValueError(
+                f"{', '.join(beside)}: beside parts, each part names its own optimizer and arguments; "
+                "move them into a part"
+            )
+        if not self.parts:
+            raise ValueError("parts: give at least one part")
+        for part in self.parts:
+            if not re.fullmatch(r"[A-Za-z0-9_]+", part):
+                raise ValueError(
+                    f"parts.{part}: a part's name is letters, digits and _ (it names CSV columns)"
+                )
+        return self
 
 
 class LoaderOptions(Strict):
@@ -119,17 +179,11 @@ class DataSection(NamedSection, LoaderOptions):
         return LoaderOptions(**{key: getattr(self, key) for key in LoaderOptions.model_fields})
 
 
-class SchedulerSection(NamedSection):
-    interval: Literal["epoch", "step"] | None = None  # default: step for OneCycleLR and CyclicLR
-    monitor: str | None = None  # the metric ReduceLROnPlateau follows
-    schedulers: list[NamedSection] | None = None  # SequentialLR / ChainedScheduler's inner schedulers
-
-
 # optcli's own keys in the sections that name a class: an argument of the class with one of these
 # names goes under `args` (config.yaml records it there too).
 SECTION_KEYS = frozenset(
     key
-    for section in (ModelSection, OptimizerSection, DataSection, SchedulerSection)
+    for section in (ModelSection, OneOptimizerSection, DataSection, SchedulerSection)
     for key in section.model_fields
 )
 

@@ -17,7 +17,13 @@ from optcli.components.registry import Entry, Registry
 from optcli.components.signature import bind_arguments, read_signature
 from optcli.config.init_and_groups import ModelInit, ParamGroup
 from optcli.config.metrics import available_metrics, default_monitor
-from optcli.config.schema import SECTION_KEYS, ModelSection, NamedSection, OptimizerSection, describe_error
+from optcli.config.schema import (
+    SECTION_KEYS,
+    ModelSection,
+    NamedSection,
+    OneOptimizerSection,
+    describe_error,
+)
 from optcli.config.spec import WRAPPED_ARGUMENT, Component, DataSpec
 from optcli.errors import ConfigError
 
@@ -191,7 +197,7 @@ def take_carried(
 
 
 def resolve_optimizer(
-    section: OptimizerSection,
+    section: OneOptimizerSection,
     carried: dict[str, Any],
     base_dir: Path,
     problems: Problems,
@@ -216,7 +222,7 @@ def resolve_optimizer(
 
 
 def _resolve_wrapper(
-    entry: Entry, section: OptimizerSection, base_dir: Path, problems: Problems, where: str
+    entry: Entry, section: OneOptimizerSection, base_dir: Path, problems: Problems, where: str
 ) -> Component | None:
     """An optimizer that wraps another (Lookahead): the wrapped one is a nested section, `optimizer:`,
     built on the parameters first; parameter groups belong to it."""
@@ -236,7 +242,9 @@ def _resolve_wrapper(
     return dataclasses.replace(component, inner=inner)
 
 
-def wrapped_section(section: OptimizerSection, where: str, problems: Problems) -> OptimizerSection | None:
+def wrapped_section(
+    section: OneOptimizerSection, where: str, problems: Problems
+) -> OneOptimizerSection | None:
     """A wrapper optimizer's nested `optimizer:` section, validated."""
     value = section.arguments.get(WRAPPED_ARGUMENT)
     if not isinstance(value, dict):
@@ -246,29 +254,29 @@ def wrapped_section(section: OptimizerSection, where: str, problems: Problems) -
         )
         return None
     try:
-        return OptimizerSection.model_validate(value)
+        return OneOptimizerSection.model_validate(value)
     except ValidationError as error:
         problems.lines += [
-            describe_error(detail, OptimizerSection, f"{where}.{WRAPPED_ARGUMENT}")
+            describe_error(detail, OneOptimizerSection, f"{where}.{WRAPPED_ARGUMENT}")
             for detail in error.errors()
         ]
         return None
 
 
 def resolve_param_groups(
-    section: OptimizerSection, optimizer: Component, problems: Problems
+    section: OneOptimizerSection, optimizer: Component, problems: Problems, where: str = "optimizer"
 ) -> tuple[ParamGroup, ...]:
     """Each group's arguments bound to the optimizer's signature (none of them required); a wrapper's
     groups are those of the optimizer it wraps."""
     if optimizer.inner is not None:
-        inner_section = wrapped_section(section, "optimizer", problems)
-        return resolve_param_groups(inner_section, optimizer.inner, problems) if inner_section else ()
+        inner_section = wrapped_section(section, where, problems)
+        return resolve_param_groups(inner_section, optimizer.inner, problems, where) if inner_section else ()
     groups = []
     for index, group in enumerate(section.param_groups or []):
         bound, found = bind_arguments(
             optimizer.target,
             group.arguments,
-            where=f"optimizer.param_groups.{index}",
+            where=f"{where}.param_groups.{index}",
             display_name=display_name(optimizer.name, optimizer.target),
             supplied_by_code=optimizer.supplied_by_code,
             partial=True,

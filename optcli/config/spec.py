@@ -106,6 +106,25 @@ class SchedulerSpec:
 
 
 @dataclass(frozen=True)
+class OptimizerPart:
+    """One optimizer over some of the model's parameters: `optimizer.parts.<name>`."""
+
+    name: str
+    selectors: tuple[str, ...]  # kinds (PARAMETER_KINDS) and name globs
+    optimizer: Component
+    param_groups: tuple[ParamGroup, ...] = ()
+    scheduler: SchedulerSpec | None = None
+
+    def record(self) -> dict[str, Any]:
+        recorded = {**self.optimizer.record(), "params": list(self.selectors)}
+        if self.param_groups:
+            recorded["param_groups"] = [group.record() for group in self.param_groups]
+        if self.scheduler is not None:
+            recorded["scheduler"] = self.scheduler.record()
+        return recorded
+
+
+@dataclass(frozen=True)
 class DataSource:
     """One dataset the config names (the training data, or its validation or test data): the dataset
     object, built once from its component, and what it said about itself."""
@@ -236,6 +255,7 @@ class RunSpec:
     total_steps: int
     findings: DryRunFindings = field(default_factory=DryRunFindings, repr=False)
     param_groups: tuple[ParamGroup, ...] = ()  # optimizer.param_groups
+    parts: tuple[OptimizerPart, ...] = ()  # optimizer.parts (then `optimizer` is the class combining them)
     model_output: str | int | None = None  # model.output: what the loss sees of the model's output
     model_init: ModelInit | None = None  # model.init: trained weights to start from
     notes: tuple[str, ...] = ()  # what optcli decided that the user should hear (a carried-over argument)
@@ -245,6 +265,47 @@ class RunSpec:
         """How a batch becomes the loss: the call for the batch's kind, and what the loss sees."""
         from_model = isinstance(self.loss.target, type) and issubclass(self.loss.target, ModelLoss)
         return Forward(self.model_output, from_model)
+
+    @property
+    def stepping(self) -> SchedulerSpec | None:
+        """The scheduler whose interval and monitor say when schedulers step: the run's, or the parts'
+        own (which share them)."""
+        return self.scheduler or next((part.scheduler for part in self.parts if part.scheduler), None)
+
+    def build_optimizer(self, model: Any) -> Any:
+        """The optimizer over the model's parameters (its groups, or its parts combined)."""
+        from optcli.config.parts import build_optimizer
+
+        return build_optimizer(self.optimizer, self.param_groups, self.parts, model)
+
+    def build_scheduler(self, optimizer: Any) -> Any | None:
+        """The run's scheduler on the optimizer, or the parts' own stepped together, or None."""
+        if self.scheduler is not None:
+            return self.scheduler.build(optimizer)
+        from optcli.config.parts import build_part_schedulers
+
+        return build_part_schedulers(self.parts, optimizer)
+
+    @property
+    def rate_columns(self) -> tuple[tuple[str, int], ...]:
+        """Beside `lr` (param_groups[0]'s rate), the rates metrics.csv logs, as (column, index in
+        param_groups): lr_group1, ... for optimizer.param_groups; with parts, every part's groups under
+        its name (lr_muon, lr_muon_group1, ..., lr_adamw)."""
+        if not self.parts:
+            return tuple((f"lr_group{number}", number) for number in range(1, len(self.param_groups) + 1))
+        columns, index = [], 0
+        for part in self.parts:
+            for number in range(len(part.param_groups) + 1):
+                columns.append((f"lr_{part.name}" + (f"_group{number}" if number else ""), index))
+                index += 1
+        return tuple(columns)
+
+    @property
+    def optimizer_description(self) -> str:
+        """The optimizer's name, or its parts' ('muon: Muon + adamw: AdamW')."""
+        if not self.parts:
+            return self.optimizer.name
+        return " + ".join(f"{part.name}: {part.optimizer.name}" for part in self.parts)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -278,6 +339,8 @@ class RunSpec:
             record["model"].update(self.model_init.record())
         if self.param_groups:
             record["optimizer"]["param_groups"] = [group.record() for group in self.param_groups]
+        if self.parts:
+            record["optimizer"] = {"parts": {part.name: part.record() for part in self.parts}}
         if self.scheduler is not None:
             record["scheduler"] = self.scheduler.record()
         if self.clip is not None:
@@ -296,6 +359,12 @@ class RunSpec:
             self.data.train.component,
         ]
         components += [self.optimizer.inner, self.scheduler.component if self.scheduler else None]
+        for part in self.parts:
+            components += [
+                part.optimizer,
+                part.optimizer.inner,
+                part.scheduler.component if part.scheduler else None,
+            ]
         files = [
             component.name.rpartition(":")[0]
             for component in components
@@ -309,7 +378,7 @@ class RunSpec:
         scheduled = f", {scheduler.component.name} per {scheduler.interval}" if scheduler else ""
         return (
             f"{self.model.name} on {self.data.name} ({self.data.info.samples} samples, batch "
-            f"{self.data.loader.batch_size}), {self.optimizer.name}{scheduled}; {self.epochs} epochs, "
+            f"{self.data.loader.batch_size}), {self.optimizer_description}{scheduled}; {self.epochs} epochs, "
             f"{self.total_steps} steps on {self.device}"
         )
 

@@ -22,7 +22,8 @@ import numpy
 import torch
 
 from optcli.components.optimizers import class_needs_closure, set_optimizer_mode
-from optcli.config.init_and_groups import ParamGroup, optimizer_parameters
+from optcli.config.init_and_groups import ParamGroup
+from optcli.config.parts import build_on
 from optcli.config.spec import Component
 from optcli.seeds import seed_everything
 
@@ -97,7 +98,7 @@ class _Trial:
                 for parameter, value in zip(self.parameters, values, strict=True):
                     parameter.copy_(value)
         named = [(name, parameter) for (name, _), parameter in zip(shapes, self.parameters, strict=True)]
-        self.optimizer = optimizer.build(optimizer_parameters(named, groups))
+        self.optimizer = build_on(optimizer, named, groups)
         set_optimizer_mode(self.optimizer, "train")
         self.closure = class_needs_closure(type(self.optimizer))
 

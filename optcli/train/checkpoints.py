@@ -21,9 +21,11 @@ import numpy
 import torch
 
 from optcli.components.optimizers import has_modes, set_optimizer_mode
-from optcli.config.init_and_groups import optimizer_parameters
+from optcli.components.parted import PartSchedulers
 from optcli.config.metrics import default_monitor
 from optcli.config.schema import interval_seconds
+from optcli.config.side_by_side import flatten
+from optcli.config.spec import SchedulerSpec
 from optcli.errors import ConfigError
 from optcli.integrity import damage_in
 from optcli.train.checkpoint_writer import ASYNC_LIMIT, CheckpointWriter, state_bytes
@@ -314,22 +316,24 @@ def apply_optimizer_arguments(session: Session) -> None:
     what a fresh run of the changed config gives it (its own group's values, not the section's copied
     onto every group). A learning rate a schedule has moved since the start moves by the same factor
     as its group's starting rate, and so does the schedule's base rate for that group."""
-    spec, scheduler = session.spec, session.scheduler
-    named = list(session.model.named_parameters())
-    fresh = spec.optimizer.build(optimizer_parameters(named, spec.param_groups)).param_groups
-    configured = set(spec.optimizer.arguments) | {
-        key for group in spec.param_groups for key in group.arguments
-    }
-    if spec.optimizer.inner is not None:
-        configured |= set(spec.optimizer.inner.arguments)
-    base_lrs = getattr(scheduler, "base_lrs", None)
-    for index, (group, wanted) in enumerate(zip(session.optimizer.param_groups, fresh, strict=True)):
+    spec = session.spec
+    fresh = spec.build_optimizer(session.model).param_groups
+    configured: set[str] = set()
+    for optimizer, groups in [(spec.optimizer, spec.param_groups)] + [
+        (part.optimizer, part.param_groups) for part in spec.parts
+    ]:
+        configured |= set(optimizer.arguments) | {key for group in groups for key in group.arguments}
+        if optimizer.inner is not None:
+            configured |= set(optimizer.inner.arguments)
+    base_rates = _schedule_base_rates(session)
+    for group, wanted, base in zip(session.optimizer.param_groups, fresh, base_rates, strict=True):
         for key in configured - {"params", "lr"}:
             if key in group and key in wanted:
                 group[key] = wanted[key]
-        if base_lrs is None or not base_lrs[index]:
+        if base is None or not base[0][base[1]]:
             group["lr"] = wanted["lr"]
             continue
+        base_lrs, index = base
         ratio = wanted["lr"] / base_lrs[index]
         group["lr"] *= ratio
         base_lrs[index] = wanted["lr"]
@@ -337,12 +341,35 @@ def apply_optimizer_arguments(session: Session) -> None:
             group["initial_lr"] = wanted["lr"]
 
 
+def _schedule_base_rates(session: Session) -> list[tuple[list[float], int] | None]:
+    """For each of the optimizer's groups, where its schedule's base rate is kept (a scheduler's
+    `base_lrs` and the index in it), or None without a schedule."""
+    groups = len(session.optimizer.param_groups)
+    scheduler = session.scheduler
+    if isinstance(scheduler, PartSchedulers):
+        places: list[tuple[list[float], int] | None] = []
+        for name, span in session.optimizer.group_spans().items():  # type: ignore[attr-defined]
+            base_lrs = getattr(scheduler.schedulers.get(name), "base_lrs", None)
+            places += [(base_lrs, index) if base_lrs is not None else None for index in range(len(span))]
+        return places
+    base_lrs = getattr(scheduler, "base_lrs", None)
+    return [(base_lrs, index) if base_lrs is not None else None for index in range(groups)]
+
+
 def apply_scheduler_arguments(session: Session) -> None:
     """After a resume with changed scheduler arguments (a new run length among them), the config's
     values win over those the checkpoint's state restored (T_max, gamma, ...)."""
-    spec, scheduler = session.spec.scheduler, session.scheduler
-    if spec is None or scheduler is None:
-        return
+    if isinstance(session.scheduler, PartSchedulers):
+        live = session.scheduler.schedulers
+        schedules = [(part.scheduler, live.get(part.name)) for part in session.spec.parts]
+    else:
+        schedules = [(session.spec.scheduler, session.scheduler)]
+    for spec, scheduler in schedules:
+        if spec is not None and scheduler is not None:
+            _apply_arguments(spec, scheduler)
+
+
+def _apply_arguments(spec: SchedulerSpec, scheduler: Any) -> None:
     pairs = [(spec.component, scheduler)]
     pairs += list(zip(spec.children, getattr(scheduler, "_schedulers", []), strict=False))
     for component, live in pairs:
@@ -353,7 +380,7 @@ def apply_scheduler_arguments(session: Session) -> None:
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """'optimizer.lr: 0.001 -> 0.0003' for every key that differs (where the files go does not count)."""
-    flat_old, flat_new = _flatten(old), _flatten(new)
+    flat_old, flat_new = flatten(old), flatten(new)
     differences = []
     for key in sorted(set(flat_old) | set(flat_new)):
         if key.startswith("output.") or key in ("name", "train.threads"):  # where and how fast, not what
@@ -362,17 +389,3 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if before != after:
             differences.append(f"{key}: {before!r} -> {after!r}")
     return differences
-
-
-def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(values, dict):
-        flat: dict[str, Any] = {}
-        for key, value in values.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    if isinstance(values, list) and any(isinstance(item, dict) for item in values):
-        flat = {}
-        for index, item in enumerate(values):
-            flat.update(_flatten(item, f"{prefix}{index}."))
-        return flat
-    return {prefix[:-1]: values}

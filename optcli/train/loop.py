@@ -105,7 +105,7 @@ def _train(
         yield EpochRecord(epoch, state.step, lr, clock.elapsed(), metrics, improved)
         if plan.epoch_scheduler is not None:
             # Schedule (per epoch). ReduceLROnPlateau decides from the monitored metric; others count epochs.
-            monitor = spec.scheduler.monitor if spec.scheduler else None
+            monitor = spec.stepping.monitor if spec.stepping else None
             plan.epoch_scheduler.step(metrics[monitor]) if monitor else plan.epoch_scheduler.step()
         if stopper is not None and stopper.should_stop(metrics[stopper.monitor], epoch):
             stopped_early = stopper.reason(epoch)
@@ -150,13 +150,13 @@ def _train_epoch(
     eval_every, log_every = spec.train.eval_every, spec.train.log_every
     last_step = min(spec.total_steps, state.step + plan.steps_left(len(session.batches) - state.batches_done))
     host, lr = HostCopies(plan.steps_per_sync, state.epoch_losses), float(optimizer.param_groups[0]["lr"])
-    declared_groups = len(spec.param_groups) + 1  # (the default group and optimizer.param_groups)
+    rate_groups = [index for _, index in spec.rate_columns]  # the rates logged beside `lr`
     batches = session.batches.epoch(skip=state.batches_done, number=state.epoch)
     for group in micro_batch_groups(batches, plan.accumulate):  # one group per optimizer step
         state.step, state.batches_done = state.step + 1, state.batches_done + len(group)
         param_groups = optimizer.param_groups
         lr = float(param_groups[0]["lr"])  # the rate this step uses, before any schedule
-        group_lrs = tuple(float(other["lr"]) for other in param_groups[1:declared_groups])
+        group_lrs = tuple(float(param_groups[index]["lr"]) for index in rate_groups)
         logged, first = state.step % log_every == 0, state.batches_done - len(group)
         # The step itself: zero_grad, forward and backward, clip, step (or skip), schedule (step.py).
         if plan.compile.pending:

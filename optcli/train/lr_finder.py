@@ -72,14 +72,15 @@ def _run(session: Session, start_lr: float, end_lr: float, steps: int) -> tuple[
     smoothing = min(0.98, max(0.5, 1 - 1 / (SMOOTHED_SHARE * steps)))  # the past's weight in the average
     recorded: list[RangeTestStep] = []
     average, best = 0.0, math.inf
+    ratios = part_ratios(session.spec) or [1.0] * len(optimizer.param_groups)
     model.train()
     set_optimizer_mode(optimizer, "train")  # schedule-free optimizers train only in train mode
     for index, batch in enumerate(_batches(session), start=0):
         if index == steps:
             return recorded, f"reached --end-lr {end_lr:g}"
         lr = start_lr * growth**index
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
+            group["lr"] = lr * ratio
         optimizer.zero_grad(set_to_none=True)
         loss = session.spec.forward(model, loss_function, batch)[0]
         loss.backward()
@@ -95,6 +96,25 @@ def _run(session: Session, start_lr: float, end_lr: float, steps: int) -> tuple[
         if smoothed > DIVERGED * best:
             return recorded, f"the smoothed loss passed {DIVERGED:g}× its minimum at lr {lr:.2e}"
     return recorded, "the data ran out"
+
+
+def part_ratios(spec: RunSpec) -> list[float]:
+    """With optimizer.parts, every group's configured rate over the first part's: the range test moves
+    all of them by one factor, keeping their ratios (Muon's 0.02 to AdamW's 3e-3). Empty without parts."""
+    rates = spec.findings.start_lrs
+    return [rate / rates[0] for rate in rates] if spec.parts and rates and rates[0] else []
+
+
+def suggested_settings(spec: RunSpec, lr: float) -> dict[str, float]:
+    """The keys to set for a suggested rate: optimizer.lr; with parts, each part's lr, scaled by the
+    one factor that takes the first part's rate to `lr`."""
+    if not spec.parts:
+        return {"optimizer.lr": lr}
+    factor, settings, index = lr / spec.findings.start_lrs[0], {}, 0
+    for part in spec.parts:
+        settings[f"optimizer.parts.{part.name}.lr"] = spec.findings.start_lrs[index] * factor
+        index += 1 + len(part.param_groups)
+    return settings
 
 
 def _batches(session: Session) -> Iterator[Any]:

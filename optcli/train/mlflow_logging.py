@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from optcli.config.init_and_groups import group_rate_columns
 from optcli.train.mlflow_sender import STATE_FILE, Sender, read_json
 from optcli.train.records import EpochRecord, EvalRecord, Record, RunStarted, StepRecord
 from optcli.train.rundir import read_csv_rows
@@ -76,10 +75,12 @@ class MlflowLogger:
         tracking: Tracking | None = None,
         tracking_uri: str | None = None,
         in_process: bool = False,
+        rate_columns: tuple[str, ...] = (),
     ) -> None:
         settings = (resolved.get("output") or {}).get("mlflow") or {}
         tracking = tracking or Tracking()
         self.resolved = resolved
+        self.rate_columns = rate_columns  # the names of StepRecord.group_lrs (RunSpec.rate_columns)
         self.uri = resolve_tracking_uri(tracking_uri, settings)
         self.every = settings.get("log_every") or resolved.get("train", {}).get("log_every") or 1
         state = read_state(run_dir) if resumed else {}
@@ -116,12 +117,10 @@ class MlflowLogger:
                 ]
                 if record.grad_norm is not None:
                     self.metrics.append(("grad_norm", record.grad_norm, record.step, stamp))
-                if record.group_lrs:
-                    columns = group_rate_columns(len(record.group_lrs))
-                    self.metrics += [
-                        (column, rate, record.step, stamp)
-                        for column, rate in zip(columns, record.group_lrs, strict=True)
-                    ]
+                self.metrics += [
+                    (column, rate, record.step, stamp)
+                    for column, rate in zip(self.rate_columns, record.group_lrs, strict=True)
+                ]
             if time.perf_counter() >= self.next_flush:
                 self._flush()
             return
@@ -228,7 +227,9 @@ def replay(run_dir: Path, logger: MlflowLogger) -> None:
     logger.handle(RunStarted(0, 0, 0, 0, str(summary.get("init_hash")), str(summary.get("data_hash"))))
     for row in read_csv_rows(run_dir / "metrics.csv"):
         norm = float(row["grad_norm"]) if row.get("grad_norm") else None
-        group_lrs = tuple(float(row[key]) for key in row if key.startswith("lr_group") and row[key])
+        # The rates beside `lr` (lr_group1, lr_muon, ...) that this row holds.
+        logger.rate_columns = tuple(key for key in row if key.startswith("lr_") and row[key])
+        group_lrs = tuple(float(row[key]) for key in logger.rate_columns)
         logger.handle(
             StepRecord(
                 int(row["step"]),

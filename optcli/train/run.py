@@ -220,7 +220,8 @@ def _open_files(
     summary = SummaryWriter(run_dir, run_identity(spec), checkpoint["summary"] if checkpoint else None)
     evaluations = spec.train.eval_every is not None
     csv_sizes = checkpoint["csv_sizes"] if checkpoint else None
-    csv = CsvWriter(run_dir, spec.validation_metrics, evaluations, csv_sizes, len(spec.param_groups))
+    rate_columns = tuple(column for column, _ in spec.rate_columns)
+    csv = CsvWriter(run_dir, spec.validation_metrics, evaluations, csv_sizes, rate_columns)
     files: list[Sink] = [csv, summary]
     if spec.output.tensorboard:
         from optcli.train.tensorboard import TensorBoardWriter
@@ -230,7 +231,9 @@ def _open_files(
     if spec.output.mlflow is not None:  # (after the summary: it uploads summary.json once written)
         from optcli.train.mlflow_logging import MlflowLogger
 
-        files.append(MlflowLogger(run_dir, spec.resolved, checkpoint is not None, tracking))
+        files.append(
+            MlflowLogger(run_dir, spec.resolved, checkpoint is not None, tracking, rate_columns=rate_columns)
+        )
     return csv, summary, files
 
 

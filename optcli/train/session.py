@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 
-from optcli.config.init_and_groups import optimizer_parameters
 from optcli.config.spec import RunSpec
 from optcli.data.batches import Batches, InMemoryBatches
 from optcli.data.in_memory import TensorData
@@ -82,8 +81,8 @@ def build_session(spec: RunSpec, world: World = ALONE) -> Session:
     else:
         batches, val_batches, test_batches, data_hash, description = _in_memory_batches(spec, device, shard)
     loss_function = spec.loss.build().to(device)
-    optimizer = spec.optimizer.build(optimizer_parameters(list(model.named_parameters()), spec.param_groups))
-    scheduler = spec.scheduler.build(optimizer) if spec.scheduler is not None else None
+    optimizer = spec.build_optimizer(model)
+    scheduler = spec.build_scheduler(optimizer)
     scaler = torch.amp.GradScaler(device.type) if spec.train.precision == "fp16" else None
     return Session(
         spec,

@@ -18,7 +18,6 @@ from typing import Any, Literal, Protocol, TextIO, TypedDict
 import torch
 
 from optcli import __version__
-from optcli.config.init_and_groups import group_rate_columns
 from optcli.config.metrics import VALIDATION_METRICS
 from optcli.errors import ConfigError, TrainingFailed
 from optcli.train.records import (
@@ -33,7 +32,7 @@ from optcli.train.records import (
 from optcli.train.rundir import write_atomically
 
 METRICS_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "elapsed_s")
-# With optimizer.param_groups, metrics.csv adds the other groups' rates last (group_rate_columns).
+# With parameter groups or parts, metrics.csv adds their rates last (RunSpec.rate_columns).
 EPOCHS_COLUMNS = ("epoch", "step", "train_loss", "lr", "elapsed_s")
 # epochs.csv adds the run's validation metrics (config/metrics.py); evals.csv holds them, between
 # step, epoch and elapsed_s.
@@ -79,14 +78,14 @@ class CsvWriter:
         validation: tuple[str, ...] = (),
         evaluations: bool = False,
         resume_sizes: dict[str, int] | None = None,
-        param_groups: int = 0,
+        rate_columns: tuple[str, ...] = (),
     ) -> None:
         """`validation`: the validation metrics' columns (RunSpec.validation_metrics); `resume_sizes`:
-        continue files cut back to these byte sizes (what a checkpoint recorded); `param_groups`: how
-        many optimizer.param_groups the config declares (each a rate column of its own)."""
+        continue files cut back to these byte sizes (what a checkpoint recorded); `rate_columns`: the
+        rates logged beside `lr` (RunSpec.rate_columns: lr_group1, ...; lr_muon, ...)."""
         self.validation = validation
-        self.group_columns = param_groups
-        step_columns = METRICS_COLUMNS + group_rate_columns(param_groups)
+        self.group_columns = len(rate_columns)
+        step_columns = METRICS_COLUMNS + rate_columns
         files = {"metrics.csv": step_columns, "epochs.csv": EPOCHS_COLUMNS + validation}
         if evaluations:
             files["evals.csv"] = ("step", "epoch", *validation, "elapsed_s")
@@ -96,7 +95,7 @@ class CsvWriter:
         self._evals = opened["evals.csv"][1] if evaluations else None
         if resume_sizes is not None:
             # A run begun by a version of optcli that wrote no group columns goes on without them.
-            self.group_columns = min(param_groups, _header(run_dir / "metrics.csv").count("lr_group"))
+            self.group_columns = min(len(rate_columns), _header(run_dir / "metrics.csv").count("lr_"))
         self.run_dir, self._identity = run_dir, _identity(run_dir)
         self._next_flush = time.perf_counter() + FLUSH_INTERVAL_S
         # Step rows are kept as records and written in one go at each flush: formatting them in a

@@ -83,7 +83,7 @@ class LoopPlan:
     @classmethod
     def of(cls, session: Session, steps_per_sync: int) -> LoopPlan:
         spec = session.spec
-        interval = spec.scheduler.interval if spec.scheduler else None
+        interval = spec.stepping.interval if spec.stepping else None
         return cls(
             StepParts.of(session),
             session.scheduler if interval == "epoch" else None,

@@ -67,7 +67,7 @@ class StepParts:
     @classmethod
     def of(cls, session: Session) -> StepParts:
         spec = session.spec
-        interval = spec.scheduler.interval if spec.scheduler else None
+        interval = spec.stepping.interval if spec.stepping else None
         return cls(
             session.wrapped_model,
             session.optimizer,

@@ -24,7 +24,6 @@ from typing import Any
 
 import yaml
 
-from optcli.config.init_and_groups import group_rate_columns
 from optcli.config.spec import RunSpec
 from optcli.train.records import EpochRecord, EvalRecord, Record, RunFinished, StepRecord
 from optcli.train.sinks import FLUSH_INTERVAL_S, RunOutcome
@@ -45,6 +44,7 @@ class TensorBoardWriter:
         self.stream = (directory / name).open("ab")
         self.started = time.time()
         self.spec = spec
+        self.rate_columns = tuple(column for column, _ in spec.rate_columns)
         self._event(Event(wall_time=self.started, file_version="brain.Event:2"))
         if purge_step is not None:
             restart = SessionLog(status=SessionLog.START)
@@ -85,9 +85,8 @@ class TensorBoardWriter:
     def flush(self) -> None:
         for step in self.pending:
             values = {"train/loss": step.loss, "train/lr": step.lr}
-            if step.group_lrs:
-                rates = zip(group_rate_columns(len(step.group_lrs)), step.group_lrs, strict=True)
-                values.update({f"train/{column}": rate for column, rate in rates})
+            rates = zip(self.rate_columns, step.group_lrs, strict=True)
+            values.update({f"train/{column}": rate for column, rate in rates})
             if step.grad_norm is not None:
                 values["train/grad_norm"] = step.grad_norm
             self._scalars(values, step.step, step.elapsed_s)
