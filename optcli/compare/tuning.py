@@ -44,13 +44,20 @@ class Tuning:
 
     def protocol(self, metric: str, seeds: tuple[int, ...]) -> str:
         """The protocol in words, for the verdict."""
-        keys = sorted({key.rpartition(".")[2] for space in self.spaces.values() for key in space})
+        # The key's last part ("lr"), or a part's name with it ("muon.lr"): what tells them apart.
+        keys = sorted({_short_key(key) for space in self.spaces.values() for key in space})
         kind = "quasi-random trials" if self.search == "quasirandom" else "grid points"
         on = ", ".join(map(str, self.seeds))
         return (
             f"each arm tuned with {self.budget} {kind} of {' and '.join(keys)} on seed{'s' * (len(self.seeds) > 1)} "
             f"{on}, selected by {metric}, then rerun on seeds {', '.join(map(str, seeds))}"
         )
+
+
+def _short_key(key: str) -> str:
+    """A tuned key in the verdict's words: its last part ("lr"), or a part's with its name ("muon.lr")."""
+    part = key.removeprefix("optimizer.parts.")
+    return part if part != key else key.rpartition(".")[2]
 
 
 def read_tuning(
