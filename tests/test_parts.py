@@ -503,7 +503,12 @@ def test_an_sgd_arm_under_an_adamw_base_has_sgds_defaults_and_check_shows_the_ar
     assert "arm 'sgd': optimizer: switching to SGD starts from its own defaults" in result.stderr
     table = [line.split() for line in table_text.splitlines()]
     assert ["key", "adamw", "sgd"] in table
-    assert ["*", "optimizer.weight_decay", "0.1", "0"] in table and ["*", "optimizer.name", "AdamW", "SGD"] in table
+    assert ["*", "optimizer.weight_decay", "0.1", "0"] in table and [
+        "*",
+        "optimizer.name",
+        "AdamW",
+        "SGD",
+    ] in table
     assert ["optimizer.param_groups.0.weight_decay", "0.0", "0.0"] in table  # the same in both: unmarked
     # A group key the new class does not take is named with its group.
     compare["runs"]["sgd"]["optimizer"] = {"name": "sgd"}

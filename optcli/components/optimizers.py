@@ -135,6 +135,7 @@ def every_group_keys(optimizer_class: object) -> dict[str, object]:
 _MATRIX_ONLY = {
     "torch.optim.Muon": ("2-D", lambda ndim: ndim == 2),
     "pytorch_optimizer.optimizer.muon.adamuon.AdaMuon": ("at least 2-D", lambda ndim: ndim >= 2),
+    "pytorch_optimizer.optimizer.sso.SpectralSphere": ("2-D", lambda ndim: ndim == 2),
 }
 
 
