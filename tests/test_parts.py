@@ -515,3 +515,24 @@ def test_an_sgd_arm_under_an_adamw_base_has_sgds_defaults_and_check_shows_the_ar
     base["optimizer"]["param_groups"] = [{"params": "*.bias", "betas": [0.9, 0.9]}]
     message = config_error(invoke("check", write_config(workspace, compare, "compare.yaml")))
     assert "optimizer.param_groups.0.betas" in message and "sgd" in message
+
+
+def test_tensorboard_and_mlflow_log_each_parts_rate_under_its_name(workspace):
+    import mlflow
+
+    from tests.test_tensorboard import events
+
+    store = f"sqlite:///{workspace}/ml.db"
+    config = parts_config("Mlp", output={"tensorboard": True, "mlflow": {"tracking_uri": store}})
+    run_dir = train_ok(write_config(workspace, config), workspace / "runs")
+    rows = read_csv(run_dir / "metrics.csv")
+    written = events(run_dir / "tensorboard")
+    client = mlflow.tracking.MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name(read_summary(run_dir)["name"]).experiment_id])
+    for column in ("lr_muon", "lr_adamw"):
+        expected = [float(row[column]) for row in rows]
+        assert [event.value for event in written.Scalars(f"train/{column}")] == pytest.approx(
+            expected, rel=1e-6
+        )
+        history = sorted(client.get_metric_history(run.info.run_id, column), key=lambda metric: metric.step)
+        assert [metric.value for metric in history] == pytest.approx(expected, rel=1e-12)
