@@ -529,10 +529,10 @@ def test_tensorboard_and_mlflow_log_each_parts_rate_under_its_name(workspace):
     written = events(run_dir / "tensorboard")
     client = mlflow.tracking.MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name(read_summary(run_dir)["name"]).experiment_id])
-    for column in ("lr_muon", "lr_adamw"):
-        expected = [float(row[column]) for row in rows]
-        assert [event.value for event in written.Scalars(f"train/{column}")] == pytest.approx(
+    for rate in ("lr_muon", "lr_adamw"):
+        expected = [float(row[rate]) for row in rows]
+        assert [event.value for event in written.Scalars(f"train/{rate}")] == pytest.approx(
             expected, rel=1e-6
         )
-        history = sorted(client.get_metric_history(run.info.run_id, column), key=lambda metric: metric.step)
+        history = sorted(client.get_metric_history(run.info.run_id, rate), key=lambda metric: metric.step)
         assert [metric.value for metric in history] == pytest.approx(expected, rel=1e-12)
