@@ -130,3 +130,46 @@ def test_a_run_whose_directory_is_deleted_stops_with_an_error(tmp_path):
     assert "was deleted or replaced while the run was going" in stderr
     assert "Traceback" not in stderr
     assert not run.exists()  # not recreated behind the user's back
+
+
+@pytest.mark.parametrize("offset", [-30, -60, -200], ids=["end-record", "zip64-record", "central-directory"])
+def test_damage_in_the_archives_directory_falls_back_to_best_like_any_damage(stopped, offset):
+    """Bytes that every entry's CRC misses (the zip's end records and central directory, which Python's
+    zipfile reads past and torch's reader does not) are damage too, not an 'internal miniz error'."""
+    whole, run = stopped
+    last = run / "checkpoints" / "last.pt"
+    data = bytearray(last.read_bytes())
+    data[offset] ^= 0xFF
+    last.write_bytes(bytes(data))
+    result = resume(run)
+    assert_clean_exit(result, 0)
+    assert "last.pt: the checkpoint is damaged: not readable" in result.stderr
+    assert "resuming from checkpoints/best.pt" in result.stderr
+    assert [r["loss"] for r in read_csv(run / "metrics.csv")] == [
+        r["loss"] for r in read_csv(whole / "metrics.csv")
+    ]
+
+
+def test_best_is_a_file_of_its_own_so_damage_to_last_leaves_it_whole(tmp_path):
+    """Every epoch improves here, so the last checkpoint is also the best: two files, not one linked."""
+    run = train_ok(write_config(tmp_path, CONFIG), tmp_path / "runs")
+    last, best = run / "checkpoints" / "last.pt", run / "checkpoints" / "best.pt"
+    assert load_checkpoint(best)["loop"] == load_checkpoint(last)["loop"]
+    assert best.stat().st_nlink == 1 and last.stat().st_nlink == 1
+    assert not best.samefile(last)
+    zero_bytes_inside(last)
+    assert damage_in(best) is None
+    assert_clean_exit(invoke("export", run, "--format", "torchscript"), 0)  # its default checkpoint, best
+
+
+def test_a_damaged_best_checkpoint_is_refused_by_resume_naming_it(stopped):
+    """Resumed over a damaged best.pt, a run would end 'completed' with its best weights lost."""
+    _, run = stopped
+    zero_bytes_inside(run / "checkpoints" / "best.pt")
+    before = (run / "metrics.csv").read_bytes()
+    message = config_error(resume(run))
+    assert "best.pt: the checkpoint is damaged" in message and "the best weights it held are lost" in message
+    assert (run / "metrics.csv").read_bytes() == before
+    (run / "checkpoints" / "best.pt").unlink()  # the way out the message gives
+    assert_clean_exit(resume(run), 0)
+    assert read_summary(run)["status"] == "completed" and (run / "checkpoints" / "best.pt").is_file()

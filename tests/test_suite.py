@@ -329,6 +329,11 @@ def test_seconds_as_the_measure(tmp_path):
             "workload 'nowhere'",
         ),
         ({"base": "teacher.yaml"}, "give base: (one task's config) or workloads: (several), one of them"),
+        (  # each workload's runs go to <suite>/<workload>/: a name never leaves the suite's folder
+            {"workloads": {"../../../x": {"config": "diabetes.yaml", "target": {"val_r2": 0.3}}}},
+            "workloads: '../../../x' names the workload's folder: letters, digits and _ . + - only",
+        ),
+        ({"name": "a/../../x"}, "name: 'a/../../x' names the comparison's folder"),
     ],
 )
 def test_every_workload_and_arm_is_checked_before_anything_runs(tmp_path, change, message):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from optcli.compare.ranking import METRIC_INFO, TARGET_METRICS
 from optcli.compare.targets import Target, read_target
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 from optcli.errors import ConfigError
 
 DEFAULT_SEEDS = 3
-_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+# Names that become folders (an arm's, a workload's, the comparison's): never a path.
+FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+FOLDER_NAME_RULE = "letters, digits and _ . + - only, starting with a letter or digit"
 
 
 class CompareFile(Strict):
@@ -44,6 +46,22 @@ class CompareFile(Strict):
     search: Literal["quasirandom", "grid"] = "quasirandom"
     tune: dict[str, Any] | None = None
     tune_seeds: list[int] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, name: str | None) -> str | None:
+        if name is not None and not FOLDER_NAME.fullmatch(name):
+            raise ValueError(f"'{name}' names the comparison's folder: {FOLDER_NAME_RULE}")
+        return name
+
+    @field_validator("workloads")
+    @classmethod
+    def _workloads_are_folder_names(cls, workloads: dict[str, Any] | None) -> dict[str, Any] | None:
+        # Each workload's runs go to <suite>/<workload>/: a name such as ../../x would leave the suite.
+        for name in workloads or {}:
+            if not FOLDER_NAME.fullmatch(name):
+                raise ValueError(f"'{name}' names the workload's folder: {FOLDER_NAME_RULE}")
+        return workloads
 
 
 @dataclass(frozen=True)
@@ -332,9 +350,9 @@ def check_plan(plan: ComparisonPlan) -> ComparisonPlan:
     with_validation = []
     arms = []
     for arm in plan.arms:
-        if not _FOLDER_NAME.fullmatch(arm.name):
+        if not FOLDER_NAME.fullmatch(arm.name):
             problems.append(
-                f"arm '{arm.name}': the name must be usable as a folder name (letters, digits, _ . + -)"
+                f"arm '{arm.name}': the name must be usable as a folder name ({FOLDER_NAME_RULE})"
             )
             continue
         values = {**arm.config.values, "seed": plan.seeds[0], "name": arm.name}

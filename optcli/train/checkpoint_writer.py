@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from optcli.train.rundir import link_atomically, replace_atomically
+from optcli.train.rundir import replace_atomically
 
 ASYNC_LIMIT = 64 * 2**20
 
@@ -30,7 +30,7 @@ class CheckpointWriter:
         self._pending: Future[None] | None = None
 
     def write(self, payload: Any, last: Path | None, best: Path | None) -> None:
-        """A checkpoint to `last` and to `best` (the same file, linked, when both are given)."""
+        """A checkpoint to `last` and to `best` (two files of the same bytes when both are given)."""
         self.wait()
         # The whole payload is sized, never a part of it by name: an optimizer's or scheduler's state
         # dict is opaque (a wrapper such as Lookahead nests its own layout).
@@ -60,14 +60,14 @@ class CheckpointWriter:
 
 
 def write_files(write: Callable[[BinaryIO], object], last: Path | None, best: Path | None) -> None:
-    """Each file atomically: a crash while writing leaves the previous checkpoint intact."""
-    first = last or best
-    assert first is not None
-    first.parent.mkdir(exist_ok=True)  # checkpoints/, never the run directory: a deleted run stays deleted
-    replace_atomically(first, write)
-    if last is not None and best is not None:
-        # The same state: best.pt becomes another name of this last.pt, serialized and synced once.
-        link_atomically(last, best)
+    """Each file atomically: a crash while writing leaves the previous checkpoint intact. best.pt is a
+    file of its own, never a link to last.pt: damage to one leaves the other to fall back on."""
+    for path in (last, best):
+        if path is not None:
+            path.parent.mkdir(
+                exist_ok=True
+            )  # checkpoints/, never the run directory: a deleted run stays deleted
+            replace_atomically(path, write)
 
 
 def state_bytes(payload: Mapping[str, Any]) -> int:

@@ -81,7 +81,10 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ConfigError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+        # Every entry matched its CRC, so the damage is in the archive's directory (which Python's
+        # zipfile reads past, and torch's reader does not): damaged all the same, with a fallback.
+        reason = str(error).splitlines()[0]
+        raise DamagedCheckpoint(f"{path}: the checkpoint is damaged: not readable ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ConfigError(f"{path}: not an optcli checkpoint (format {FORMAT})")
     return payload  # type: ignore[return-value]

@@ -14,6 +14,7 @@ from optcli.config.loading import RawConfig, load_config
 from optcli.config.resolve import resolve_config
 from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
+from optcli.integrity import damage_in
 from optcli.train.checkpoints import Checkpoint, DamagedCheckpoint, config_differences, load_checkpoint
 from optcli.train.run import ResumePoint
 
@@ -86,7 +87,7 @@ def _trusted_checkpoint(directory: Path) -> tuple[Checkpoint, str]:
     """last.pt; when its bytes are not those written, best.pt (a point to resume from too, so the
     run still ends exactly as it would have), with a note saying so; else a ConfigError naming it."""
     try:
-        return load_checkpoint(directory / "last.pt"), ""
+        checkpoint = load_checkpoint(directory / "last.pt")
     except DamagedCheckpoint as damaged:
         try:
             checkpoint = load_checkpoint(directory / "best.pt")
@@ -99,6 +100,16 @@ def _trusted_checkpoint(directory: Path) -> tuple[Checkpoint, str]:
             f"{damaged}; resuming from checkpoints/best.pt instead (step {loop['step']}): the steps after "
             "it are trained again, and the run ends as it would have"
         )
+    best = directory / "best.pt"
+    damage = damage_in(best) if best.is_file() else None
+    if damage is not None:
+        # The best weights are lost; a resumed run would end "completed" without them, and evaluate,
+        # predict and test_on: best would fail or judge other weights later.
+        raise ConfigError(
+            f"{best}: the checkpoint is damaged: {damage}; the best weights it held are lost. Delete it to "
+            "resume anyway (best.pt is then written again at the next improvement)"
+        )
+    return checkpoint, ""
 
 
 def refilled(raw: RawConfig, filled: list[str]) -> RawConfig:

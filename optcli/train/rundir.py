@@ -62,7 +62,8 @@ def write_atomically(path: Path, text: str) -> None:
     replace_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
 
 
-# How the temporary files of replace_atomically and link_atomically end (their names start with a dot).
+# How the temporary files of replace_atomically end (their names start with a dot); ".link": those of
+# the hard links earlier versions made for best.pt, removed too.
 _REPLACING, _LINKING = ".tmp", ".link"
 
 
@@ -88,20 +89,6 @@ def replace_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-
-
-def link_atomically(source: Path, path: Path) -> None:
-    """`path` becomes another name of the file `source` (no copy; a later replacement of `source`
-    leaves it as it was), or a copy where the file system has no hard links."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}{_LINKING}")
-    temporary.unlink(missing_ok=True)
-    try:
-        os.link(source, temporary)
-    except OSError:
-        data = source.read_bytes()
-        replace_atomically(path, lambda stream: stream.write(data))
-        return
-    os.replace(temporary, path)
 
 
 @functools.cache
