@@ -76,9 +76,13 @@ def fail(message: str, code: int) -> NoReturn:
 def reported_errors(debug: bool) -> Iterator[None]:
     """Turn the library's exceptions into one clear message and an exit code."""
     from optcli.errors import ConfigError, ExportFailed, Interrupted, PeerLost, TrainingFailed
+    from optcli.process.interrupts import stop_signals_as_ctrl_c
 
     try:
-        yield
+        # SIGTERM and SIGHUP stop every command as Ctrl-C does: what it was writing is removed, and it
+        # exits 130 (train swaps in its own handler around the loop, to checkpoint first).
+        with stop_signals_as_ctrl_c():
+            yield
     except typer.Exit:
         raise
     except Exception as error:

@@ -57,6 +57,34 @@ def read_csv_rows(path: Path) -> list[dict[str, str]]:
         return []
 
 
+def remove_orphans(directory: Path, prefix: str) -> None:
+    """Files and folders in `directory` named `<prefix><pid>-...` whose process is gone (killed while
+    writing them): a later command removes what an earlier one could not."""
+    import shutil
+
+    try:
+        found = [entry for entry in directory.iterdir() if entry.name.startswith(prefix)]
+    except OSError:
+        return
+    for entry in found:
+        pid = entry.name[len(prefix) :].partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write a whole text file or nothing."""
     replace_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
@@ -76,8 +104,12 @@ def remove_partial_writes(directory: Path) -> None:
 
 def replace_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """A temporary file beside `path`, written by `write`, flushed and fsynced, then renamed over
-    `path`: a crash or a full disk while writing leaves the previous file intact, never half of one."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_REPLACING)
+    `path`: a crash or a full disk while writing leaves the previous file intact, never half of one.
+    The temporary file's name holds this process's id: one that a killed process left is removed by
+    the next write to `path` (remove_orphans)."""
+    remove_orphans(path.parent, f".{path.name}.")
+    prefix = f".{path.name}.{os.getpid()}-"
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=_REPLACING)
     try:
         # mkstemp makes the file private (0600); the run's files are for colleagues too: the user's umask decides.
         os.fchmod(handle, 0o666 & ~_umask())

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import logging
 import re
 import tempfile
@@ -30,7 +31,7 @@ import torch
 from optcli import __version__
 from optcli.components.forward import pick_output
 from optcli.errors import ConfigError, ExportFailed
-from optcli.train.rundir import replace_atomically
+from optcli.train.rundir import remove_orphans, replace_atomically
 from optcli.use.trained import TrainedRun
 
 SUFFIXES = {"torchscript": ".pt", "exported": ".pt2", "onnx": ".onnx", "safetensors": ".safetensors"}
@@ -84,7 +85,8 @@ def export(
     traced, check = _examples(example)
     with torch.no_grad():
         expected = _as_tensor(module(check), form)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
+    remove_orphans(path.parent, ".export-")  # a killed export's scratch folder
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".export-{os.getpid()}-") as scratch:
         staged = Path(scratch) / path.name
         try:
             with _quiet():
