@@ -132,6 +132,24 @@ def test_a_run_whose_directory_is_deleted_stops_with_an_error(tmp_path):
     assert not run.exists()  # not recreated behind the user's back
 
 
+def test_a_run_whose_metrics_csv_is_deleted_stops_with_an_error(tmp_path):
+    """Otherwise it writes on into the deleted file and ends 'completed' with no metrics.csv."""
+    config = write_config(tmp_path, {**CONFIG, "train": {"epochs": 400}})
+    process = start_optcli("train", config, "--out", tmp_path / "runs", "--quiet")
+    try:
+        run = wait_for_rows(tmp_path / "runs", 50, process)
+        (run / "metrics.csv").unlink()
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+    assert process.returncode == 1, stderr
+    assert (
+        "metrics.csv was deleted or replaced while the run was going" in stderr and "Traceback" not in stderr
+    )
+    assert '"status": "completed"' not in (run / "summary.json").read_text()
+
+
 @pytest.mark.parametrize("offset", [-30, -60, -200], ids=["end-record", "zip64-record", "central-directory"])
 def test_damage_in_the_archives_directory_falls_back_to_best_like_any_damage(stopped, offset):
     """Bytes that every entry's CRC misses (the zip's end records and central directory, which Python's

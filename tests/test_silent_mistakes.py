@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import torch
 
-from tests.conftest import SMALL_TEACHER, assert_clean_exit, config_error, invoke, train_ok, write_config
+from tests.conftest import (
+    SMALL_TEACHER,
+    assert_clean_exit,
+    config_error,
+    invoke,
+    read_csv,
+    train_ok,
+    write_config,
+)
 
 
 def regression_file(directory) -> str:
@@ -112,3 +120,53 @@ def test_a_model_returning_a_per_sample_loss_is_refused_by_the_dry_run(tmp_path)
     (tmp_path / "fixed.py").write_text(fixed)
     config = {**config, "model": {"name": "fixed.py:PerSampleLoss"}, "train": {"epochs": 1}}
     train_ok(write_config(tmp_path, config, "fixed.yaml"), tmp_path / "runs")
+
+
+def small(**sections):
+    config = {
+        "device": "cpu",
+        "model": {"name": "mlp", "hidden": [8]},
+        "data": dict(SMALL_TEACHER),
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {"epochs": 1},
+    }
+    return {**config, **sections}
+
+
+def test_a_loss_per_sample_is_refused_before_anything_is_written(tmp_path):
+    config = small(loss={"name": "cross_entropy", "reduction": "none"})
+    message = config_error(invoke("train", write_config(tmp_path, config), "--out", tmp_path / "runs"))
+    assert "loss.reduction: 'none' gives a loss per sample" in message
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_summed_loss_warns_and_strict_refuses(tmp_path):
+    path = write_config(tmp_path, small(loss={"name": "cross_entropy", "reduction": "sum"}))
+    checked = invoke("check", path)
+    assert_clean_exit(checked, 0)
+    assert (
+        "warning: loss.reduction: sum makes the loss and its gradient grow with the batch size"
+        in checked.stderr
+    )
+    assert "(--strict) loss.reduction: sum" in config_error(invoke("check", path, "--strict"))
+
+
+def test_a_learning_rate_given_as_a_one_element_list_trains(tmp_path):
+    """The hint says 'a number or a list of numbers' (a tensor lr, of torch's default dtype): it is
+    checked and trains, where the dry run used to fail on a meta tensor."""
+    run = train_ok(write_config(tmp_path, small(optimizer={"name": "adam", "lr": [0.01]})), tmp_path / "runs")
+    assert float(read_csv(run / "metrics.csv")[0]["lr"]) == float(torch.tensor(0.01))
+
+
+def test_check_names_a_schedulers_inner_file_among_the_code_it_ran(tmp_path):
+    (tmp_path / "warm.py").write_text(
+        "import torch\n\n\nclass Warm(torch.optim.lr_scheduler.LinearLR):\n    pass\n"
+    )
+    scheduler = {
+        "name": "sequential_lr",
+        "milestones": [1],
+        "schedulers": [{"name": "warm.py:Warm"}, {"name": "cosine_annealing_lr"}],
+    }
+    checked = invoke("check", write_config(tmp_path, small(scheduler=scheduler, train={"epochs": 2})))
+    assert_clean_exit(checked, 0)
+    assert f"checking ran code from {tmp_path / 'warm.py'}" in checked.stdout

@@ -46,10 +46,22 @@ def find_notes(spec: RunSpec) -> list[str]:
 
 
 def find_warnings(spec: RunSpec) -> list[str]:
-    found = _model_warnings(spec) + _optimizer_warnings(spec) + _data_warnings(spec)
+    found = _model_warnings(spec) + _optimizer_warnings(spec) + _data_warnings(spec) + _loss_warnings(spec)
     if spec.scheduler is not None:
         found += _scheduler_warnings(spec)
     return found
+
+
+def _loss_warnings(spec: RunSpec) -> list[str]:
+    """reduction: sum grows the loss and its gradient with the batch: val_loss then depends on the
+    batch size, and accumulated micro-batches are weighted as means."""
+    if spec.loss.arguments.get("reduction") != "sum":
+        return []
+    return [
+        "loss.reduction: sum makes the loss and its gradient grow with the batch size (val_loss depends on "
+        "batch_size, and train.accumulate weighs micro-batches as means); leave reduction out (mean) unless "
+        "that is meant"
+    ]
 
 
 def _model_warnings(spec: RunSpec) -> list[str]:

@@ -173,7 +173,14 @@ def resolve_loss(
         # Class labels want cross-entropy; real-valued targets want mean squared error.
         section = NamedSection(name="cross_entropy" if data.is_classification else "mse")
     entry = lookup(losses.LOSSES, section.name, "loss", base_dir, problems)
-    return bind_component(entry, section.arguments, "loss", base_dir, problems) if entry else None
+    loss = bind_component(entry, section.arguments, "loss", base_dir, problems) if entry else None
+    if loss is not None and loss.arguments.get("reduction") == "none":
+        problems.add(
+            "loss.reduction: 'none' gives a loss per sample, and training backpropagates one number per "
+            "batch; leave reduction out (mean)"
+        )
+        return None
+    return loss
 
 
 def take_carried(

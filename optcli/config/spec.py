@@ -45,8 +45,9 @@ class Component:
         if any(isinstance(value, TensorValue) for value in arguments.values()):
             import torch
 
+            # On the CPU even while the dry run builds on the meta device: a tensor lr must be readable.
             tensors = {
-                k: torch.tensor(v, dtype=torch.get_default_dtype())
+                k: torch.tensor(v, dtype=torch.get_default_dtype(), device="cpu")
                 for k, v in arguments.items()
                 if isinstance(v, TensorValue)
             }
@@ -358,13 +359,13 @@ class RunSpec:
             self.optimizer,
             self.data.train.component,
         ]
-        components += [self.optimizer.inner, self.scheduler.component if self.scheduler else None]
+        components += [self.optimizer.inner]
+        components += [split.component for split in (self.data.val, self.data.test) if split is not None]
         for part in self.parts:
-            components += [
-                part.optimizer,
-                part.optimizer.inner,
-                part.scheduler.component if part.scheduler else None,
-            ]
+            components += [part.optimizer, part.optimizer.inner]
+        for scheduler in (self.scheduler, *(part.scheduler for part in self.parts)):
+            if scheduler is not None:  # (SequentialLR's inner schedulers too)
+                components += [scheduler.component, *scheduler.children]
         files = [
             component.name.rpartition(":")[0]
             for component in components

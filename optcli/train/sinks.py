@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -107,6 +108,13 @@ class CsvWriter:
         # whose directory is gone (or replaced) stops instead of reporting a success nobody can read.
         if _identity(self.run_dir) != self._identity:
             raise TrainingFailed(run_directory_gone(self.run_dir))
+        for name, stream in self._files.items():  # a file deleted or replaced alone: the same
+            status = os.fstat(stream.fileno())
+            if _identity(self.run_dir / name) != (status.st_dev, status.st_ino):
+                raise TrainingFailed(
+                    f"{self.run_dir / name} was deleted or replaced while the run was going; the run stopped "
+                    "(the rows written to it are lost: start a new run)"
+                )
         self._metrics.writerows(
             (
                 step.step,

@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import logging
+import os
 import re
 import tempfile
 import warnings
