@@ -170,3 +170,8 @@ def test_check_names_a_schedulers_inner_file_among_the_code_it_ran(tmp_path):
     checked = invoke("check", write_config(tmp_path, small(scheduler=scheduler, train={"epochs": 2})))
     assert_clean_exit(checked, 0)
     assert f"checking ran code from {tmp_path / 'warm.py'}" in checked.stdout
+
+
+def test_a_control_character_in_the_name_is_a_config_error(tmp_path):
+    message = config_error(invoke("check", write_config(tmp_path, small(name="a\x00b"))))
+    assert "name: 'a\\x00b' must be usable as a folder name (no '/', no control characters)" in message

@@ -185,6 +185,7 @@ def test_a_large_input_is_read_in_blocks_and_batched_as_a_small_one(fruit_run, t
         ("nan", "INPUT: column 'sugar_pct' has nan on line 3"),
         ("text", "INPUT: column 'weight_g' has 'heavy' on line 2, not a number"),
         ("short row", "INPUT: line 4 of"),
+        ("twice", "has the column weight_g more than once"),
     ],
 )
 def test_bad_input_is_one_clear_message_and_no_predictions_file(fruit_run, tmp_path, change, message):
@@ -199,11 +200,23 @@ def test_bad_input_is_one_clear_message_and_no_predictions_file(fruit_run, tmp_p
         table[1][0] = "heavy"
     if change == "short row":
         table[3] = table[3][:2]
+    if change == "twice":
+        table = [[*row, row[0]] for row in table]
     with (tmp_path / "bad.csv").open("w", newline="") as stream:
         csv.writer(stream).writerows(table)
     result = invoke("predict", fruit_run, tmp_path / "bad.csv", "--out", tmp_path / "p.csv")
     assert message in config_error(result)
     assert not (tmp_path / "p.csv").exists() and not list(tmp_path.glob(".p.csv*"))
+
+
+def test_predict_refuses_a_set_for_a_file_input_and_names_a_missing_folder(fruit_run, tmp_path):
+    message = config_error(
+        invoke("predict", fruit_run, FRUIT, "--out", tmp_path / "p.csv", "--set", "data.bogus=1")
+    )
+    assert "--set data.bogus=1: sets a Dataset input's arguments" in message
+    result = invoke("predict", fruit_run, FRUIT, "--out", tmp_path / "no" / "such" / "p.csv")
+    assert_clean_exit(result, 1)
+    assert f"cannot read or write {tmp_path / 'no' / 'such'}: no such folder" in result.stderr
 
 
 def test_predict_a_regression_gives_the_runs_validation_rmse(regression_run, tmp_path):

@@ -53,12 +53,18 @@ def predict(
         import_torch()
         import torch
 
+        from optcli.errors import ConfigError
         from optcli.train.session import EVALUATION_BATCH_SIZE
         from optcli.use.inputs import dataset_input, input_batches, is_dataset_input
         from optcli.use.predicting import predict_to_csv
         from optcli.use.trained import open_run
 
         trained = open_run(run, _checkpoint(checkpoint))
+        if settings and not is_dataset_input(input_):
+            raise ConfigError(
+                f"--set {settings[0]}: sets a Dataset input's arguments (INPUT a `file.py:Dataset`); a file "
+                "INPUT is read as the run's data was, so there is nothing to set"
+            )
         dataset = dataset_input(trained, input_, settings or []) if is_dataset_input(input_) else None
         size = batch_size or max(trained.spec.data.loader.batch_size, EVALUATION_BATCH_SIZE)
         with _progress("predicting") as advance:

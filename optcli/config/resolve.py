@@ -247,8 +247,10 @@ def _check_top_level(config: ConfigFile, problems: Problems) -> str | None:
         problems.add("output.tensorboard: needs the tensorboard package: pip install 'optcli[tensorboard]'")
     if config.output.mlflow is not None and not has_mlflow_extra():
         problems.add(f"output.mlflow: needs the mlflow extra: {INSTALL_MLFLOW}")
-    if config.name is not None and ("/" in config.name or config.name in (".", "..")):
-        problems.add(f"name: '{config.name}' must be usable as a folder name (no '/')")
+    if config.name is not None and (
+        "/" in config.name or config.name in (".", "..") or any(ord(c) < 32 for c in config.name)
+    ):
+        problems.add(f"name: {config.name!r} must be usable as a folder name (no '/', no control characters)")
     return device
 
 

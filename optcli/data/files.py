@@ -255,6 +255,9 @@ def table_blocks(
             header = not all(_is_number(cell) for cell in cells)  # a header row of any names: skipped
         else:
             names, header = cells, True
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:  # (the first would be read and the other dropped, unseen)
+                raise ConfigError(f"{key}: {path} has the column {', '.join(twice)} more than once")
             missing = [name for name in features if name not in names]
             unknown = [name for name in names if name not in features and name != target]
             if missing or unknown:

@@ -107,6 +107,8 @@ def replace_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     `path`: a crash or a full disk while writing leaves the previous file intact, never half of one.
     The temporary file's name holds this process's id: one that a killed process left is removed by
     the next write to `path` (remove_orphans)."""
+    if not path.parent.is_dir():  # (named, rather than the temporary file that could not be made)
+        raise FileNotFoundError(errno.ENOENT, "no such folder", str(path.parent))
     remove_orphans(path.parent, f".{path.name}.")
     prefix = f".{path.name}.{os.getpid()}-"
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=_REPLACING)
