@@ -503,3 +503,39 @@ def test_an_export_without_its_extra_says_which_to_install(fruit_run, tmp_path, 
     message = config_error(invoke("export", fruit_run, "--format", "onnx", "--out", tmp_path / "m.onnx"))
     assert "--format onnx needs onnxruntime: pip install 'optcli[onnx]'" in message
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("config.yaml", "val_fraction: 0.25", "val_fraction: 0.2"), "data.val_fraction: 0.25 -> 0.2"),
+        (("config.yaml", "activation: relu", "activation: tanh"), "model.activation: 'relu' -> 'tanh'"),
+        (("data.json", '"apple"', '"pear!"'), "data.json: differs from what the run wrote"),
+    ],
+)
+def test_an_edited_config_or_data_record_is_refused_naming_the_file(fruit_run, tmp_path, edit, message):
+    """The checkpoint vouches for what the run was: an edited config.yaml or data.json would change
+    the split, the model or the class names in silence."""
+    copy = tmp_path / "run"
+    shutil.copytree(fruit_run, copy)
+    name, old, new = edit
+    text = (copy / name).read_text()
+    assert old in text
+    (copy / name).write_text(text.replace(old, new, 1))
+    for command in (
+        ("evaluate", copy),
+        ("predict", copy, FRUIT, "--out", tmp_path / "p.csv"),
+        ("export", copy, "--format", "torchscript"),
+    ):
+        assert message in config_error(invoke(*command)), command
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_comparisons_folder_is_refused_where_one_run_is_meant(tmp_path):
+    base = {**yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text()), "train": {"epochs": 1}}
+    compare = write_config(tmp_path, {"base": base, "seeds": 1, "runs": {"a": {}, "b": {}}}, "c.yaml")
+    assert_clean_exit(invoke("compare", compare, "--out", tmp_path / "out", "--quiet"), 0)
+    (directory,) = (tmp_path / "out").glob("compare-*/*")
+    assert "a comparison's folder holds a run per arm and seed; name one" in config_error(
+        invoke("evaluate", directory)
+    )

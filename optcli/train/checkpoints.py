@@ -12,6 +12,8 @@ order's), the loop's position, the resolved config, and how long each CSV file w
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import time
 from pathlib import Path
@@ -67,6 +69,15 @@ def restore_random_state(session: Session, state: dict[str, Any], order_state: t
     session.batches.generator.set_state(order_state)
 
 
+def data_json(description: dict[str, Any]) -> str:
+    """The text of a run's data.json."""
+    return json.dumps(description, indent=2) + "\n"
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def load_checkpoint(path: Path) -> Checkpoint:
     """Read a checkpoint with torch.load(weights_only=True), after checking every byte against the
     CRCs recorded when it was written; a missing, damaged or foreign file is a ConfigError."""
@@ -109,6 +120,9 @@ class Checkpoint(TypedDict):
     summary: SummaryState
     filled: list[str]  # the scheduler's run-length arguments optcli filled in (SchedulerSpec.filled)
     scaler: NotRequired[dict[str, Any]]  # fp16's GradScaler (its scale and growth counter)
+    # The SHA-256 of the run's data.json (class names, normalization statistics, held-out rows): what
+    # predict, evaluate and export check the file against before they trust it.
+    data_sha256: NotRequired[str]
     # With an optimizer that has a train and an eval mode (schedule-free), `model` holds the eval-mode
     # weights (those every metric judged) and this the training-mode weights a resume continues from.
     training_model: NotRequired[dict[str, Any]]
@@ -255,6 +269,7 @@ class Checkpointer:
             csv_sizes=csv_sizes,
             summary=summary,
             filled=list(session.spec.scheduler.filled) if session.spec.scheduler else [],
+            data_sha256=text_sha256(data_json(session.data_description)),
         )
         if training is not None:
             checkpoint["training_model"] = training

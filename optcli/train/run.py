@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import shutil
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from optcli.train.checkpoints import (
     Checkpointer,
     apply_optimizer_arguments,
     apply_scheduler_arguments,
+    data_json,
     restore_session,
 )
 from optcli.train.distributed import ALONE, World, agree, barrier, share
@@ -132,7 +132,7 @@ def _train_locked(
         checkpointer = Checkpointer(run_dir, session)
         state = _restore(session, resume, files[1] if files else None) if resume is not None else None
         if files:  # what the model sees of the data: sizes, class names, normalization statistics
-            write_atomically(run_dir / "data.json", json.dumps(session.data_description, indent=2) + "\n")
+            write_atomically(run_dir / "data.json", data_json(session.data_description))
         _drive(session, state, sinks, checkpointer, files[:2] if files else None)
         outcome = RunOutcome("completed")
     except ConfigError:

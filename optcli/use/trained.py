@@ -22,7 +22,7 @@ from optcli.config.loading import load_config
 from optcli.config.resolve import resolve_config
 from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
-from optcli.train.checkpoints import Checkpoint, load_checkpoint
+from optcli.train.checkpoints import Checkpoint, config_differences, load_checkpoint, text_sha256
 from optcli.train.resume import refilled
 from optcli.train.run import code_hashes
 
@@ -77,6 +77,14 @@ def find_run(path: Path, checkpoint: CheckpointName) -> Path:
         raise ConfigError(f"{path}: no such run directory")
     if (path / "config.yaml").is_file():
         return path
+    if (path / "comparison.json").is_file() or (path / "suite.json").is_file():
+        # Its runs are arms and seeds, not one name's runs by time: the newest by name means nothing.
+        example = next(
+            iter(sorted(run.parent.parent.name for run in path.glob("*/checkpoints/*.pt"))), "ARM-seed0"
+        )
+        raise ConfigError(
+            f"{path}: a comparison's folder holds a run per arm and seed; name one: {path / example}"
+        )
     runs = sorted(run.parent.parent for run in path.glob(f"*/checkpoints/{checkpoint}.pt"))
     if not runs:
         raise ConfigError(
@@ -106,11 +114,48 @@ def open_run(
     summary = _read_json(run_dir / "summary.json", required=False)
     _check_code(summary)
     loaded = load_checkpoint(checkpoint_path)
+    _check_config(run_dir, loaded)
     spec = resolve_config(
         refilled(load_config(run_dir / "config.yaml", overrides or []), loaded.get("filled", []))
     )
     data = _read_json(run_dir / "data.json", required=True)
+    _check_data(run_dir, loaded)
     return TrainedRun(run_dir, spec, checkpoint, loaded, data, summary)
+
+
+# What using a model depends on: its class and arguments, its data's preprocessing and split (the seed
+# draws it), and its loss. (A resume may have changed the rest: the run length, the optimizer.)
+_USED_SECTIONS = ("seed", "model", "data", "loss")
+
+
+def _check_config(run_dir: Path, loaded: Checkpoint) -> None:
+    """config.yaml as the checkpoint (whose bytes are checked) recorded it: an edited file would give
+    another model, split or preprocessing in silence."""
+    try:
+        recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{run_dir / 'config.yaml'}: cannot be read: {error}") from None
+    trained = {key: loaded["config"].get(key) for key in _USED_SECTIONS}
+    found = {key: recorded.get(key) if isinstance(recorded, dict) else None for key in _USED_SECTIONS}
+    differences = config_differences(trained, found)
+    if differences:
+        raise ConfigError(
+            f"{run_dir / 'config.yaml'}: differs from the config the checkpoint was trained with "
+            f"({'; '.join(differences[:5])}); restore it (the checkpoint's is the truth)"
+        )
+
+
+def _check_data(run_dir: Path, loaded: Checkpoint) -> None:
+    """data.json (class names, normalization statistics, held-out rows) as the checkpoint vouches."""
+    expected = loaded.get("data_sha256")
+    if expected is None:
+        return  # a checkpoint written before optcli recorded it
+    path = run_dir / "data.json"
+    if text_sha256(path.read_text(encoding="utf-8")) != expected:
+        raise ConfigError(
+            f"{path}: differs from what the run wrote (its SHA-256 is not the one the checkpoint holds): class "
+            "names or normalization statistics edited would change every prediction; restore it"
+        )
 
 
 def _no_checkpoints(run_dir: Path) -> bool:
