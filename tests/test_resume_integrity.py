@@ -191,3 +191,17 @@ def test_a_damaged_best_checkpoint_is_refused_by_resume_naming_it(stopped):
     (run / "checkpoints" / "best.pt").unlink()  # the way out the message gives
     assert_clean_exit(resume(run), 0)
     assert read_summary(run)["status"] == "completed" and (run / "checkpoints" / "best.pt").is_file()
+
+
+def test_another_thread_count_on_resume_is_a_change_that_must_be_allowed(stopped):
+    """The checkpoint records the threads the run trained with; another count may change the steps."""
+    _, run = stopped
+    trained_with = load_checkpoint(run / "checkpoints" / "last.pt")["threads"]
+    other = trained_with + 1
+    message = config_error(invoke("resume", run, "--quiet", "--set", f"train.threads={other}"))
+    assert (
+        f"threads: {trained_with} -> {other}" in message and f"--set train.threads={trained_with}" in message
+    )
+    assert_clean_exit(resume(run, "--set", f"train.threads={other}"), 0)
+    changes = read_summary(run)["resumes"][0]["changes"]
+    assert any(change.startswith(f"threads: {trained_with} -> {other}") for change in changes)

@@ -123,6 +123,9 @@ class Checkpoint(TypedDict):
     # The SHA-256 of the run's data.json (class names, normalization statistics, held-out rows): what
     # predict, evaluate and export check the file against before they trust it.
     data_sha256: NotRequired[str]
+    # torch's intra-op threads the run trained with: another count sums in another order, so a resume
+    # with another one is a change (train/resume.py).
+    threads: NotRequired[int]
     # With an optimizer that has a train and an eval mode (schedule-free), `model` holds the eval-mode
     # weights (those every metric judged) and this the training-mode weights a resume continues from.
     training_model: NotRequired[dict[str, Any]]
@@ -270,6 +273,7 @@ class Checkpointer:
             summary=summary,
             filled=list(session.spec.scheduler.filled) if session.spec.scheduler else [],
             data_sha256=text_sha256(data_json(session.data_description)),
+            threads=torch.get_num_threads(),
         )
         if training is not None:
             checkpoint["training_model"] = training

@@ -37,7 +37,7 @@ def prepare_resume(run_dir: Path, overrides: list[str], allow_changes: bool) -> 
             f"{run_dir}: the run has completed; there is nothing to resume. To extend it, resume with a "
             "longer run: --set train.epochs=N --allow-changes"
         )
-    changes = config_differences(checkpoint["config"], spec.resolved)
+    changes = config_differences(checkpoint["config"], spec.resolved) + _thread_change(spec, checkpoint)
     _check_schedule_length(spec, changes)
     if changes and not allow_changes:
         raise ConfigError(
@@ -81,6 +81,22 @@ def _check_files(run_dir: Path, checkpoint: Checkpoint) -> None:
             )
     if problems:
         raise ConfigError(problems)
+
+
+def _thread_change(spec: RunSpec, checkpoint: Checkpoint) -> list[str]:
+    """On the CPU, torch's intra-op threads decide the order of a sum's terms: a resume with another
+    count (train.threads changed, or unset on a machine with other cores) may differ from the
+    uninterrupted run after a few steps. Said as a change, so that it needs --allow-changes."""
+    import torch
+
+    before = checkpoint.get("threads")
+    now = spec.train.threads or torch.get_num_threads()
+    if before is None or before == now or spec.device != "cpu":
+        return []
+    return [
+        f"threads: {before} -> {now} (torch's intra-op threads: sums in another order, so the steps after the "
+        f"resume may differ from the uninterrupted run's; --set train.threads={before} keeps them exact)"
+    ]
 
 
 def _trusted_checkpoint(directory: Path) -> tuple[Checkpoint, str]:
