@@ -144,8 +144,9 @@ def check(
         warnings = print_advice(specs)
         from optcli.config.side_by_side import arms_side_by_side
 
-        for line in arms_side_by_side(specs):  # a compare file: what each arm runs, differences marked
-            print(line)
+        if not resolved:  # (--resolved prints YAML alone, for tools to read)
+            for line in arms_side_by_side(specs):  # a compare file: what each arm runs, differences marked
+                print(line)
         ran = sorted({file for spec in specs.values() for file in spec.user_files()})
         if ran:  # a config can run code: say whose
             print(f"note: checking ran code from {', '.join(ran)} (importing and building, as training will)")

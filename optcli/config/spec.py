@@ -45,9 +45,11 @@ class Component:
         if any(isinstance(value, TensorValue) for value in arguments.values()):
             import torch
 
-            # On the CPU even while the dry run builds on the meta device: a tensor lr must be readable.
+            # An optimizer's (a tensor lr) on the CPU even while the dry run builds on the meta device:
+            # it reads its value. A loss's class weights follow the module to its device.
+            device = "cpu" if "params" in self.supplied_by_code else None
             tensors = {
-                k: torch.tensor(v, dtype=torch.get_default_dtype(), device="cpu")
+                k: torch.tensor(v, dtype=torch.get_default_dtype(), device=device)
                 for k, v in arguments.items()
                 if isinstance(v, TensorValue)
             }
