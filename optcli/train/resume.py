@@ -37,6 +37,7 @@ def prepare_resume(run_dir: Path, overrides: list[str], allow_changes: bool) -> 
             f"{run_dir}: the run has completed; there is nothing to resume. To extend it, resume with a "
             "longer run: --set train.epochs=N --allow-changes"
         )
+    spec = _with_recorded_threads(spec, checkpoint)
     changes = config_differences(checkpoint["config"], spec.resolved) + _thread_change(spec, checkpoint)
     _check_schedule_length(spec, changes)
     if changes and not allow_changes:
@@ -83,14 +84,21 @@ def _check_files(run_dir: Path, checkpoint: Checkpoint) -> None:
         raise ConfigError(problems)
 
 
+def _with_recorded_threads(spec: RunSpec, checkpoint: Checkpoint) -> RunSpec:
+    """train.threads unset: the resumed run uses the thread count the checkpoint was written with, so
+    that its sums add up in the same order on any machine (and in a process whose count was changed)."""
+    before = checkpoint.get("threads")
+    if spec.train.threads is not None or before is None:
+        return spec
+    return dataclasses.replace(spec, train=spec.train.model_copy(update={"threads": before}))
+
+
 def _thread_change(spec: RunSpec, checkpoint: Checkpoint) -> list[str]:
     """On the CPU, torch's intra-op threads decide the order of a sum's terms: a resume with another
-    count (train.threads changed, or unset on a machine with other cores) may differ from the
-    uninterrupted run after a few steps. Said as a change, so that it needs --allow-changes."""
-    import torch
-
+    count (train.threads set to another number) may differ from the uninterrupted run after a few
+    steps. Said as a change, so that it needs --allow-changes."""
     before = checkpoint.get("threads")
-    now = spec.train.threads or torch.get_num_threads()
+    now = spec.train.threads
     if before is None or before == now or spec.device != "cpu":
         return []
     return [

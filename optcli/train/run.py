@@ -35,7 +35,7 @@ from optcli.train.loop import run_training
 from optcli.train.mlflow_logging import Tracking
 from optcli.train.records import CheckpointDue
 from optcli.train.rundir import create_run_dir, write_atomically, write_yaml, writer_lock
-from optcli.train.session import Session, build_session
+from optcli.train.session import Session, build_session, threads_restored
 from optcli.train.sinks import CsvWriter, RunOutcome, Sink, SummaryWriter, run_directory_gone
 from optcli.train.state import LoopState
 
@@ -102,7 +102,7 @@ def train_run(
     if run_dir is None:
         run_dir = share(world, create_run_dir(Path(spec.output.dir), spec.name) if world.is_main else None)
     try:
-        with writer_lock(run_dir, "run") if world.is_main else contextlib.nullcontext():
+        with writer_lock(run_dir, "run") if world.is_main else contextlib.nullcontext(), threads_restored():
             return _train_locked(spec, displays, run_dir, resume, world, tracking)
     except OSError as error:  # the lock or the first files could not be written (a full disk)
         if new and world.is_main:  # nothing of the run is worth keeping: no half-made run directory

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,19 @@ def set_determinism(deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
     torch.use_deterministic_algorithms(deterministic)
+
+
+@contextlib.contextmanager
+def threads_restored() -> Iterator[None]:
+    """torch's thread count as it was before a run that sets train.threads: in a comparison's process
+    (--jobs 1), an arm's count would otherwise become every later run's, and the runs' results would
+    depend on the order they ran in."""
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def build_session(spec: RunSpec, world: World = ALONE) -> Session:
