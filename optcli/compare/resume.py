@@ -8,6 +8,7 @@ from their checkpoint or start afresh. The reports are then written as if nothin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import asdict
@@ -42,6 +43,14 @@ class _InvocationRecord(BaseModel):
     files: list[str]
     command_line: _CommandLineRecord
     runs: dict[str, str] | None = None
+    # The SHA-256 of the rest, as written: an edited record (a seed added, a run's hash deleted, the
+    # files pointed elsewhere) is refused instead of resumed from (absent in older comparisons).
+    digest: str | None = None
+
+
+def _digest(document: dict[str, Any]) -> str:
+    content = {key: value for key, value in document.items() if key != "digest"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def save_invocation(
@@ -54,6 +63,7 @@ def save_invocation(
     document: dict[str, Any] = {"files": [str(path.resolve()) for path in paths], "command_line": values}
     if jobs is not None:
         document["runs"] = run_hashes(directory, jobs)
+    document["digest"] = _digest(document)
     write_atomically(directory / INVOCATION, json.dumps(document, indent=2) + "\n")
 
 
@@ -71,11 +81,17 @@ def _read_record(directory: Path) -> _InvocationRecord:
             f"{directory}: not a comparison optcli can resume (it has no readable {INVOCATION})"
         ) from None
     try:
-        return _InvocationRecord.model_validate(document)
+        record = _InvocationRecord.model_validate(document)
     except ValidationError as error:
         raise ConfigError(
             [f"{path}: {describe_error(detail, _InvocationRecord)}" for detail in error.errors()]
         ) from None
+    if record.digest is not None and record.digest != _digest(document):
+        raise ConfigError(
+            f"{path}: edited since the comparison wrote it (its digest no longer matches): what it says was "
+            "asked and run cannot be trusted; restore it, or start a new comparison"
+        )
+    return record
 
 
 def load_invocation(directory: Path) -> tuple[list[Path], CommandLine]:
@@ -95,9 +111,9 @@ def check_unchanged(directory: Path, paths: list[Path], jobs: list[Job], allow_c
     changed = [
         job
         for job in jobs
-        if job.run_dir.exists()
-        and record.runs.get(str(job.run_dir.relative_to(directory)), job.spec.config_hash)
-        != job.spec.config_hash
+        # A run not started yet counts too: the record must say what will be run.
+        if record.runs.get(str(job.run_dir.relative_to(directory))) != job.spec.config_hash
+        or _run_computes(job) not in (None, job.spec.config_hash)
     ]
     if not changed:
         return
@@ -117,6 +133,21 @@ def check_unchanged(directory: Path, paths: list[Path], jobs: list[Job], allow_c
     save_invocation(directory, paths, command_line, jobs)
 
 
+def _run_computes(job: Job) -> str | None:
+    """The config hash of what a started run computes, as its own last checkpoint (whose bytes are
+    checked) records it; None for a run with no checkpoint to vouch."""
+    from optcli.config.spec import hash_resolved
+    from optcli.train.checkpoints import load_checkpoint
+
+    path = job.run_dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        return None
+    try:
+        return hash_resolved(load_checkpoint(path)["config"])
+    except ConfigError:
+        return None  # damaged: the run resumes from best.pt or starts afresh, as a resume decides
+
+
 def _what_changed(arm: str, changed: list[Job]) -> str:
     """The differences between a run's recorded config.yaml and the arm's config now."""
     import yaml
@@ -128,9 +159,51 @@ def _what_changed(arm: str, changed: list[Job]) -> str:
         before = yaml.safe_load((job.run_dir / "config.yaml").read_text())
         differences = config_differences(before, job.spec.resolved)
     except (OSError, yaml.YAMLError, AttributeError):
-        differences = []
-    shown = "; ".join(differences[:5]) or "its resolved config"
+        differences = []  # (not started yet: the record's hash is all there is)
+    shown = "; ".join(differences[:5]) or "its resolved config, against the hash the comparison recorded"
     return f"the config changed since the comparison started ({shown})"
+
+
+# What the reports read of a finished run's summary.json, and where its last checkpoint keeps the same.
+_VOUCHED = ("final_loss", "best_loss", "best_epoch")
+
+
+def _check_finished_files(job: Job, summary: dict[str, Any]) -> None:
+    """A finished run's files, reused by the reports, checked as `resume` checks them against its last
+    checkpoint: its CSV files at least as long as they were then, and its summary's values those the
+    checkpoint recorded. A run without a checkpoint (train.checkpoint: false) has nothing to vouch."""
+    from optcli.train.checkpoints import load_checkpoint
+
+    path = job.run_dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        return
+    checkpoint = load_checkpoint(path)
+    problems = []
+    for name, size in checkpoint["csv_sizes"].items():
+        csv_path = job.run_dir / name
+        if not csv_path.is_file() or csv_path.stat().st_size < size:
+            problems.append(f"{csv_path}: shorter than when its run ended, or gone (rows were lost)")
+    recorded = checkpoint["summary"]
+    vouched = {key: recorded.get(key) for key in _VOUCHED} | dict(recorded.get("validation") or {})
+    edited = [key for key, value in vouched.items() if key in summary and not _same(summary[key], value)]
+    if edited:
+        problems.append(
+            f"{job.run_dir / 'summary.json'}: {', '.join(edited)} differ from what the run's checkpoint recorded"
+        )
+    if problems:
+        raise ConfigError(
+            [
+                *problems,
+                f"the reports would rest on edited files: restore them, or delete {job.run_dir} to run it again",
+            ]
+        )
+
+
+def _same(found: Any, recorded: Any) -> bool:
+    both_nan = (
+        isinstance(found, float) and isinstance(recorded, float) and found != found and recorded != recorded
+    )
+    return bool(found == recorded or both_nan)
 
 
 def finished(job: Job) -> JobOutcome | None:
@@ -144,6 +217,7 @@ def finished(job: Job) -> JobOutcome | None:
     if not isinstance(summary, dict):
         return None
     if summary.get("status") == "completed":
+        _check_finished_files(job, summary)
         return JobOutcome(job.index, "ok")
     if summary.get("status") == "failed" and summary.get("diverged"):
         return JobOutcome(job.index, "diverged", summary.get("error"))

@@ -388,6 +388,12 @@ class RunSpec:
     @property
     def config_hash(self) -> str:
         """Identifies what the run computes: where its files go (output) is not part of that."""
-        what_is_computed = {key: value for key, value in self.resolved.items() if key != "output"}
-        canonical = json.dumps(what_is_computed, sort_keys=True, default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return hash_resolved(self.resolved)
+
+
+def hash_resolved(resolved: dict[str, Any]) -> str:
+    """The hash of a resolved config (RunSpec.resolved, or a checkpoint's record of it), its output
+    section left out."""
+    what_is_computed = {key: value for key, value in resolved.items() if key != "output"}
+    canonical = json.dumps(what_is_computed, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
