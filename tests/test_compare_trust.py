@@ -6,6 +6,7 @@ run again, so the verdict never rests on them."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import yaml
@@ -102,3 +103,57 @@ def test_runs_that_failed_outside_their_config_run_again_on_resume(tmp_path):
     assert_clean_exit(invoke("compare", "--resume", directory, "--quiet"), 0)
     assert rows_without_times(directory / "results.csv") == expected
     assert yaml.safe_load((rotten / "config.yaml").read_text())["optimizer"]["name"] == "Adam"
+
+
+def test_an_edited_record_is_refused_whatever_it_edits(tmp_path):
+    directory = compare_once(tmp_path)
+    record = directory / "comparison.json"
+    original = json.loads(record.read_text())
+    for document in (
+        {**original, "command_line": {**original["command_line"], "seeds": "0,1,2"}},
+        {key: value for key, value in original.items() if key != "runs"},
+        {
+            **original,
+            "runs": {name: digest for name, digest in original["runs"].items() if "seed1" not in name},
+        },
+        {**original, "files": [str(tmp_path / "elsewhere.yaml")]},
+    ):
+        record.write_text(json.dumps(document))
+        message = config_error(invoke("compare", "--resume", directory))
+        assert f"{record}: edited since the comparison wrote it" in message, message
+    record.write_text(json.dumps(original))
+    assert_clean_exit(invoke("compare", "--resume", directory, "--quiet"), 0)
+
+
+def test_an_arm_edited_before_its_runs_started_is_refused_by_name(tmp_path):
+    directory = compare_once(tmp_path)
+    for run in directory.glob("adam-seed*"):  # as if stopped before the adam arm began
+        shutil.rmtree(run)
+    edited = {**COMPARE, "runs": {**COMPARE["runs"], "adam": {"optimizer": {"name": "adam", "lr": 0.1}}}}
+    write_config(tmp_path, edited, "compare.yaml")
+    message = config_error(invoke("compare", "--resume", directory))
+    assert "arm 'adam': the config changed since the comparison started" in message
+    assert "arm 'sgd'" not in message
+    assert_clean_exit(invoke("compare", "--resume", directory, "--allow-changes", "--quiet"), 0)
+    recorded = yaml.safe_load((directory / "adam-seed0" / "config.yaml").read_text())
+    assert recorded["optimizer"]["lr"] == 0.1
+    assert_clean_exit(invoke("compare", "--resume", directory, "--quiet"), 0)  # the record says what ran
+
+
+def test_a_finished_runs_edited_files_are_refused_not_reported(tmp_path):
+    directory = compare_once(tmp_path)
+    expected = rows_without_times(directory / "results.csv")
+    epochs = directory / "sgd-seed0" / "epochs.csv"
+    kept = epochs.read_bytes()
+    epochs.write_bytes(kept[:100])
+    message = config_error(invoke("compare", "--resume", directory))
+    assert f"{epochs}: shorter than when its run ended" in message, message
+    epochs.write_bytes(kept)
+    summary_path = directory / "adam-seed1" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary_path.write_text(json.dumps({**summary, "final_loss": 0.001}))
+    message = config_error(invoke("compare", "--resume", directory))
+    assert f"{summary_path}: final_loss differ from what the run's checkpoint recorded" in message, message
+    summary_path.write_text(json.dumps(summary))
+    assert_clean_exit(invoke("compare", "--resume", directory, "--quiet"), 0)
+    assert rows_without_times(directory / "results.csv") == expected

@@ -205,3 +205,21 @@ def test_another_thread_count_on_resume_is_a_change_that_must_be_allowed(stopped
     assert_clean_exit(resume(run, "--set", f"train.threads={other}"), 0)
     changes = read_summary(run)["resumes"][0]["changes"]
     assert any(change.startswith(f"threads: {trained_with} -> {other}") for change in changes)
+
+
+def test_a_resume_in_a_process_with_another_thread_count_keeps_the_recorded_one(stopped):
+    """With train.threads unset the resume adopts the count the run trained with, so a resume from a
+    differently configured process stays exact and is no change to allow."""
+    whole, run = stopped
+    trained_with = load_checkpoint(run / "checkpoints" / "last.pt")["threads"]
+    before = torch.get_num_threads()
+    torch.set_num_threads(trained_with + 1)
+    try:
+        assert_clean_exit(resume(run), 0)
+        assert torch.get_num_threads() == trained_with + 1
+    finally:
+        torch.set_num_threads(before)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["threads"] == trained_with
+    assert not any("threads" in change for change in read_summary(run)["resumes"][0]["changes"])
+    steps = [(row["loss"], row["grad_norm"]) for row in read_csv(run / "metrics.csv")]
+    assert steps == [(row["loss"], row["grad_norm"]) for row in read_csv(whole / "metrics.csv")]

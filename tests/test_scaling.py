@@ -200,12 +200,10 @@ def test_threads_sets_torchs_threads_for_the_run_and_is_recorded(tmp_path):
         "        super().__init__(in_features, out_features)\n"
         f"        open({str(record)!r}, 'a').write(f'{{torch.get_num_threads()}}\\n')\n"
     )
-    before = torch.get_num_threads()
+    torch.set_num_threads(2)
     values = {**config(16), "model": {"name": "counting.py:Net"}, "scheduler": None}
     del values["scheduler"]
-    try:
-        run = train_ok(write_config(tmp_path, values), tmp_path / "runs", "--threads", "1")
-    finally:
-        torch.set_num_threads(before)
+    run = train_ok(write_config(tmp_path, values), tmp_path / "runs", "--threads", "1")
     assert record.read_text().split()[-1] == "1"  # the real model, built inside the run
+    assert torch.get_num_threads() == 2  # restored: the next run in this process is not changed by it
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["threads"] == 1
