@@ -70,7 +70,9 @@ def test_a_schedule_free_checkpoint_holds_the_weights_that_were_scored(tmp_path)
         checkpoint = load_checkpoint(run / "checkpoints" / name)
         session.model.load_state_dict(dict(checkpoint["model"]))
         assert session.val_batches is not None
-        metrics = evaluate(session.model, session.val_batches, session.loss_function, spec.forward, True)
+        metrics = evaluate(
+            session.model, session.val_batches, session.loss_function, spec.forward, spec.metrics, True
+        ).values
         epoch = int(checkpoint["loop"]["epoch"]) - 1
         reported = read_csv(run / "epochs.csv")[epoch - 1]
         assert metrics["loss"] == float(reported["val_loss"]), name

@@ -156,8 +156,12 @@ def test_steps_and_time_to_a_validation_target_are_read_from_the_runs_own_evalua
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        ({"val_r2": 0.5}, "target: val_r2 needs validation data of that kind in every arm"),
-        ({"val_acc": 0.5}, "'val_acc' is not a metric a target can be on (did you mean 'val_accuracy'?)"),
+        ({"val_r2": 0.5}, "target: 'val_r2' is not a metric every arm reports"),
+        (
+            {"val_acc": 0.5},
+            "target: 'val_acc' is not a metric every arm reports (did you mean 'val_accuracy'?)",
+        ),
+        ({"val_acc": 0.5}, "every arm reports: val_loss, val_accuracy"),
         ({"val_accuracy": 0.5, "val_loss": 0.1}, "one metric and the value to reach"),
     ],
 )
@@ -318,7 +322,7 @@ def test_seconds_as_the_measure(tmp_path):
         ),
         (
             {"workloads": {"diabetes": {"config": "diabetes.yaml", "target": {"val_accuracy": 0.9}}}},
-            "workload 'diabetes': target: val_accuracy needs validation data",
+            "workload 'diabetes': target: 'val_accuracy' is not a metric every arm reports",
         ),
         (
             {"workloads": {"diabetes": {"config": "diabetes.yaml", "target": {"val_r2": 0.3}, "budgett": 3}}},

@@ -77,7 +77,9 @@ def test_arms_with_identical_results_are_reported_as_identical():
 def test_an_accuracy_lead_is_higher_is_better():
     def accuracy_runs(arm: str, *values: float) -> list[RunResult]:
         return [
-            RunResult(arm, seed, "ok", 0.5, 0.5, None, None, 1.0, 100, "i", "d", val_accuracy=value)
+            RunResult(
+                arm, seed, "ok", 0.5, 0.5, None, None, 1.0, 100, "i", "d", validation={"val_accuracy": value}
+            )
             for seed, value in enumerate(values)
         ]
 

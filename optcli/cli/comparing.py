@@ -189,7 +189,7 @@ def _compare(
             file=sys.stderr,
         )
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    console.print(ranking_table(result.ranked, plan.ranking_metric, result.verdict), markup=False)
+    console.print(ranking_table(result.ranked, plan.metric_info, result.verdict), markup=False)
     print(result.verdict.text)
     print(f"-> {result.directory}")
 
@@ -261,7 +261,7 @@ def _compare_suite(
         for name, plan in suite.workloads:
             workload = result.results[name]
             print(f"{name}: {plan.target.words() if plan.target else ''}")
-            console.print(ranking_table(workload.ranked, plan.ranking_metric, workload.verdict), markup=False)
+            console.print(ranking_table(workload.ranked, plan.metric_info, workload.verdict), markup=False)
     console.print(suite_table(suite, result.summary), markup=False)
     print(result.summary.verdict)
     print(f"-> {result.directory}")

@@ -98,6 +98,7 @@ def evaluate_command(
     with reported_errors(debug):
         import_torch()
         from optcli.errors import ConfigError
+        from optcli.metrics.table import format_metric
         from optcli.train.rundir import write_atomically
         from optcli.use.evaluating import evaluate_checkpoint, evaluation_record, new_data_overrides
         from optcli.use.trained import open_run
@@ -105,17 +106,23 @@ def evaluate_command(
         if split not in ("val", "test"):
             raise ConfigError(f"--split: val or test, not '{split}'")
         overrides = list(settings or []) + (new_data_overrides(data) if data is not None else [])
+        if any(setting.startswith("metrics=") for setting in overrides):
+            # Other metrics than the run's: what it monitored while training may not be among them.
+            overrides += ["train.monitor=null", "train.early_stopping=null"]
         trained = open_run(run, _checkpoint(checkpoint), overrides)
-        metrics = evaluate_checkpoint(trained, "test" if data is not None or split == "test" else "val")
+        measured = evaluate_checkpoint(trained, "test" if data is not None or split == "test" else "val")
         what = (
             str(data) if data is not None else f"the run's {'validation' if split == 'val' else 'test'} data"
         )
         shown = ", ".join(
-            f"{name} {value:.2%}" if name == "accuracy" else f"{name} {value:.6g}"
-            for name, value in metrics.items()
+            f"{name} {format_metric(name, value, trained.spec.metrics, digits=6)}"
+            for name, value in measured.values.items()
         )
         print(f"{trained.checkpoint_name}.pt (epoch {trained.epoch}) on {what}: {shown}")
-        record = evaluation_record(trained, str(data) if data is not None else split, metrics)
+        for name, rows in measured.tables.items():
+            print(f"{name} (a row per true class, a column per predicted class):")
+            print("\n".join("  " + " ".join(f"{count:>6}" for count in row) for row in rows))
+        record = evaluation_record(trained, str(data) if data is not None else split, measured)
         write_atomically(out, json.dumps(record, indent=2) + "\n")
         print(f"-> {out}")
 
@@ -154,7 +161,7 @@ def export_command(
         for split in ("val", "test"):
             if (session.val_batches if split == "val" else session.test_batches) is not None:
                 found = evaluate_checkpoint(trained, split, session)
-                metrics.update({f"{split}_{name}": value for name, value in found.items()})
+                metrics.update({f"{split}_{name}": value for name, value in found.values.items()})
         exported = export(trained, form, out, first_inputs(session), metrics)
         print(
             f"{form}: {exported.path}, checked on {exported.checked_samples} samples of the run's data: largest "

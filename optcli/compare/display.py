@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from optcli.compare.jobs import Event, Job, JobOutcome
-from optcli.compare.ranking import METRIC_INFO, ArmSummary
+from optcli.compare.ranking import ArmSummary, MetricInfo, info_of
 from optcli.compare.verdict import Verdict, format_value
 from optcli.train.display import format_loss
 from optcli.train.records import EpochRecord, RunStarted, StepRecord
@@ -149,8 +149,9 @@ def make_comparison_display(
     return PlainComparison(sys.stdout, jobs)
 
 
-def ranking_table(ranked: list[ArmSummary], metric: str, verdict: Verdict) -> Table:
-    info = METRIC_INFO[metric]
+def ranking_table(ranked: list[ArmSummary], metric: str | MetricInfo, verdict: Verdict) -> Table:
+    info = info_of(metric)
+    metric = info.name
     better = "lower" if info.lower_is_better else "higher"
     table = Table(title=f"{metric} ({better} is better), mean ± std over seeds", title_justify="left")
     for column in ("rank", "arm", "mean ± std", "min", "max", "seeds", "train time"):

@@ -13,17 +13,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from optcli.compare.ranking import METRIC_INFO, TARGET_METRICS
+from optcli.compare.ranking import METRIC_INFO, TARGET_METRICS, MetricInfo, metric_info
 from optcli.compare.targets import Target, read_target
 from optcli.compare.tuning import Tuning, read_tuning, resolve_trials
 from optcli.config.loading import RawConfig, apply_overrides, carried_over, merge_arm
-from optcli.config.metrics import VALIDATION_METRICS
 from optcli.config.schema import Strict, describe_error
 from optcli.config.yaml_loader import load_yaml_mapping
 
 if TYPE_CHECKING:
     from optcli.config.spec import RunSpec
+    from optcli.metrics.table import Metric
 from optcli.errors import ConfigError
+from optcli.name_matching import did_you_mean
 
 DEFAULT_SEEDS = 3
 # Names that become folders (an arm's, a workload's, the comparison's): never a path.
@@ -82,6 +83,7 @@ class ComparisonPlan:
     # The validation metrics every arm reports (known once checked): none without validation data.
     validation_metrics: tuple[str, ...] = ()
     tuning: Tuning | None = None  # a tuned comparison's trials
+    measured: tuple[Metric, ...] = ()  # the metrics behind validation_metrics (metrics/table.py)
 
     @property
     def has_validation(self) -> bool:
@@ -91,6 +93,13 @@ class ComparisonPlan:
     def ranking_metric(self) -> str:
         assert self.metric is not None, "check_plan settles the metric"
         return self.metric
+
+    @property
+    def metric_info(self) -> MetricInfo:
+        """The ranking metric's facts: its direction and the words a verdict uses."""
+        found = metric_info(self.ranking_metric, self.measured)
+        assert found is not None, "check_plan settles the metric"
+        return found
 
     def spec_for(self, arm: Arm, seed: int) -> RunSpec:
         """The arm's run with this seed: resolving does not depend on the seed, so one resolution
@@ -368,25 +377,45 @@ def check_plan(plan: ComparisonPlan) -> ComparisonPlan:
         if with_validation
         else ()
     )
+    first = next((arm.spec for arm in arms if arm.spec is not None), None)
+    measured = tuple(m for m in first.metrics if f"val_{m.column}" in validation) if first else ()
     metric = plan.metric or ("val_loss" if validation else "final_loss")
-    if metric not in METRIC_INFO:
-        problems.append(f"metric: '{metric}' is not a metric; choose from: {', '.join(METRIC_INFO)}")
+    choices = [*METRIC_INFO, *(name for name in validation if name not in METRIC_INFO)]
+    if metric_info(metric, measured) is None and not (metric.startswith("val_") and problems):
+        problems.append(
+            f"metric: '{metric}' is not a metric{did_you_mean(metric, choices)}; choose from: {', '.join(choices)}"
+        )
+    elif metric.startswith("val_") and metric not in validation and first:
+        problems.append(
+            f"metric: {metric} needs validation data in every arm (data.val_fraction or data.val), and the "
+            f"metric in every arm's metrics:; every arm reports: {', '.join(validation) or 'none'}"
+        )
     if metric in TARGET_METRICS and plan.target is None:
         problems.append(
             f"metric: {metric} needs a target: --target-loss, or target_loss: or target: in the compare file"
         )
     target = plan.target
-    if target is not None and target.metric in VALIDATION_METRICS and target.metric not in validation:
-        problems.append(f"target: {target.metric} needs validation data of that kind in every arm")
-    if metric in VALIDATION_METRICS and metric not in validation:
-        kind = {"val_loss": "", "val_accuracy": " of class labels"}.get(metric, " with real-valued targets")
-        problems.append(
-            f"metric: {metric} needs validation data{kind} in every arm (data.val_fraction or data.val)"
-        )
+    if target is not None and target.metric != "loss" and first:
+        if target.metric not in validation:
+            problems.append(
+                f"target: '{target.metric}' is not a metric every arm reports{did_you_mean(target.metric, validation)} "
+                f"(validation metrics need validation data, and the metric in metrics:); every arm reports: "
+                f"{', '.join(validation) or 'none'}"
+            )
+        else:
+            target = replace(target, lower_is_better=first.direction(target.metric) == "min")
     tuning = plan.tuning
     if tuning is not None and not problems:
         tuning, found = resolve_trials(tuning, tuning.seeds[0])
         problems += found
     if problems:
         raise ConfigError(problems)
-    return replace(plan, arms=tuple(arms), metric=metric, validation_metrics=validation, tuning=tuning)
+    return replace(
+        plan,
+        arms=tuple(arms),
+        metric=metric,
+        validation_metrics=validation,
+        tuning=tuning,
+        target=target,
+        measured=measured,
+    )

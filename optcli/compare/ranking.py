@@ -15,30 +15,67 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
+from optcli.metrics.table import Metric, builtin_for_column
+
 
 @dataclass(frozen=True)
 class MetricInfo:
+    name: str  # as --metric names it
     column: str  # the results.csv column that holds it
     lower_is_better: bool
     words: str  # "reached the lowest final loss"
     unit: str = ""
     needs_target: bool = False  # counts steps or seconds to the target loss
+    percent: bool = False  # an accuracy: differences read as points
 
 
+# What a comparison ranks by besides its runs' validation metrics (those come from metrics/table.py).
 METRIC_INFO = {
-    "final_loss": MetricInfo("final_loss", True, "reached the lowest final loss"),
-    "best_loss": MetricInfo("best_loss", True, "reached the lowest best loss"),
+    "final_loss": MetricInfo("final_loss", "final_loss", True, "reached the lowest final loss"),
+    "best_loss": MetricInfo("best_loss", "best_loss", True, "reached the lowest best loss"),
     "steps_to_target": MetricInfo(
-        "steps_to_target", True, "reached the target loss in the fewest steps", needs_target=True
+        "steps_to_target",
+        "steps_to_target",
+        True,
+        "reached the target loss in the fewest steps",
+        needs_target=True,
     ),
-    "time_to_target": MetricInfo("time_to_target_s", True, "reached the target loss soonest", " s", True),
-    "val_loss": MetricInfo("val_loss", True, "reached the lowest validation loss"),
-    "val_accuracy": MetricInfo("val_accuracy", False, "reached the highest validation accuracy"),
-    "val_rmse": MetricInfo("val_rmse", True, "reached the lowest validation RMSE"),
-    "val_mae": MetricInfo("val_mae", True, "reached the lowest validation MAE"),
-    "val_r2": MetricInfo("val_r2", False, "reached the highest validation R²"),
+    "time_to_target": MetricInfo(
+        "time_to_target", "time_to_target_s", True, "reached the target loss soonest", " s", True
+    ),
+    "val_loss": MetricInfo("val_loss", "val_loss", True, "reached the lowest validation loss"),
 }
 TARGET_METRICS = tuple(name for name, info in METRIC_INFO.items() if info.needs_target)
+
+
+def metric_info(name: str | MetricInfo, measured: tuple[Metric, ...] = ()) -> MetricInfo | None:
+    """The facts a ranking needs about `name`: a comparison metric, or a validation metric
+    (val_f1_macro) of the runs' `measured` ones or a built-in's; None for no metric."""
+    if isinstance(name, MetricInfo):
+        return name
+    if name in METRIC_INFO:
+        return METRIC_INFO[name]
+    if not name.startswith("val_"):
+        return None
+    column = name.removeprefix("val_")
+    metric = next((m for m in measured if m.column == column and m.is_column), None)
+    metric = metric or builtin_for_column(column)
+    if metric is None:
+        return None
+    best = "highest" if metric.higher_is_better else "lowest"
+    return MetricInfo(
+        name,
+        name,
+        not metric.higher_is_better,
+        f"reached the {best} validation {metric.words}",
+        percent=metric.percent,
+    )
+
+
+def info_of(name: str | MetricInfo) -> MetricInfo:
+    found = metric_info(name)
+    assert found is not None, f"{name}: the plan checked its metric"
+    return found
 
 
 JobStatus = Literal["ok", "diverged", "failed", "interrupted"]  # how one arm's run with one seed ended
@@ -59,22 +96,16 @@ class RunResult:
     steps: int
     init_hash: str | None
     data_hash: str | None
-    val_loss: float | None = None  # at the end of the run
-    val_accuracy: float | None = None
-    val_rmse: float | None = None
-    val_mae: float | None = None
-    val_r2: float | None = None
-    best_val_loss: float | None = None
-    best_val_accuracy: float | None = None
-    best_val_rmse: float | None = None
-    best_val_mae: float | None = None
-    best_val_r2: float | None = None
+    # val_loss, val_accuracy, ... at the end of the run, and best_val_loss, ...: summary.json's values.
+    validation: dict[str, float | None] = dataclasses.field(default_factory=dict)
     lr_changed: bool | None = None  # with a scheduler: whether the learning rate ever changed
 
     def metric(self, name: str) -> float | None:
         if self.status != "ok":
             return None
-        value = getattr(self, METRIC_INFO[name].column)
+        value = (
+            self.validation.get(name) if name.startswith("val_") else getattr(self, METRIC_INFO[name].column)
+        )
         return float(value) if value is not None else None
 
 
@@ -118,16 +149,16 @@ class ArmSummary:
         return self.runs_diverged + self.runs_failed + self.runs_interrupted > 0
 
 
-def rank_arms(results: list[RunResult], metric: str, arm_order: list[str]) -> list[ArmSummary]:
+def rank_arms(results: list[RunResult], metric: str | MetricInfo, arm_order: list[str]) -> list[ArmSummary]:
     """One summary per arm, best first: finished arms before troubled ones, then by how many seeds have
     a value (reached the target), then by the mean; arms that never reached a target by how close they
     came (their best loss); arms that never ran last."""
-    info = METRIC_INFO[metric]
+    info = info_of(metric)
     uncontrolled = _uncontrolled_arms(results)
     unranked = []
     for arm in arm_order:
         runs = [result for result in results if result.arm == arm]
-        valued = [(run.seed, value) for run in runs if (value := run.metric(metric)) is not None]
+        valued = [(run.seed, value) for run in runs if (value := run.metric(info.name)) is not None]
         values, seeds = tuple(value for _, value in valued), tuple(seed for seed, _ in valued)
         times = [run.train_time_s for run in runs if run.status == "ok" and run.train_time_s is not None]
         unranked.append(

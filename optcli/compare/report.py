@@ -12,10 +12,9 @@ from typing import Any
 
 from optcli.compare.jobs import Job, JobOutcome
 from optcli.compare.plan import ComparisonPlan
-from optcli.compare.ranking import METRIC_INFO, ArmSummary, RunResult
+from optcli.compare.ranking import ArmSummary, RunResult
 from optcli.compare.targets import TRAINING_LOSS, Target
 from optcli.compare.verdict import Verdict
-from optcli.config.metrics import VALIDATION_METRICS
 from optcli.train.rundir import read_csv_rows, write_atomically
 from optcli.train.sinks import format_number
 
@@ -69,8 +68,10 @@ def read_run_result(job: Job, outcome: JobOutcome, target: Target | None) -> Run
         steps=int(summary.get("steps") or 0),
         init_hash=summary.get("init_hash"),
         data_hash=summary.get("data_hash"),
-        **{metric: summary.get(f"final_{metric}") for metric in VALIDATION_METRICS},
-        **{f"best_{metric}": summary.get(f"best_{metric}") for metric in VALIDATION_METRICS},
+        validation={
+            **{metric: summary.get(f"final_{metric}") for metric in job.spec.validation_metrics},
+            **{f"best_{metric}": summary.get(f"best_{metric}") for metric in job.spec.validation_metrics},
+        },
         lr_changed=_lr_changed(job) if job.spec.scheduler is not None else None,
     )
 
@@ -85,7 +86,10 @@ def write_results_csv(path: Path, results: list[RunResult], validation: tuple[st
     columns = RESULTS_COLUMNS + validation + tuple(f"best_{metric}" for metric in validation)
     rows = [",".join(columns)]
     for result in results:
-        values = [getattr(result, column) for column in columns]
+        values = [
+            getattr(result, column) if column in RESULTS_COLUMNS else result.validation.get(column)
+            for column in columns
+        ]
         rows.append(",".join(_cell(value) for value in values))
     write_atomically(path, "\n".join(rows) + "\n")
 
@@ -119,7 +123,7 @@ def write_summary_json(
     results: list[RunResult],
     status: str,
 ) -> None:
-    info = METRIC_INFO[plan.ranking_metric]
+    info = plan.metric_info
     document = {
         "name": plan.name,
         "status": status,

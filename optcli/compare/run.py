@@ -11,7 +11,7 @@ from typing import Literal
 from optcli.compare.jobs import Event, Job, JobOutcome, JobsInterrupted, plan_jobs, run_jobs
 from optcli.compare.plan import CommandLine, ComparisonPlan
 from optcli.compare.pool import WorkerPool
-from optcli.compare.ranking import METRIC_INFO, ArmSummary, RunResult, rank_arms
+from optcli.compare.ranking import ArmSummary, RunResult, rank_arms
 from optcli.compare.report import (
     read_run_result,
     write_results_csv,
@@ -23,7 +23,6 @@ from optcli.compare.sensitivity import draw_sensitivity
 from optcli.compare.tracking import ParentRun, parent_metrics, settings_of, tracked_jobs
 from optcli.compare.tuning import Tuning, edge_warnings, select, write_tuning_files
 from optcli.compare.verdict import Verdict, give_verdict, with_protocol
-from optcli.config.metrics import VALIDATION_METRICS
 from optcli.train.rundir import create_run_dir, writer_lock
 
 
@@ -119,8 +118,8 @@ def _compare_locked(
     results = [
         read_run_result(job, finished[job.index], plan.target) for job in jobs if job.index in finished
     ]
-    ranked = rank_arms(results, plan.ranking_metric, [arm.name for arm in plan.arms])
-    verdict = with_protocol(give_verdict(ranked, plan.ranking_metric, plan.target), protocol)
+    ranked = rank_arms(results, plan.metric_info, [arm.name for arm in plan.arms])
+    verdict = with_protocol(give_verdict(ranked, plan.metric_info, plan.target), protocol)
     write_results_csv(directory / "results.csv", results, plan.validation_metrics)
     write_summary_csv(directory / "summary.csv", ranked, plan.ranking_metric)
     write_summary_json(directory / "summary.json", plan, ranked, verdict, results, status)
@@ -189,8 +188,7 @@ def _tune(
                 "train_time_s": result.train_time_s,
             }
         )
-    info = METRIC_INFO[plan.ranking_metric]
-    chosen = select(tuning, per_trial, plan.ranking_metric, info.lower_is_better)
+    chosen = select(tuning, per_trial, plan.ranking_metric, plan.metric_info.lower_is_better)
     write_tuning_files(directory, tuning, rows, chosen)
     draw_sensitivity(directory / "sensitivity.png", tuning, rows, chosen, plan.ranking_metric)
     picked = {arm: selection.trial.spec for arm, selection in chosen.items() if selection.trial.spec}
@@ -204,7 +202,7 @@ def _tune(
 def _draw(directory: Path, plan: ComparisonPlan, jobs: list, finished: dict[int, JobOutcome]) -> None:
     from optcli.compare.curves import draw_curves, read_curve
 
-    metric = plan.ranking_metric if plan.ranking_metric in VALIDATION_METRICS else None
+    metric = plan.ranking_metric if plan.ranking_metric in plan.validation_metrics else None
     curves = {arm.name: [] for arm in plan.arms}  # type: ignore[var-annotated]
     for job in jobs:
         if job.index in finished:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optcli.config.metrics import VALIDATION_METRICS, better_direction
+from optcli.config.metrics import better_direction
 from optcli.errors import ConfigError
 from optcli.name_matching import did_you_mean
 from optcli.train.rundir import read_csv_rows
@@ -21,10 +21,12 @@ TRAINING_LOSS = "loss"  # target_loss: the epoch's mean training loss
 class Target:
     metric: str  # "loss" (the training loss) or a validation metric
     value: float
+    # Settled from the runs' own metrics when the plan is checked; until then a built-in's (by name).
+    lower_is_better: bool | None = None
 
-    @property
-    def lower_is_better(self) -> bool:
-        return better_direction(self.metric) == "min"
+    def __post_init__(self) -> None:
+        if self.lower_is_better is None:
+            object.__setattr__(self, "lower_is_better", better_direction(self.metric) == "min")
 
     def words(self) -> str:
         """'the target loss 0.5', 'the target val_accuracy 0.97'."""
@@ -56,14 +58,15 @@ def read_target(given: Any, target_loss: float | None, where: str) -> Target | N
         return Target(TRAINING_LOSS, target_loss) if target_loss is not None else None
     if target_loss is not None:
         raise ConfigError(f"{where}: give target: or target_loss:, not both")
-    metrics = (TRAINING_LOSS, *VALIDATION_METRICS)
     if not isinstance(given, dict) or len(given) != 1:
         raise ConfigError(f"{where}: one metric and the value to reach, e.g. {{val_accuracy: 0.97}}")
     ((metric, value),) = given.items()
-    if metric not in metrics:
+    # (Which validation metrics the runs report is known once their configs are checked.)
+    if metric != TRAINING_LOSS and not (isinstance(metric, str) and metric.startswith("val_")):
+        metrics = (TRAINING_LOSS, "val_loss", "val_accuracy", "val_...")
         raise ConfigError(
             f"{where}: '{metric}' is not a metric a target can be on{did_you_mean(str(metric), metrics)}; "
-            f"choose from {', '.join(metrics)}"
+            f"the training loss (loss) or a validation metric the runs report (val_loss, val_f1_macro, ...)"
         )
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{where}.{metric}: a number, got {value!r}")

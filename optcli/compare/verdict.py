@@ -13,11 +13,10 @@ import math
 from dataclasses import dataclass
 
 from optcli.compare.ranking import (
-    METRIC_INFO,
-    TARGET_METRICS,
     ArmSummary,
     MetricInfo,
     PairedLead,
+    info_of,
     paired_lead,
 )
 from optcli.compare.targets import Target
@@ -32,15 +31,15 @@ class Verdict:
     identical: bool = False  # the winner and the runner-up gave the same value on every seed
 
 
-def give_verdict(ranked: list[ArmSummary], metric: str, target: Target | None = None) -> Verdict:
+def give_verdict(ranked: list[ArmSummary], metric: str | MetricInfo, target: Target | None = None) -> Verdict:
     """The ranking in one sentence, e.g. 'adam reached the lowest final loss, 0.12 ± 0.01 over 3 seeds,
     2.3× lower than sgd; adam and rmsprop are within seed noise of each other'."""
-    info = METRIC_INFO[metric]
+    info = info_of(metric)
     finished = [arm for arm in ranked if arm.mean is not None]
     if not finished:
-        return Verdict(_nobody(ranked, metric, target), None, None, None)
+        return Verdict(_nobody(ranked, info, target), None, None, None)
     winner = finished[0]
-    words = info.words if metric not in TARGET_METRICS else _target_words(info, target)
+    words = _target_words(info, target) if info.needs_target else info.words
     parts = [f"{winner.arm} {words}, {_value(winner, info)} over {_seeds(winner)}"]
     runner_up = finished[1] if len(finished) > 1 else None
     lead = paired_lead(winner, runner_up, info.lower_is_better) if runner_up else None
@@ -114,8 +113,8 @@ def _target_words(info: MetricInfo, target: Target | None) -> str:
     return info.words.replace("the target loss", target.words() if target else "the target")
 
 
-def _nobody(ranked: list[ArmSummary], metric: str, target: Target | None) -> str:
-    if metric in TARGET_METRICS and not any(arm.trouble for arm in ranked):
+def _nobody(ranked: list[ArmSummary], info: MetricInfo, target: Target | None) -> str:
+    if info.needs_target and not any(arm.trouble for arm in ranked):
         return f"no arm reached {target.words()} in any run" if target else "no arm reached the target"
     return "no arm finished a run: every run diverged or failed"
 
@@ -144,7 +143,7 @@ def _seeds(arm: ArmSummary) -> str:
 
 def _compared(best: float, other: float, info: MetricInfo, other_arm: str) -> str:
     """'2.3× lower than sgd' where a ratio means something, else the difference."""
-    if info.column.endswith("accuracy"):
+    if info.percent:
         return f"{abs(best - other) * 100:.1f} points higher than {other_arm}"
     if info.column.endswith("r2"):  # a ratio of R² values means nothing; their difference does
         return f"{abs(best - other):.3g} higher than {other_arm}"

@@ -1,38 +1,44 @@
-"""The metrics a run can monitor (ReduceLROnPlateau, early stopping, the best checkpoint) and which
-way is better: one place for these facts."""
+"""The metrics a run produces, which it can monitor (ReduceLROnPlateau, early stopping, the best
+checkpoint), and which way is better. The facts about each metric live in metrics/table.py."""
 
 from __future__ import annotations
 
 from typing import Literal
 
+from optcli.metrics.table import Metric, builtin_for_column
+
 TRAIN_METRICS = ("train_loss",)  # the epoch's mean training loss: every run has it
-# On validation data, by the kind of targets: class labels, or real values.
-CLASSIFICATION_METRICS = ("val_loss", "val_accuracy")
-REGRESSION_METRICS = ("val_loss", "val_rmse", "val_mae", "val_r2")
-VALIDATION_METRICS = tuple(dict.fromkeys(CLASSIFICATION_METRICS + REGRESSION_METRICS))
-HIGHER_IS_BETTER = ("accuracy", "r2")  # metric names end with these; the others are errors or losses
 
 
-def better_direction(metric: str) -> Literal["min", "max"]:
-    """Accuracies and r2 are better higher; losses and errors lower."""
-    return "max" if metric.endswith(HIGHER_IS_BETTER) else "min"
-
-
-def validation_metrics(is_classification: bool, judged: bool = True) -> tuple[str, ...]:
-    """What an evaluation reports. `judged`: the model's output can be compared with the targets (a
-    model that computes its own loss gives only that, unless model.output names its predictions)."""
+def validation_metrics(metrics: tuple[Metric, ...], judged: bool = True) -> tuple[str, ...]:
+    """The columns an evaluation fills: val_loss, and a column per metric. `judged`: the model's output
+    can be compared with the targets (a model that computes its own loss gives only that, unless
+    model.output names its predictions)."""
     if not judged:
         return ("val_loss",)
-    return CLASSIFICATION_METRICS if is_classification else REGRESSION_METRICS
+    return ("val_loss", *(f"val_{metric.column}" for metric in metrics if metric.is_column))
 
 
-def available_metrics(has_validation: bool, is_classification: bool, judged: bool = True) -> tuple[str, ...]:
+def available_metrics(
+    has_validation: bool, metrics: tuple[Metric, ...], judged: bool = True
+) -> tuple[str, ...]:
     """What a run produces to monitor: the training loss, and the validation metrics it will have."""
     if not has_validation:
         return TRAIN_METRICS
-    return TRAIN_METRICS + validation_metrics(is_classification, judged)
+    return TRAIN_METRICS + validation_metrics(metrics, judged)
 
 
 def default_monitor(has_validation: bool) -> str:
     """What a run watches unless told otherwise: the validation loss when there is validation data."""
     return "val_loss" if has_validation else "train_loss"
+
+
+def better_direction(name: str, metrics: tuple[Metric, ...] = ()) -> Literal["min", "max"]:
+    """Which way `name` (train_loss, val_loss, val_f1_macro, test_...) is better: a run's own metric
+    says; a built-in column is looked up by name; losses, errors and anything else are lower-better."""
+    column = name.split("_", 1)[1] if name.startswith(("val_", "test_")) else name
+    for metric in metrics:
+        if metric.column == column:
+            return "max" if metric.higher_is_better else "min"
+    builtin = builtin_for_column(column)
+    return "max" if builtin is not None and builtin.higher_is_better else "min"

@@ -18,6 +18,7 @@ from optcli.config.dry_run import dry_run
 from optcli.config.init_and_groups import ParamGroup
 from optcli.config.loading import RawConfig
 from optcli.config.metrics import better_direction
+from optcli.config.metrics_section import resolve_metrics
 from optcli.config.parts import PARTS, OptimizerPart
 from optcli.config.scheduler_section import resolve_scheduler
 from optcli.config.schema import ConfigFile, TrainConfig, validate_file
@@ -35,6 +36,7 @@ from optcli.config.sections import (
 from optcli.config.spec import Component, DataSpec, RunSpec, SchedulerSpec, optimizer_steps
 from optcli.config.speed_options import check_scaling
 from optcli.errors import ConfigError
+from optcli.metrics.table import Metric
 
 
 def resolve_config(raw: RawConfig) -> RunSpec:
@@ -48,8 +50,9 @@ def resolve_config(raw: RawConfig) -> RunSpec:
     loss = resolve_loss(config.loss, data, raw.base_dir, problems)
     data = _with_binary_labels(data, loss)
     model = resolve_model(config.model, data, raw.base_dir, problems) if config.model else None
+    metrics = resolve_metrics(config.metrics, data, raw.base_dir, problems)
     optimizer, groups, parts = _resolve_optimizer(config, raw, problems)
-    train = config.train if data is None else _settle_evaluation(config.train, data, problems)
+    train = config.train if data is None else _settle_evaluation(config.train, data, metrics, problems)
     if train.on_nonfinite == "skip" and optimizer and optimizers.class_needs_closure(optimizer.target):
         problems.add(
             f"train.on_nonfinite: skip cannot work with {optimizer.name}, which evaluates the loss inside "
@@ -64,12 +67,19 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         run_length = {"step": total_steps or 1, "epoch": epochs or 1}
         carried_scheduler = raw.carried.get("scheduler", {})
         scheduler = resolve_scheduler(
-            config.scheduler, carried_scheduler, run_length, data, raw.base_dir, problems
+            config.scheduler,
+            carried_scheduler,
+            run_length,
+            data,
+            raw.base_dir,
+            problems,
+            metrics=metrics,
+            train_monitor=train.monitor,
         )
         scheduler = scheduler if total_steps else None
     if parts:
         run_length = {"step": total_steps or 1, "epoch": epochs or 1}
-        parts = _resolve_part_schedulers(config, parts, run_length, data, raw, problems)
+        parts = _resolve_part_schedulers(config, parts, run_length, data, metrics, raw, problems)
     stepping = scheduler or next((part.scheduler for part in parts if part.scheduler), None)
     schedule_length = total_steps if stepping is not None and stepping.interval == "step" else epochs
     output_key = config.model.output if config.model else None
@@ -114,6 +124,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         parts=parts,
         model_output=output_key,
         model_init=init,
+        metrics=metrics,
     )
 
 
@@ -130,6 +141,7 @@ def _check_judged_monitors(
         return
     stopping = train.early_stopping
     for where, monitor in (
+        ("train.monitor", train.monitor),
         ("scheduler.monitor", scheduler.monitor if scheduler else None),
         ("train.early_stopping.monitor", stopping.monitor if stopping else None),
     ):
@@ -189,6 +201,7 @@ def _resolve_part_schedulers(
     parts: tuple[OptimizerPart, ...],
     run_length: dict[str, int],
     data: DataSpec | None,
+    metrics: tuple[Metric, ...],
     raw: RawConfig,
     problems: Problems,
 ) -> tuple[OptimizerPart, ...]:
@@ -208,7 +221,14 @@ def _resolve_part_schedulers(
         return parts
     resolved = {
         name: resolve_scheduler(
-            section, {}, run_length, data, raw.base_dir, problems, f"optimizer.parts.{name}.scheduler"
+            section,
+            {},
+            run_length,
+            data,
+            raw.base_dir,
+            problems,
+            f"optimizer.parts.{name}.scheduler",
+            metrics,
         )
         for name, section in scheduled.items()
     }
@@ -270,7 +290,9 @@ def _run_length(train: TrainConfig, data: DataSpec, problems: Problems) -> tuple
     return math.ceil(total_steps / steps_per_epoch), total_steps
 
 
-def _settle_evaluation(train: TrainConfig, data: DataSpec, problems: Problems) -> TrainConfig:
+def _settle_evaluation(
+    train: TrainConfig, data: DataSpec, metrics: tuple[Metric, ...], problems: Problems
+) -> TrainConfig:
     """Early stopping's monitor and mode filled in; evaluation settings that cannot work refused."""
     if train.eval_every is not None and not data.has_validation:
         problems.add(
@@ -288,12 +310,15 @@ def _settle_evaluation(train: TrainConfig, data: DataSpec, problems: Problems) -
     if train.test_on is None:
         best = data.has_validation and train.checkpoint
         train = train.model_copy(update={"test_on": "best" if best else "last"})
+    # (An unknown monitor is a problem already; "train_loss" only keeps the types whole until it is raised.)
+    chosen = choose_monitor(train.monitor, data, metrics, "train.monitor", problems) or "train_loss"
+    train = train.model_copy(update={"monitor": chosen})
     stopping = train.early_stopping
     if stopping is None:
         return train
-    # (An unknown monitor is a problem already; "train_loss" only keeps the types whole until it is raised.)
-    monitor = choose_monitor(stopping.monitor, data, "train.early_stopping.monitor", problems) or "train_loss"
+    where = "train.early_stopping.monitor"
+    monitor = choose_monitor(stopping.monitor, data, metrics, where, problems, chosen) or "train_loss"
     filled = stopping.model_copy(
-        update={"monitor": monitor, "mode": stopping.mode or better_direction(monitor)}
+        update={"monitor": monitor, "mode": stopping.mode or better_direction(monitor, metrics)}
     )
     return train.model_copy(update={"early_stopping": filled})

@@ -14,6 +14,7 @@ from optcli.config.metrics import better_direction
 from optcli.config.schema import NamedSection, SchedulerSection
 from optcli.config.sections import Problems, bind_component, choose_monitor, is_subclass, lookup, take_carried
 from optcli.config.spec import Component, DataSpec, SchedulerSpec
+from optcli.metrics.table import Metric
 
 
 def resolve_scheduler(
@@ -24,6 +25,8 @@ def resolve_scheduler(
     base_dir: Path,
     problems: Problems,
     where: str = "scheduler",
+    metrics: tuple[Metric, ...] = (),
+    train_monitor: str | None = None,
 ) -> SchedulerSpec | None:
     """The scheduler, its interval and monitor settled, and the run's length filled in where its
     class takes one (`where`: the section's key; a part's own is optimizer.parts.NAME.scheduler) (`run_length` holds the run's steps and epochs)."""
@@ -33,7 +36,9 @@ def resolve_scheduler(
     target, arguments = entry.target, take_carried(entry, section.arguments, carried, where, problems)
     interval = section.interval or ("step" if is_subclass(target, schedulers.STEPPED_PER_BATCH) else "epoch")
     length = run_length[interval]
-    monitor = _plateau_monitor(section, target, interval, data, arguments, problems, where)
+    monitor = _plateau_monitor(
+        section, target, interval, data, (metrics, train_monitor), arguments, problems, where
+    )
     children: tuple[Component, ...] = ()
     filled: list[str] = []
     supplied = schedulers.SCHEDULERS.supplied_by_code
@@ -60,6 +65,7 @@ def _plateau_monitor(
     target: Any,
     interval: str,
     data: DataSpec | None,
+    monitored: tuple[tuple[Metric, ...], str | None],
     arguments: dict[str, Any],
     problems: Problems,
     where: str,
@@ -76,9 +82,10 @@ def _plateau_monitor(
         )
     if data is None:
         return None
-    monitor = choose_monitor(section.monitor, data, f"{where}.monitor", problems)
+    metrics, train_monitor = monitored  # the run's metrics, and train.monitor (the default)
+    monitor = choose_monitor(section.monitor, data, metrics, f"{where}.monitor", problems, train_monitor)
     if monitor is not None and "mode" not in arguments:
-        arguments["mode"] = better_direction(monitor)
+        arguments["mode"] = better_direction(monitor, metrics)
     return monitor
 
 

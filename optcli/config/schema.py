@@ -220,6 +220,10 @@ class TrainConfig(Strict):
     max_steps: int | None = Field(None, ge=1)  # stop after this many optimizer steps
     log_every: int = Field(1, ge=1)  # optimizer steps between rows of metrics.csv
     eval_every: int | None = Field(None, ge=1)  # optimizer steps between evaluations, besides epoch ends
+    # The metric that picks best.pt, and that early stopping and ReduceLROnPlateau follow unless they
+    # name their own: val_loss with validation data, else train_loss; or any metric the run reports
+    # (val_accuracy, val_f1_macro, ...), its direction the metric's own.
+    monitor: str | None = None
     early_stopping: EarlyStoppingConfig | None = None
     # false: no checkpoint at all (the run cannot be resumed, and the test data judges the last weights)
     checkpoint: bool = True
@@ -308,6 +312,9 @@ class ConfigFile(Strict):
     optimizer: OptimizerSection | None = None
     scheduler: SchedulerSection | None = None
     clip: ClipConfig | None = None
+    # What evaluations report besides the loss: names, or mappings with a name and arguments
+    # (config/metrics_section.py); default: accuracy for class labels, rmse, mae and r2 for values.
+    metrics: list[Any] | None = None
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 

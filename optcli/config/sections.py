@@ -26,6 +26,8 @@ from optcli.config.schema import (
 )
 from optcli.config.spec import WRAPPED_ARGUMENT, Component, DataSpec
 from optcli.errors import ConfigError
+from optcli.metrics.table import Metric
+from optcli.name_matching import did_you_mean
 
 _KEY = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z0-9_]+)*: ")  # a key path, then what is wrong with it
 
@@ -293,15 +295,23 @@ def resolve_param_groups(
     return tuple(groups)
 
 
-def choose_monitor(requested: str | None, data: DataSpec, where: str, problems: Problems) -> str | None:
-    """The metric to follow: the one requested, else the run's default; None (and a problem) when the
-    run will not produce it."""
-    monitor = requested or default_monitor(data.has_validation)
-    metrics = available_metrics(data.has_validation, data.is_classification)
-    if monitor in metrics:
+def choose_monitor(
+    requested: str | None,
+    data: DataSpec,
+    metrics: tuple[Metric, ...],
+    where: str,
+    problems: Problems,
+    default: str | None = None,
+) -> str | None:
+    """The metric to follow: the one requested, else `default` (train.monitor), else the run's
+    default; None (and a problem) when the run will not produce it."""
+    monitor = requested or default or default_monitor(data.has_validation)
+    produced = available_metrics(data.has_validation, metrics)
+    if monitor in produced:
         return monitor
-    hint = "" if "val_loss" in metrics else " (validation metrics need data.val_fraction or data.val)"
+    hint = "" if "val_loss" in produced else " (validation metrics need data.val_fraction or data.val)"
     problems.add(
-        f"{where}: '{monitor}' is not a metric this run produces; choose from: {', '.join(metrics)}{hint}"
+        f"{where}: '{monitor}' is not a metric this run produces{did_you_mean(monitor, produced)}; choose from: "
+        f"{', '.join(produced)}{hint}"
     )
     return None

@@ -19,11 +19,12 @@ from optcli.components.forward import Forward, ModelLoss
 from optcli.components.registry import import_object
 from optcli.components.signature import TensorValue, plain, recorded_arguments
 from optcli.config.init_and_groups import ModelInit, ParamGroup
-from optcli.config.metrics import validation_metrics
+from optcli.config.metrics import better_direction, validation_metrics
 from optcli.config.schema import SECTION_KEYS, ClipConfig, LoaderOptions, OutputConfig, TrainConfig
 from optcli.data.batches import batches_per_epoch
 from optcli.data.in_memory import DataInfo
 from optcli.data.registry import open_source
+from optcli.metrics.table import Metric
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,7 @@ class RunSpec:
     parts: tuple[OptimizerPart, ...] = ()  # optimizer.parts (then `optimizer` is the class combining them)
     model_output: str | int | None = None  # model.output: what the loss sees of the model's output
     model_init: ModelInit | None = None  # model.init: trained weights to start from
+    metrics: tuple[Metric, ...] = ()  # metrics: what evaluations report besides the loss
     notes: tuple[str, ...] = ()  # what optcli decided that the user should hear (a carried-over argument)
 
     @functools.cached_property
@@ -320,8 +322,17 @@ class RunSpec:
         """The columns an evaluation fills in epochs.csv and evals.csv (none without validation data)."""
         if not self.data.has_validation:
             return ()
-        judged = not self.forward.from_model or self.model_output is not None
-        return validation_metrics(self.data.is_classification, judged)
+        return validation_metrics(self.metrics, self.judged)
+
+    @property
+    def judged(self) -> bool:
+        """The model's output can be compared with the targets (a model that computes its own loss
+        gives only that, unless model.output names its predictions)."""
+        return not self.forward.from_model or self.model_output is not None
+
+    def direction(self, metric: str) -> Literal["min", "max"]:
+        """Which way one of the run's metrics (train_loss, val_f1_macro) is better."""
+        return better_direction(metric, self.metrics)
 
     @functools.cached_property
     def resolved(self) -> dict[str, Any]:
@@ -348,6 +359,7 @@ class RunSpec:
             record["scheduler"] = self.scheduler.record()
         if self.clip is not None:
             record["clip"] = self.clip.model_dump(exclude_none=True)
+        record["metrics"] = [metric.record() for metric in self.metrics]
         record["train"] = self.train.model_dump()
         record["output"] = self.output.model_dump()
         return plain(record)  # type: ignore[no-any-return]
@@ -365,6 +377,7 @@ class RunSpec:
         components += [split.component for split in (self.data.val, self.data.test) if split is not None]
         for part in self.parts:
             components += [part.optimizer, part.optimizer.inner]
+        components += [metric.measure for metric in self.metrics]
         for scheduler in (self.scheduler, *(part.scheduler for part in self.parts)):
             if scheduler is not None:  # (SequentialLR's inner schedulers too)
                 components += [scheduler.component, *scheduler.children]

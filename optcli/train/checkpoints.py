@@ -4,7 +4,7 @@
 default often enough to lose little, rarely enough to cost under about 1% of the run, at an epoch's
 end or within one), or every `train.checkpoint_every` epochs when the config counts epochs instead;
 and always when a run is interrupted and when it ends. `checkpoints/best.pt` is written whenever the
-monitored metric (the validation loss when there is validation data, else the epoch's training loss)
+monitored metric (train.monitor: the validation loss when there is validation data, else the epoch's training loss)
 is the best so far: it must hold that epoch's weights, which no later write could. A checkpoint holds the model,
 optimizer and scheduler, every random generator's state (Python, NumPy, torch, CUDA, the data
 order's), the loop's position, the resolved config, and how long each CSV file was at that point.
@@ -173,7 +173,7 @@ class Checkpointer:
         self.enabled = train.checkpoint  # false: nothing is ever written
         self.every = train.checkpoint_every  # None: by time (self.timer)
         self.timer = CheckpointTimer(interval_seconds(train.checkpoint_interval))
-        self.monitor = default_monitor(session.spec.data.has_validation)
+        self.monitor = train.monitor or default_monitor(session.spec.data.has_validation)
         self.last_written: str | None = None  # "epoch 3, step 60", for messages: once it is on disk
         self.writer = CheckpointWriter()
         self._writing: str | None = None  # what the writer has in hand

@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from optcli.metrics.table import format_metric
 from optcli.train.records import EpochRecord, Record, RunStarted, SkippedStep, StepRecord
 from optcli.train.sinks import RunOutcome, Sink
 
@@ -62,7 +63,7 @@ class EpochRows:
         self.count = 0  # rows seen, kept or not
         self.last_grad_norm: float | None = None
         self.epochs = 0
-        self.has_validation = self.has_accuracy = False
+        self.validation: list[str] = []  # the validation columns seen (val_loss, val_accuracy, ...)
 
     def handle(self, record: Record) -> tuple[EpochRecord, float | None] | None:
         if type(record) is StepRecord:  # (the common case, tested first and cheaply)
@@ -73,15 +74,15 @@ class EpochRows:
             row = (record, self.last_grad_norm)
             self.rows.append(row)
             self.count += 1
-            self.has_validation = self.has_validation or record.val_loss is not None
-            self.has_accuracy = self.has_accuracy or record.val_accuracy is not None
+            self.validation += [
+                name for name in record.metrics if name.startswith("val_") and name not in self.validation
+            ]
             return row
         return None
 
     def columns(self) -> list[str]:
         columns = ["epoch", "step", "train loss", "lr", "grad norm", "time"]
-        if self.has_validation:
-            columns[3:3] = ["val loss", "val acc"] if self.has_accuracy else ["val loss"]
+        columns[3:3] = [_HEADERS.get(name, name.replace("_", " ", 1)) for name in self.validation]
         return columns
 
     def cells(self, row: tuple[EpochRecord, float | None]) -> list[str]:
@@ -94,12 +95,16 @@ class EpochRows:
             "-" if grad_norm is None else f"{grad_norm:.3f}",
             format_time(epoch.elapsed_s),
         ]
-        if self.has_validation:
-            validation = [format_loss(epoch.val_loss)]
-            if self.has_accuracy:
-                validation.append("-" if epoch.val_accuracy is None else f"{epoch.val_accuracy:.2%}")
-            cells[3:3] = validation
+        cells[3:3] = [
+            format_loss(epoch.metrics.get(name))
+            if name == "val_loss"
+            else format_metric(name, epoch.metrics.get(name))
+            for name in self.validation
+        ]
         return cells
+
+
+_HEADERS = {"val_loss": "val loss", "val_accuracy": "val acc"}
 
 
 class LiveDisplay:
@@ -242,6 +247,15 @@ def summary_line(summary: dict[str, object], run_dir: Path) -> str:
         )
     if isinstance(summary.get("final_val_r2"), float):
         parts.append(f"val R² {summary['final_val_r2']:.4f} (RMSE {number('final_val_rmse')})")
+    shown = {"final_val_loss", "final_val_accuracy", "final_val_r2", "final_val_rmse", "final_val_mae"}
+    for key, value in summary.items():  # the metrics the config named
+        if key.startswith("final_val_") and key not in shown and isinstance(value, float):
+            name = key.removeprefix("final_")
+            best = summary.get(f"best_{name}")
+            best = best if isinstance(best, float) else None
+            parts.append(
+                f"{name.replace('_', ' ', 1)} {format_metric(name, value)} (best {format_metric(name, best)})"
+            )
     if "test_loss" in summary:
         parts.append(f"test loss {number('test_loss')}")
     if isinstance(summary.get("test_accuracy"), float):

@@ -12,6 +12,8 @@ from optcli.components.forward import Forward
 from optcli.config.schema import EarlyStoppingConfig
 from optcli.data.batches import Batches
 from optcli.data.loader import batch_length
+from optcli.metrics.measure import Measured, Measurement
+from optcli.metrics.table import Metric
 
 
 def evaluate(
@@ -19,77 +21,20 @@ def evaluate(
     batches: Batches,
     loss_function: torch.nn.Module,
     forward: Forward,
+    metrics: tuple[Metric, ...],
     classification: bool,
-) -> dict[str, float]:
-    """The metrics over every sample, in eval mode (dropout off) without gradients: `loss` (each
-    batch's mean loss weighted by its size); `accuracy` for class labels; `rmse`, `mae` and `r2` for
-    real-valued targets (r2 averaged over the target's values, as scikit-learn's default does)."""
+) -> Measured:
+    """The loss (each batch's mean loss weighted by its size) and the run's metrics over every sample
+    of the split, in eval mode (dropout off) without gradients."""
     was_training = model.training
     model.eval()
-    totals = _Totals(batches.device)
+    measurement = Measurement(metrics, batches.device, classification)
     with torch.no_grad():
         for batch in batches.epoch():
             loss, judged, targets = forward(model, loss_function, batch)
-            totals.add(loss, judged, targets, batch_length(batch), classification)
+            measurement.add(loss, judged, targets, batch_length(batch))
     model.train(was_training)
-    return totals.metrics(classification)  # Note: a host-device sync point, once per evaluation.
-
-
-class _Totals:
-    """Sums kept on the device, in float64 where the device has it, until the evaluation's end."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.dtype = torch.float32 if device.type == "mps" else torch.float64
-        zero = torch.zeros((), device=device, dtype=self.dtype)
-        self.samples = 0
-        self.loss = zero.clone()
-        self.correct = zero.clone()
-        self.judged = 0  # samples whose output could be judged (a from_model loss may have no output)
-        # Regression: squared and absolute errors, and the targets' sums for their variance.
-        self.squared: torch.Tensor = zero.clone()
-        self.absolute = zero.clone()
-        self.target_sum: torch.Tensor | float = 0.0
-        self.target_square_sum: torch.Tensor | float = 0.0
-        self.values = 0
-
-    def add(
-        self, loss: torch.Tensor, output: Any, targets: torch.Tensor | None, size: int, classification: bool
-    ) -> None:
-        self.samples += size
-        self.loss += loss.to(self.dtype) * size
-        if not isinstance(output, torch.Tensor) or targets is None:
-            return
-        if classification and output.dim() == 2 and output.shape[1] > 1:
-            self.correct += (output.argmax(dim=1) == targets).sum()
-            self.judged += size
-        elif classification and output.shape == targets.shape:  # one logit per sample: 1 when above 0
-            self.correct += ((output > 0) == (targets > 0.5)).sum()
-            self.judged += size
-        elif not classification and output.shape == targets.shape:
-            error = (output - targets).to(self.dtype).reshape(size, -1)
-            self.squared = self.squared + error.square().sum(dim=0)  # per target value, for r2
-            self.absolute += error.abs().sum()
-            flat = targets.to(self.dtype).reshape(size, -1)
-            self.target_sum = self.target_sum + flat.sum(dim=0)
-            self.target_square_sum = self.target_square_sum + flat.square().sum(dim=0)
-            self.values += targets.numel()
-
-    def metrics(self, classification: bool) -> dict[str, float]:
-        found = {"loss": self.loss.item() / self.samples}
-        if classification and self.judged:
-            found["accuracy"] = self.correct.item() / self.judged
-        if not classification and self.values:
-            n = self.samples
-            spread = torch.as_tensor(self.target_square_sum) - torch.as_tensor(self.target_sum).square() / n
-            explained = [
-                1 - sse / sst
-                for sse, sst in zip(self.squared.tolist(), spread.tolist(), strict=True)
-                if sst > 0
-            ]
-            found["rmse"] = math.sqrt(self.squared.sum().item() / self.values)
-            found["mae"] = self.absolute.item() / self.values
-            found["r2"] = math.fsum(explained) / len(explained) if explained else math.nan
-        return found
+    return measurement.result()  # Note: a host-device sync point, once per evaluation.
 
 
 @dataclass

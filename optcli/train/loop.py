@@ -98,11 +98,13 @@ def _train(
             state.elapsed_s = clock.elapsed()
             yield CheckpointDue("partial", epoch, state.step, state.to_dict())
         metrics = {"train_loss": _mean_finite(state.epoch_losses)}
+        tables = {}
         if session.val_batches is not None:
             evaluation = _evaluation(session, clock, "val", state.step, epoch)
             metrics.update({f"val_{name}": value for name, value in evaluation.metrics.items()})
-        improved = state.note_bests(metrics, epoch)
-        yield EpochRecord(epoch, state.step, lr, clock.elapsed(), metrics, improved)
+            tables = evaluation.tables
+        improved = state.note_bests(metrics, epoch, spec.direction)
+        yield EpochRecord(epoch, state.step, lr, clock.elapsed(), metrics, improved, tables)
         if plan.epoch_scheduler is not None:
             # Schedule (per epoch). ReduceLROnPlateau decides from the monitored metric; others count epochs.
             monitor = spec.stepping.monitor if spec.stepping else None
@@ -239,9 +241,14 @@ def _evaluation(
         spec = session.spec
         if switch_modes:
             set_optimizer_mode(session.optimizer, "eval")
-        metrics = evaluate(
-            session.evaluated, batches, session.loss_function, spec.forward, spec.data.is_classification
+        measured = evaluate(
+            session.evaluated,
+            batches,
+            session.loss_function,
+            spec.forward,
+            spec.metrics if spec.judged else (),
+            spec.data.is_classification,
         )
         if switch_modes:
             set_optimizer_mode(session.optimizer, "train")
-    return EvalRecord(split, step, epoch, metrics, clock.elapsed())
+    return EvalRecord(split, step, epoch, measured.values, clock.elapsed(), tables=measured.tables)

@@ -38,10 +38,13 @@ class EpochRecord:
     step: int
     lr: float  # the learning rate the epoch's last step used
     elapsed_s: float
-    # train_loss (the mean of the epoch's step losses); with validation data val_loss, and
-    # val_accuracy for class labels, on the validation data at the epoch's end.
+    # train_loss (the mean of the epoch's step losses); with validation data val_loss and the run's
+    # metrics (val_accuracy, val_f1_macro, ...), on the validation data at the epoch's end.
     metrics: dict[str, float]
     improved: tuple[str, ...] = ()  # the metrics whose value is the best so far
+    tables: dict[str, list[list[int]]] = field(
+        default_factory=dict
+    )  # the evaluation's (its confusion matrix)
 
     @property
     def train_loss(self) -> float:
@@ -64,11 +67,12 @@ class EvalRecord:
     split: str  # val or test
     step: int
     epoch: int
-    # loss; accuracy for class labels; rmse, mae and r2 for real-valued targets (unprefixed names)
+    # loss and the run's metrics (accuracy, f1_macro, rmse, ...: unprefixed names)
     metrics: dict[str, float]
     elapsed_s: float
     weights: Literal["best", "last"] = "last"  # which weights the test data judged
     weights_epoch: int | None = None  # the epoch whose end-of-epoch weights they are
+    tables: dict[str, list[list[int]]] = field(default_factory=dict)  # metrics written as files
 
     @property
     def loss(self) -> float:

@@ -40,6 +40,7 @@ def prepare_resume(run_dir: Path, overrides: list[str], allow_changes: bool) -> 
     spec = _with_recorded_threads(spec, checkpoint)
     changes = config_differences(checkpoint["config"], spec.resolved) + _thread_change(spec, checkpoint)
     _check_schedule_length(spec, changes)
+    _check_metrics(spec, checkpoint)
     if changes and not allow_changes:
         raise ConfigError(
             [
@@ -159,6 +160,17 @@ def _check_schedule_length(spec: RunSpec, changes: list[str]) -> None:
         raise ConfigError(
             "scheduler.total_steps: OneCycleLR plans its whole cycle when it starts, so a resumed run cannot "
             "change its length; start a new run for a longer cycle"
+        )
+
+
+def _check_metrics(spec: RunSpec, checkpoint: Checkpoint) -> None:
+    """The run's CSV files have a column per metric: a resume keeps them (other metrics: a new run)."""
+    before, after = checkpoint["config"].get("metrics"), spec.resolved.get("metrics")
+    if before is not None and before != after:
+        raise ConfigError(
+            "metrics: the run's epochs.csv has a column for each metric it was started with, "
+            f"{before}; a resumed run reports the same ones. Start a new run for others (or evaluate this "
+            "one's checkpoints with `optcli evaluate --set metrics=[...]`)"
         )
 
 

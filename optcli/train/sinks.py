@@ -19,7 +19,6 @@ from typing import Any, Literal, Protocol, TextIO, TypedDict
 import torch
 
 from optcli import __version__
-from optcli.config.metrics import VALIDATION_METRICS
 from optcli.errors import ConfigError, TrainingFailed
 from optcli.train.records import (
     EpochRecord,
@@ -153,11 +152,24 @@ class CsvWriter:
             row += [format_number(record.metrics.get(metric)) for metric in self.validation]
             self._epochs.writerow(row)
             self.flush()  # every epoch's rows reach the OS when the epoch ends
-        elif isinstance(record, EvalRecord) and record.split == "val" and self._evals is not None:
-            values = [
-                format_number(record.metrics.get(metric.removeprefix("val_"))) for metric in self.validation
-            ]
-            self._evals.writerow([record.step, record.epoch, *values, f"{record.elapsed_s:.6f}"])
+            self._write_tables(record.tables, "")
+        elif isinstance(record, EvalRecord):
+            if record.split == "val" and self._evals is not None:
+                values = [
+                    format_number(record.metrics.get(metric.removeprefix("val_")))
+                    for metric in self.validation
+                ]
+                self._evals.writerow([record.step, record.epoch, *values, f"{record.elapsed_s:.6f}"])
+            self._write_tables(record.tables, "test_" if record.split == "test" else "")
+
+    def _write_tables(self, tables: dict[str, list[list[int]]], prefix: str) -> None:
+        """Metrics written as files (the confusion matrix), the latest evaluation's: a row per true
+        class, a column per predicted class."""
+        for name, rows in tables.items():
+            header = ["true \\ predicted", *range(len(rows))]
+            lines = [header, *([number, *row] for number, row in enumerate(rows))]
+            text = "".join(",".join(str(cell) for cell in line) + "\n" for line in lines)
+            write_atomically(self.run_dir / f"{prefix}{name}.csv", text)
 
     def close(self, outcome: RunOutcome) -> None:
         try:
@@ -257,10 +269,10 @@ class SummaryWriter:
             state["final_loss"] = record.train_loss
             if "train_loss" in record.improved:
                 state["best_loss"], state["best_epoch"] = record.train_loss, record.epoch
-            for metric in VALIDATION_METRICS:
-                value = record.metrics.get(metric)
-                if value is not None:
-                    state["validation"][f"final_{metric}"] = value
+            for metric, value in record.metrics.items():
+                if not metric.startswith("val_"):
+                    continue
+                state["validation"][f"final_{metric}"] = value
                 if metric in record.improved:
                     state["validation"][f"best_{metric}"] = value
                     state["validation"][f"best_{metric}_epoch"] = record.epoch

@@ -6,11 +6,10 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from optcli.config.metrics import better_direction
 from optcli.config.spec import optimizer_steps
 from optcli.train.step import FirstCompile, StepParts
 
@@ -46,15 +45,18 @@ class LoopState:
         }
         return cls(**{**known, "best": best})
 
-    def note_bests(self, metrics: dict[str, float], epoch: int) -> tuple[str, ...]:
-        """Record the epoch's metrics; return those that are the best so far (finite values only)."""
+    def note_bests(
+        self, metrics: dict[str, float], epoch: int, direction: Callable[[str], str]
+    ) -> tuple[str, ...]:
+        """Record the epoch's metrics; return those that are the best so far (finite values only).
+        `direction`: which way each metric is better (RunSpec.direction)."""
         improved = []
         for metric, value in metrics.items():
             previous = self.best.get(metric)
             if not math.isfinite(value):
                 continue
             if previous is None or (
-                value > previous[0] if better_direction(metric) == "max" else value < previous[0]
+                value > previous[0] if direction(metric) == "max" else value < previous[0]
             ):
                 self.best[metric] = (value, epoch)
                 improved.append(metric)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import torch
 
 from optcli.errors import ConfigError, ExportFailed
+from optcli.metrics.measure import Measured
 from optcli.train.evaluation import evaluate
 from optcli.train.session import Session, build_session
 from optcli.use.trained import TrainedRun
@@ -32,9 +33,7 @@ def scored_session(trained: TrainedRun) -> Session:
     return session
 
 
-def evaluate_checkpoint(
-    trained: TrainedRun, split: Split, session: Session | None = None
-) -> dict[str, float]:
+def evaluate_checkpoint(trained: TrainedRun, split: Split, session: Session | None = None) -> Measured:
     session = session or scored_session(trained)
     batches = session.val_batches if split == "val" else session.test_batches
     if batches is None:
@@ -43,8 +42,9 @@ def evaluate_checkpoint(
             "evaluate on new data"
         )
     spec = trained.spec
+    metrics = spec.metrics if spec.judged else ()
     return evaluate(
-        session.evaluated, batches, session.loss_function, spec.forward, spec.data.is_classification
+        session.evaluated, batches, session.loss_function, spec.forward, metrics, spec.data.is_classification
     )
 
 
@@ -61,14 +61,16 @@ def first_inputs(session: Session) -> torch.Tensor:
     return batch[0].to("cpu")
 
 
-def evaluation_record(trained: TrainedRun, data: str, metrics: dict[str, float]) -> dict[str, Any]:
-    """What `--out` holds: which weights judged which data, and the metrics."""
+def evaluation_record(trained: TrainedRun, data: str, measured: Measured) -> dict[str, Any]:
+    """What `--out` holds: which weights judged which data, the metrics, and the tables (a confusion
+    matrix: a row per true class)."""
     return {
         "run": str(trained.run_dir),
         "checkpoint": trained.checkpoint_name,
         "epoch": trained.epoch,
         "step": trained.step,
         "data": data,
-        "metrics": metrics,
+        "metrics": measured.values,
+        **({"tables": measured.tables} if measured.tables else {}),
         "config_hash": trained.summary.get("config_hash"),
     }

@@ -1,0 +1,165 @@
+"""The built-in metrics, accumulated exactly over a split: counts (a confusion matrix, top-k hits) and
+float64 sums kept on the device until the evaluation's end, never a mean of per-batch values. The
+definitions are scikit-learn's, so that `f1_score(..., average="macro")` on the same predictions gives
+the same number."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from optcli.metrics.table import Metric
+
+
+def class_scores(output: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Every judged position's outputs as rows [N, C] and its class label [N]: logits [B, C] or, for
+    sequences, [B, C, T] (torch's class dimension 1); one logit per sample (binary) becomes two
+    columns [-x, x], whose softmax is the sigmoid. None for outputs that are not class scores."""
+    if output.dim() == targets.dim() + 1 and output.shape[1] > 1:
+        classes = output.shape[1]
+        rows = output.movedim(1, -1).reshape(-1, classes)
+        labels = targets.reshape(-1).long()
+    elif output.shape == targets.shape:
+        logit = output.reshape(-1)
+        rows = torch.stack([-logit, logit], dim=1)
+        labels = (targets.reshape(-1) > 0.5).long()
+    else:
+        return None
+    kept = (labels >= 0) & (labels < rows.shape[1])  # (an ignore_index such as -100 is not a class)
+    if not bool(kept.all()):
+        rows, labels = rows[kept], labels[kept]
+    return rows, labels
+
+
+class ClassTotals:
+    """For class labels: the confusion matrix (true class by row, predicted by column), the top-k
+    hits for each k asked for, and, for AUROC, every position's class probabilities."""
+
+    def __init__(self, metrics: tuple[Metric, ...]) -> None:
+        self.top_ks = sorted({dict(m.arguments)["k"] for m in metrics if m.builtin == "top_k_accuracy"})
+        self.keeps_scores = any(m.builtin == "auroc" for m in metrics)
+        self.confusion: torch.Tensor | None = None
+        self.top_hits: dict[int, torch.Tensor] = {}
+        self.scores: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+
+    def add(self, rows: torch.Tensor, labels: torch.Tensor) -> None:
+        classes = rows.shape[1]
+        predicted = rows.argmax(dim=1)
+        counts = torch.bincount(labels * classes + predicted, minlength=classes * classes)
+        counts = counts.reshape(classes, classes)
+        self.confusion = counts if self.confusion is None else self.confusion + counts
+        for k in self.top_ks:
+            hits = (rows.topk(min(k, classes), dim=1).indices == labels.unsqueeze(1)).any(dim=1).sum()
+            self.top_hits[k] = self.top_hits[k] + hits if k in self.top_hits else hits
+        if self.keeps_scores:
+            self.scores.append(torch.softmax(rows.double(), dim=1).cpu())
+            self.labels.append(labels.cpu())
+
+    def values(self, metric: Metric) -> float:
+        """One built-in's value (a host copy)."""
+        assert self.confusion is not None
+        confusion = self.confusion.double().cpu()
+        total = confusion.sum().item()
+        name, arguments = metric.builtin, dict(metric.arguments)
+        if name in ("accuracy", "token_accuracy"):
+            return confusion.trace().item() / total
+        if name == "top_k_accuracy":
+            return self.top_hits[arguments["k"]].item() / total
+        if name in ("precision", "recall", "f1"):
+            return _averaged(confusion, name, arguments["average"])
+        if name == "auroc":
+            return _auroc(torch.cat(self.scores), torch.cat(self.labels))
+        raise AssertionError(name)
+
+
+def _averaged(confusion: torch.Tensor, name: str, average: str) -> float:
+    """scikit-learn's precision, recall or F1 over the labels that occur (as true or predicted);
+    an undefined ratio (0/0) counts as 0, as its zero_division default does."""
+    true_positives = confusion.diagonal()
+    predicted, actual = confusion.sum(dim=0), confusion.sum(dim=1)
+    present = (predicted + actual) > 0
+    true_positives, predicted, actual = true_positives[present], predicted[present], actual[present]
+    if average == "micro":
+        true_positives, predicted, actual = (
+            t.sum(dim=0, keepdim=True) for t in (true_positives, predicted, actual)
+        )
+    denominator = {"precision": predicted, "recall": actual, "f1": predicted + actual}[name]
+    numerator = true_positives * (2 if name == "f1" else 1)
+    per_class = torch.where(
+        denominator > 0, numerator / denominator.clamp(min=1), torch.zeros_like(numerator)
+    )
+    if average == "weighted":
+        return (per_class * actual).sum().item() / actual.sum().item() if actual.sum() > 0 else 0.0
+    return per_class.mean().item()
+
+
+def _auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """The area under the ROC curve: for two classes, of the second class's score; for more, each
+    class against the rest, averaged over the classes that have both positives and negatives (as
+    scikit-learn's roc_auc_score(multi_class="ovr", average="macro") with every class present)."""
+    classes = range(1, 2) if scores.shape[1] == 2 else range(scores.shape[1])
+    areas = [_binary_auroc(scores[:, c], labels == c) for c in classes]
+    defined = [area for area in areas if not math.isnan(area)]
+    return math.fsum(defined) / len(defined) if defined else math.nan
+
+
+def _binary_auroc(scores: torch.Tensor, positive: torch.Tensor) -> float:
+    """The Mann-Whitney form: the chance a positive outscores a negative, ties counting half (equal to
+    the trapezoidal area under the ROC curve)."""
+    positives = int(positive.sum())
+    negatives = len(positive) - positives
+    if not positives or not negatives:
+        return math.nan
+    ordered, order = torch.sort(scores)
+    _, inverse, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).double()
+    mean_ranks = (ends - counts.double() + 1 + ends) / 2  # tied scores share their mean rank (1-based)
+    ranks = torch.empty_like(ends[inverse])
+    ranks[order] = mean_ranks[inverse]
+    rank_sum = ranks[positive].sum().item()
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+class RegressionTotals:
+    """For real-valued targets: squared and absolute errors, and the targets' sums for their
+    variance (r2 per target value, averaged as scikit-learn's default does)."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+        self.squared: torch.Tensor | float = 0.0
+        self.absolute: torch.Tensor | float = 0.0
+        self.target_sum: torch.Tensor | float = 0.0
+        self.target_square_sum: torch.Tensor | float = 0.0
+        self.samples = self.values_seen = 0
+
+    def add(self, output: torch.Tensor, targets: torch.Tensor, size: int) -> None:
+        error = (output - targets).to(self.dtype).reshape(size, -1)
+        self.squared = self.squared + error.square().sum(dim=0)  # per target value, for r2
+        self.absolute = self.absolute + error.abs().sum()
+        flat = targets.to(self.dtype).reshape(size, -1)
+        self.target_sum = self.target_sum + flat.sum(dim=0)
+        self.target_square_sum = self.target_square_sum + flat.square().sum(dim=0)
+        self.samples += size
+        self.values_seen += targets.numel()
+
+    def values(self) -> dict[str, float]:
+        squared = torch.as_tensor(self.squared)
+        spread = (
+            torch.as_tensor(self.target_square_sum) - torch.as_tensor(self.target_sum).square() / self.samples
+        )
+        explained = [
+            1 - sse / sst for sse, sst in zip(squared.tolist(), spread.tolist(), strict=True) if sst > 0
+        ]
+        return {
+            "rmse": math.sqrt(squared.sum().item() / self.values_seen),
+            "mae": float(torch.as_tensor(self.absolute).item()) / self.values_seen,
+            "r2": math.fsum(explained) / len(explained) if explained else math.nan,
+        }
+
+
+def confusion_rows(totals: ClassTotals) -> list[list[int]]:
+    """The confusion matrix as a file holds it: a row per true class, a column per predicted one."""
+    assert totals.confusion is not None
+    return [[int(count) for count in row] for row in totals.confusion.cpu().tolist()]
