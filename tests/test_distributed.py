@@ -52,6 +52,7 @@ CONFIG = {
     "optimizer": {"name": "adam", "lr": 0.01},
     "scheduler": {"name": "step_lr", "step_size": 2, "gamma": 0.5},
     "clip": {"max_norm": 1.0},
+    "metrics": ["accuracy", "f1", {"name": "top_k_accuracy", "k": 2}, "auroc"],
     # 10 steps an epoch; early stopping (no improvement by 10 for 4 epochs) ends it after epoch 5: 50 steps.
     "train": {"epochs": 8, "early_stopping": {"monitor": "val_loss", "patience": 4, "min_delta": 10.0}},
 }
@@ -97,6 +98,8 @@ def test_two_processes_follow_one_process_trajectory_and_one_writes(single, tmp_
     # Validation covers the whole split: the single process's values.
     assert summary["final_val_loss"] == pytest.approx(alone_summary["final_val_loss"], rel=1e-5)
     assert summary["final_val_accuracy"] == alone_summary["final_val_accuracy"]
+    for metric in ("final_val_f1_macro", "final_val_top2_accuracy", "final_val_auroc"):  # metrics: too
+        assert summary[metric] == pytest.approx(alone_summary[metric], rel=1e-6), metric
     # Early stopping decided the same, on every rank (rank 1 stopped too: the launcher came back).
     assert (
         summary["stopped_early"] == alone_summary["stopped_early"] and summary["stopped_early"]["epoch"] == 5

@@ -230,3 +230,65 @@ def test_compare_ranks_by_a_named_metric_higher_being_better_and_counts_steps_to
         values = [(int(r["step"]), float(r["val_top2_accuracy"])) for r in read_csv(run / "epochs.csv")]
         reached = next((step for step, value in values if value >= 0.9), None)
         assert row["steps_to_target"] == ("" if reached is None else str(reached)), row
+
+
+def test_the_docs_name_every_builtin_metric_the_table_holds():
+    """The README and docs/configs.md's Metrics section list what metrics/table.py holds."""
+    from optcli.metrics.table import BUILTINS
+
+    readme = (REPO / "README.md").read_text()
+    guide = (REPO / "docs" / "configs.md").read_text()
+    section = guide[guide.index("## Metrics") : guide.index("\n## ", guide.index("## Metrics") + 1)]
+    for name in BUILTINS:
+        assert f"`{name}`" in readme, name
+        assert f"`{name}`" in section, name
+
+
+def test_on_the_digits_cnn_each_builtin_equals_scikit_learns_on_the_models_outputs(tmp_path):
+    """Ten classes through the shipped CNN: the run's last epoch's metrics, against scikit-learn on
+    the outputs of last.pt's weights over the run's own validation batches."""
+    import torch
+
+    from optcli.config.loading import load_config
+    from optcli.config.resolve import resolve_config
+    from optcli.train.checkpoints import load_checkpoint
+    from optcli.train.session import build_session
+
+    config = {
+        "name": "digits_cnn",
+        "device": "cpu",
+        "model": {"name": "cnn"},
+        "data": {"name": "digits", "val_fraction": 0.2, "normalize": True, "batch_size": 64},
+        "optimizer": {"name": "sgd", "lr": 0.01},  # slow on purpose: many mistakes left to count
+        "metrics": [
+            "accuracy",
+            {"name": "top_k_accuracy", "k": 3},
+            "f1",
+            {"name": "recall", "average": "micro"},
+            "auroc",
+        ],
+        "train": {"epochs": 1, "threads": 1},
+    }
+    run = train_ok(write_config(tmp_path, config), tmp_path / "runs")
+    spec = resolve_config(load_config(run / "config.yaml"))
+    session = build_session(spec)
+    session.model.load_state_dict(dict(load_checkpoint(run / "checkpoints" / "last.pt")["model"]))
+    session.model.eval()
+    assert session.val_batches is not None
+    with torch.no_grad():
+        batches = list(session.val_batches.epoch())
+        logits = torch.cat([session.model(inputs) for inputs, _ in batches]).double()
+        truth = torch.cat([targets for _, targets in batches]).numpy()
+    scores = torch.softmax(logits, dim=1).numpy()
+    chosen = scores.argmax(axis=1)
+    last = read_csv(run / "epochs.csv")[-1]
+    expected = {
+        "val_accuracy": sk.accuracy_score(truth, chosen),
+        "val_top3_accuracy": sk.top_k_accuracy_score(truth, scores, k=3, labels=range(10)),
+        "val_f1_macro": sk.f1_score(truth, chosen, average="macro"),
+        "val_recall_micro": sk.recall_score(truth, chosen, average="micro"),
+        "val_auroc": sk.roc_auc_score(truth, scores, multi_class="ovr", average="macro"),
+    }
+    assert float(last["val_accuracy"]) < 0.95  # (mistakes left: the metrics are told apart)
+    for column, value in expected.items():
+        assert float(last[column]) == pytest.approx(value, abs=1e-6), column

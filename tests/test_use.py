@@ -320,12 +320,13 @@ def test_evaluate_equals_what_the_run_reported(fruit_run, tmp_path, checkpoint):
     assert_clean_exit(result, 0)
     metrics = json.loads((tmp_path / "e.json").read_text())["metrics"]
     summary = read_summary(fruit_run)
+    reported = ("loss", "accuracy", "f1_macro")  # configs/fruit_csv.yaml's metrics: [accuracy, f1]
     if checkpoint == "last":
-        expected = {"loss": summary["final_val_loss"], "accuracy": summary["final_val_accuracy"]}
+        expected = {name: summary[f"final_val_{name}"] for name in reported}
     else:
         assert metrics["loss"] == summary["best_val_loss"]
         row = epoch_row(fruit_run, summary["best_val_loss_epoch"])
-        expected = {"loss": float(row["val_loss"]), "accuracy": float(row["val_accuracy"])}
+        expected = {name: float(row[f"val_{name}"]) for name in reported}
     assert metrics == expected
 
 

@@ -20,6 +20,7 @@ from optcli.cli.shared import (
     reported_errors,
     run_overrides,
 )
+from optcli.metrics.table import BUILTINS
 from optcli.process.torch_import import import_torch
 
 FilesArgument = Annotated[
@@ -31,8 +32,9 @@ SeedsOption = Annotated[
 MetricOption = Annotated[
     str | None,
     typer.Option(
-        help="What ranks the arms: final_loss, best_loss, val_loss, val_accuracy, val_rmse, val_mae, val_r2, "
-        "steps_to_target, time_to_target."
+        help="What ranks the arms: final_loss, best_loss, steps_to_target, time_to_target, val_loss, or val_ "
+        "and a metric the runs report (metrics:; e.g. val_accuracy, val_f1_macro). Built-in metrics: "
+        f"{', '.join(name for name, facts in BUILTINS.items() if facts.file is None)}."
     ),
 ]
 TargetLossOption = Annotated[

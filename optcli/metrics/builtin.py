@@ -12,10 +12,14 @@ import torch
 from optcli.metrics.table import Metric
 
 
-def class_scores(output: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Every judged position's outputs as rows [N, C] and its class label [N]: logits [B, C] or, for
-    sequences, [B, C, T] (torch's class dimension 1); one logit per sample (binary) becomes two
-    columns [-x, x], whose softmax is the sigmoid. None for outputs that are not class scores."""
+def class_scores(
+    output: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Every position's outputs as rows [N, C], its class label [N], and whether it is judged [N]
+    (an ignore_index such as -100 is not a class): logits [B, C] or, for sequences, [B, C, T]
+    (torch's class dimension 1); one logit per sample (binary) becomes two columns [-x, x], whose
+    softmax is the sigmoid. None for outputs that are not class scores. (No host copy: a mask, not
+    a selection, keeps an accelerator from waiting.)"""
     if output.dim() == targets.dim() + 1 and output.shape[1] > 1:
         classes = output.shape[1]
         rows = output.movedim(1, -1).reshape(-1, classes)
@@ -26,42 +30,45 @@ def class_scores(output: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Ten
         labels = (targets.reshape(-1) > 0.5).long()
     else:
         return None
-    kept = (labels >= 0) & (labels < rows.shape[1])  # (an ignore_index such as -100 is not a class)
-    if not bool(kept.all()):
-        rows, labels = rows[kept], labels[kept]
-    return rows, labels
+    return rows, labels, (labels >= 0) & (labels < rows.shape[1])
 
 
 class ClassTotals:
     """For class labels: the confusion matrix (true class by row, predicted by column), the top-k
-    hits for each k asked for, and, for AUROC, every position's class probabilities."""
+    hits for each k asked for, and, for AUROC, every position's class probabilities, all kept on the
+    device until the evaluation's end."""
 
     def __init__(self, metrics: tuple[Metric, ...]) -> None:
         self.top_ks = sorted({dict(m.arguments)["k"] for m in metrics if m.builtin == "top_k_accuracy"})
         self.keeps_scores = any(m.builtin == "auroc" for m in metrics)
         self.confusion: torch.Tensor | None = None
         self.top_hits: dict[int, torch.Tensor] = {}
-        self.scores: list[torch.Tensor] = []
-        self.labels: list[torch.Tensor] = []
+        self.scores: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._host: torch.Tensor | None = None  # the confusion matrix, copied once at the end
 
-    def add(self, rows: torch.Tensor, labels: torch.Tensor) -> None:
+    def add(self, rows: torch.Tensor, labels: torch.Tensor, kept: torch.Tensor) -> None:
         classes = rows.shape[1]
-        predicted = rows.argmax(dim=1)
-        counts = torch.bincount(labels * classes + predicted, minlength=classes * classes)
-        counts = counts.reshape(classes, classes)
+        cells = classes * classes
+        # Unjudged positions are counted in one extra cell, then dropped.
+        index = torch.where(kept, labels * classes + rows.argmax(dim=1), cells)
+        counts = torch.bincount(index, minlength=cells + 1)[:cells].reshape(classes, classes)
         self.confusion = counts if self.confusion is None else self.confusion + counts
         for k in self.top_ks:
-            hits = (rows.topk(min(k, classes), dim=1).indices == labels.unsqueeze(1)).any(dim=1).sum()
+            top = rows.topk(min(k, classes), dim=1).indices
+            hits = ((top == labels.unsqueeze(1)).any(dim=1) & kept).sum()
             self.top_hits[k] = self.top_hits[k] + hits if k in self.top_hits else hits
         if self.keeps_scores:
-            self.scores.append(torch.softmax(rows.double(), dim=1).cpu())
-            self.labels.append(labels.cpu())
+            self.scores.append((torch.softmax(rows.double(), dim=1), labels, kept))
 
     def values(self, metric: Metric) -> float:
         """One built-in's value (a host copy)."""
         assert self.confusion is not None
-        confusion = self.confusion.double().cpu()
+        if self._host is None:
+            self._host = self.confusion.double().cpu()
+        confusion = self._host
         total = confusion.sum().item()
+        if not total:
+            return math.nan  # (nothing judged: every target an ignore_index)
         name, arguments = metric.builtin, dict(metric.arguments)
         if name in ("accuracy", "token_accuracy"):
             return confusion.trace().item() / total
@@ -70,7 +77,8 @@ class ClassTotals:
         if name in ("precision", "recall", "f1"):
             return _averaged(confusion, name, arguments["average"])
         if name == "auroc":
-            return _auroc(torch.cat(self.scores), torch.cat(self.labels))
+            scores, labels, kept = (torch.cat(parts).cpu() for parts in zip(*self.scores, strict=True))
+            return _auroc(scores[kept], labels[kept])
         raise AssertionError(name)
 
 
@@ -98,28 +106,26 @@ def _averaged(confusion: torch.Tensor, name: str, average: str) -> float:
 def _auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """The area under the ROC curve: for two classes, of the second class's score; for more, each
     class against the rest, averaged over the classes that have both positives and negatives (as
-    scikit-learn's roc_auc_score(multi_class="ovr", average="macro") with every class present)."""
-    classes = range(1, 2) if scores.shape[1] == 2 else range(scores.shape[1])
-    areas = [_binary_auroc(scores[:, c], labels == c) for c in classes]
-    defined = [area for area in areas if not math.isnan(area)]
-    return math.fsum(defined) / len(defined) if defined else math.nan
+    scikit-learn's roc_auc_score(multi_class="ovr", average="macro") with every class present).
 
-
-def _binary_auroc(scores: torch.Tensor, positive: torch.Tensor) -> float:
-    """The Mann-Whitney form: the chance a positive outscores a negative, ties counting half (equal to
-    the trapezoidal area under the ROC curve)."""
-    positives = int(positive.sum())
-    negatives = len(positive) - positives
-    if not positives or not negatives:
-        return math.nan
-    ordered, order = torch.sort(scores)
-    _, inverse, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).double()
-    mean_ranks = (ends - counts.double() + 1 + ends) / 2  # tied scores share their mean rank (1-based)
-    ranks = torch.empty_like(ends[inverse])
-    ranks[order] = mean_ranks[inverse]
-    rank_sum = ranks[positive].sum().item()
-    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+    In the Mann-Whitney form, for every class at once: the chance a positive outscores a negative,
+    ties counting half (equal to the trapezoidal area under the ROC curve)."""
+    columns = scores[:, 1:] if scores.shape[1] == 2 else scores
+    first = 1 if scores.shape[1] == 2 else 0
+    by_class = columns.T.contiguous()  # [classes, samples]
+    ordered = by_class.sort(dim=1).values
+    # A score's mean rank among its ties (1-based): between the first and the last place it could take.
+    lowest = torch.searchsorted(ordered, by_class, right=False)
+    highest = torch.searchsorted(ordered, by_class, right=True)
+    ranks = (lowest + highest + 1).double() / 2
+    classes = torch.arange(first, first + by_class.shape[0]).unsqueeze(1)
+    positive = labels.unsqueeze(0) == classes
+    positives = positive.sum(dim=1).double()
+    negatives = labels.numel() - positives
+    rank_sums = (ranks * positive).sum(dim=1)
+    areas = (rank_sums - positives * (positives + 1) / 2) / (positives * negatives)
+    defined = areas[(positives > 0) & (negatives > 0)]
+    return defined.mean().item() if defined.numel() else math.nan
 
 
 class RegressionTotals:

@@ -53,7 +53,7 @@ class Measurement:
                 self.classes.add(*scored)
         elif output.shape == targets.shape and self.regression is not None:
             self.regression.add(output, targets, size)
-        for _column, metric in self.objects.items():
+        for metric in self.objects.values():
             metric.to(output.device).update(output.detach(), targets)
         if self.kept is not None:
             self.kept.append((output.detach().cpu(), targets.cpu()))

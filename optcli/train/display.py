@@ -82,7 +82,9 @@ class EpochRows:
 
     def columns(self) -> list[str]:
         columns = ["epoch", "step", "train loss", "lr", "grad norm", "time"]
-        columns[3:3] = [_HEADERS.get(name, name.replace("_", " ", 1)) for name in self.validation]
+        columns[3:3] = [
+            _HEADERS.get(name, name.removeprefix("val_").replace("_", " ")) for name in self.validation
+        ]
         return columns
 
     def cells(self, row: tuple[EpochRecord, float | None]) -> list[str]:
