@@ -146,3 +146,23 @@ def test_ctrl_c_never_cuts_a_message_in_two(pool):
         (0, "interrupted"),
         (1, "interrupted"),
     ]
+
+
+def test_a_worker_told_to_stop_while_starting_exits_without_waiting_for_a_job(start_method):
+    """A Ctrl-C that reaches a comparison while its workers still import torch: each one ends as soon
+    as it is up, instead of waiting for a job that will never come (which hung the main process)."""
+    from optcli.compare.job_runner import serve
+
+    context = start_context(start_method)
+    stop = context.Event()
+    stop.set()
+    ours, theirs = context.Pipe()
+    process = context.Process(target=serve, args=(theirs, f"{__name__}:run_fake_job", 1, stop))
+    process.start()
+    process.join(timeout=60)
+    hung = process.is_alive()
+    if hung:
+        process.kill()
+        process.join()
+    ours.close()
+    assert not hung and process.exitcode == 0

@@ -17,6 +17,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Callable
 from multiprocessing import connection, forkserver
 from typing import Any, Literal
@@ -37,6 +38,11 @@ PipeState = Literal["more", "empty", "closed"]
 # Messages read from one worker before the others' turn and a Ctrl-C's: a run of tiny epochs sends
 # thousands a second.
 _MOST_READ_AT_ONCE = 100
+
+
+# How long stopping workers may take to write their runs' checkpoints before they are killed (a
+# checkpoint is written atomically, so a kill loses only the steps since the last one).
+STOP_GRACE_S = 120.0
 
 
 class WorkerPool:
@@ -154,6 +160,7 @@ class WorkerPool:
         for worker in started:
             if self.processes[worker].is_alive():
                 os.kill(self.processes[worker].pid, signal.SIGTERM)  # type: ignore[arg-type]
+        deadline = time.monotonic() + STOP_GRACE_S
         try:
             while True:
                 running = [worker for worker in started if self.processes[worker].is_alive()]
@@ -161,6 +168,9 @@ class WorkerPool:
                     _pass_on_everything(self.channels[worker], on_message)
                 if not running:
                     break
+                if time.monotonic() > deadline:  # no wait without an end: its checkpoints are atomic
+                    for worker in running:
+                        self.processes[worker].kill()
                 connection.wait([self.processes[worker].sentinel for worker in running], timeout=0.1)
         except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
             for process in self.processes:
