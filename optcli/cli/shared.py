@@ -45,7 +45,8 @@ MaxStepsOption = Annotated[int | None, typer.Option(help="Stop after this many o
 ThreadsOption = Annotated[
     int | None,
     typer.Option(
-        min=1, help="torch's threads for the run (train.threads); one is often fastest on a busy machine."
+        min=1,
+        help="torch's threads for the run (train.threads); default auto: one for a small step, else the idle cores.",
     ),
 ]
 NprocOption = Annotated[

@@ -11,12 +11,14 @@ here, such a mistake is a config error naming the section, instead of a crash at
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import warnings
 from typing import Any
 
 import torch
 from torch.optim import lr_scheduler
+from torch.utils.flop_counter import FlopCounterMode
 
 from optcli.components.optimizers import shapes_refused
 from optcli.components.parted import PartedOptimizer
@@ -54,16 +56,36 @@ def dry_run(
 ) -> DryRunFindings:
     """Build each object once on the meta device and note every problem; return what else it saw."""
     example = first_batch(data, problems)  # a user's Dataset: read before meta tensors are the default
-    width = None  # the outputs per sample the loss sees
+    width = flops = None  # the outputs per sample the loss sees; the forward pass's floating-point operations
     with torch.device("meta"):
         network = _build_model(model, problems) if model is not None else None
         if network is not None and init is not None:
             _check_init(network, init, problems)
         if network is not None and loss is not None and data is not None:
-            width = check_forward(network, model, output_key, loss, data, example, problems)
+            with FlopCounterMode(display=False) as counter:  # (counted from shapes: no arithmetic is done)
+                width = check_forward(network, model, output_key, loss, data, example, problems)
+            flops = counter.get_total_flops() or None
             _check_last_batch(network, data, problems)
         if optimizer is None:
             return DryRunFindings()
+    findings = _dry_run_optimizer(
+        network, optimizer, groups, parts, scheduler, schedule_length, checkpoints, width, problems
+    )
+    return dataclasses.replace(findings, forward_flops=flops)
+
+
+def _dry_run_optimizer(
+    network: torch.nn.Module | None,
+    optimizer: Component,
+    groups: tuple[ParamGroup, ...],
+    parts: tuple[OptimizerPart, ...],
+    scheduler: SchedulerSpec | None,
+    schedule_length: int,
+    checkpoints: bool,
+    width: int | None,
+    problems: Problems,
+) -> DryRunFindings:
+    """The optimizer (or its parts) built on the model's parameters and tried, and the schedule previewed."""
     if parts:
         return _dry_run_parts(network, parts, scheduler, schedule_length, checkpoints, width, problems)
     with torch.device("meta"):

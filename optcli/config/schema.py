@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -241,9 +241,10 @@ class TrainConfig(Strict):
     precision: Literal["32", "bf16", "fp16"] = "32"
     accumulate: int = Field(1, ge=1)  # micro-batches (of data.batch_size) per optimizer step
     compile: bool | dict[str, Any] = False  # torch.compile the model; a mapping holds its arguments
-    # torch's intra-op threads for this run (torch.set_num_threads); default: torch's own choice. On a
-    # busy machine a small model runs several times faster with one.
-    threads: int | None = Field(None, ge=1)
+    # torch's intra-op threads for this run (torch.set_num_threads). auto (the default): one for a step
+    # too small to share (most models on a CPU), else the cores no other process keeps busy; the
+    # run records the number it chose. null: torch's own choice (every core, even on a busy machine).
+    threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = "auto"
 
     @field_validator("checkpoint_interval")
     @classmethod

@@ -237,6 +237,9 @@ class DryRunFindings:
     group_table: tuple[str, ...] = ()  # with optimizer.param_groups: a line per group, for check and train
     start_lrs: tuple[float, ...] = ()  # every parameter group's rate as configured
     output_width: int | None = None  # the outputs per sample the loss sees, when that is one number
+    # One training batch's forward pass in floating-point operations (torch's FlopCounterMode on the
+    # meta device): how much work a step has to share among threads (train.threads: auto).
+    forward_flops: int | None = None
 
 
 @dataclass(frozen=True)
@@ -406,7 +409,9 @@ class RunSpec:
 
 def hash_resolved(resolved: dict[str, Any]) -> str:
     """The hash of a resolved config (RunSpec.resolved, or a checkpoint's record of it), its output
-    section left out."""
+    section and thread count left out."""
     what_is_computed = {key: value for key, value in resolved.items() if key != "output"}
+    # How many threads sum it is how fast, not what: train.threads: auto chooses by the machine's load.
+    what_is_computed["train"] = {k: v for k, v in resolved.get("train", {}).items() if k != "threads"}
     canonical = json.dumps(what_is_computed, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -86,10 +86,11 @@ def _check_files(run_dir: Path, checkpoint: Checkpoint) -> None:
 
 
 def _with_recorded_threads(spec: RunSpec, checkpoint: Checkpoint) -> RunSpec:
-    """train.threads unset: the resumed run uses the thread count the checkpoint was written with, so
-    that its sums add up in the same order on any machine (and in a process whose count was changed)."""
+    """train.threads unset or auto: the resumed run uses the thread count the checkpoint was written
+    with, so that its sums add up in the same order on any machine (and in a process whose count was
+    changed)."""
     before = checkpoint.get("threads")
-    if spec.train.threads is not None or before is None:
+    if isinstance(spec.train.threads, int) or before is None:
         return spec
     return dataclasses.replace(spec, train=spec.train.model_copy(update={"threads": before}))
 

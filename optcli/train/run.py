@@ -35,7 +35,7 @@ from optcli.train.loop import run_training
 from optcli.train.mlflow_logging import Tracking
 from optcli.train.records import CheckpointDue
 from optcli.train.rundir import create_run_dir, write_atomically, write_yaml, writer_lock
-from optcli.train.session import Session, build_session, threads_restored
+from optcli.train.session import Session, build_session, threads_restored, with_threads_chosen
 from optcli.train.sinks import CsvWriter, RunOutcome, Sink, SummaryWriter, run_directory_gone
 from optcli.train.state import LoopState
 
@@ -98,6 +98,7 @@ def train_run(
     (`world`), every one trains and only rank 0 writes files (and shows `displays`). `tracking`: a
     comparison's place for the run's MLflow run (output.mlflow), its parent and tags.
     """
+    spec = with_threads_chosen(spec)  # train.threads: auto, as the number config.yaml records
     new = run_dir is None
     if run_dir is None:
         run_dir = share(world, create_run_dir(Path(spec.output.dir), spec.name) if world.is_main else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 from collections.abc import Iterable, Iterator
@@ -76,8 +77,35 @@ def threads_restored() -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+# A training step (forward and backward, about three forward passes) with less floating-point work
+# than this is not worth sharing among threads on a CPU: waking them costs more than they save, and
+# beside a busy process a thread that waits at a barrier for a descheduled one stalls every operation
+# (benchmarks/threads.py: every shipped config trains fastest with one thread, 4-6x so on a busy machine).
+SHARED_STEP_FLOPS = 3e8
+
+
+def chosen_threads(spec: RunSpec) -> int:
+    """train.threads: auto: one thread for a small step; else as many as this process may use (a
+    comparison's worker its share of the cores) less the cores other processes keep busy (the load
+    average), at least one."""
+    forward = spec.findings.forward_flops
+    if forward is not None and 3 * forward < SHARED_STEP_FLOPS:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    return max(1, min(torch.get_num_threads(), cores - busy))
+
+
+def with_threads_chosen(spec: RunSpec) -> RunSpec:
+    """The spec with train.threads: auto replaced by the count it chooses (what config.yaml records)."""
+    if spec.train.threads != "auto":
+        return spec
+    return dataclasses.replace(spec, train=spec.train.model_copy(update={"threads": chosen_threads(spec)}))
+
+
 def build_session(spec: RunSpec, world: World = ALONE) -> Session:
-    if spec.train.threads is not None:
+    spec = with_threads_chosen(spec)
+    if isinstance(spec.train.threads, int):
         torch.set_num_threads(spec.train.threads)
     set_determinism(spec.deterministic)
     seed_everything(spec.seed)
