@@ -442,3 +442,17 @@ def test_optimizers_with_a_train_and_eval_mode_are_switched_around_evaluation(tm
     # Trained; at each epoch's end judged, then the judged weights taken for the checkpoint (the
     # dry run's stand-in trials, before the run, only train).
     assert log[-9:] == ["train", *["eval", "train"] * 4] and set(log[:-9]) == {"train"}
+
+
+def test_a_divergence_suggests_clipping_only_to_a_config_that_does_not_clip(tmp_path):
+    config = one_infinite_batch(tmp_path)
+    result = invoke("train", write_config(tmp_path, config), "--out", tmp_path / "a", "--quiet")
+    assert_clean_exit(result, 1)
+    assert "the loss became inf at step 2" in result.stderr and "gradient clipping (clip:" in result.stderr
+    clipped = write_config(tmp_path, {**config, "clip": {"max_norm": 1.0}}, "clipped.yaml")
+    result = invoke("train", clipped, "--out", tmp_path / "b", "--quiet")
+    assert_clean_exit(result, 1)
+    assert (
+        "the gradients are clipped already" in result.stderr
+        and "gradient clipping (clip:" not in result.stderr
+    )

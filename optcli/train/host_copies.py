@@ -17,12 +17,19 @@ DEVICE_STEPS_PER_SYNC = 50
 
 
 class NonFiniteLoss(TrainingFailed):
-    def __init__(self, step: int, epoch: int, loss: float) -> None:
+    def __init__(self, step: int, epoch: int, loss: float, advice: str) -> None:
         super().__init__(
-            f"the loss became {loss} at step {step} (epoch {epoch}); training stopped. "
-            "A lower optimizer.lr or gradient clipping (clip: {max_norm: 1.0}) usually helps",
+            f"the loss became {loss} at step {step} (epoch {epoch}); training stopped. {advice}",
             diverged=True,
         )
+
+
+def divergence_advice(clipped: bool) -> str:
+    """What usually helps a run whose loss or gradients became non-finite: clipping only where the
+    config does not clip already."""
+    if clipped:
+        return "A lower optimizer.lr usually helps (the gradients are clipped already)"
+    return "A lower optimizer.lr or gradient clipping (clip: {max_norm: 1.0}) usually helps"
 
 
 class PendingStep(NamedTuple):
@@ -40,9 +47,12 @@ class PendingStep(NamedTuple):
 class HostCopies:
     """Steps waiting for their values to reach the host, in step order."""
 
-    def __init__(self, steps_per_sync: int, epoch_losses: list[float]) -> None:
+    def __init__(
+        self, steps_per_sync: int, epoch_losses: list[float], advice: str = divergence_advice(False)
+    ) -> None:
         self.steps_per_sync = steps_per_sync
         self.epoch_losses = epoch_losses  # the epoch's losses of applied steps, for its mean
+        self.advice = advice  # what a divergence's message suggests (divergence_advice)
         self.pending: list[PendingStep] = []
 
     def add(self, step: PendingStep) -> bool:
@@ -71,7 +81,7 @@ class HostCopies:
                     item.step, item.epoch, loss, item.lr, grad_norm, item.elapsed_s, item.group_lrs
                 )
             if not finite and not item.skipped:
-                raise NonFiniteLoss(item.step, item.epoch, loss)
+                raise NonFiniteLoss(item.step, item.epoch, loss, self.advice)
 
 
 def _to_floats(tensors: list[torch.Tensor]) -> list[float]:

@@ -17,7 +17,7 @@ from typing import Literal
 from optcli.components.optimizers import set_optimizer_mode
 from optcli.errors import Interrupted, TrainingFailed
 from optcli.train.evaluation import EarlyStopper, evaluate
-from optcli.train.host_copies import DEVICE_STEPS_PER_SYNC, HostCopies, PendingStep
+from optcli.train.host_copies import DEVICE_STEPS_PER_SYNC, HostCopies, PendingStep, divergence_advice
 from optcli.train.records import (
     CheckpointDue,
     EpochRecord,
@@ -33,10 +33,10 @@ from optcli.train.step import micro_batch_groups, take_step
 
 
 class TooManySkips(TrainingFailed):
-    def __init__(self, step: int, epoch: int, count: int) -> None:
+    def __init__(self, step: int, epoch: int, count: int, advice: str) -> None:
         super().__init__(
             f"{count} steps in a row had a non-finite loss or gradient (the last at step {step}, epoch {epoch}); "
-            "training stopped (train.max_skips). A lower optimizer.lr or gradient clipping usually helps"
+            f"training stopped (train.max_skips). {advice}"
         )
 
 
@@ -151,7 +151,11 @@ def _train_epoch(
     spec, optimizer = session.spec, session.optimizer
     eval_every, log_every = spec.train.eval_every, spec.train.log_every
     last_step = min(spec.total_steps, state.step + plan.steps_left(len(session.batches) - state.batches_done))
-    host, lr = HostCopies(plan.steps_per_sync, state.epoch_losses), float(optimizer.param_groups[0]["lr"])
+    advice = divergence_advice(spec.clip is not None)
+    host, lr = (
+        HostCopies(plan.steps_per_sync, state.epoch_losses, advice),
+        float(optimizer.param_groups[0]["lr"]),
+    )
     rate_groups = [index for _, index in spec.rate_columns]  # the rates logged beside `lr`
     batches = session.batches.epoch(skip=state.batches_done, number=state.epoch)
     for group in micro_batch_groups(batches, plan.accumulate):  # one group per optimizer step
@@ -221,7 +225,7 @@ def _skip(host: HostCopies, skipped: PendingStep, state: LoopState, max_skips: i
     yield from host.flush()
     yield SkippedStep(skipped.step, skipped.epoch, float(skipped.loss), state.skips_in_a_row)
     if state.skips_in_a_row >= max_skips:
-        raise TooManySkips(skipped.step, skipped.epoch, state.skips_in_a_row)
+        raise TooManySkips(skipped.step, skipped.epoch, state.skips_in_a_row, host.advice)
 
 
 def _mean_finite(losses: list[float]) -> float:
