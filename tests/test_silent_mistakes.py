@@ -175,3 +175,20 @@ def test_check_names_a_schedulers_inner_file_among_the_code_it_ran(tmp_path):
 def test_a_control_character_in_the_name_is_a_config_error(tmp_path):
     message = config_error(invoke("check", write_config(tmp_path, small(name="a\x00b"))))
     assert "name: 'a\\x00b' must be usable as a folder name (no '/', no control characters)" in message
+
+
+def test_sizes_no_machine_here_can_hold_are_refused_before_anything_is_written(tmp_path):
+    """Counted on the meta device and from the data's shape: exit 2 naming what to change, no run folder."""
+    config = {
+        "model": {"name": "mlp", "hidden": [64]},
+        "data": {"name": "teacher", "samples": 2048, "features": 32, "classes": 4},
+        "optimizer": "adam",
+    }
+    for key, value, expected in (
+        ("model", {"name": "mlp", "hidden": [10**10]}, "model: its 370,000,000,004 parameters need"),
+        ("data", {**config["data"], "samples": 10**11}, "data: 100,000,000,000 samples of 32 values need"),
+    ):
+        path = write_config(tmp_path, {**config, key: value})
+        message = config_error(invoke("train", path, "--out", tmp_path / "runs"))
+        assert expected in message and "more than this machine's" in message, message
+        assert not (tmp_path / "runs").exists()

@@ -25,6 +25,7 @@ from optcli.components.parted import PartedOptimizer
 from optcli.components.signature import read_signature
 from optcli.config.forward_check import check_forward, first_batch
 from optcli.config.init_and_groups import ModelInit, ParamGroup
+from optcli.config.memory_check import check_memory
 from optcli.config.parts import assign_parts, build_on, part_parameters
 from optcli.config.rates import SAMPLED_PERIODS, can_jump, rates_at, sampled_periods
 from optcli.config.sections import Problems, display_name, is_subclass
@@ -59,6 +60,7 @@ def dry_run(
     width = flops = None  # the outputs per sample the loss sees; the forward pass's floating-point operations
     with torch.device("meta"):
         network = _build_model(model, problems) if model is not None else None
+        check_memory(network, data, problems)
         if network is not None and init is not None:
             _check_init(network, init, problems)
         if network is not None and loss is not None and data is not None:
