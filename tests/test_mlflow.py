@@ -263,3 +263,23 @@ def test_without_the_extra_check_says_which_to_install(tmp_path, monkeypatch):
     )
     message = config_error(invoke("check", write_config(tmp_path, tracked(store(tmp_path)))))
     assert "output.mlflow: needs the mlflow extra: pip install 'optcli[mlflow]'" in message
+
+
+def test_sync_refuses_a_runs_cut_or_garbled_files_naming_them_and_uploads_nothing(tmp_path):
+    config = {**tracked(store(tmp_path / "unused")), "output": {}}  # trained without tracking
+    run_dir = train_ok(write_config(tmp_path, config), tmp_path / "runs")
+    uri = store(tmp_path)
+    epochs = run_dir / "epochs.csv"
+    kept = epochs.read_bytes()
+    epochs.write_bytes(kept[:100])
+    synced = invoke("mlflow-sync", run_dir, "--tracking-uri", uri)
+    assert_clean_exit(synced, 1)
+    assert f"{run_dir}: not uploaded ({epochs}: shorter than when its run ended" in synced.stdout
+    epochs.write_bytes(kept)
+    metrics = run_dir / "metrics.csv"
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join([*lines[:3], "3,1,not a number,0.01,,0.1", *lines[3:]]) + "\n")
+    synced = invoke("mlflow-sync", run_dir, "--tracking-uri", uri)
+    assert_clean_exit(synced, 1)
+    assert f"{metrics}: row 4 is not a row optcli wrote (ValueError" in synced.stdout
+    assert not client(uri).search_runs([e.experiment_id for e in client(uri).search_experiments()])

@@ -21,6 +21,7 @@ from optcli.compare.jobs import Job, JobOutcome
 from optcli.compare.plan import CommandLine
 from optcli.config.schema import describe_error
 from optcli.errors import COULD_NOT_START, ConfigError
+from optcli.train.run_files import check_run_files
 
 INVOCATION = "comparison.json"
 
@@ -164,48 +165,6 @@ def _what_changed(arm: str, changed: list[Job]) -> str:
     return f"the config changed since the comparison started ({shown})"
 
 
-# What the reports read of a finished run's summary.json, and where its last checkpoint keeps the same.
-_VOUCHED = ("final_loss", "best_loss", "best_epoch")
-
-
-def _check_finished_files(job: Job, summary: dict[str, Any]) -> None:
-    """A finished run's files, reused by the reports, checked as `resume` checks them against its last
-    checkpoint: its CSV files at least as long as they were then, and its summary's values those the
-    checkpoint recorded. A run without a checkpoint (train.checkpoint: false) has nothing to vouch."""
-    from optcli.train.checkpoints import load_checkpoint
-
-    path = job.run_dir / "checkpoints" / "last.pt"
-    if not path.is_file():
-        return
-    checkpoint = load_checkpoint(path)
-    problems = []
-    for name, size in checkpoint["csv_sizes"].items():
-        csv_path = job.run_dir / name
-        if not csv_path.is_file() or csv_path.stat().st_size < size:
-            problems.append(f"{csv_path}: shorter than when its run ended, or gone (rows were lost)")
-    recorded = checkpoint["summary"]
-    vouched = {key: recorded.get(key) for key in _VOUCHED} | dict(recorded.get("validation") or {})
-    edited = [key for key, value in vouched.items() if key in summary and not _same(summary[key], value)]
-    if edited:
-        problems.append(
-            f"{job.run_dir / 'summary.json'}: {', '.join(edited)} differ from what the run's checkpoint recorded"
-        )
-    if problems:
-        raise ConfigError(
-            [
-                *problems,
-                f"the reports would rest on edited files: restore them, or delete {job.run_dir} to run it again",
-            ]
-        )
-
-
-def _same(found: Any, recorded: Any) -> bool:
-    both_nan = (
-        isinstance(found, float) and isinstance(recorded, float) and found != found and recorded != recorded
-    )
-    return bool(found == recorded or both_nan)
-
-
 def finished(job: Job) -> JobOutcome | None:
     """The outcome of a run that ended on its own and would end the same way again (completed,
     diverged, or failed because of its config), from its summary; None for one to run: missing,
@@ -217,7 +176,7 @@ def finished(job: Job) -> JobOutcome | None:
     if not isinstance(summary, dict):
         return None
     if summary.get("status") == "completed":
-        _check_finished_files(job, summary)
+        check_run_files(job.run_dir, summary)
         return JobOutcome(job.index, "ok")
     if summary.get("status") == "failed" and summary.get("diverged"):
         return JobOutcome(job.index, "diverged", summary.get("error"))

@@ -18,14 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from optcli.compare.jobs import TRIALS, Job, placed_run
+from optcli.errors import ConfigError
 from optcli.train.mlflow_logging import (
     STATE_FILE,
     MlflowLogger,
     Tracking,
+    read_rows,
     read_state,
     replay,
     resolve_tracking_uri,
 )
+from optcli.train.mlflow_sender import read_json
+from optcli.train.run_files import check_run_files
 from optcli.train.rundir import write_atomically
 
 PARENT_ARTIFACTS = (
@@ -175,10 +179,15 @@ def sync_run(run_dir: Path, tracking_uri: str | None, tracking: Tracking | None)
     if state.get("complete") and state.get("tracking_uri") == resolve_tracking_uri(uri, {}):
         return f"{run_dir}: already in MLflow (run {state.get('run_id')})"
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    try:  # (what live logging sent came from the run itself: its files, edited or cut, are checked)
+        check_run_files(run_dir, read_json(run_dir / "summary.json"))
+        rows = read_rows(run_dir)
+    except ConfigError as error:
+        return f"{run_dir}: not uploaded ({'; '.join(error.problems)})"
     logger = MlflowLogger(
         run_dir, resolved, resumed=True, tracking=tracking, tracking_uri=uri, in_process=True
     )
-    replay(run_dir, logger)
+    replay(run_dir, logger, rows)
     if logger.failure is not None:
         return f"{run_dir}: not uploaded ({logger.failure})"
     return f"{run_dir}: uploaded (run {logger.run_id})"

@@ -25,10 +25,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from optcli.errors import ConfigError
 from optcli.train.mlflow_sender import STATE_FILE, Sender, read_json
 from optcli.train.records import EpochRecord, EvalRecord, Record, RunStarted, StepRecord
 from optcli.train.rundir import read_csv_rows
@@ -219,43 +221,27 @@ def resolve_tracking_uri(given: str | None, settings: dict[str, Any]) -> str | N
     return given or settings.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
 
 
-def replay(run_dir: Path, logger: MlflowLogger) -> None:
-    """A finished run's files, fed to `logger` as the records the live run gave it: its start, every
-    logged step (metrics.csv), evaluation (evals.csv) and epoch (epochs.csv), the test data's metrics
-    and how it ended (summary.json). What `optcli mlflow-sync` uploads."""
+ParsedRows = list[list[tuple[tuple[str, ...] | None, Record]]]
+
+
+def read_rows(run_dir: Path) -> ParsedRows:
+    """A finished run's CSV files as the records its live run gave: every logged step (metrics.csv),
+    evaluation (evals.csv) and epoch (epochs.csv). A file that is not a run's is a ConfigError naming
+    it and its row, before anything is sent anywhere."""
+    return [_rows_of(run_dir / name, parse) for name, parse in _PARSERS]
+
+
+def replay(run_dir: Path, logger: MlflowLogger, rows: ParsedRows) -> None:
+    """A finished run, fed to `logger` as the live run fed it: its start, its CSV files' `rows`
+    (read_rows), the test data's metrics and how it ended (summary.json). What `optcli mlflow-sync`
+    uploads."""
     summary = read_json(run_dir / "summary.json")
     logger.handle(RunStarted(0, 0, 0, 0, str(summary.get("init_hash")), str(summary.get("data_hash"))))
-    for row in read_csv_rows(run_dir / "metrics.csv"):
-        norm = float(row["grad_norm"]) if row.get("grad_norm") else None
-        # The rates beside `lr` (lr_group1, lr_muon, ...) that this row holds.
-        logger.rate_columns = tuple(key for key in row if key.startswith("lr_") and row[key])
-        group_lrs = tuple(float(row[key]) for key in logger.rate_columns)
-        logger.handle(
-            StepRecord(
-                int(row["step"]),
-                int(row["epoch"]),
-                float(row["loss"]),
-                float(row["lr"]),
-                norm,
-                float(row["elapsed_s"]),
-                group_lrs,
-            )
-        )
-    fixed = ("step", "epoch", "elapsed_s", "lr")
-    for row in read_csv_rows(run_dir / "evals.csv"):
-        metrics = {
-            key.removeprefix("val_"): float(value) for key, value in row.items() if key not in fixed and value
-        }
-        logger.handle(
-            EvalRecord("val", int(row["step"]), int(row["epoch"]), metrics, float(row["elapsed_s"]))
-        )
-    for row in read_csv_rows(run_dir / "epochs.csv"):
-        metrics = {key: float(value) for key, value in row.items() if key not in fixed and value}
-        logger.handle(
-            EpochRecord(
-                int(row["epoch"]), int(row["step"]), float(row["lr"]), float(row["elapsed_s"]), metrics
-            )
-        )
+    for records in rows:
+        for rates, record in records:
+            if rates is not None:  # (the rates beside `lr` that a metrics.csv row holds)
+                logger.rate_columns = rates
+            logger.handle(record)
     tested = {
         key.removeprefix("test_"): float(value)
         for key, value in summary.items()
@@ -277,3 +263,56 @@ def replay(run_dir: Path, logger: MlflowLogger) -> None:
         )
     ended = {"completed": "completed", "failed": "failed"}.get(str(summary.get("status")), "interrupted")
     logger.close(RunOutcome(ended, summary.get("error")))  # type: ignore[arg-type]
+
+
+_FIXED = ("step", "epoch", "elapsed_s", "lr")
+
+
+def _step_row(row: dict[str, str]) -> tuple[tuple[str, ...] | None, Record]:
+    norm = float(row["grad_norm"]) if row.get("grad_norm") else None
+    rates = tuple(key for key in row if key.startswith("lr_") and row[key])  # lr_group1, lr_muon, ...
+    group_lrs = tuple(float(row[key]) for key in rates)
+    step = StepRecord(
+        int(row["step"]),
+        int(row["epoch"]),
+        float(row["loss"]),
+        float(row["lr"]),
+        norm,
+        float(row["elapsed_s"]),
+        group_lrs,
+    )
+    return rates, step
+
+
+def _eval_row(row: dict[str, str]) -> tuple[tuple[str, ...] | None, Record]:
+    metrics = {
+        key.removeprefix("val_"): float(value) for key, value in row.items() if key not in _FIXED and value
+    }
+    return None, EvalRecord("val", int(row["step"]), int(row["epoch"]), metrics, float(row["elapsed_s"]))
+
+
+def _epoch_row(row: dict[str, str]) -> tuple[tuple[str, ...] | None, Record]:
+    metrics = {key: float(value) for key, value in row.items() if key not in _FIXED and value}
+    epoch = EpochRecord(
+        int(row["epoch"]), int(row["step"]), float(row["lr"]), float(row["elapsed_s"]), metrics
+    )
+    return None, epoch
+
+
+_PARSERS = (("metrics.csv", _step_row), ("evals.csv", _eval_row), ("epochs.csv", _epoch_row))
+
+
+def _rows_of(
+    path: Path, parse: Callable[[dict[str, str]], tuple[tuple[str, ...] | None, Record]]
+) -> list[tuple[tuple[str, ...] | None, Record]]:
+    """A run's CSV file as records; a ConfigError naming the file and row where it is not a run's."""
+    parsed = []
+    for number, row in enumerate(read_csv_rows(path), start=2):  # (row 1: the header)
+        try:
+            parsed.append(parse(row))
+        except (KeyError, ValueError, TypeError) as error:
+            raise ConfigError(
+                f"{path}: row {number} is not a row optcli wrote ({type(error).__name__}: {error}); "
+                "restore the file, or leave the run out"
+            ) from None
+    return parsed
