@@ -79,3 +79,13 @@ def test_find_lr_refuses_what_it_cannot_test(tmp_path):
     assert "at least 10 steps" in config_error(invoke("find-lr", TEACHER, "--steps", "3"))
     message = config_error(invoke("find-lr", TEACHER, "--set", "optimizer.name=lbfgs"))
     assert "one step per batch" in message
+
+
+def test_apply_refuses_a_copy_whose_relative_paths_would_not_resolve_and_keeps_none(tmp_path):
+    """configs/fruit_csv.yaml names data/fruit.csv relative to its folder: a copy elsewhere would not
+    find it, so none is written (the message says where to write it); beside the original it works."""
+    fruit = REPO / "configs" / "fruit_csv.yaml"
+    elsewhere = tmp_path / "tuned.yaml"
+    message = config_error(invoke("find-lr", fruit, "--out", tmp_path / "test", "--apply", elsewhere))
+    assert f"--apply: {elsewhere} would not work where it is: data.path: no such file" in message
+    assert "write the copy there" in message and not elsewhere.exists()

@@ -213,6 +213,7 @@ def find_lr(
         import_torch()
         from optcli.config.loading import load_config
         from optcli.config.resolve import resolve_config
+        from optcli.errors import ConfigError
         from optcli.train.lr_finder import range_test, suggest, suggested_settings, write_range_test
         from optcli.train.rundir import create_run_dir
 
@@ -241,5 +242,16 @@ def find_lr(
             from optcli.config.loading import write_with_overrides
 
             write_with_overrides(config, apply, [f"{key}={value!r}" for key, value in suggested.items()])
-            print(f"wrote {apply} with {listed}")
+            try:  # paths in a config are relative to its own folder: the copy must still find them
+                resolve_config(load_config(apply))
+            except ConfigError as error:
+                apply.unlink()
+                raise ConfigError(
+                    [
+                        f"--apply: {apply} would not work where it is: {error.problems[0]}",
+                        f"the config names files relative to its own folder ({config.resolve().parent}); "
+                        "write the copy there",
+                    ]
+                ) from None
+            print(f"wrote {apply} with {listed} (the config's comments are not copied)")
         print(f"-> {directory}")
