@@ -540,3 +540,14 @@ def test_a_comparisons_folder_is_refused_where_one_run_is_meant(tmp_path):
     assert "a comparison's folder holds a run per arm and seed; name one" in config_error(
         invoke("evaluate", directory)
     )
+
+
+def test_export_never_writes_through_a_symlinked_export_folder(tmp_path):
+    run = train_ok(REPO / "configs" / "fruit_csv.yaml", tmp_path / "runs", "--set", "train.epochs=1")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run / "export").symlink_to(outside, target_is_directory=True)
+    message = config_error(invoke("export", run, "--format", "torchscript"))
+    assert f"{run / 'export'}: a symbolic link; optcli never writes a run's files through one" in message
+    assert not any(outside.iterdir())
+    assert_clean_exit(invoke("export", run, "--format", "torchscript", "--out", tmp_path / "m.pt"), 0)

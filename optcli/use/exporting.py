@@ -80,6 +80,13 @@ def export(
     that do work for this model."""
     require_extra(form)
     path = out or trained.run_dir / "export" / form / f"model{SUFFIXES[form]}"
+    if out is None:  # inside the run, as a resume: never through a link, which would write outside it
+        linked = [folder for folder in (path.parent.parent, path.parent) if folder.is_symlink()]
+        if linked:
+            raise ConfigError(
+                f"{linked[0]}: a symbolic link; optcli never writes a run's files through one (remove it, "
+                "or give --out)"
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
     module = _Judged(trained.build_model("cpu"), trained.spec.model_output).eval()
     traced, check = _examples(example)
