@@ -7,6 +7,7 @@ each an arm. Every arm and every seed is validated before anything runs; an erro
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -83,7 +84,6 @@ class ComparisonPlan:
     # The validation metrics every arm reports (known once checked): none without validation data.
     validation_metrics: tuple[str, ...] = ()
     tuning: Tuning | None = None  # a tuned comparison's trials
-    measured: tuple[Metric, ...] = ()  # the metrics behind validation_metrics (metrics/table.py)
 
     @property
     def has_validation(self) -> bool:
@@ -97,7 +97,7 @@ class ComparisonPlan:
     @property
     def metric_info(self) -> MetricInfo:
         """The ranking metric's facts: its direction and the words a verdict uses."""
-        found = metric_info(self.ranking_metric, self.measured)
+        found = metric_info(self.ranking_metric, measured_metrics(self.arms, self.validation_metrics))
         assert found is not None, "check_plan settles the metric"
         return found
 
@@ -350,6 +350,12 @@ def check_file(path: Path, overrides: list[str]) -> tuple[dict[str, RunSpec], st
     )
 
 
+def measured_metrics(arms: Sequence[Arm], validation: tuple[str, ...]) -> tuple[Metric, ...]:
+    """The metrics behind the validation columns every arm reports (their facts: metrics/table.py)."""
+    first = next((arm.spec for arm in arms if arm.spec is not None), None)
+    return tuple(m for m in first.metrics if f"val_{m.column}" in validation) if first else ()
+
+
 def check_plan(plan: ComparisonPlan) -> ComparisonPlan:
     """Resolve every arm; raise one ConfigError naming each arm's problems. The plan
     comes back with its metric settled: val_loss by default when every arm has validation data."""
@@ -378,7 +384,7 @@ def check_plan(plan: ComparisonPlan) -> ComparisonPlan:
         else ()
     )
     first = next((arm.spec for arm in arms if arm.spec is not None), None)
-    measured = tuple(m for m in first.metrics if f"val_{m.column}" in validation) if first else ()
+    measured = measured_metrics(arms, validation)
     metric = plan.metric or ("val_loss" if validation else "final_loss")
     choices = [*METRIC_INFO, *(name for name in validation if name not in METRIC_INFO)]
     if metric_info(metric, measured) is None and not (metric.startswith("val_") and problems):
@@ -417,5 +423,4 @@ def check_plan(plan: ComparisonPlan) -> ComparisonPlan:
         validation_metrics=validation,
         tuning=tuning,
         target=target,
-        measured=measured,
     )

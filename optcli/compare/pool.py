@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from optcli.compare.dispatch import LongestFirst
 from optcli.compare.job_runner import WorkerMessage, serve
+from optcli.process.cores import available_cores
 from optcli.process.interrupts import ctrl_c_held, signal_handled_by
 
 _PRELOAD = ["optcli.compare.preload"]  # what the fork server imports before forking the workers
@@ -204,13 +205,6 @@ def _start_context() -> Any:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(_PRELOAD)
     return context
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _gone(process: Any) -> bool:

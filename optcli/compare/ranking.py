@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
-from optcli.metrics.table import Metric, builtin_for_column
+from optcli.metrics.table import Metric, find_metric
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,7 @@ def metric_info(name: str | MetricInfo, measured: tuple[Metric, ...] = ()) -> Me
         return name
     if name in METRIC_INFO:
         return METRIC_INFO[name]
-    if not name.startswith("val_"):
-        return None
-    column = name.removeprefix("val_")
-    metric = next((m for m in measured if m.column == column and m.is_column), None)
-    metric = metric or builtin_for_column(column)
+    metric = find_metric(name, measured) if name.startswith("val_") else None
     if metric is None:
         return None
     best = "highest" if metric.higher_is_better else "lowest"

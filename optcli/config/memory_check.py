@@ -27,7 +27,7 @@ def check_memory(network: torch.nn.Module | None, data: DataSpec | None, problem
     if available is None:
         return
     if network is not None:
-        parameters = [parameter for parameter in network.parameters()]
+        parameters = list(network.parameters())
         weights = sum(parameter.numel() * parameter.element_size() for parameter in parameters)
         if 2 * weights > available:
             count = sum(parameter.numel() for parameter in parameters)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from optcli.metrics.table import Metric, builtin_for_column
+from optcli.metrics.table import Metric, find_metric
 
 TRAIN_METRICS = ("train_loss",)  # the epoch's mean training loss: every run has it
 
@@ -36,9 +36,5 @@ def default_monitor(has_validation: bool) -> str:
 def better_direction(name: str, metrics: tuple[Metric, ...] = ()) -> Literal["min", "max"]:
     """Which way `name` (train_loss, val_loss, val_f1_macro, test_...) is better: a run's own metric
     says; a built-in column is looked up by name; losses, errors and anything else are lower-better."""
-    column = name.split("_", 1)[1] if name.startswith(("val_", "test_")) else name
-    for metric in metrics:
-        if metric.column == column:
-            return "max" if metric.higher_is_better else "min"
-    builtin = builtin_for_column(column)
-    return "max" if builtin is not None and builtin.higher_is_better else "min"
+    metric = find_metric(name, metrics)
+    return "max" if metric is not None and metric.higher_is_better else "min"

@@ -333,6 +333,11 @@ class RunSpec:
         gives only that, unless model.output names its predictions)."""
         return not self.forward.from_model or self.model_output is not None
 
+    @property
+    def evaluated_metrics(self) -> tuple[Metric, ...]:
+        """What an evaluation measures besides the loss: none where the output cannot be judged."""
+        return self.metrics if self.judged else ()
+
     def direction(self, metric: str) -> Literal["min", "max"]:
         """Which way one of the run's metrics (train_loss, val_f1_macro) is better."""
         return better_direction(metric, self.metrics)

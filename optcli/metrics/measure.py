@@ -29,7 +29,6 @@ class Measurement:
 
     def __init__(self, metrics: tuple[Any, ...], device: torch.device, classification: bool) -> None:
         self.metrics = metrics
-        self.classification = classification
         self.dtype = torch.float32 if device.type == "mps" else torch.float64
         self.loss = torch.zeros((), device=device, dtype=self.dtype)
         self.samples = 0

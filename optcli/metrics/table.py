@@ -8,6 +8,7 @@ or a function of one's own is named by import path and measured by metrics/measu
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,8 +131,6 @@ def builtin_metric(name: str, arguments: dict[str, Any]) -> Metric:
 
 
 def _defaults(facts: Builtin) -> dict[str, Any]:
-    import inspect
-
     return {
         name: parameter.default
         for name, parameter in inspect.signature(facts.signature).parameters.items()
@@ -160,11 +159,19 @@ def builtin_for_column(column: str) -> Metric | None:
     return None
 
 
+def find_metric(name: str, metrics: tuple[Metric, ...] = ()) -> Metric | None:
+    """The metric behind a name, with or without its split's prefix (val_f1_macro, test_auroc, r2):
+    one of the run's `metrics`, else the built-in whose column it is; None for any other name (a loss)."""
+    column = name.split("_", 1)[1] if name.startswith(("val_", "test_")) else name
+    return next((m for m in metrics if m.column == column and m.is_column), None) or builtin_for_column(
+        column
+    )
+
+
 def format_metric(column: str, value: float | None, metrics: tuple[Metric, ...] = (), digits: int = 4) -> str:
     """A value as people read it: a percentage for accuracies, else `digits` significant digits.
     `column` may carry its split's prefix (val_f1_macro)."""
     if value is None:
         return "-"
-    bare = column.split("_", 1)[1] if column.startswith(("val_", "test_")) else column
-    metric = next((m for m in metrics if m.column == bare), None) or builtin_for_column(bare)
+    metric = find_metric(column, metrics)
     return f"{value:.2%}" if metric is not None and metric.percent else f"{value:.{digits}g}"

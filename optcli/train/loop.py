@@ -250,7 +250,7 @@ def _evaluation(
             batches,
             session.loss_function,
             spec.forward,
-            spec.metrics if spec.judged else (),
+            spec.evaluated_metrics,
             spec.data.is_classification,
         )
         if switch_modes:

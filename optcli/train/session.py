@@ -16,6 +16,7 @@ from optcli.config.spec import RunSpec
 from optcli.data.batches import Batches, InMemoryBatches
 from optcli.data.in_memory import TensorData
 from optcli.data.loader import LoaderBatches, make_loader
+from optcli.process.cores import available_cores
 from optcli.seeds import DATA_ORDER, derive_seed, seed_everything
 from optcli.train.distributed import ALONE, World
 from optcli.train.run_data import load_data, load_datasets
@@ -91,9 +92,8 @@ def chosen_threads(spec: RunSpec) -> int:
     forward = spec.findings.forward_flops
     if forward is not None and 3 * forward < SHARED_STEP_FLOPS:
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
-    return max(1, min(torch.get_num_threads(), cores - busy))
+    return max(1, min(torch.get_num_threads(), available_cores() - busy))
 
 
 def with_threads_chosen(spec: RunSpec) -> RunSpec:

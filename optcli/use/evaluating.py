@@ -42,9 +42,13 @@ def evaluate_checkpoint(trained: TrainedRun, split: Split, session: Session | No
             "evaluate on new data"
         )
     spec = trained.spec
-    metrics = spec.metrics if spec.judged else ()
     return evaluate(
-        session.evaluated, batches, session.loss_function, spec.forward, metrics, spec.data.is_classification
+        session.evaluated,
+        batches,
+        session.loss_function,
+        spec.forward,
+        spec.evaluated_metrics,
+        spec.data.is_classification,
     )
 
 
