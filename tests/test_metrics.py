@@ -178,6 +178,10 @@ def test_mistakes_in_metrics_are_config_errors_naming_the_key(tmp_path):
             "metrics.0: MulticlassF1Score refused its arguments: ValueError: Unexpected keyword arguments: `avrage`",
         ),
         (["accuracy", "accuracy"], "metrics.1: a second metric with the column 'accuracy'"),
+        (
+            [{"name": "top_k_accuracy", "k": 4}],
+            "metrics.0.k: 4 with 4 classes: every sample would count as right",
+        ),
         (["f1"], None),
     ]
     for metrics, expected in cases[:-1]:

@@ -81,7 +81,17 @@ def _resolve_one(entry: Any, data: DataSpec, base_dir: Path, where: str, problem
         return None
     bound, found = bind_arguments(facts.signature, arguments, where=where, display_name=name)
     problems.lines += found
-    return None if found else builtin_metric(name, bound)
+    if found:
+        return None
+    metric = builtin_metric(name, bound)
+    k, classes = dict(metric.arguments).get("k"), data.info.classes
+    if k is not None and classes and (k < 1 or k >= classes):
+        problems.add(
+            f"{where}.k: {k} with {classes} classes: every sample would count as right (or none); "
+            f"choose from 1 to {classes - 1}"
+        )
+        return None
+    return metric
 
 
 _KIND_WORDS = {"classification": "class labels", "regression": "real values"}
