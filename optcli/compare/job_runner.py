@@ -64,8 +64,10 @@ def _serve(channel: Connection, run_job_name: str, threads: int, stop: Any) -> N
     multiprocessing.set_start_method(None, force=True)
     torch.set_num_threads(threads)
     _stopping = _stopping or (stop is not None and stop.is_set())  # a SIGTERM while it was ignored
-    if _stopping:
-        return  # asked to stop while starting: no job will come (waiting for one would never end)
+    if _stopping and not channel.poll(1.0):
+        # Asked to stop while starting, and no job was sent before that: none will come (waiting for
+        # one would never end). A job sent before it is taken, and stops at once, reporting so.
+        return
     try:
         signal.signal(signal.SIGTERM, _stop_now)
         while (task := channel.recv()) is not None:
