@@ -1,4 +1,4 @@
-"""The commands that use a trained run: predict, evaluate and export."""
+"""The commands that use a trained run: predict, generate, evaluate and export."""
 
 from __future__ import annotations
 
@@ -60,6 +60,12 @@ def predict(
         from optcli.use.trained import open_run
 
         trained = open_run(run, _checkpoint(checkpoint))
+        if trained.spec.data.info.tokenizer is not None:  # a language model: the next token of each line
+            from optcli.use.generating import predict_text
+
+            rows = predict_text(trained, Path(input_), out, torch.device(device))
+            print(f"{rows} next-token predictions from {trained.run_dir} ({trained.checkpoint_name}.pt) -> {out}")
+            return
         if settings and not is_dataset_input(input_):
             raise ConfigError(
                 f"--set {settings[0]}: sets a Dataset input's arguments (INPUT a `file.py:Dataset`); a file "
@@ -74,6 +80,38 @@ def predict(
         print(
             f"{rows} predictions from {trained.run_dir} ({trained.checkpoint_name}.pt, epoch {trained.epoch}) -> {out}"
         )
+
+
+@app.command()
+def generate(
+    run: RunArgument,
+    prompt: Annotated[str, typer.Option("--prompt", help="The text to continue.")] = "",
+    tokens: Annotated[int, typer.Option("--tokens", min=1, help="How many tokens to generate.")] = 200,
+    temperature: Annotated[
+        float, typer.Option("--temperature", min=0.0, help="Sharpens (<1) or flattens (>1); 0: always the likeliest.")
+    ] = 1.0,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", min=1, help="Sample from the k likeliest tokens only.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="The sampling's seed: a seed repeats its text.")] = 0,
+    checkpoint: CheckpointOption = "best",
+    device: UseDeviceOption = "cpu",
+    debug: DebugOption = False,
+) -> None:
+    """Continue a prompt with a trained language model (a run on text data); seeded, so repeatable.
+
+    Example: optcli generate runs/lm_stdlib --prompt "def " --tokens 200 --top-k 20
+    """
+    with reported_errors(debug):
+        import_torch()
+        from optcli.use.generating import generate as continue_text
+        from optcli.use.trained import open_run
+
+        trained = open_run(run, _checkpoint(checkpoint))
+        text = continue_text(
+            trained, prompt, tokens, temperature=temperature, top_k=top_k, seed=seed, device=device
+        )
+        print(prompt + text)
 
 
 @app.command("evaluate")

@@ -6,6 +6,11 @@
 - `loss: from_model`, where the model computes its own loss: `model(**batch)` (labels included) or
   `model(inputs, targets)`, and the loss is what it returns: a tensor, `output["loss"]` or `output.loss`.
 `model.output` picks what the loss (or, with from_model, the accuracy) sees of a dict, tuple or object.
+
+Sequences (`sequence`: the targets are a class per position, as a language model's next tokens):
+logits [B, T, V] with targets [B, T] reach the loss flattened to [B·T, V] and [B·T], as nanoGPT
+computes `F.cross_entropy(logits.view(-1, V), targets.view(-1))`; torch's own layout [B, V, T]
+passes as it is.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class Forward:
 
     output_key: str | int | None = None
     from_model: bool = False  # the loss is a ModelLoss
+    sequence: bool = False  # a class per position: classes-last logits are flattened for the loss
 
     def __call__(
         self, model: torch.nn.Module, loss_function: torch.nn.Module, batch: Any
@@ -75,4 +81,17 @@ class Forward:
                 output, self.output_key
             ) if self.output_key is not None else None
         judged = pick_output(output, self.output_key)
+        if self.sequence and classes_last(judged, targets):
+            return loss_function(judged.reshape(-1, judged.shape[-1]), targets.reshape(-1)), judged  # type: ignore[union-attr]
         return loss_function(judged, targets), judged
+
+
+def classes_last(output: Any, targets: Any) -> bool:
+    """Logits [..., classes] for targets [...] of two or more dimensions (a class per position)."""
+    return (
+        isinstance(output, torch.Tensor)
+        and isinstance(targets, torch.Tensor)
+        and targets.dim() >= 2
+        and output.dim() == targets.dim() + 1
+        and output.shape[:-1] == targets.shape
+    )

@@ -12,6 +12,7 @@ from optcli.config.schema import DataSection, NamedSection, describe_error
 from optcli.config.sections import Problems, bind_component, lookup
 from optcli.config.spec import DataSource, DataSpec
 from optcli.data.registry import DATASETS, is_in_memory, open_source
+from optcli.data.text import STDLIB
 from optcli.errors import ConfigError
 from optcli.name_matching import normalize_name
 
@@ -60,7 +61,7 @@ def _resolve_source(
         return None
     arguments = section.arguments
     for key in getattr(entry.target, "PATH_ARGUMENTS", ()):
-        if isinstance(arguments.get(key), str):
+        if isinstance(arguments.get(key), str) and not arguments[key].startswith(STDLIB):
             arguments[key] = str((base_dir / arguments[key]).resolve())
     component = bind_component(entry, arguments, where, base_dir, problems)
     if component is None:
@@ -131,6 +132,8 @@ def _split_mismatch(source: DataSource, train: DataSource) -> str | None:
 def _check_loader_options(spec: DataSpec, problems: Problems) -> None:
     """DataLoader options: what a DataLoader would reject, said before it is built."""
     loader = spec.loader
+    if spec.info.tokenizer is not None and loader.normalize:
+        problems.add("data.normalize: text's inputs are token ids, which are not features to standardize")
     if not spec.from_user_dataset:
         if loader.num_workers or loader.pin_memory or loader.persistent_workers or loader.prefetch_factor:
             problems.notes.append(

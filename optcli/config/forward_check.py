@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from optcli.components.forward import TARGET_KEY, Forward, ModelLoss, pick_output
+from optcli.components.forward import TARGET_KEY, Forward, ModelLoss, classes_last, pick_output
 from optcli.config.sections import Problems, is_subclass
 from optcli.config.spec import Component, DataSpec
 from optcli.data.loader import move_batch
@@ -41,7 +41,7 @@ def check_forward(
 ) -> int | None:
     """Run one batch's shapes through the model and the loss, as training will call them; return how
     many outputs per sample the loss sees (None when that is not one number)."""
-    forward = Forward(output_key, is_subclass(loss.target, (ModelLoss,)))
+    forward = Forward(output_key, is_subclass(loss.target, (ModelLoss,)), data.info.sequence_length is not None)
     if data.from_user_dataset and example is None:
         return None  # its first batch could not be read: reported
     if example is not None and not _labels_in_range(example, data, problems):
@@ -74,6 +74,8 @@ def check_forward(
     if picked is None:
         return None
     width = picked.shape[1] if isinstance(picked, torch.Tensor) and picked.dim() == 2 else None
+    if forward.sequence and classes_last(picked, targets):
+        width = picked.shape[-1]
     classes = data.info.classes if not data.binary_labels else None
     if classes and width is not None and width < classes:
         # Cross-entropy would index past the output at the first batch with a label it lacks.
@@ -179,7 +181,7 @@ def _zeros_batch(data: DataSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of in-memory data's shapes (its values do not matter on the meta device)."""
     info = data.info
     batch = max(1, min(data.loader.batch_size, info.samples))
-    inputs = torch.zeros(batch, *info.feature_shape)
+    inputs = torch.zeros(batch, *info.feature_shape, dtype=torch.long if info.tokenizer else None)
     if data.binary_labels:
         return inputs, torch.zeros(batch, 1)
     dtype = torch.long if info.is_classification else torch.get_default_dtype()

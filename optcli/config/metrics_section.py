@@ -15,7 +15,15 @@ from optcli.components.signature import bind_arguments
 from optcli.config.sections import Problems, portable_name
 from optcli.config.spec import Component, DataSpec
 from optcli.errors import ConfigError
-from optcli.metrics.table import BUILTINS, Metric, builtin_for_column, builtin_metric, default_metrics
+from optcli.metrics.table import (
+    BUILTINS,
+    Kind,
+    Metric,
+    builtin_for_column,
+    builtin_metric,
+    default_metrics,
+    judges,
+)
 from optcli.name_matching import unknown_name_message
 
 INSTALL_METRICS = "pip install 'optcli[metrics]'"
@@ -32,7 +40,7 @@ def resolve_metrics(
     if data is None:
         return ()
     if entries is None:
-        return default_metrics(data.is_classification)
+        return default_metrics(data_kind(data), data.info.tokenizer == "bytes")
     metrics: list[Metric] = []
     for index, entry in enumerate(entries):
         where = f"metrics.{index}"
@@ -72,12 +80,15 @@ def _resolve_one(entry: Any, data: DataSpec, base_dir: Path, where: str, problem
         )
         return None
     facts = BUILTINS[name]
-    kind = "classification" if data.is_classification else "regression"
-    if kind not in facts.kinds:
+    kind = data_kind(data)
+    if not judges(facts, kind):
         problems.add(
             f"{where}: {name} judges {' or '.join(_KIND_WORDS[k] for k in facts.kinds)}, and this run's targets "
-            f"are {_KIND_WORDS[kind]}; choose from: {', '.join(n for n, f in BUILTINS.items() if kind in f.kinds)}"
+            f"are {_KIND_WORDS[kind]}; choose from: {', '.join(n for n, f in BUILTINS.items() if judges(f, kind))}"
         )
+        return None
+    if name == "bits_per_byte" and data.info.tokenizer != "bytes":
+        problems.add(f"{where}: bits_per_byte is the loss per byte, for byte tokens (data.tokenizer: bytes)")
         return None
     bound, found = bind_arguments(facts.signature, arguments, where=where, display_name=name)
     problems.lines += found
@@ -94,7 +105,13 @@ def _resolve_one(entry: Any, data: DataSpec, base_dir: Path, where: str, problem
     return metric
 
 
-_KIND_WORDS = {"classification": "class labels", "regression": "real values"}
+_KIND_WORDS = {"classification": "class labels", "sequence": "a token per position", "regression": "real values"}
+
+
+def data_kind(data: DataSpec) -> Kind:
+    if data.info.sequence_length is not None:
+        return "sequence"
+    return "classification" if data.is_classification else "regression"
 
 
 def _resolve_imported(

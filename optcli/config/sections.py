@@ -123,7 +123,7 @@ def resolve_model(
     except (TypeError, ValueError):
         parameters = {}
     if data is None:
-        stand_in = {"in_features": 1, "out_features": 1, "input_shape": [1]}
+        stand_in = {"in_features": 1, "out_features": 1, "input_shape": [1], "vocab_size": 2, "block_size": 1}
         sized = {key: value for key, value in stand_in.items() if key in parameters and key not in arguments}
         bind_component(entry, {**arguments, **sized}, "model", base_dir, problems)
         return None
@@ -131,9 +131,11 @@ def resolve_model(
         "in_features": data.info.features,
         "out_features": 1 if data.binary_labels else data.info.out_features,
         "input_shape": list(data.info.feature_shape),
+        "vocab_size": data.info.classes if data.info.sequence_length else None,  # a language model's
+        "block_size": data.info.sequence_length,
     }
     for key in models.SIZE_ARGUMENTS:
-        if key in parameters and key not in arguments:
+        if key in parameters and key not in arguments and sizes[key] is not None:
             arguments[key] = sizes[key]
     if arguments.get("out_features") == 0:  # class labels, but the Dataset does not say how many
         problems.add(

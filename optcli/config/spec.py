@@ -272,7 +272,7 @@ class RunSpec:
     def forward(self) -> Forward:
         """How a batch becomes the loss: the call for the batch's kind, and what the loss sees."""
         from_model = isinstance(self.loss.target, type) and issubclass(self.loss.target, ModelLoss)
-        return Forward(self.model_output, from_model)
+        return Forward(self.model_output, from_model, self.data.info.sequence_length is not None)
 
     @property
     def stepping(self) -> SchedulerSpec | None:

@@ -65,6 +65,7 @@ class InMemoryBatches:
         self.shard = shard  # (this process's rank, processes): each takes its part of every batch
         self.inputs = data.inputs.to(device)
         self.targets = data.targets.to(device)
+        self.widen = data.tokens  # compact token ids become int64 a batch at a time
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
@@ -91,7 +92,8 @@ class InMemoryBatches:
             offset, length = shard_bounds(self.global_size(index), self.shard[1], self.shard[0])
             start = index * self.batch_size + offset
             if not self.shuffle:  # slices are views: no copy at all
-                yield self.inputs[start : start + length], self.targets[start : start + length]
-                continue
-            indices = order[start : start + length]
-            yield self.inputs.index_select(0, indices), self.targets.index_select(0, indices)
+                inputs, targets = self.inputs[start : start + length], self.targets[start : start + length]
+            else:
+                indices = order[start : start + length]
+                inputs, targets = self.inputs.index_select(0, indices), self.targets.index_select(0, indices)
+            yield (inputs.long(), targets.long()) if self.widen else (inputs, targets)

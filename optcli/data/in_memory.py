@@ -37,6 +37,10 @@ class DataInfo:
     target_column: bool = False
     # A table's column names: the features (in the order the model sees them) and the target.
     column_names: tuple[tuple[str, ...], str] | None = None
+    # Text: a sample is `sequence_length` token ids and its targets the next token at every position
+    # (classification per position, `classes` the vocabulary); `tokenizer` names how text became ids.
+    sequence_length: int | None = None
+    tokenizer: str | None = None
 
     @property
     def features(self) -> int:
@@ -53,6 +57,8 @@ class DataInfo:
     @property
     def sample_target_shape(self) -> tuple[int, ...]:
         """One sample's target: () for a class label, else the values' shape."""
+        if self.sequence_length is not None:
+            return (self.sequence_length,)
         if self.classes is not None:
             return ()
         return self.target_shape or (self.target_size,)
@@ -62,12 +68,24 @@ class DataInfo:
 class TensorData:
     inputs: torch.Tensor
     targets: torch.Tensor
+    # Token ids kept compact (text's bytes): batches are widened to int64, which embeddings and
+    # cross-entropy take, one batch at a time.
+    tokens: bool = False
+    # The data's identity when hashing every byte would read a whole memory-mapped corpus.
+    fingerprint: str | None = None
 
     def __len__(self) -> int:
         return len(self.inputs)
 
     def subset(self, indices: torch.Tensor) -> TensorData:
-        return TensorData(self.inputs[indices], self.targets[indices])
+        """The rows `indices` (sorted): a view when they are consecutive, else a copy."""
+        count = len(indices)
+        if count and int(indices[-1]) - int(indices[0]) + 1 == count:
+            start = int(indices[0])
+            rows = slice(start, start + count)
+            fingerprint = f"{self.fingerprint}:{start}:{count}" if self.fingerprint else None
+            return TensorData(self.inputs[rows], self.targets[rows], self.tokens, fingerprint)
+        return TensorData(self.inputs[indices], self.targets[indices], self.tokens)
 
 
 # A dataset's `load(seed, split)` builds its tensors. `split` is "train", "val" or "test": synthetic

@@ -10,6 +10,7 @@ import torch
 from optcli.components.registry import Registry
 from optcli.data.files import CsvData, IdxData
 from optcli.data.in_memory import RandomData, TeacherData, TensorFileData
+from optcli.data.text import TextData
 from optcli.data.scikit_learn import BreastCancerData, DiabetesData, DigitsData, IrisData, WineData
 from optcli.data.user_datasets import UserDatasets
 
@@ -56,6 +57,11 @@ DATASETS.add("teacher", TeacherData, summary="labels from a fixed random teacher
 DATASETS.add("tensors", TensorFileData, summary="x and y from a .pt or .npz file")
 DATASETS.add("csv", CsvData, summary="a CSV table: one target column, numeric feature columns")
 DATASETS.add("idx", IdxData, summary="MNIST-format IDX image and label files, gzipped or raw")
+DATASETS.add(
+    "text",
+    TextData,
+    summary="text as windows of byte tokens for language models (a file, glob, folder or stdlib:email,json)",
+)
 DATASETS.add("digits", DigitsData, summary="scikit-learn's 8x8 digits (needs optcli[sklearn])")
 DATASETS.add("iris", IrisData, summary="scikit-learn's iris (needs optcli[sklearn])")
 DATASETS.add("wine", WineData, summary="scikit-learn's wine (needs optcli[sklearn])")

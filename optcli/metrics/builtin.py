@@ -16,11 +16,14 @@ def class_scores(
     output: torch.Tensor, targets: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Every position's outputs as rows [N, C], its class label [N], and whether it is judged [N]
-    (an ignore_index such as -100 is not a class): logits [B, C] or, for sequences, [B, C, T]
-    (torch's class dimension 1); one logit per sample (binary) becomes two columns [-x, x], whose
+    (an ignore_index such as -100 is not a class): logits [B, C] or, for sequences, [B, T, C]
+    (a language model's) or [B, C, T] (torch's class dimension 1); one logit per sample (binary) becomes two columns [-x, x], whose
     softmax is the sigmoid. None for outputs that are not class scores. (No host copy: a mask, not
     a selection, keeps an accelerator from waiting.)"""
-    if output.dim() == targets.dim() + 1 and output.shape[1] > 1:
+    if targets.dim() >= 2 and output.dim() == targets.dim() + 1 and output.shape[:-1] == targets.shape:
+        rows = output.reshape(-1, output.shape[-1])  # a sequence's logits, classes last [B, T, V]
+        labels = targets.reshape(-1).long()
+    elif output.dim() == targets.dim() + 1 and output.shape[1] > 1:
         classes = output.shape[1]
         rows = output.movedim(1, -1).reshape(-1, classes)
         labels = targets.reshape(-1).long()
@@ -41,18 +44,28 @@ class ClassTotals:
     def __init__(self, metrics: tuple[Metric, ...]) -> None:
         self.top_ks = sorted({dict(m.arguments)["k"] for m in metrics if m.builtin == "top_k_accuracy"})
         self.keeps_scores = any(m.builtin == "auroc" for m in metrics)
+        # A confusion matrix only for the metrics that need one: a language model's vocabulary of
+        # 50,000 tokens would make it 2.5e9 counts. Accuracy needs only the hits.
+        self.keeps_confusion = any(m.builtin in _FROM_CONFUSION for m in metrics)
         self.confusion: torch.Tensor | None = None
+        self.hits: torch.Tensor | None = None  # right predictions, and judged positions
+        self.judged: torch.Tensor | None = None
         self.top_hits: dict[int, torch.Tensor] = {}
         self.scores: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._host: torch.Tensor | None = None  # the confusion matrix, copied once at the end
 
     def add(self, rows: torch.Tensor, labels: torch.Tensor, kept: torch.Tensor) -> None:
         classes = rows.shape[1]
-        cells = classes * classes
-        # Unjudged positions are counted in one extra cell, then dropped.
-        index = torch.where(kept, labels * classes + rows.argmax(dim=1), cells)
-        counts = torch.bincount(index, minlength=cells + 1)[:cells].reshape(classes, classes)
-        self.confusion = counts if self.confusion is None else self.confusion + counts
+        predicted = rows.argmax(dim=1)
+        hits, judged = ((predicted == labels) & kept).sum(), kept.sum()
+        self.hits = hits if self.hits is None else self.hits + hits
+        self.judged = judged if self.judged is None else self.judged + judged
+        if self.keeps_confusion:
+            cells = classes * classes
+            # Unjudged positions are counted in one extra cell, then dropped.
+            index = torch.where(kept, labels * classes + predicted, cells)
+            counts = torch.bincount(index, minlength=cells + 1)[:cells].reshape(classes, classes)
+            self.confusion = counts if self.confusion is None else self.confusion + counts
         for k in self.top_ks:
             top = rows.topk(min(k, classes), dim=1).indices
             hits = ((top == labels.unsqueeze(1)).any(dim=1) & kept).sum()
@@ -62,24 +75,27 @@ class ClassTotals:
 
     def values(self, metric: Metric) -> float:
         """One built-in's value (a host copy)."""
-        assert self.confusion is not None
-        if self._host is None:
-            self._host = self.confusion.double().cpu()
-        confusion = self._host
-        total = confusion.sum().item()
+        assert self.judged is not None and self.hits is not None
+        total = self.judged.item()
         if not total:
             return math.nan  # (nothing judged: every target an ignore_index)
         name, arguments = metric.builtin, dict(metric.arguments)
         if name in ("accuracy", "token_accuracy"):
-            return confusion.trace().item() / total
+            return self.hits.item() / total
         if name == "top_k_accuracy":
             return self.top_hits[arguments["k"]].item() / total
         if name in ("precision", "recall", "f1"):
-            return _averaged(confusion, name, arguments["average"])
+            assert self.confusion is not None
+            if self._host is None:
+                self._host = self.confusion.double().cpu()
+            return _averaged(self._host, name, arguments["average"])
         if name == "auroc":
             scores, labels, kept = (torch.cat(parts).cpu() for parts in zip(*self.scores, strict=True))
             return _auroc(scores[kept], labels[kept])
         raise AssertionError(name)
+
+
+_FROM_CONFUSION = ("precision", "recall", "f1", "confusion_matrix")
 
 
 def _averaged(confusion: torch.Tensor, name: str, average: str) -> float:

@@ -61,7 +61,7 @@ class Measurement:
         """The values (a host copy: the evaluation's sync point)."""
         values = {"loss": self.loss.item() / self.samples}
         tables = {}
-        judged_classes = self.classes is not None and self.classes.confusion is not None
+        judged_classes = self.classes is not None and self.classes.judged is not None
         judged_values = self.regression is not None and self.regression.values_seen > 0
         regression = self.regression.values() if judged_values and self.regression else {}
         for metric in self.metrics:
@@ -71,6 +71,8 @@ class Measurement:
                 values[metric.column] = self.classes.values(metric)
             elif metric.builtin == "perplexity":
                 values[metric.column] = math.exp(min(values["loss"], 709.0))  # (exp overflows past 709)
+            elif metric.builtin == "bits_per_byte":  # a byte per token: the loss in bits
+                values[metric.column] = values["loss"] / math.log(2)
             elif metric.builtin in regression:
                 values[metric.column] = regression[metric.builtin]
             elif metric.kind == "class":

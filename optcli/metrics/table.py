@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["classification", "regression"]  # the targets a metric judges
+Kind = Literal["classification", "sequence", "regression"]  # the targets a metric judges
+# (sequence: a class per position, a language model's next tokens; class metrics judge them too.)
 Average = Literal["macro", "micro", "weighted"]
 
 
@@ -76,6 +77,7 @@ BUILTINS: dict[str, Builtin] = {
         file="confusion_matrix.csv",
     ),
     "perplexity": Builtin(False, ("classification",), "perplexity", lambda: "perplexity", _no_arguments),
+    "bits_per_byte": Builtin(False, ("sequence",), "bits per byte", lambda: "bits_per_byte", _no_arguments),
     "token_accuracy": Builtin(
         True, ("classification",), "token accuracy", lambda: "token_accuracy", _no_arguments, True
     ),
@@ -84,7 +86,16 @@ BUILTINS: dict[str, Builtin] = {
     "r2": Builtin(True, ("regression",), "R²", lambda: "r2", _no_arguments),
 }
 # What an evaluation reports when `metrics:` names none, by the kind of targets.
-DEFAULTS: dict[Kind, tuple[str, ...]] = {"classification": ("accuracy",), "regression": ("rmse", "mae", "r2")}
+DEFAULTS: dict[Kind, tuple[str, ...]] = {
+    "classification": ("accuracy",),
+    "sequence": ("perplexity", "bits_per_byte", "token_accuracy"),
+    "regression": ("rmse", "mae", "r2"),
+}
+
+
+def judges(facts: Builtin, kind: Kind) -> bool:
+    """Whether a built-in applies to targets of `kind` (class metrics apply to sequences too)."""
+    return kind in facts.kinds or (kind == "sequence" and "classification" in facts.kinds)
 
 
 @dataclass(frozen=True)
@@ -138,9 +149,10 @@ def _defaults(facts: Builtin) -> dict[str, Any]:
     }
 
 
-def default_metrics(classification: bool) -> tuple[Metric, ...]:
+def default_metrics(kind: Kind, byte_tokens: bool = False) -> tuple[Metric, ...]:
+    """What an evaluation reports when `metrics:` names none (bits per byte only for byte tokens)."""
     return tuple(
-        builtin_metric(name, {}) for name in DEFAULTS["classification" if classification else "regression"]
+        builtin_metric(name, {}) for name in DEFAULTS[kind] if name != "bits_per_byte" or byte_tokens
     )
 
 

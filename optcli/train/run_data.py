@@ -48,8 +48,17 @@ def load_data(data: DataSpec, seed: int) -> LoadedData:
 def split_rows(total: int, data: DataSpec, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The rows of the training data (0-based, in the order the dataset gives them) that train, and
     those held out for "test" and "val" by data.test_fraction and data.val_fraction. The test rows are
-    drawn first, so that validation never sees a test sample; every part keeps the data's order."""
+    drawn first, so that validation never sees a test sample; every part keeps the data's order.
+    Text holds out its last windows instead (validation, then test): a fixed split of the corpus."""
     rows, held_out = torch.arange(total), {}
+    if getattr(data.train.source, "HOLDS_OUT_TAIL", False):  # text: the last windows, whatever the seed
+        val, test = data.val_samples_held_out, data.test_samples_held_out
+        train = total - val - test
+        if val:
+            held_out["val"] = torch.arange(train, train + val)
+        if test:
+            held_out["test"] = torch.arange(train + val, total)
+        return rows[:train], held_out
     if data.loader.test_fraction is not None:
         rows, held_out["test"] = _hold_out(
             rows, data.test_samples_held_out, derive_seed(seed, seeds.TEST_SPLIT)

@@ -175,8 +175,13 @@ def _in_memory_batches(spec: RunSpec, device: torch.device, shard: tuple[int, in
     # The order of every epoch follows from the generator's state, so hashing that state with the
     # data identifies the whole sequence of batches without drawing it.
     order = (loader.batch_size, loader.shuffle, loader.drop_last)
+    # (A memory-mapped corpus is named by its tokens' hash instead of read whole to hash it.)
     data_hash = fingerprint_tensors(
-        [data.inputs, data.targets, shuffle_generator.get_state(), torch.tensor(order)]
+        [
+            *([torch.tensor(list(data.fingerprint.encode()))] if data.fingerprint else [data.inputs, data.targets]),
+            shuffle_generator.get_state(),
+            torch.tensor(order),
+        ]
     )
     batches = InMemoryBatches(
         data,
@@ -187,7 +192,10 @@ def _in_memory_batches(spec: RunSpec, device: torch.device, shard: tuple[int, in
         device=device,
         shard=shard,
     )
-    val, test = (evaluation_batches(part, loader.batch_size, device) for part in (loaded.val, loaded.test))
+    sequences = spec.data.info.sequence_length is not None
+    val, test = (
+        evaluation_batches(part, loader.batch_size, device, sequences) for part in (loaded.val, loaded.test)
+    )
     return batches, val, test, data_hash, loaded.description
 
 
@@ -237,11 +245,13 @@ EVALUATION_BATCH_SIZE = 1024
 
 
 def evaluation_batches(
-    data: TensorData | None, batch_size: int, device: torch.device
+    data: TensorData | None, batch_size: int, device: torch.device, sequences: bool = False
 ) -> InMemoryBatches | None:
+    """Batches of a split to evaluate: bigger than training's, but for sequences, whose outputs
+    (a row of logits per position) already take the training batch's memory many times over."""
     if data is None:
         return None
-    size = max(batch_size, EVALUATION_BATCH_SIZE)
+    size = batch_size if sequences else max(batch_size, EVALUATION_BATCH_SIZE)
     return InMemoryBatches(
         data, size, shuffle=False, drop_last=False, generator=torch.Generator(), device=device
     )

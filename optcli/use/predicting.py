@@ -30,7 +30,7 @@ def predict_to_csv(
 ) -> int:
     """Every batch through the model, every row to `out` as it comes; the rows written."""
     model = trained.build_model(device)
-    forward = Forward(trained.spec.model_output, trained.spec.forward.from_model)
+    forward = trained.spec.forward
     rows = 0
 
     def write(stream: BinaryIO) -> None:
