@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from typer.testing import CliRunner, Result
 from optcli.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Text data's token files go to a cache of the test session's own, not the user's ~/.cache.
+os.environ.setdefault("OPTCLI_CACHE", tempfile.mkdtemp(prefix="optcli-cache-"))
 
 # In CI the property tests draw the same examples every run, so that a landing never hangs on luck;
 # on a developer's machine they draw new ones each time, to keep finding what nobody thought of.

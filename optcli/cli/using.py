@@ -64,7 +64,9 @@ def predict(
             from optcli.use.generating import predict_text
 
             rows = predict_text(trained, Path(input_), out, torch.device(device))
-            print(f"{rows} next-token predictions from {trained.run_dir} ({trained.checkpoint_name}.pt) -> {out}")
+            print(
+                f"{rows} next-token predictions from {trained.run_dir} ({trained.checkpoint_name}.pt) -> {out}"
+            )
             return
         if settings and not is_dataset_input(input_):
             raise ConfigError(
@@ -88,7 +90,10 @@ def generate(
     prompt: Annotated[str, typer.Option("--prompt", help="The text to continue.")] = "",
     tokens: Annotated[int, typer.Option("--tokens", min=1, help="How many tokens to generate.")] = 200,
     temperature: Annotated[
-        float, typer.Option("--temperature", min=0.0, help="Sharpens (<1) or flattens (>1); 0: always the likeliest.")
+        float,
+        typer.Option(
+            "--temperature", min=0.0, help="Sharpens (<1) or flattens (>1); 0: always the likeliest."
+        ),
     ] = 1.0,
     top_k: Annotated[
         int | None, typer.Option("--top-k", min=1, help="Sample from the k likeliest tokens only.")

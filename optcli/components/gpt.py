@@ -34,7 +34,8 @@ class SelfAttention(nn.Module):
         batch, time, width = x.shape
         query, key, value = self.qkv(x).split(width, dim=2)
         query, key, value = (
-            part.view(batch, time, self.heads, width // self.heads).transpose(1, 2) for part in (query, key, value)
+            part.view(batch, time, self.heads, width // self.heads).transpose(1, 2)
+            for part in (query, key, value)
         )
         attended = functional.scaled_dot_product_attention(
             query, key, value, dropout_p=self.dropout if self.training else 0.0, is_causal=True
@@ -71,9 +72,13 @@ class GPT(nn.Module):
     ) -> None:
         super().__init__()
         if min(vocab_size, block_size, layers, heads, width) < 1:
-            raise ConfigError("layers: vocab_size, block_size, layers, heads and width must all be at least 1")
+            raise ConfigError(
+                "layers: vocab_size, block_size, layers, heads and width must all be at least 1"
+            )
         if width % heads:
-            raise ConfigError(f"width: {width} does not split into {heads} heads; make it a multiple of heads")
+            raise ConfigError(
+                f"width: {width} does not split into {heads} heads; make it a multiple of heads"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout: must be in [0, 1), got {dropout}")
         self.block_size = block_size

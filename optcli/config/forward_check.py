@@ -41,7 +41,9 @@ def check_forward(
 ) -> int | None:
     """Run one batch's shapes through the model and the loss, as training will call them; return how
     many outputs per sample the loss sees (None when that is not one number)."""
-    forward = Forward(output_key, is_subclass(loss.target, (ModelLoss,)), data.info.sequence_length is not None)
+    forward = Forward(
+        output_key, is_subclass(loss.target, (ModelLoss,)), data.info.sequence_length is not None
+    )
     if data.from_user_dataset and example is None:
         return None  # its first batch could not be read: reported
     if example is not None and not _labels_in_range(example, data, problems):

@@ -105,7 +105,11 @@ def _resolve_one(entry: Any, data: DataSpec, base_dir: Path, where: str, problem
     return metric
 
 
-_KIND_WORDS = {"classification": "class labels", "sequence": "a token per position", "regression": "real values"}
+_KIND_WORDS = {
+    "classification": "class labels",
+    "sequence": "a token per position",
+    "regression": "real values",
+}
 
 
 def data_kind(data: DataSpec) -> Kind:

@@ -131,7 +131,9 @@ def resolve_model(
         "in_features": data.info.features,
         "out_features": 1 if data.binary_labels else data.info.out_features,
         "input_shape": list(data.info.feature_shape),
-        "vocab_size": data.info.classes if data.info.sequence_length else None,  # a language model's
+        "vocab_size": (data.info.classes or None)
+        if data.info.sequence_length
+        else None,  # a language model's
         "block_size": data.info.sequence_length,
     }
     for key in models.SIZE_ARGUMENTS:

@@ -10,8 +10,8 @@ import torch
 from optcli.components.registry import Registry
 from optcli.data.files import CsvData, IdxData
 from optcli.data.in_memory import RandomData, TeacherData, TensorFileData
-from optcli.data.text import TextData
 from optcli.data.scikit_learn import BreastCancerData, DiabetesData, DigitsData, IrisData, WineData
+from optcli.data.text import TextData
 from optcli.data.user_datasets import UserDatasets
 
 DATASETS = Registry(

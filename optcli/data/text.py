@@ -53,7 +53,9 @@ def corpus_files(path: str) -> list[Path]:
     else:
         files = sorted(Path(p) for p in glob.glob(path, recursive=True) if Path(p).is_file())
     if not files:
-        raise ConfigError(f"data.path: {path} names no text file (a file, a glob, a folder or stdlib:email,json)")
+        raise ConfigError(
+            f"data.path: {path} names no text file (a file, a glob, a folder or stdlib:email,json)"
+        )
     return files
 
 

@@ -120,7 +120,12 @@ class UserDatasets:
             raise ConfigError(
                 f"{self.name}: a batch is a {type(batch).__name__}, not an (input, target) pair or a dict"
             )
-        labels = isinstance(targets, torch.Tensor) and targets.dim() == 1 and not targets.is_floating_point()
+        integers = isinstance(targets, torch.Tensor) and not targets.is_floating_point()
+        rank = targets.dim() if isinstance(targets, torch.Tensor) else 0
+        if integers and rank >= 2:  # a class per position: a language model's next tokens
+            classes = _class_count(train) or int(getattr(train, "vocab_size", 0) or 0)
+            return DataInfo(len(train), feature_shape, classes, sequence_length=int(targets.shape[1]))  # type: ignore[union-attr]
+        labels = integers and rank == 1
         if not labels:
             shape = tuple(targets.shape[1:]) if isinstance(targets, torch.Tensor) else ()
             size = int(torch.Size(shape).numel()) if shape else 1

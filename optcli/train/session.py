@@ -178,7 +178,11 @@ def _in_memory_batches(spec: RunSpec, device: torch.device, shard: tuple[int, in
     # (A memory-mapped corpus is named by its tokens' hash instead of read whole to hash it.)
     data_hash = fingerprint_tensors(
         [
-            *([torch.tensor(list(data.fingerprint.encode()))] if data.fingerprint else [data.inputs, data.targets]),
+            *(
+                [torch.tensor(list(data.fingerprint.encode()))]
+                if data.fingerprint
+                else [data.inputs, data.targets]
+            ),
             shuffle_generator.get_state(),
             torch.tensor(order),
         ]

@@ -96,7 +96,11 @@ def predict_text(trained: TrainedRun, source: Path, out: Path, device: torch.dev
                 context = torch.tensor([encode(line, tokenizer)[-block_size:]], device=device)
                 probabilities = torch.softmax(next_token_logits(model, trained, context).double(), dim=0)
                 chosen = int(probabilities.argmax())
-                cells = (_quoted(line), _quoted(decode([chosen], tokenizer)), repr(float(probabilities[chosen])))
+                cells = (
+                    _quoted(line),
+                    _quoted(decode([chosen], tokenizer)),
+                    repr(float(probabilities[chosen])),
+                )
                 stream.write((",".join(cells) + "\n").encode())
 
     replace_atomically(out, write)
