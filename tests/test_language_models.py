@@ -293,3 +293,32 @@ def test_a_users_dataset_of_token_sequences_trains_with_cross_entropy_per_positi
     assert "cross_entropy" in recorded and "vocab_size: 11" in recorded and "block_size: 8" in recorded
     epoch = read_csv(run_dir / "epochs.csv")[-1]
     assert "val_token_accuracy" in epoch and "val_rmse" not in epoch and "val_bits_per_byte" not in epoch
+
+
+def test_a_model_file_imports_its_neighbour_and_the_run_hashes_both(tmp_path, monkeypatch):
+    """`from layers import Tiny` in models/net.py works without PYTHONPATH, from any working folder;
+    summary.json's code_sha256 covers layers.py too, so that `predict` notices it changed."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "layers.py").write_text(
+        "import torch\nclass Tiny(torch.nn.Module):\n"
+        "    def __init__(self, width):\n        super().__init__()\n        self.linear = torch.nn.Linear(width, 10)\n"
+        "    def forward(self, x):\n        return self.linear(x)\n"
+    )
+    (models / "net.py").write_text(
+        "from layers import Tiny\n\ndef net(in_features):\n    return Tiny(in_features)\n"
+    )
+    from tests.conftest import guide_config
+
+    config = guide_config(model={"name": "models/net.py:net"}, train={"epochs": 1})
+    config_path = write_config(tmp_path, config)
+    monkeypatch.chdir(tmp_path.parent)
+    run_dir = train_ok(config_path, tmp_path / "runs")
+    hashed = read_summary(run_dir)["code_sha256"]
+    assert sorted(Path(file).name for file in hashed) == ["layers.py", "net.py"]
+    (models / "layers.py").write_text((models / "layers.py").read_text() + "\n# edited\n")
+    inputs = tmp_path / "x.pt"
+    torch.save({"x": torch.randn(3, 784)}, inputs)
+    result = invoke("predict", run_dir, inputs, "--out", tmp_path / "p.csv")
+    assert_clean_exit(result, 0)
+    assert "layers.py has changed since the run" in result.stderr

@@ -52,6 +52,9 @@ class Forward:
     output_key: str | int | None = None
     from_model: bool = False  # the loss is a ModelLoss
     sequence: bool = False  # a class per position: classes-last logits are flattened for the loss
+    # A causal LM computing its own loss from `labels` shifts them itself: its logit t is judged
+    # against label t + 1 by the metrics too (token accuracy would otherwise be off by one).
+    shift_labels: bool = False
 
     def __call__(
         self, model: torch.nn.Module, loss_function: torch.nn.Module, batch: Any
@@ -59,6 +62,8 @@ class Forward:
         """The batch's loss, the output that accuracy judges (None when there is none), the targets."""
         output, targets = self.run_model(model, batch)
         loss, judged = self.judge(loss_function, output, targets)
+        if self.shift_labels and isinstance(judged, torch.Tensor) and targets is not None:
+            judged, targets = judged[:, :-1], targets[:, 1:]
         return loss, judged, targets
 
     def run_model(self, model: torch.nn.Module, batch: Any) -> tuple[Any, torch.Tensor | None]:

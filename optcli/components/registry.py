@@ -117,7 +117,9 @@ def import_object(spec: str, base_dir: Path, accepts: Callable[[Any], bool] | No
         try:
             module = importlib.import_module(module_part)
         except ImportError as error:
-            raise ConfigError(f"'{spec}': cannot import module '{module_part}': {error}") from None
+            extra = OPTIONAL_PACKAGES.get(module_part.partition(".")[0])
+            hint = f" (pip install 'optcli[{extra}]')" if extra else ""
+            raise ConfigError(f"'{spec}': cannot import module '{module_part}': {error}{hint}") from None
         except Exception as error:
             raise ConfigError(
                 f"'{spec}': importing '{module_part}' failed: {type(error).__name__}: {error}"
@@ -131,6 +133,10 @@ def import_object(spec: str, base_dir: Path, accepts: Callable[[Any], bool] | No
             if not name.startswith("_") and (accepts is None or _accepted(accepts, value))
         ]
         raise ConfigError(unknown_name_message(f"name in '{module_part}'", attribute, public)) from None
+
+
+# Packages that an optcli extra installs, by their import name: named in a message when missing.
+OPTIONAL_PACKAGES = {"transformers": "transformers", "torchmetrics": "metrics"}
 
 
 def _accepted(accepts: Callable[[Any], bool], value: Any) -> bool:
@@ -152,9 +158,32 @@ def _import_file(path: Path, spec: str) -> Any:
         raise ConfigError(f"'{spec}': cannot load {path} as a Python module")
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_name] = module
+    folder = str(path.parent)
+    before = set(sys.modules)
+    # The file's own folder is importable while it runs, as it is for `python file.py`: a model file
+    # may import its neighbour (`from gpt import GPT`) without PYTHONPATH.
+    sys.path.insert(0, folder)
     try:
         module_spec.loader.exec_module(module)
     except Exception as error:
         del sys.modules[module_name]
         raise ConfigError(f"'{spec}': running {path} failed: {type(error).__name__}: {error}") from None
+    finally:
+        sys.path.remove(folder)
+    NEIGHBOURS[str(path)] = tuple(
+        sorted(
+            file
+            for name in set(sys.modules) - before - {module_name}
+            if (file := getattr(sys.modules[name], "__file__", None)) and Path(file).is_relative_to(folder)
+        )
+    )
     return module
+
+
+# The files of the user's own that a loaded file imported from its folder (by the file's path): code
+# the run depends on, hashed into summary.json's code_sha256 with the file itself.
+NEIGHBOURS: dict[str, tuple[str, ...]] = {}
+
+
+def imported_neighbours(file: str) -> tuple[str, ...]:
+    return NEIGHBOURS.get(str(Path(file).resolve()), ())

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from optcli.components.forward import TARGET_KEY, Forward, ModelLoss, classes_last, pick_output
+from optcli.components.forward import TARGET_KEY, Forward, classes_last, pick_output
 from optcli.config.sections import Problems, is_subclass
-from optcli.config.spec import Component, DataSpec
+from optcli.config.spec import Component, DataSpec, forward_of
 from optcli.data.loader import move_batch
 from optcli.errors import ConfigError
 
@@ -41,11 +41,16 @@ def check_forward(
 ) -> int | None:
     """Run one batch's shapes through the model and the loss, as training will call them; return how
     many outputs per sample the loss sees (None when that is not one number)."""
-    forward = Forward(
-        output_key, is_subclass(loss.target, (ModelLoss,)), data.info.sequence_length is not None
-    )
+    forward = forward_of(model, output_key, loss, data)
     if data.from_user_dataset and example is None:
         return None  # its first batch could not be read: reported
+    if forward.shift_labels and not isinstance(example, dict):
+        problems.add(
+            f"loss: from_model: {model.name if model else 'the model'} shifts the labels it is given by one "
+            "token itself, but these targets are already the next tokens (text data's are); leave loss out "
+            "(cross-entropy over its logits), or give it a Dataset of dict batches with labels = input_ids"
+        )
+        return None
     if example is not None and not _labels_in_range(example, data, problems):
         return None
     batch = (
@@ -60,16 +65,15 @@ def check_forward(
     try:
         output, targets = forward.run_model(network, batch)
     except Exception as error:
-        if needs_real_data(error):
-            return None  # a model that needs real values to run (.item(), a branch on data): the first step checks
-        name = model.name if model is not None else "the model"
-        called = ""
-        if forward.from_model:
-            called = " (loss: from_model calls model(inputs, targets), or model(**batch) for a dict batch)"
-        problems.add(
-            f"model: {name} cannot take the data's {_describe(batch)}{called}: {type(error).__name__}: {error}"
-        )
-        return None
+        if not needs_real_data(error):
+            _cannot_take(model, forward, batch, error, problems)
+            return None
+        # A model that needs real values to run (.item(), a branch on its data, a Hugging Face
+        # model's mask checks): one real small batch on the CPU instead.
+        real = _real_run(model, forward, data, example, problems)
+        if real is None:
+            return None
+        output, targets = real
     picked = (
         _picked(output, output_key, problems) if not forward.from_model or output_key is not None else output
     )
@@ -96,6 +100,58 @@ def check_forward(
         return None
     _check_loss(forward, loss, output, picked, targets, data, problems)
     return width
+
+
+def _cannot_take(
+    model: Component | None, forward: Forward, batch: Any, error: Exception, problems: Problems
+) -> None:
+    name = model.name if model is not None else "the model"
+    called = ""
+    if forward.from_model:
+        called = " (loss: from_model calls model(inputs, targets), or model(**batch) for a dict batch)"
+    problems.add(
+        f"model: {name} cannot take the data's {_describe(batch)}{called}: {type(error).__name__}: {error}"
+    )
+
+
+# The samples of the real batch a model that cannot run on the meta device is checked with.
+REAL_BATCH = 2
+
+
+def _real_run(
+    model: Component | None, forward: Forward, data: DataSpec, example: Any, problems: Problems
+) -> tuple[Any, torch.Tensor | None] | None:
+    """The model built for real on the CPU and called on a real batch of REAL_BATCH samples (the
+    data's first, or zeros of its shapes): its output and the targets, or None with the reason
+    noted. Torch's random state is left as it was (the run's weights are drawn from it later)."""
+    name = model.name if model is not None else "the model"
+    cpu = torch.device("cpu")
+    with torch.device(cpu), torch.random.fork_rng(devices=[]):
+        try:
+            network = model.build() if model is not None else None
+        except Exception as error:
+            network, reason = None, f"building it on the CPU failed: {type(error).__name__}: {error}"
+        if network is None:
+            problems.notes.append(
+                f"model: {name} cannot run on the meta device and was not built to run a real batch "
+                f"({reason if model is not None else 'no model'}); its first check is the first training step"
+            )
+            return None
+        if example is not None:
+            whole = move_batch(example, cpu, data.binary_labels, data.info.target_column)
+            batch = (
+                {k: v[:REAL_BATCH] for k, v in whole.items()}
+                if isinstance(whole, dict)
+                else tuple(part[:REAL_BATCH] for part in whole)
+            )
+        else:
+            batch = _zeros_batch(data, REAL_BATCH)
+        try:
+            with torch.no_grad():
+                return forward.run_model(network, batch)
+        except Exception as error:
+            _cannot_take(model, forward, batch, error, problems)
+            return None
 
 
 def _labels_in_range(example: Any, data: DataSpec, problems: Problems) -> bool:
@@ -179,10 +235,10 @@ def needs_real_data(error: Exception) -> bool:
     return isinstance(error, NotImplementedError) or "meta tensor" in str(error)
 
 
-def _zeros_batch(data: DataSpec) -> tuple[torch.Tensor, torch.Tensor]:
+def _zeros_batch(data: DataSpec, samples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of in-memory data's shapes (its values do not matter on the meta device)."""
     info = data.info
-    batch = max(1, min(data.loader.batch_size, info.samples))
+    batch = max(1, min(samples or data.loader.batch_size, info.samples))
     inputs = torch.zeros(batch, *info.feature_shape, dtype=torch.long if info.tokenizer else None)
     if data.binary_labels:
         return inputs, torch.zeros(batch, 1)

@@ -19,6 +19,7 @@ from optcli.config.init_and_groups import ParamGroup
 from optcli.config.loading import RawConfig
 from optcli.config.metrics import better_direction
 from optcli.config.metrics_section import resolve_metrics
+from optcli.config.model_section import model_output_key, resolve_model, resolve_model_init
 from optcli.config.parts import PARTS, OptimizerPart
 from optcli.config.scheduler_section import resolve_scheduler
 from optcli.config.schema import ConfigFile, TrainConfig, validate_file
@@ -28,8 +29,6 @@ from optcli.config.sections import (
     display_name,
     is_subclass,
     resolve_loss,
-    resolve_model,
-    resolve_model_init,
     resolve_optimizer,
     resolve_param_groups,
 )
@@ -82,7 +81,7 @@ def resolve_config(raw: RawConfig) -> RunSpec:
         parts = _resolve_part_schedulers(config, parts, run_length, data, metrics, raw, problems)
     stepping = scheduler or next((part.scheduler for part in parts if part.scheduler), None)
     schedule_length = total_steps if stepping is not None and stepping.interval == "step" else epochs
-    output_key = config.model.output if config.model else None
+    output_key = model_output_key(config.model, model) if config.model else None
     init = resolve_model_init(config.model, raw.base_dir, problems) if config.model else None
     findings = dry_run(
         model,

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from optcli.components.forward import Forward, ModelLoss
-from optcli.components.registry import import_object
+from optcli.components.hugging_face import HuggingFaceModel
+from optcli.components.registry import import_object, imported_neighbours
 from optcli.components.signature import TensorValue, plain, recorded_arguments
 from optcli.config.init_and_groups import ModelInit, ParamGroup
 from optcli.config.metrics import better_direction, validation_metrics
@@ -242,6 +243,15 @@ class DryRunFindings:
     forward_flops: int | None = None
 
 
+def forward_of(
+    model: Component | None, output_key: str | int | None, loss: Component, data: DataSpec
+) -> Forward:
+    """The forward pass for a run's model, loss and data (training's, and the dry run's check of it)."""
+    from_model = isinstance(loss.target, type) and issubclass(loss.target, ModelLoss)
+    causal = model is not None and isinstance(model.target, HuggingFaceModel) and model.target.causal
+    return Forward(output_key, from_model, data.info.sequence_length is not None, from_model and causal)
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Everything a run needs, validated, and what its one dry run before training showed."""
@@ -271,8 +281,7 @@ class RunSpec:
     @functools.cached_property
     def forward(self) -> Forward:
         """How a batch becomes the loss: the call for the batch's kind, and what the loss sees."""
-        from_model = isinstance(self.loss.target, type) and issubclass(self.loss.target, ModelLoss)
-        return Forward(self.model_output, from_model, self.data.info.sequence_length is not None)
+        return forward_of(self.model, self.model_output, self.loss, self.data)
 
     @property
     def stepping(self) -> SchedulerSpec | None:
@@ -373,8 +382,8 @@ class RunSpec:
         return plain(record)  # type: ignore[no-any-return]
 
     def user_files(self) -> list[str]:
-        """The Python files of the user's that the config names (`models.py:Net`): code that checking
-        and training run."""
+        """The Python files of the user's that the config names (`models.py:Net`), and those they
+        import from their folders: code that checking and training run."""
         components: list[Component | None] = [
             self.model,
             self.loss,
@@ -394,7 +403,7 @@ class RunSpec:
             for component in components
             if component is not None and component.name.rpartition(":")[0].endswith(".py")
         ]
-        return sorted(set(files))
+        return sorted({*files, *(neighbour for file in files for neighbour in imported_neighbours(file))})
 
     def outline(self) -> str:
         """The run in one line: 'mlp on random (1280 samples, batch 64), Adam, StepLR per epoch; 20 epochs, ...'."""

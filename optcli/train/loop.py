@@ -94,9 +94,6 @@ def _train(
         epoch = state.epoch
         lr = yield from _train_epoch(session, plan, clock, state, asks)
         complete = state.batches_done == len(session.batches)  # (micro-batches)
-        if not complete:  # max_steps ended the run mid-epoch: a resume with more steps goes on from here
-            state.elapsed_s = clock.elapsed()
-            yield CheckpointDue("partial", epoch, state.step, state.to_dict())
         metrics = {"train_loss": _mean_finite(state.epoch_losses)}
         tables = {}
         if session.val_batches is not None:
@@ -104,6 +101,12 @@ def _train(
             metrics.update({f"val_{name}": value for name, value in evaluation.metrics.items()})
             tables = evaluation.tables
         improved = state.note_bests(metrics, epoch, spec.direction)
+        if not complete:
+            # max_steps ended the run mid-epoch: a resume with more steps goes on from here (before the
+            # epoch's row, which the finished epoch writes again), and these weights, just scored, are
+            # best.pt when they are the best.
+            state.elapsed_s = clock.elapsed()
+            yield CheckpointDue("partial", epoch, state.step, state.to_dict(), improved)
         yield EpochRecord(epoch, state.step, lr, clock.elapsed(), metrics, improved, tables)
         if plan.epoch_scheduler is not None:
             # Schedule (per epoch). ReduceLROnPlateau decides from the monitored metric; others count epochs.
