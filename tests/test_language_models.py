@@ -4,6 +4,8 @@ nanoGPT-style loop or the definition it follows."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import signal
 import sysconfig
@@ -150,6 +152,10 @@ def test_validation_is_the_corpus_tail_and_token_accuracy_counts_every_position(
     expected_loss = functional.cross_entropy(logits.view(-1, 256), targets.reshape(-1)).item()
     assert float(epoch["val_loss"]) == pytest.approx(expected_loss, rel=1e-6)
     assert read_summary(run_dir)["final_val_token_accuracy"] == right / targets.numel()
+    described = json.loads((run_dir / "data.json").read_text())
+    assert described["val_windows"] == [windows - held_out, windows]
+    digest = hashlib.sha256(bytes(tokens.tolist())).hexdigest()[:16]
+    assert described["text"] == {"tokenizer": "bytes", "block_size": BLOCK, "tokens_sha256": digest}
 
 
 @pytest.mark.slow
@@ -322,3 +328,27 @@ def test_a_model_file_imports_its_neighbour_and_the_run_hashes_both(tmp_path, mo
     result = invoke("predict", run_dir, inputs, "--out", tmp_path / "p.csv")
     assert_clean_exit(result, 0)
     assert "layers.py has changed since the run" in result.stderr
+
+
+def test_language_metrics_rank_a_comparison_and_pick_best_pt(tmp_path):
+    """val_token_accuracy ranks higher-first; val_bits_per_byte, as train.monitor, picks best.pt."""
+    base = lm_config(max_steps=None, eval_every=20, monitor="val_bits_per_byte")
+    base["data"]["path"] = str(tmp_path / "corpus.txt")  # type: ignore[index]
+    (tmp_path / "corpus.txt").write_bytes(json_sources().to(torch.uint8).numpy().tobytes()[:12_000])
+    compare = {
+        "base": base,
+        "seeds": [0, 1],
+        "runs": {"adamw": {}, "sgd": {"optimizer": {"name": "sgd", "lr": 0.05}}},
+    }
+    path = write_config(tmp_path, compare, "compare.yaml")
+    result = invoke("compare", path, "--metric", "val_token_accuracy", "--out", tmp_path / "out", "--quiet")
+    assert_clean_exit(result, 0)
+    directory = next((tmp_path / "out").glob("compare-*/*"))
+    summary = read_csv(directory / "summary.csv")
+    assert {row["metric"] for row in summary} == {"val_token_accuracy"}
+    means = [float(row["mean"]) for row in summary]
+    assert means == sorted(means, reverse=True)
+    run = next(directory.glob("adamw-seed0"))
+    evals = read_csv(run / "evals.csv") + read_csv(run / "epochs.csv")
+    best = min(evals, key=lambda row: float(row["val_bits_per_byte"]))
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["loop"]["step"] == int(best["step"])

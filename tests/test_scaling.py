@@ -138,15 +138,18 @@ def test_precision_32_may_be_written_as_a_number(tmp_path):
 
 @pytest.mark.slow
 def test_compiled_model_trains_as_the_eager_one_and_reports_its_compile_time(tmp_path):
-    eager = train_ok(write_config(tmp_path, config(40, epochs=2), "eager.yaml"), tmp_path / "eager")
+    eager = train_ok(write_config(tmp_path, config(50, epochs=2), "eager.yaml"), tmp_path / "eager")
     compiled = train_ok(
-        write_config(tmp_path, config(40, epochs=2, compile=True), "compiled.yaml"), tmp_path / "compiled"
+        write_config(tmp_path, config(50, epochs=2, compile=True), "compiled.yaml"), tmp_path / "compiled"
     )
     eager_losses = [float(row["loss"]) for row in read_csv(eager / "metrics.csv")]
     compiled_losses = [float(row["loss"]) for row in read_csv(compiled / "metrics.csv")]
     assert compiled_losses == pytest.approx(eager_losses, rel=1e-4)
     summary = read_summary(compiled)
     assert isinstance(summary["compile_time_s"], float)  # reported apart from training time
+    # The epoch's short last batch is a new shape: compiled once more, off the training clock too.
+    assert summary["recompilations"] == 1  # (120 samples: batches of 50, 50 and 20)
+    assert summary["train_time_s"] < summary["compile_time_s"]
     assert read_summary(eager).get("compile_time_s") is None
     expected = final_weights(eager)
     assert all(torch.allclose(final_weights(compiled)[key], expected[key], atol=1e-5) for key in expected)

@@ -20,6 +20,7 @@ import glob
 import hashlib
 import os
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -117,18 +118,25 @@ class TextData:
     def token_file(self) -> tuple[Path, str]:
         """The corpus's token file (written once, atomically) and the hash of its tokens."""
         digest = hashlib.sha256()
-        for file in self.files:
-            digest.update(file.read_bytes())
+        for chunk in self._chunks():
+            digest.update(chunk)
         name = digest.hexdigest()
         path = cache_folder() / f"{name[:32]}.{self.tokenizer}.u8"
         if not path.is_file() or path.stat().st_size != self.token_count:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
             with partial.open("wb") as out:
-                for file in self.files:
-                    out.write(file.read_bytes())
+                for chunk in self._chunks():
+                    out.write(chunk)
             os.replace(partial, path)  # concurrent runs each write the same bytes; either one wins
         return path, name[:16]
+
+    def _chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
+        """The corpus's bytes a megabyte at a time (its memory does not grow with the corpus)."""
+        for file in self.files:
+            with file.open("rb") as stream:
+                while chunk := stream.read(size):
+                    yield chunk
 
 
 def decode(tokens: list[int], tokenizer: str) -> str:

@@ -133,7 +133,11 @@ def _train(
         yield dataclasses.replace(test, weights=judged, weights_epoch=weights_epoch or last_epoch)
     final_lrs = tuple(float(group["lr"]) for group in session.optimizer.param_groups)
     scaler_skips = state.scaler_skips if session.scaler is not None else None
-    extra = {"compile_time_s": plan.compile.seconds, "scaler_skipped_steps": scaler_skips}
+    extra = {
+        "compile_time_s": plan.compile.seconds,
+        "recompilations": plan.compile.recompilations if plan.compile.compiled else None,
+        "scaler_skipped_steps": scaler_skips,
+    }
     yield RunFinished(state.step, last_epoch, clock.elapsed(), stopped_early, final_lrs, extra)
 
 
@@ -168,8 +172,8 @@ def _train_epoch(
         group_lrs = tuple(float(param_groups[index]["lr"]) for index in rate_groups)
         logged, first = state.step % log_every == 0, state.batches_done - len(group)
         # The step itself: zero_grad, forward and backward, clip, step (or skip), schedule (step.py).
-        if plan.compile.pending:
-            with plan.compile.around(clock):
+        if plan.compile.due(group):
+            with plan.compile.around(clock, group):
                 result = take_step(plan.step, group, first, logged)
         else:
             result = take_step(plan.step, group, first, logged)

@@ -90,8 +90,9 @@ class RunFinished:
     train_time_s: float
     stopped_early: str | None = None  # why early stopping ended the run, if it did
     final_lrs: tuple[float, ...] = ()  # every parameter group's rate at the end
-    # What only some runs have, for summary.json: compile_time_s (train.compile: the first step's
-    # forward and backward, not counted as training time), scaler_skipped_steps (fp16).
+    # What only some runs have, for summary.json: compile_time_s and recompilations (train.compile:
+    # the steps that compiled, each new batch shape's first, not counted as training time),
+    # scaler_skipped_steps (fp16).
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -90,8 +90,16 @@ def _describe(
     if data.info.column_names:  # a table's: what `optcli predict` finds its columns by
         description["feature_columns"] = list(data.info.column_names[0])
         description["target_column"] = data.info.column_names[1]
+    if data.info.tokenizer is not None:  # text: what the samples are windows of
+        description["text"] = {
+            "tokenizer": data.info.tokenizer,
+            "block_size": data.info.sequence_length,
+            "tokens_sha256": (train.fingerprint or "").partition(":")[0],  # (its first 16 hex digits)
+        }
     for split in ("val", "test"):
-        if split in held_out:
+        if split in held_out and data.info.tokenizer is not None:  # the corpus's last windows
+            description[f"{split}_windows"] = [int(held_out[split][0]), int(held_out[split][-1]) + 1]
+        elif split in held_out:
             description[f"{split}_rows"] = held_out[split].tolist()
     return description
 

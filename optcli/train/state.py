@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from optcli.config.spec import optimizer_steps
-from optcli.train.step import FirstCompile, StepParts
+from optcli.train.step import Compilation, StepParts
 
 if TYPE_CHECKING:
     from optcli.train.session import Session
@@ -71,7 +71,7 @@ class LoopPlan:
     epoch_scheduler: Any | None  # stepped after every epoch (interval: epoch)
     steps_per_sync: int  # steps whose values wait on the device for one copy to the host
     accumulate: int  # micro-batches per optimizer step
-    compile: FirstCompile  # train.compile: the first step compiles, off the training clock
+    compile: Compilation  # train.compile: compiling (each new batch shape) is off the training clock
 
     def steps_left(self, batches: int) -> int:
         """Optimizer steps that `batches` micro-batches make (a short last group is a step too)."""
@@ -91,7 +91,7 @@ class LoopPlan:
             session.scheduler if interval == "epoch" else None,
             steps_per_sync,
             spec.train.accumulate,
-            FirstCompile(spec.train.compile is not False),
+            Compilation(spec.train.compile is not False),
         )
 
 

@@ -226,24 +226,34 @@ class CompileFailed(TrainingFailed):
     pass
 
 
-class FirstCompile:
-    """train.compile: torch.compile compiles at the first step; that time is not training time, and
-    its errors are a message naming train.compile."""
+class Compilation:
+    """train.compile: torch.compile compiles at the first step, and again at the first step of each
+    new batch shape (an epoch's short last batch); that time is not training time (summary.json's
+    compile_time_s and recompilations), and its errors are a message naming train.compile."""
 
     def __init__(self, compiled: bool) -> None:
-        self.pending = compiled
+        self.compiled = compiled
+        self.shapes: set[tuple[tuple[int, ...], ...]] = set()  # the batch shapes compiled for
         self.seconds: float | None = None
+        self.recompilations = 0
+
+    def due(self, group: list[Any]) -> bool:
+        """Whether this step's batch shape is one torch.compile has not compiled for yet."""
+        return self.compiled and _shapes(group[0]) not in self.shapes
 
     @contextlib.contextmanager
-    def around(self, clock: TrainingClock) -> Iterator[None]:
-        if not self.pending:
-            yield
-            return
-        self.pending = False
+    def around(self, clock: TrainingClock, group: list[Any]) -> Iterator[None]:
+        self.recompilations += bool(self.shapes)
+        self.shapes.add(_shapes(group[0]))
         started = time.perf_counter()
         with clock.paused(), _compile_errors():
             yield
-        self.seconds = time.perf_counter() - started
+        self.seconds = (self.seconds or 0.0) + time.perf_counter() - started
+
+
+def _shapes(batch: Any) -> tuple[tuple[int, ...], ...]:
+    parts = batch.values() if isinstance(batch, dict) else batch
+    return tuple(tuple(part.shape) for part in parts if isinstance(part, torch.Tensor))
 
 
 @contextlib.contextmanager
