@@ -13,8 +13,9 @@ import pytest
 import torch
 import yaml
 
-from optcli.config.loading import RawConfig
+from optcli.config.loading import RawConfig, load_config
 from optcli.config.resolve import resolve_config
+from optcli.config.splits import split_rows
 from optcli.train.loop import run_training
 from optcli.train.records import EpochRecord
 from optcli.train.run_data import load_data
@@ -622,3 +623,38 @@ def test_a_bad_cell_deep_in_a_large_csv_names_its_line_and_column(tmp_path, monk
     data = {"name": "csv", "path": "t.csv", "target": "kind"}
     message = config_error(invoke("check", write_config(tmp_path, config(data))))
     assert "column 'b' has 'oops' on line 2223" in message
+
+
+def test_every_bad_column_of_a_csv_is_named_at_once(tmp_path):
+    (tmp_path / "cells.csv").write_text("size,weight,kind\n1,2,apple\n,3,pear\n3,heavy,apple\n4,5,pear\n")
+    message = config_error(
+        invoke(
+            "check", write_config(tmp_path, config({"name": "csv", "path": "cells.csv", "target": "kind"}))
+        )
+    )
+    assert "2 problems:" in message
+    assert (
+        "column 'size' is empty on line 3" in message and "column 'weight' has 'heavy' on line 4" in message
+    )
+
+
+def test_a_class_that_only_the_validation_rows_hold_is_a_warning_strict_refuses(tmp_path):
+    """A tiny table: with this seed val_fraction holds out the one lemon, which training never sees."""
+    (tmp_path / "tiny.csv").write_text("size,weight,kind\n1,2,apple\n2,3,pear\n3,4,lemon\n4,5,apple\n")
+    data = {"name": "csv", "path": "tiny.csv", "target": "kind", "val_fraction": 0.25, "batch_size": 2}
+    warned = []
+    for seed in range(8):
+        result = invoke("check", write_config(tmp_path, {**config(data), "seed": seed}))
+        assert_clean_exit(result, 0)
+        if "no training row has" in result.output:
+            warned.append(seed)
+            assert "1 of 1 validation rows" in result.output
+            strict = invoke("check", write_config(tmp_path, {**config(data), "seed": seed}), "--strict")
+            assert_clean_exit(strict, 2)
+    # Which row is held out follows the seed: the warning comes exactly when a lone class is.
+    for seed in range(8):
+        spec = resolve_config(load_config(write_config(tmp_path, {**config(data), "seed": seed})))
+        _, held_out = split_rows(4, spec.data, seed)
+        lone = int(held_out["val"][0]) in (1, 2)  # the pear or the lemon row (0-based)
+        assert (seed in warned) == lone
+    assert warned  # (the seeds above hold out a lone class at least once)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import torch
 from torch.optim import lr_scheduler
 
+from optcli import seeds
 from optcli.config.spec import RunSpec
+from optcli.config.splits import split_rows
+from optcli.seeds import derive_seed
 
 # A schedule that brings the learning rate below this fraction of its start has stopped learning.
 # A rate below this fraction of the schedule's peak barely moves the weights; a schedule that keeps
@@ -84,7 +87,44 @@ def _data_warnings(spec: RunSpec) -> list[str]:
             "data.test: it is the training data itself (the same dataset and arguments), so the test "
             "loss measures memory, not generalization; give it data the model never trains on"
         ]
-    return []
+    return _classes_never_trained(spec)
+
+
+# Data up to this many samples is loaded by `check` to see which classes its held-out rows have.
+SPLIT_CHECK_SAMPLES = 2_000_000
+
+
+def _classes_never_trained(spec: RunSpec) -> list[str]:
+    """Classes that val_fraction or test_fraction hold out whole (a tiny table, a rare class): no
+    training row has them, so the model can never predict them and every one counts as wrong."""
+    data, loader = spec.data, spec.data.loader
+    if (
+        not data.is_classification
+        or data.from_user_dataset
+        or data.info.sequence_length is not None
+        or (loader.val_fraction is None and loader.test_fraction is None)
+        or data.info.samples > SPLIT_CHECK_SAMPLES
+    ):
+        return []
+    targets = data.train.source.load(derive_seed(spec.seed, seeds.DATA), "train").targets.reshape(-1)
+    rows, held_out = split_rows(len(targets), data, spec.seed)
+    trained = set(targets[rows].tolist())
+    names = data.info.class_names
+    found = []
+    for split, part in held_out.items():
+        labels = targets[part].tolist()
+        missing = sorted(set(labels) - trained)
+        if not missing:
+            continue
+        shown = ", ".join(repr(names[int(label)]) if names else str(int(label)) for label in missing)
+        count = sum(label in missing for label in labels)
+        words = "validation" if split == "val" else split
+        found.append(
+            f"data.{split}_fraction: the {words} rows hold class {shown}, which no training row has ({count} of "
+            f"{len(labels)} {words} rows): the model cannot learn it, so each such row counts as wrong; give "
+            f"more data, or {words} data of its own (data.{split})"
+        )
+    return found
 
 
 def _optimizer_warnings(spec: RunSpec) -> list[str]:

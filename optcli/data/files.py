@@ -315,17 +315,26 @@ class _Columns:
         self.values = array.array("d" if torch.get_default_dtype() == torch.float64 else "f")
 
     def add_rows(self, rows: Iterator[tuple[int, list[str]]]) -> None:
-        """The csv module's rows, cell by cell: the path that names every bad cell."""
+        """The csv module's rows, cell by cell: the path that names every bad cell (each column's
+        first, all at once, so that one fix of the file is not followed by the next message)."""
         width = len(self.names)
+        bad: dict[int, str] = {}  # a feature column's first bad cell, by column
         for line, row in rows:
             if len(row) != width:
                 raise ConfigError(
                     f"{self.key or 'path'}: line {line} of {self.path} has {len(row)} columns, the first has {width}"
                 )
-            self.values.extend(_number(row, index, self.names, line, self.key) for index in self.features)
+            for index in self.features:
+                try:
+                    self.values.append(_number(row, index, self.names, line, self.key))
+                except ConfigError as error:
+                    bad.setdefault(index, error.problems[0])
+                    self.values.append(math.nan)
             if self.target is not None:
                 self.labels.append(row[self.target].strip())
             self.lines.append(line)
+        if bad:
+            raise ConfigError([bad[index] for index in sorted(bad)])
 
     def add_block(self, block: list[str], first_line: int) -> bool:
         """A block of whole lines through numpy's C parser (bit for bit what float() gives); False,
