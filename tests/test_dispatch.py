@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import optcli.compare.dispatch as dispatch
-from optcli.compare.dispatch import LongestFirst
+import optcli.workers.dispatch as dispatch
+from optcli.workers.dispatch import LongestFirst
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ def test_matplotlib_is_imported_once_a_worker_has_no_more_runs(monkeypatch):
     """For the figures at the end, on the core that worker leaves idle, not sooner: while every worker
     trains, the import would take its time from them."""
     import optcli.compare.jobs as jobs_module
-    from optcli.compare.job_runner import WorkerMessage
     from optcli.compare.jobs import JobOutcome, run_jobs
+    from optcli.workers.job_runner import WorkerMessage
 
     finished: list[int] = []
     imports: list[int] = []  # how many runs had finished at each call

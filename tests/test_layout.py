@@ -7,7 +7,7 @@ import ast
 from tests.conftest import REPO
 
 # Top to bottom: a subpackage may import those after it, never one before it.
-STAGES = ["cli", "use", "compare", "train", "config", "metrics", "data", "components", "process"]
+STAGES = ["cli", "use", "compare", "train", "config", "metrics", "data", "components", "workers", "process"]
 
 
 def test_each_stage_imports_only_the_stages_below_it():

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from optcli.compare import pool as workers
-from optcli.compare.pool import WorkerPool
+from optcli.workers import pool as workers
+from optcli.workers.pool import WorkerPool
 
 pytestmark = pytest.mark.slow  # real processes, each importing torch
 
@@ -151,7 +151,7 @@ def test_ctrl_c_never_cuts_a_message_in_two(pool):
 def test_a_worker_told_to_stop_while_starting_exits_without_waiting_for_a_job(start_method):
     """A Ctrl-C that reaches a comparison while its workers still import torch: each one ends as soon
     as it is up, instead of waiting for a job that will never come (which hung the main process)."""
-    from optcli.compare.job_runner import serve
+    from optcli.workers.job_runner import serve
 
     context = start_context(start_method)
     stop = context.Event()

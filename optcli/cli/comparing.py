@@ -100,8 +100,8 @@ def compare(
 
     # SIGTERM and SIGHUP stop a comparison as Ctrl-C does: the finished runs reported, exit 130.
     with reported_errors(debug), stop_signals_as_ctrl_c():
-        from optcli.compare.pool import start_workers  # (imports no torch)
         from optcli.errors import ConfigError
+        from optcli.workers.pool import start_workers  # (imports no torch)
 
         # Started first, so that the workers import torch while this process does and checks the plan.
         if executor not in ("local", "ray"):

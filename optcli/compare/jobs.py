@@ -16,13 +16,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from optcli.compare.job_runner import WorkerMessage
-from optcli.compare.pool import WorkerPool
 from optcli.compare.ranking import JobStatus
 from optcli.errors import ConfigError, TrainingFailed
 from optcli.plotting import import_aside
 from optcli.train.mlflow_logging import Tracking
 from optcli.train.records import EpochRecord, Record, RunStarted, StepRecord
+from optcli.workers.job_runner import WorkerMessage
+from optcli.workers.pool import WorkerPool
 
 if TYPE_CHECKING:
     from optcli.compare.plan import ComparisonPlan  # (the workers that import this module need no plan)

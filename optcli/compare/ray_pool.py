@@ -21,8 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from optcli.compare.job_runner import WorkerMessage
 from optcli.errors import ConfigError
+from optcli.workers.job_runner import WorkerMessage
 
 RETRIES = 2  # a task whose node died runs again, this many times at most
 _STOP_GRACE_S = 3.0  # after Ctrl-C, for the tasks it reached to stop on their own

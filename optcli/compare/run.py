@@ -10,7 +10,6 @@ from typing import Literal
 
 from optcli.compare.jobs import Event, Job, JobOutcome, JobsInterrupted, plan_jobs, run_jobs
 from optcli.compare.plan import CommandLine, ComparisonPlan
-from optcli.compare.pool import WorkerPool
 from optcli.compare.ranking import ArmSummary, RunResult, rank_arms
 from optcli.compare.report import (
     read_run_result,
@@ -24,6 +23,7 @@ from optcli.compare.tracking import ParentRun, parent_metrics, settings_of, trac
 from optcli.compare.tuning import Tuning, edge_warnings, select, write_tuning_files
 from optcli.compare.verdict import Verdict, give_verdict, with_protocol
 from optcli.train.rundir import create_run_dir, writer_lock
+from optcli.workers.pool import WorkerPool
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from collections.abc import Callable
 from multiprocessing import connection, forkserver
 from typing import Any, Literal
 
-from optcli.compare.dispatch import LongestFirst
-from optcli.compare.job_runner import WorkerMessage, serve
 from optcli.process.cores import available_cores
 from optcli.process.interrupts import ctrl_c_held, signal_handled_by
+from optcli.workers.dispatch import LongestFirst
+from optcli.workers.job_runner import WorkerMessage, serve
 
-_PRELOAD = ["optcli.compare.preload"]  # what the fork server imports before forking the workers
+_PRELOAD = ["optcli.workers.preload"]  # what the fork server imports before forking the workers
 
 # What a worker calls for each job. Named rather than passed, so that the pool can start before this
 # process imports torch (as importing the function would).
