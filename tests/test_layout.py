@@ -22,3 +22,42 @@ def test_each_stage_imports_only_the_stages_below_it():
                 if target in STAGES and STAGES.index(target) < STAGES.index(stage):
                     upward.append(f"{path.relative_to(REPO)} imports {node.module}")
     assert upward == []
+
+
+def _imports(path) -> set[str]:
+    """Every optcli module a file imports: at the top, inside functions, and for type checking alike."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("optcli"):
+            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("optcli")}
+    return found
+
+
+def test_no_module_imports_itself_through_others():
+    """No import circle, lazy and type-only imports included: a module can be read knowing only
+    the modules below it."""
+    modules = {}
+    for path in (REPO / "optcli").rglob("*.py"):
+        name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+    graph = {
+        name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()
+    }
+    circles = []
+    state: dict[str, str] = {}
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = "open"
+        for imported in sorted(graph[module]):
+            if state.get(imported) == "open":
+                circles.append(" -> ".join([*trail[trail.index(imported) :], imported]))
+            elif imported not in state:
+                visit(imported, [*trail, imported])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert circles == []

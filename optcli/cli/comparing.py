@@ -164,7 +164,7 @@ def _compare(
     from optcli.compare.jobs import plan_jobs
     from optcli.compare.plan import load_plan
     from optcli.compare.run import ComparisonInterrupted, run_comparison
-    from optcli.compare.suite import is_suite, load_suite
+    from optcli.compare.suite_plan import is_suite, load_suite
     from optcli.config.yaml_loader import load_yaml_mapping
 
     if len(paths) == 1 and is_suite(values := load_yaml_mapping(paths[0])):

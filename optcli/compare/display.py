@@ -25,7 +25,7 @@ from optcli.train.display import format_loss
 from optcli.train.records import EpochRecord, RunStarted, StepRecord
 
 if TYPE_CHECKING:
-    from optcli.compare.suite import SuitePlan
+    from optcli.compare.suite_plan import SuitePlan
     from optcli.compare.suite_report import SuiteSummary
 
 

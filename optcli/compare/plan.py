@@ -217,35 +217,6 @@ def _set_tuned(
     return values, {section: arguments for section, arguments in left.items() if arguments}
 
 
-def check_structure(path: Path, overrides: list[str]) -> None:
-    """Raise the mistakes of a config's (or every arm's) structure: YAML syntax, unknown or misspelled
-    keys and wrong types of optcli's own keys. None of this needs torch, so such a file is answered
-    at once; what needs torch (a class's own arguments) is checked after, when this passes."""
-    from optcli.config.loading import load_config
-    from optcli.config.schema import validate_file
-
-    values = load_yaml_mapping(path)
-    if "runs" not in values:
-        problems = validate_file(load_config(path, overrides).values)[1]
-    else:
-        try:
-            compare = CompareFile.model_validate(values)
-        except ValidationError:
-            return  # reported with the compare file's other problems, as compare reports them
-        if compare.base is None:
-            return  # a suite: each workload is checked whole when the suite loads
-        arms = _arm_configs(path, compare, overrides)[1]
-        problems = [
-            f"arm '{name}': {problem}"
-            for name, (_, config) in arms.items()
-            for problem in validate_file(config.values)[1]
-        ]
-    if problems:
-        raise ConfigError(
-            problems, "(the arguments of the classes the config names are checked once these are fixed)"
-        )
-
-
 def _plan_from_config_files(paths: list[Path], command_line: CommandLine) -> ComparisonPlan:
     arms = []
     for path in paths:
@@ -312,42 +283,6 @@ def _seeds(command_line: str | None, from_file: list[int] | int) -> tuple[int, .
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0 or max(seeds) >= 2**32:
         raise ConfigError(f"seeds: give distinct seeds from 0 to 2**32 - 1, got {list(seeds)}")
     return seeds
-
-
-def check_file(path: Path, overrides: list[str]) -> tuple[dict[str, RunSpec], str]:
-    """`optcli check` on a config (its run under the key "") or a compare file (every arm, as compare
-    checks it): the resolved runs and the whole in one line."""
-    from optcli.config.loading import load_config
-    from optcli.config.resolve import resolve_config
-
-    values = load_yaml_mapping(path)
-    if "runs" not in values:
-        spec = resolve_config(load_config(path, overrides))
-        return {"": spec}, spec.outline()
-    if "workloads" in values:
-        from optcli.compare.suite import load_suite
-
-        suite = load_suite(path, values, CommandLine(overrides))
-        specs = {
-            f"{workload}/{arm.name}": arm.spec
-            for workload, plan in suite.workloads
-            for arm in plan.arms
-            if arm.spec
-        }
-        names = ", ".join(workload for workload, _ in suite.workloads)
-        return specs, (
-            f"a suite of {len(suite.workloads)} workloads ({names}) x {len(suite.arms)} arms ({', '.join(suite.arms)}) "
-            f"over {len(suite.seeds)} seeds, scored by performance profiles of the {suite.time} to each target"
-        )
-    plan = load_plan([path], CommandLine(overrides))
-    specs = {arm.name: arm.spec for arm in plan.arms if arm.spec is not None}
-    seeds = len(plan.seeds)
-    tuned = f", each tuned with {plan.tuning.budget} trials first" if plan.tuning else ""
-    return (
-        specs,
-        f"a comparison of {len(specs)} arms ({', '.join(specs)}){tuned} over {seeds} seeds, ranked by "
-        f"{plan.ranking_metric}",
-    )
 
 
 def measured_metrics(arms: Sequence[Arm], validation: tuple[str, ...]) -> tuple[Metric, ...]:

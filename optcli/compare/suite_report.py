@@ -17,7 +17,7 @@ from optcli.train.sinks import format_number
 
 if TYPE_CHECKING:
     from optcli.compare.run import ComparisonResult
-    from optcli.compare.suite import SuitePlan
+    from optcli.compare.suite_plan import SuitePlan
 
 
 @dataclass(frozen=True)

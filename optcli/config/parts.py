@@ -23,7 +23,7 @@ from optcli.components.optimizers import every_group_keys
 from optcli.components.parted import PartedOptimizer, PartSchedulers
 from optcli.config.init_and_groups import ParamGroup, optimizer_parameters
 from optcli.config.schema import PARAMETER_KINDS
-from optcli.config.spec import Component, OptimizerPart
+from optcli.config.spec import Component, OptimizerPart, RunSpec
 
 _NORMS = (
     torch.nn.LayerNorm,
@@ -168,3 +168,15 @@ def build_part_schedulers(parts: tuple[OptimizerPart, ...], optimizer: Any) -> A
     return PartSchedulers(
         {name: scheduler.build(optimizer.parts[name]) for name, scheduler in scheduled.items()}
     )
+
+
+def run_optimizer(spec: RunSpec, model: torch.nn.Module) -> Any:
+    """A run's optimizer over the model's parameters (its groups, or its parts combined)."""
+    return build_optimizer(spec.optimizer, spec.param_groups, spec.parts, model)
+
+
+def run_scheduler(spec: RunSpec, optimizer: Any) -> Any | None:
+    """A run's scheduler on the optimizer, or the parts' own stepped together, or None."""
+    if spec.scheduler is not None:
+        return spec.scheduler.build(optimizer)
+    return build_part_schedulers(spec.parts, optimizer)

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 import torch
 
+from optcli.config.parts import run_optimizer, run_scheduler
 from optcli.config.sections import display_name
 from optcli.config.spec import RunSpec
 from optcli.errors import ConfigError
@@ -46,12 +47,12 @@ def walk_rates(spec: RunSpec) -> Iterator[PlannedStep]:
     loop steps it (after every optimizer step, or after every epoch)."""
     with torch.device("meta"):
         model = spec.model.build()
-        optimizer = spec.build_optimizer(model)
+        optimizer = run_optimizer(spec, model)
     scheduler = None
     if spec.stepping is not None and not follows_a_metric(spec):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns that no optimizer step came first: none is needed
-            scheduler = spec.build_scheduler(optimizer)
+            scheduler = run_scheduler(spec, optimizer)
     per_step = spec.stepping is not None and spec.stepping.interval == "step"
     for step in range(1, spec.total_steps + 1):
         epoch = (step - 1) // spec.steps_per_epoch + 1

@@ -289,20 +289,6 @@ class RunSpec:
         own (which share them)."""
         return self.scheduler or next((part.scheduler for part in self.parts if part.scheduler), None)
 
-    def build_optimizer(self, model: Any) -> Any:
-        """The optimizer over the model's parameters (its groups, or its parts combined)."""
-        from optcli.config.parts import build_optimizer
-
-        return build_optimizer(self.optimizer, self.param_groups, self.parts, model)
-
-    def build_scheduler(self, optimizer: Any) -> Any | None:
-        """The run's scheduler on the optimizer, or the parts' own stepped together, or None."""
-        if self.scheduler is not None:
-            return self.scheduler.build(optimizer)
-        from optcli.config.parts import build_part_schedulers
-
-        return build_part_schedulers(self.parts, optimizer)
-
     @property
     def rate_columns(self) -> tuple[tuple[str, int], ...]:
         """Beside `lr` (param_groups[0]'s rate), the rates metrics.csv logs, as (column, index in

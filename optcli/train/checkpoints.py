@@ -25,6 +25,7 @@ import torch
 from optcli.components.optimizers import has_modes, set_optimizer_mode
 from optcli.components.parted import PartSchedulers
 from optcli.config.metrics import default_monitor
+from optcli.config.parts import run_optimizer
 from optcli.config.schema import interval_seconds
 from optcli.config.side_by_side import flatten
 from optcli.config.spec import SchedulerSpec
@@ -339,7 +340,7 @@ def apply_optimizer_arguments(session: Session) -> None:
     onto every group). A learning rate a schedule has moved since the start moves by the same factor
     as its group's starting rate, and so does the schedule's base rate for that group."""
     spec = session.spec
-    fresh = spec.build_optimizer(session.model).param_groups
+    fresh = run_optimizer(spec, session.model).param_groups
     configured: set[str] = set()
     for optimizer, groups in [(spec.optimizer, spec.param_groups)] + [
         (part.optimizer, part.param_groups) for part in spec.parts

@@ -16,6 +16,7 @@ from typing import Literal
 
 from optcli.components.optimizers import set_optimizer_mode
 from optcli.errors import Interrupted, TrainingFailed
+from optcli.train.clock import TrainingClock
 from optcli.train.evaluation import EarlyStopper, evaluate
 from optcli.train.host_copies import DEVICE_STEPS_PER_SYNC, HostCopies, PendingStep, divergence_advice
 from optcli.train.records import (
@@ -28,7 +29,7 @@ from optcli.train.records import (
     SkippedStep,
 )
 from optcli.train.session import Session
-from optcli.train.state import LoopPlan, LoopState, TrainingClock
+from optcli.train.state import LoopPlan, LoopState
 from optcli.train.step import micro_batch_groups, take_step
 
 

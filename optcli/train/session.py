@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from optcli.config.parts import run_optimizer, run_scheduler
 from optcli.config.spec import RunSpec
 from optcli.data.batches import Batches, InMemoryBatches
 from optcli.data.in_memory import TensorData
@@ -123,8 +124,8 @@ def build_session(spec: RunSpec, world: World = ALONE) -> Session:
     else:
         batches, val_batches, test_batches, data_hash, description = _in_memory_batches(spec, device, shard)
     loss_function = spec.loss.build().to(device)
-    optimizer = spec.build_optimizer(model)
-    scheduler = spec.build_scheduler(optimizer)
+    optimizer = run_optimizer(spec, model)
+    scheduler = run_scheduler(spec, optimizer)
     scaler = torch.amp.GradScaler(device.type) if spec.train.precision == "fp16" else None
     return Session(
         spec,

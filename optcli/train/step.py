@@ -29,8 +29,8 @@ from optcli.errors import TrainingFailed
 from optcli.train.distributed import ALONE, World, sum_across
 
 if TYPE_CHECKING:
+    from optcli.train.clock import TrainingClock
     from optcli.train.session import Session
-    from optcli.train.state import TrainingClock
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 NO_CONTEXT = contextlib.nullcontext()  # reusable: entering it does nothing
