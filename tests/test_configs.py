@@ -37,7 +37,15 @@ def test_config_has_a_header_and_trains(tmp_path, path):
     assert summary["status"] == "completed" and summary["steps"] == 3
 
 
-@pytest.mark.parametrize("path", COMPARE_CONFIGS, ids=lambda path: path.name)
+# The comparisons that run for more than a few seconds even cut short (a suite, a language model).
+LONG = ("suite_small.yaml", "compare_lm.yaml")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(path, marks=pytest.mark.slow) if path.name in LONG else path for path in COMPARE_CONFIGS],
+    ids=lambda path: path.name,
+)
 def test_compare_config_has_a_header_and_runs(tmp_path, path):
     header = path.read_text().split("\n\n")[0]
     assert header.startswith("#") and f"optcli compare configs/{path.name}" in header

@@ -127,6 +127,7 @@ def test_a_failed_run_is_failed_in_mlflow(tmp_path):
     assert client(uri).get_run(read_state(run_dir)["run_id"]).info.status == "FAILED"
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_is_killed_and_its_resume_continues_the_same_mlflow_run(tmp_path):
     """Ctrl-C: KILLED. The resume logs into the same MLflow run, the steps between its checkpoint and
     the interruption not twice, and the whole equals the run's files."""
@@ -151,6 +152,7 @@ def test_an_interrupted_run_is_killed_and_its_resume_continues_the_same_mlflow_r
     assert [value for _, value in logged] == pytest.approx([float(row["loss"]) for row in rows], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_a_comparison_logs_a_parent_and_tagged_children_and_sync_gives_the_same(tmp_path):
     uri = store(tmp_path)
     write_config(tmp_path, tracked(uri, epochs=2), "base.yaml")
