@@ -105,15 +105,3 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))  # type: ignore[no-any-return]
-
-
-def gpt(
-    vocab_size: int,
-    block_size: int,
-    layers: int = 4,
-    heads: int = 4,
-    width: int = 128,
-    dropout: float = 0.0,
-) -> GPT:
-    """A decoder-only transformer (nanoGPT-style); vocab_size and block_size come from the text data."""
-    return GPT(vocab_size, block_size, layers, heads, width, dropout)

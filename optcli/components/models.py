@@ -6,7 +6,7 @@ import itertools
 
 from torch import nn
 
-from optcli.components.gpt import gpt
+from optcli.components.gpt import GPT
 from optcli.components.registry import Registry
 from optcli.errors import ConfigError
 from optcli.name_matching import unknown_name_message
@@ -110,7 +110,7 @@ MODELS = Registry("model")
 MODELS.add("mlp", mlp, summary="multi-layer perceptron")
 MODELS.add("linear", linear, summary="a single linear layer")
 MODELS.add("cnn", cnn, summary="a small convolutional network for images")
-MODELS.add("gpt", gpt, summary="a decoder-only transformer language model (nanoGPT-style) for text data")
+MODELS.add("gpt", GPT, summary="a decoder-only transformer language model (nanoGPT-style) for text data")
 
 # Sizes the data decides: filled in when a model takes them and the config leaves them out.
 SIZE_ARGUMENTS = ("in_features", "out_features", "input_shape", "vocab_size", "block_size")
