@@ -125,8 +125,28 @@ def dead_and_unreaped(pid: int) -> bool:
 
 
 def test_with_every_worker_gone_the_pool_says_so(pool):
-    with pytest.raises(RuntimeError, match="every worker process exited"):
+    with pytest.raises(workers.WorkersLost, match=r"every worker process ended .* rerun with --resume"):
         run_all(pool, [FakeJob(index, "crash") for index in range(3)])
+
+
+def test_a_fork_server_killed_while_it_starts_the_workers_is_said_in_words(monkeypatch):
+    """The process that forks the workers killed while the pool waits on it for a worker (the
+    battery's kill -9 of it): a failure naming it, not an internal error. It is held still first, so
+    that the pool is surely waiting on it when the kill comes."""
+    monkeypatch.setattr(workers, "_start_context", functools.partial(start_context, "forkserver"))
+    started = WorkerPool(2, 1, run_job=f"{__name__}:run_fake_job")
+    server = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    os.kill(server, signal.SIGSTOP)
+    threading.Timer(0.5, os.kill, (server, signal.SIGKILL)).start()
+    try:
+        with pytest.raises(workers.WorkersLost, match="a worker process could not be started"):
+            run_all(started, [FakeJob(0, "sleep")])
+    finally:
+        started.close()
+        deadline = time.monotonic() + 10
+        while not dead_and_unreaped(server):  # (then the next pool's start sees it gone and starts another)
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
 
 
 def test_ctrl_c_never_cuts_a_message_in_two(pool):

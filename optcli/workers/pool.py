@@ -22,6 +22,7 @@ from collections.abc import Callable
 from multiprocessing import connection, forkserver
 from typing import Any, Literal
 
+from optcli.errors import TrainingFailed
 from optcli.process.cores import available_cores
 from optcli.process.interrupts import ctrl_c_held, signal_handled_by
 from optcli.workers.dispatch import LongestFirst
@@ -91,8 +92,14 @@ class WorkerPool:
             if process.pid is None:
                 # SIGTERM ignored from a spawned worker's first instruction (through exec) until it
                 # can take one (serve); a fork server's workers inherit the server's (preload.py).
-                with signal_handled_by(signal.SIGTERM, signal.SIG_IGN):
-                    process.start()
+                try:
+                    with signal_handled_by(signal.SIGTERM, signal.SIG_IGN):
+                        process.start()
+                except (OSError, EOFError) as error:  # the fork server killed, say
+                    raise WorkersLost(
+                        f"a worker process could not be started ({type(error).__name__}: {error}; the process "
+                        "that forks them was killed?); what finished is kept: rerun with --resume to go on"
+                    ) from None
                 theirs.close()  # the worker has its own copy: a dead worker's pipe then reads as closed
 
     def run(self, jobs: list[Any], on_message: OnMessage) -> None:
@@ -128,7 +135,10 @@ class WorkerPool:
                         on_message(message)
                     hand_out()
             if order:
-                raise RuntimeError("every worker process exited before the jobs were done")
+                raise WorkersLost(
+                    f"every worker process ended before the jobs were done ({_how_it_ended(self.processes[0].exitcode)}: "
+                    "killed from outside?); what finished is kept: rerun with --resume to go on"
+                )
         except KeyboardInterrupt:
             self._stop(on_message)
             raise
@@ -188,6 +198,11 @@ class WorkerPool:
             process.join(timeout=10)
             if process.is_alive():
                 process.kill()
+
+
+class WorkersLost(TrainingFailed):
+    """The pool has no worker left to run the jobs (killed from outside): a failure of the command,
+    said in words (exit 1), never an internal error."""
 
 
 def start_workers(workers: int) -> WorkerPool | None:
