@@ -319,3 +319,17 @@ def test_the_live_displays_show_the_time_remaining(tmp_path):
             comparison(job.index, StepRecord(8, 2, 0.5, 1e-3, None, 0.1))
             comparison(job.index, JobOutcome(job.index, "ok"))
     assert "all runs" in screen.getvalue() and "16/16" in screen.getvalue()  # 2 runs of 8 steps
+
+
+def test_help_lists_train_first_then_using_a_run_then_comparing():
+    result = invoke("--help")
+    assert_clean_exit(result, 0)
+    listed = [
+        line.split()[0]
+        for line in result.stdout.splitlines()
+        if line.startswith(("│ ", "  ")) and line.split()
+    ]
+    commands = [
+        name for name in listed if name in ("train", "resume", "predict", "generate", "compare", "list")
+    ]
+    assert commands == ["train", "resume", "predict", "generate", "compare", "list"]

@@ -8,7 +8,14 @@ import gc
 import os
 import sys
 
-from optcli.cli import comparing, runs, using  # noqa: F401  (registers the commands)
+# Each module registers its commands; `optcli --help` lists them in this order: training a run,
+# using one, then comparing runs.
+# isort: off
+from optcli.cli import runs  # noqa: F401
+from optcli.cli import using  # noqa: F401
+from optcli.cli import comparing  # noqa: F401
+
+# isort: on
 from optcli.cli.shared import app
 
 
