@@ -318,11 +318,11 @@ def mlflow_sync(
     optcli mlflow-sync runs/compare-compare_guide/20261125-190000 --tracking-uri sqlite:///mlflow.db
     """
     with reported_errors(debug):
-        from optcli.config.resolve import INSTALL_MLFLOW, has_mlflow_extra
         from optcli.errors import ConfigError
+        from optcli.extras import missing, needs
 
-        if not has_mlflow_extra():
-            raise ConfigError(f"mlflow-sync needs the mlflow extra: {INSTALL_MLFLOW}")
+        if missing("mlflow"):
+            raise ConfigError(f"mlflow-sync {needs('mlflow')}")
         if not directory.is_dir() or not any(directory.glob("**/config.yaml")):
             raise ConfigError(f"{directory}: neither a run directory nor a comparison's folder")
         from optcli.compare.tracking import sync_directory

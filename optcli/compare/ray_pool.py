@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from optcli.errors import ConfigError
+from optcli.extras import needs
 from optcli.workers.job_runner import WorkerMessage
 
 RETRIES = 2  # a task whose node died runs again, this many times at most
@@ -32,7 +33,7 @@ def start_ray(address: str | None, cpus_per_run: float, gpus_per_run: float) -> 
     try:
         import ray
     except ImportError:
-        raise ConfigError("--executor ray needs Ray: pip install 'optcli[ray]'") from None
+        raise ConfigError(f"--executor ray {needs('ray')}") from None
     # Ray's own logging stays off the terminal (the comparison's display says what matters).
     quiet: dict[str, Any] = {
         "log_to_driver": False,

@@ -9,8 +9,6 @@ from typing import Any
 
 import torch
 
-INSTALL_TRANSFORMERS = "pip install 'optcli[transformers]'"
-
 
 def is_hugging_face_model(target: Any) -> bool:
     """A transformers model class: a Module whose `config_class` is the configuration it is built from."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from optcli.errors import ConfigError
+from optcli.extras import extra_of, install_command
 from optcli.name_matching import normalize_name, unknown_name_message
 
 
@@ -117,8 +118,8 @@ def import_object(spec: str, base_dir: Path, accepts: Callable[[Any], bool] | No
         try:
             module = importlib.import_module(module_part)
         except ImportError as error:
-            extra = OPTIONAL_PACKAGES.get(module_part.partition(".")[0])
-            hint = f" (pip install 'optcli[{extra}]')" if extra else ""
+            extra = extra_of(module_part)
+            hint = f" ({install_command(extra)})" if extra else ""
             raise ConfigError(f"'{spec}': cannot import module '{module_part}': {error}{hint}") from None
         except Exception as error:
             raise ConfigError(
@@ -133,10 +134,6 @@ def import_object(spec: str, base_dir: Path, accepts: Callable[[Any], bool] | No
             if not name.startswith("_") and (accepts is None or _accepted(accepts, value))
         ]
         raise ConfigError(unknown_name_message(f"name in '{module_part}'", attribute, public)) from None
-
-
-# Packages that an optcli extra installs, by their import name: named in a message when missing.
-OPTIONAL_PACKAGES = {"transformers": "transformers", "torchmetrics": "metrics"}
 
 
 def _accepted(accepts: Callable[[Any], bool], value: Any) -> bool:

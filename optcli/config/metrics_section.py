@@ -15,6 +15,7 @@ from optcli.components.signature import bind_arguments
 from optcli.config.sections import Problems, portable_name
 from optcli.config.spec import Component, DataSpec
 from optcli.errors import ConfigError
+from optcli.extras import needs
 from optcli.metrics.table import (
     BUILTINS,
     Kind,
@@ -26,7 +27,6 @@ from optcli.metrics.table import (
 )
 from optcli.name_matching import unknown_name_message
 
-INSTALL_METRICS = "pip install 'optcli[metrics]'"
 # Keys of a metric's mapping that are optcli's own, not the metric's arguments.
 _OWN_KEYS = ("name", "column", "higher_is_better")
 _COLUMN = re.compile(r"[a-z][a-z0-9_]*")
@@ -123,7 +123,7 @@ def _resolve_imported(
 ) -> Metric | None:
     """A class with update and compute (torchmetrics'), or a function of predictions and targets."""
     if name.startswith("torchmetrics") and importlib.util.find_spec("torchmetrics") is None:
-        problems.add(f"{where}.name: {name} needs the metrics extra: {INSTALL_METRICS}")
+        problems.add(f"{where}.name: {name} {needs('metrics')}")
         return None
     try:
         target = import_object(name, base_dir)

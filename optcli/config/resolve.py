@@ -6,7 +6,6 @@ and every problem reported at once, before any real tensor exists.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 
 from optcli.components import optimizers
@@ -35,6 +34,7 @@ from optcli.config.sections import (
 from optcli.config.spec import Component, DataSpec, RunSpec, SchedulerSpec, optimizer_steps
 from optcli.config.speed_options import check_scaling
 from optcli.errors import ConfigError
+from optcli.extras import missing, needs
 from optcli.metrics.table import Metric
 
 
@@ -244,14 +244,6 @@ def _resolve_part_schedulers(
     return tuple(dataclasses.replace(part, scheduler=resolved.get(part.name)) for part in parts)
 
 
-INSTALL_MLFLOW = "pip install 'optcli[mlflow]'"
-
-
-def has_mlflow_extra() -> bool:
-    """The packages of the mlflow extra: MLflow's client, and what a SQL store takes."""
-    return all(importlib.util.find_spec(package) for package in ("mlflow", "sqlalchemy", "alembic"))
-
-
 def _check_top_level(config: ConfigFile, problems: Problems) -> str | None:
     """The device (None when it is not here), the run's name, and what output.tensorboard and
     output.mlflow need."""
@@ -260,12 +252,10 @@ def _check_top_level(config: ConfigFile, problems: Problems) -> str | None:
         device = resolve_device(config.device)
     except ConfigError as error:
         problems.add_error("device", error)
-    if config.output.tensorboard and not all(
-        importlib.util.find_spec(p) for p in ("tensorboard", "google_crc32c")
-    ):
-        problems.add("output.tensorboard: needs the tensorboard package: pip install 'optcli[tensorboard]'")
-    if config.output.mlflow is not None and not has_mlflow_extra():
-        problems.add(f"output.mlflow: needs the mlflow extra: {INSTALL_MLFLOW}")
+    if config.output.tensorboard and missing("tensorboard"):
+        problems.add(f"output.tensorboard: {needs('tensorboard')}")
+    if config.output.mlflow is not None and missing("mlflow"):
+        problems.add(f"output.mlflow: {needs('mlflow')}")
     if config.name is not None and (
         "/" in config.name or config.name in (".", "..") or any(ord(c) < 32 for c in config.name)
     ):

@@ -14,6 +14,7 @@ import torch
 
 from optcli.data.in_memory import DataInfo, TensorData
 from optcli.errors import ConfigError
+from optcli.extras import install_command
 
 
 class SklearnData:
@@ -75,7 +76,7 @@ def _bunch(loader: str) -> Any:
         import sklearn.datasets
     except ImportError:
         raise ConfigError(
-            "this dataset comes with scikit-learn, which is not installed: pip install 'optcli[sklearn]'"
+            f"this dataset comes with scikit-learn, which is not installed: {install_command('sklearn')}"
         ) from None
     return getattr(sklearn.datasets, loader)()
 

@@ -31,14 +31,12 @@ import torch
 from optcli import __version__
 from optcli.components.forward import pick_output
 from optcli.errors import ConfigError, ExportFailed
+from optcli.extras import install_command, missing
 from optcli.train.rundir import remove_orphans, replace_atomically
 from optcli.use.trained import TrainedRun
 
 SUFFIXES = {"torchscript": ".pt", "exported": ".pt2", "onnx": ".onnx", "safetensors": ".safetensors"}
-EXTRAS = {
-    "onnx": ("onnx", ["onnx", "onnxruntime", "onnxscript"]),
-    "safetensors": ("safetensors", ["safetensors"]),
-}
+EXTRA_OF_FORMAT = {"onnx": "onnx", "safetensors": "safetensors"}  # the optcli extra a format needs
 TRACED_SAMPLES = 2  # the example an export is traced on; the check runs a batch of another size
 
 
@@ -63,14 +61,9 @@ class _Judged(torch.nn.Module):
 
 def require_extra(form: str) -> None:
     """A format whose packages are missing: which extra installs them (exit 2)."""
-    import importlib.util
-
-    if form not in EXTRAS:
-        return
-    extra, modules = EXTRAS[form]
-    missing = [module for module in modules if importlib.util.find_spec(module) is None]
-    if missing:
-        raise ConfigError(f"--format {form} needs {', '.join(missing)}: pip install 'optcli[{extra}]'")
+    extra = EXTRA_OF_FORMAT.get(form)
+    if extra is not None and (absent := missing(extra)):
+        raise ConfigError(f"--format {form} needs {', '.join(absent)}: {install_command(extra)}")
 
 
 def export(
