@@ -59,9 +59,7 @@ def capture_random_state(session: Session) -> dict[str, Any]:
 
 def restore_random_state(session: Session, state: dict[str, Any], order_state: torch.Tensor) -> None:
     version, internal, gauss_next = state["python"]
-    if isinstance(internal, torch.Tensor):  # (a list in older checkpoints)
-        internal = internal.tolist()
-    random.setstate((version, tuple(internal), gauss_next))
+    random.setstate((version, tuple(internal.tolist()), gauss_next))
     name, keys, position, has_gauss, cached = state["numpy"]
     numpy.random.set_state((name, keys.numpy(), position, has_gauss, cached))
     torch.set_rng_state(state["torch"])
