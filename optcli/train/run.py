@@ -125,16 +125,16 @@ def _train_locked(
 ) -> TrainedRun:
     checkpoint = resume.checkpoint if resume else None
     files = _open_files(spec, run_dir, checkpoint, tracking) if world.is_main else None
-    sinks: list[Sink] = [*files[2], *displays] if files else []
+    sinks: list[Sink] = [*files.sinks, *displays] if files else []
     checkpointer: Checkpointer | None = None
     outcome = RunOutcome("failed", "training did not start")
     try:
         session = build_session(spec, world)
         checkpointer = Checkpointer(run_dir, session)
-        state = _restore(session, resume, files[1] if files else None) if resume is not None else None
+        state = _restore(session, resume, files.summary if files else None) if resume is not None else None
         if files:  # what the model sees of the data: sizes, class names, normalization statistics
             write_atomically(run_dir / "data.json", data_json(session.data_description))
-        _drive(session, state, sinks, checkpointer, files[:2] if files else None)
+        _drive(session, state, sinks, checkpointer, files)
         outcome = RunOutcome("completed")
     except ConfigError:
         outcome = RunOutcome("failed", COULD_NOT_START)
@@ -174,7 +174,7 @@ def _train_locked(
         for sink in sinks:
             with contextlib.suppress(Exception):
                 sink.close(outcome)
-    return TrainedRun(run_dir, files[1].summary if files else {})
+    return TrainedRun(run_dir, files.summary.summary if files else {})
 
 
 def _drive(
@@ -182,7 +182,7 @@ def _drive(
     state: LoopState | None,
     sinks: list[Sink],
     checkpointer: Checkpointer,
-    files: tuple[Any, ...] | None,
+    files: RunFiles | None,
 ) -> None:
     """The loop, its records to the sinks, and a checkpoint at every point to resume from (rank 0's
     CSV writer and summary in `files` say what the files hold)."""
@@ -205,15 +205,25 @@ def _drive(
                 # on (or is stopped) before it is on disk.
                 barrier(world)
                 if files:
-                    checkpointer.save(record, files[0].sizes(), files[1].state)
+                    checkpointer.save(record, files.csv.sizes(), files.summary.state)
                     if world.active:
                         checkpointer.wait()
                 barrier(world)
 
 
+@dataclass(frozen=True)
+class RunFiles:
+    """The sinks that write rank 0's run files: the CSV writer and the summary (whose sizes and state
+    a checkpoint records), and every file sink, TensorBoard's and MLflow's included."""
+
+    csv: CsvWriter
+    summary: SummaryWriter
+    sinks: list[Sink]
+
+
 def _open_files(
     spec: RunSpec, run_dir: Path, checkpoint: Checkpoint | None, tracking: Tracking | None = None
-) -> tuple[CsvWriter, SummaryWriter, list[Sink]]:
+) -> RunFiles:
     """config.yaml; the CSV files (cut back to a checkpoint's sizes on resume), the summary (its history
     restored) and TensorBoard's events when asked: the sinks that write the run's files."""
     header = f"# The resolved config of run {spec.name}: every default and filled-in value.\n"
@@ -235,7 +245,7 @@ def _open_files(
         files.append(
             MlflowLogger(run_dir, spec.resolved, checkpoint is not None, tracking, rate_columns=rate_columns)
         )
-    return csv, summary, files
+    return RunFiles(csv, summary, files)
 
 
 def _restore(session: Session, resume: ResumePoint, summary: SummaryWriter | None) -> LoopState:
