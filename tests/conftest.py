@@ -33,6 +33,18 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+@pytest.fixture(autouse=True)
+def one_thread() -> Any:
+    """Every in-process run (train.threads: auto takes at most torch's count) and every hand-written
+    loop a test compares it with compute on one thread. Under `pytest -n auto` the test workers share
+    the cores, and an operation split among threads that the machine's load leaves unequal was seen
+    to round differently from one loop to the other (a last-bit difference in a loss)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def write_config(directory: Path, config: dict[str, Any] | str, name: str = "config.yaml") -> Path:
     path = directory / name
     path.write_text(config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False))
