@@ -44,9 +44,10 @@ class StepResult:
     outcome: Literal["applied", "scaler_skipped", "skipped"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class StepParts:
-    """What every step of a run uses, settled once before the first."""
+    """What every step of a run uses, settled once before the first (named at construction: fifteen
+    fields are too many to keep in order)."""
 
     model: torch.nn.Module  # what the step calls: the model, or torch.compile's or DDP's wrapper of it
     optimizer: torch.optim.Optimizer
@@ -69,21 +70,21 @@ class StepParts:
         spec = session.spec
         interval = spec.stepping.interval if spec.stepping else None
         return cls(
-            session.wrapped_model,
-            session.optimizer,
-            session.loss_function,
-            spec.forward,
-            [parameter for parameter in session.model.parameters() if parameter.requires_grad],
-            spec.clip,
-            autocast_for(spec.train.precision, session.device),
-            session.scaler,
-            session.scheduler if interval == "step" else None,
-            spec.train.on_nonfinite == "skip",
-            needs_closure(session.optimizer),
-            session.world,
-            session.parallel,
-            session.batches.global_size,
-            session.scaler.get_scale() if session.scaler is not None else 1.0,
+            model=session.wrapped_model,
+            optimizer=session.optimizer,
+            loss_function=session.loss_function,
+            forward=spec.forward,
+            parameters=[parameter for parameter in session.model.parameters() if parameter.requires_grad],
+            clip=spec.clip,
+            autocast=autocast_for(spec.train.precision, session.device),
+            scaler=session.scaler,
+            step_scheduler=session.scheduler if interval == "step" else None,
+            skip_nonfinite=spec.train.on_nonfinite == "skip",
+            closure=needs_closure(session.optimizer),
+            world=session.world,
+            parallel=session.parallel,
+            global_size=session.batches.global_size,
+            scale=session.scaler.get_scale() if session.scaler is not None else 1.0,
         )
 
 
