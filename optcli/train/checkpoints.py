@@ -177,6 +177,9 @@ class Checkpointer:
         self.writer = CheckpointWriter()
         self._writing: str | None = None  # what the writer has in hand
         self._pending_best: Checkpoint | None = None  # the best point since the last write
+        # data.json's hash, which every checkpoint vouches for: the run's data.json never changes, and
+        # a held-out split's rows make it long (hashed once, not at every epoch's end).
+        self._data_sha256 = text_sha256(data_json(session.data_description))
         if session.world.is_main:
             remove_partial_writes(self.directory)
 
@@ -271,7 +274,7 @@ class Checkpointer:
             csv_sizes=csv_sizes,
             summary=summary,
             filled=list(session.spec.scheduler.filled) if session.spec.scheduler else [],
-            data_sha256=text_sha256(data_json(session.data_description)),
+            data_sha256=self._data_sha256,
             threads=torch.get_num_threads(),
         )
         if training is not None:
