@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -14,6 +14,9 @@ from optcli.data.batches import Batches
 from optcli.data.loader import batch_length
 from optcli.metrics.measure import Measured, Measurement
 from optcli.metrics.table import Metric
+
+if TYPE_CHECKING:
+    from optcli.train.session import Session
 
 
 def evaluate(
@@ -35,6 +38,20 @@ def evaluate(
             measurement.add(loss, judged, targets, batch_length(batch))
     model.train(was_training)
     return measurement.result()  # Note: a host-device sync point, once per evaluation.
+
+
+def evaluate_split(session: Session, batches: Batches) -> Measured:
+    """A run's evaluation of one split, as training and `optcli evaluate` both make it: the model as
+    scored, the run's loss, forward pass and metrics."""
+    spec = session.spec
+    return evaluate(
+        session.evaluated,
+        batches,
+        session.loss_function,
+        spec.forward,
+        spec.evaluated_metrics,
+        spec.data.is_classification,
+    )
 
 
 @dataclass

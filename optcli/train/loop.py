@@ -17,7 +17,7 @@ from typing import Literal
 from optcli.components.optimizers import set_optimizer_mode
 from optcli.errors import Interrupted, TrainingFailed
 from optcli.train.clock import TrainingClock
-from optcli.train.evaluation import EarlyStopper, evaluate
+from optcli.train.evaluation import EarlyStopper, evaluate_split
 from optcli.train.host_copies import DEVICE_STEPS_PER_SYNC, HostCopies, PendingStep, divergence_advice
 from optcli.train.records import (
     CheckpointDue,
@@ -250,17 +250,9 @@ def _evaluation(
     batches = session.val_batches if split == "val" else session.test_batches
     assert batches is not None
     with clock.paused():  # evaluation is not training time
-        spec = session.spec
         if switch_modes:
             set_optimizer_mode(session.optimizer, "eval")
-        measured = evaluate(
-            session.evaluated,
-            batches,
-            session.loss_function,
-            spec.forward,
-            spec.evaluated_metrics,
-            spec.data.is_classification,
-        )
+        measured = evaluate_split(session, batches)
         if switch_modes:
             set_optimizer_mode(session.optimizer, "train")
     return EvalRecord(split, step, epoch, measured.values, clock.elapsed(), tables=measured.tables)

@@ -17,6 +17,7 @@ from optcli.errors import ConfigError
 from optcli.integrity import damage_in
 from optcli.train.checkpoints import Checkpoint, DamagedCheckpoint, config_differences, load_checkpoint
 from optcli.train.run import ResumePoint
+from optcli.train.run_files import shortened_csv_files
 
 
 def prepare_resume(run_dir: Path, overrides: list[str], allow_changes: bool) -> tuple[RunSpec, ResumePoint]:
@@ -67,18 +68,17 @@ def _check_files(run_dir: Path, checkpoint: Checkpoint) -> None:
         for name in WRITTEN_IN_PLACE
         if (run_dir / name).is_symlink()
     ]
-    for name, size in checkpoint["csv_sizes"].items():
-        path = run_dir / name
+    for path, now, size in shortened_csv_files(run_dir, checkpoint["csv_sizes"]):
         if path.is_symlink():
-            continue
-        if not path.is_file():
+            continue  # (said above)
+        if now is None:
             problems.append(
                 f"{path}: missing; the checkpoint was written when it held {size} bytes of rows, which a "
                 "resumed run would not have: restore the file, or start a new run"
             )
-        elif path.stat().st_size < size:
+        else:
             problems.append(
-                f"{path}: holds {path.stat().st_size} bytes, fewer than the {size} it held when the "
+                f"{path}: holds {now} bytes, fewer than the {size} it held when the "
                 "checkpoint was written (rows before it were lost): restore the file, or start a new run"
             )
     if problems:

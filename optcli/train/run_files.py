@@ -13,6 +13,19 @@ from optcli.errors import ConfigError
 _VOUCHED = ("final_loss", "best_loss", "best_epoch")
 
 
+def shortened_csv_files(run_dir: Path, csv_sizes: dict[str, int]) -> list[tuple[Path, int | None, int]]:
+    """The CSV files a checkpoint recorded that now hold fewer bytes than then, or are gone: each
+    file, its size now (None: gone) and its size then. (A resumed run cuts them back to what the
+    checkpoint says, and never pads them; a finished run's reports read them whole.)"""
+    found = []
+    for name, size in csv_sizes.items():
+        path = run_dir / name
+        now = path.stat().st_size if path.is_file() else None
+        if now is None or now < size:
+            found.append((path, now, size))
+    return found
+
+
 def check_run_files(run_dir: Path, summary: dict[str, Any]) -> None:
     """A ConfigError naming each edited file; a run without a checkpoint (train.checkpoint: false) has
     nothing to vouch for it."""
@@ -22,11 +35,10 @@ def check_run_files(run_dir: Path, summary: dict[str, Any]) -> None:
     if not path.is_file():
         return
     checkpoint = load_checkpoint(path)
-    problems = []
-    for name, size in checkpoint["csv_sizes"].items():
-        csv_path = run_dir / name
-        if not csv_path.is_file() or csv_path.stat().st_size < size:
-            problems.append(f"{csv_path}: shorter than when its run ended, or gone (rows were lost)")
+    problems = [
+        f"{csv_path}: shorter than when its run ended, or gone (rows were lost)"
+        for csv_path, _, _ in shortened_csv_files(run_dir, checkpoint["csv_sizes"])
+    ]
     recorded = checkpoint["summary"]
     vouched = {key: recorded.get(key) for key in _VOUCHED} | dict(recorded.get("validation") or {})
     edited = [key for key, value in vouched.items() if key in summary and not _same(summary[key], value)]

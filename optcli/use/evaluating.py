@@ -12,7 +12,7 @@ import torch
 
 from optcli.errors import ConfigError, ExportFailed
 from optcli.metrics.measure import Measured
-from optcli.train.evaluation import evaluate
+from optcli.train.evaluation import evaluate_split
 from optcli.train.session import Session, build_session
 from optcli.use.trained import TrainedRun
 
@@ -41,15 +41,7 @@ def evaluate_checkpoint(trained: TrainedRun, split: Split, session: Session | No
             f"--split {split}: the run has no {'validation' if split == 'val' else 'test'} data; give DATA to "
             "evaluate on new data"
         )
-    spec = trained.spec
-    return evaluate(
-        session.evaluated,
-        batches,
-        session.loss_function,
-        spec.forward,
-        spec.evaluated_metrics,
-        spec.data.is_classification,
-    )
+    return evaluate_split(session, batches)
 
 
 def first_inputs(session: Session) -> torch.Tensor:
