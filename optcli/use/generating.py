@@ -17,6 +17,7 @@ from optcli.components.forward import pick_output
 from optcli.data.text import decode, encode
 from optcli.errors import ConfigError
 from optcli.train.rundir import replace_atomically
+from optcli.use.predicting import csv_cell
 from optcli.use.trained import TrainedRun
 
 
@@ -97,15 +98,11 @@ def predict_text(trained: TrainedRun, source: Path, out: Path, device: torch.dev
                 probabilities = torch.softmax(next_token_logits(model, trained, context).double(), dim=0)
                 chosen = int(probabilities.argmax())
                 cells = (
-                    _quoted(line),
-                    _quoted(decode([chosen], tokenizer)),
+                    csv_cell(line),
+                    csv_cell(decode([chosen], tokenizer)),
                     repr(float(probabilities[chosen])),
                 )
                 stream.write((",".join(cells) + "\n").encode())
 
     replace_atomically(out, write)
     return len(lines)
-
-
-def _quoted(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"'

@@ -110,15 +110,16 @@ def lines(trained: TrainedRun, outputs: torch.Tensor, targets: list[str] | None)
             probabilities = torch.softmax(outputs, dim=1)
             chosen = outputs.argmax(dim=1)
         cells = [
-            [_quoted(names[index]), *map(repr, row)]
+            [csv_cell(names[index]), *map(repr, row)]
             for index, row in zip(chosen.tolist(), probabilities.tolist(), strict=True)
         ]
     else:
         cells = [list(map(repr, row)) for row in outputs.tolist()]
     if targets is not None:
-        cells = [[*row, _quoted(target)] for row, target in zip(cells, targets, strict=True)]
+        cells = [[*row, csv_cell(target)] for row, target in zip(cells, targets, strict=True)]
     return [",".join(row) + "\n" for row in cells]
 
 
-def _quoted(text: str) -> str:
-    return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(mark in text for mark in ',"\n') else text
+def csv_cell(text: str) -> str:
+    """Text as one CSV cell: quoted (its quotes doubled) where it holds a comma, a quote or a line end."""
+    return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(mark in text for mark in ',"\n\r') else text
