@@ -41,7 +41,8 @@ def resolve_hugging_face(
     if not isinstance(config, dict):
         problems.add(f"model.config: a mapping of {builder.config_class.__name__}'s settings")
         return None
-    known = _known_settings(builder)
+    defaults = builder.make_config({}).to_dict()  # the config class's own settings, each at its default
+    known = _known_settings(builder, defaults)
     unknown = sorted(set(config) - known)
     if unknown:
         problems.add(
@@ -49,7 +50,7 @@ def resolve_hugging_face(
             + unknown_name_message(f"setting of {builder.config_class.__name__}", unknown[0], sorted(known))
         )
         return None
-    config = {**config, **_sizes_from_data(builder, config, known, data, problems)}
+    config = {**config, **_sizes_from_data(builder, config, known, defaults, data, problems)}
     if problems.lines:
         return None
     try:
@@ -62,19 +63,20 @@ def resolve_hugging_face(
     return Component(portable_name(name, base_dir), builder, {"config": config})
 
 
-def _known_settings(builder: HuggingFaceModel) -> set[str]:
+def _known_settings(builder: HuggingFaceModel, defaults: dict[str, Any]) -> set[str]:
     """The settings the config class has: its defaults' keys and its constructor's parameters."""
     config_class = builder.config_class
     parameters = inspect.signature(config_class.__init__).parameters
     named = {key for key, p in parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
     # (num_labels is every config's, taken by PretrainedConfig's **kwargs.)
-    return (named | set(builder.make_config({}).to_dict()) | {"num_labels"}) - {"self"}
+    return (named | set(defaults) | {"num_labels"}) - {"self"}
 
 
 def _sizes_from_data(
     builder: HuggingFaceModel,
     config: dict[str, Any],
     known: set[str],
+    defaults: dict[str, Any],
     data: DataSpec | None,
     problems: Problems,
 ) -> dict[str, Any]:
@@ -84,7 +86,6 @@ def _sizes_from_data(
     if info.sequence_length is not None:
         if "vocab_size" in known and "vocab_size" not in config and info.classes:
             filled["vocab_size"] = info.classes
-        defaults = builder.make_config({}).to_dict()
         for key in POSITION_KEYS:
             if key in known:
                 positions = config.get(key, defaults.get(key))

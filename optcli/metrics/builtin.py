@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from optcli.components.forward import classes_last
 from optcli.metrics.table import Metric
 
 
@@ -20,7 +21,7 @@ def class_scores(
     (a language model's) or [B, C, T] (torch's class dimension 1); one logit per sample (binary) becomes two columns [-x, x], whose
     softmax is the sigmoid. None for outputs that are not class scores. (No host copy: a mask, not
     a selection, keeps an accelerator from waiting.)"""
-    if targets.dim() >= 2 and output.dim() == targets.dim() + 1 and output.shape[:-1] == targets.shape:
+    if classes_last(output, targets):
         rows = output.reshape(-1, output.shape[-1])  # a sequence's logits, classes last [B, T, V]
         labels = targets.reshape(-1).long()
     elif output.dim() == targets.dim() + 1 and output.shape[1] > 1:
