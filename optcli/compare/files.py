@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from optcli.compare.plan import CommandLine, CompareFile, _arm_configs, load_plan
+from optcli.compare.plan import CommandLine, CompareFile, arm_configs, load_plan
 from optcli.compare.suite_plan import is_suite, load_suite
 from optcli.config.yaml_loader import load_yaml_mapping
 from optcli.errors import ConfigError
@@ -34,7 +34,7 @@ def check_structure(path: Path, overrides: list[str]) -> None:
             return  # reported with the compare file's other problems, as compare reports them
         if compare.base is None:
             return  # a suite: each workload is checked whole when the suite loads
-        arms = _arm_configs(path, compare, overrides)[1]
+        arms = arm_configs(path, compare, overrides)[1]
         problems = [
             f"arm '{name}': {problem}"
             for name, (_, config) in arms.items()

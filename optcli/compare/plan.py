@@ -155,11 +155,10 @@ def plan_from_compare_file(path: Path, values: dict[str, Any], command_line: Com
     compare = read_compare_file(path, values)
     if compare.workloads is not None:
         raise ConfigError(f"{path}: a suite (workloads:); load it with load_suite")
-    base_values, arm_configs = _arm_configs(path, compare, command_line.overrides)
-    arms = [Arm(name, config) for name, (_, config) in arm_configs.items()]
-    tunes = arm_configs
+    base_values, per_arm = arm_configs(path, compare, command_line.overrides)
+    arms = [Arm(name, config) for name, (_, config) in per_arm.items()]
     seeds = _seeds(command_line.seeds, compare.seeds)
-    tuning = read_tuning(compare.model_dump(), tunes, seeds)
+    tuning = read_tuning(compare.model_dump(), per_arm, seeds)
     return ComparisonPlan(
         name=compare.name or path.stem,
         arms=tuple(arms),
@@ -178,7 +177,7 @@ def _target(command_line: CommandLine, compare: CompareFile, path: Path) -> Targ
     return read_target(compare.target, compare.target_loss, f"{path}: target")
 
 
-def _arm_configs(
+def arm_configs(
     path: Path, compare: CompareFile, overrides: list[str]
 ) -> tuple[dict[str, Any], dict[str, tuple[Any, RawConfig]]]:
     """The base config's values, and each arm's tune mapping and config (the base with its changes)."""
