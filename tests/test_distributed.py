@@ -304,6 +304,9 @@ def _count_agreements(rank: int, port: int, directory: str, steps_per_sync: int)
         records = list(run_training(build_session(spec, world), None, stop, steps_per_sync=steps_per_sync))
         steps = sum(isinstance(record, StepRecord) for record in records)
         Path(directory, f"rank{rank}.txt").write_text(f"{len(asked)} {steps}")
+        # Both ranks done before either tears its group down: a rank that destroyed its group while the
+        # other still held the connection once ended the other in gloo's std::terminate (SIGABRT, CI).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
