@@ -5,8 +5,10 @@ second signal stops at once without a traceback."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -66,5 +68,53 @@ def test_sigterm_stops_a_comparison_as_ctrl_c_does(tmp_path):
     directory = next(tmp_path.glob("compare-*/*"))
     assert json.loads((directory / "summary.json").read_text())["status"] == "interrupted"
     assert 2 <= len(read_csv(directory / "results.csv")) < 15
+    assert_clean_exit(invoke("compare", "--resume", directory, "--quiet"), 0)
+    assert len(read_csv(directory / "results.csv")) == 15
+
+
+def _wait_for_summaries(out: Path, count: int, process) -> None:
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("compare-*/*/*/summary.json"))) < count:
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes whose parent is `pid` (Linux's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append((int(entry.name), (entry / "cmdline").read_bytes().decode(errors="replace")))
+            except (OSError, IndexError, ValueError):
+                continue  # ended meanwhile
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the resource tracker in /proc (Linux)")
+def test_a_comparison_whose_resource_tracker_is_killed_finishes_without_a_traceback(tmp_path):
+    compare = REPO / "configs" / "compare_guide.yaml"
+    process = start_optcli("compare", compare, "--jobs", "2", "--quiet", "--out", tmp_path)
+    _wait_for_summaries(tmp_path, 1, process)
+    trackers = [pid for pid, command in _children(process.pid) if "resource_tracker" in command]
+    assert trackers, "the pool's fork server starts multiprocessing's resource tracker"
+    os.kill(trackers[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr and "KeyError" not in stderr
+
+
+def test_sighup_to_a_comparisons_process_group_stops_it_cleanly(tmp_path):
+    """A closed terminal sends SIGHUP to every process of its group: the command, the fork server,
+    the resource tracker and the workers alike."""
+    compare = REPO / "configs" / "compare_guide.yaml"
+    process = start_optcli("compare", compare, "--jobs", "2", "--set", "train.epochs=60", "--quiet", "--out", tmp_path)
+    _wait_for_summaries(tmp_path, 2, process)
+    os.killpg(process.pid, signal.SIGHUP)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyError" not in stderr and "optcli compare --resume" in stderr
+    directory = next(tmp_path.glob("compare-*/*"))
     assert_clean_exit(invoke("compare", "--resume", directory, "--quiet"), 0)
     assert len(read_csv(directory / "results.csv")) == 15

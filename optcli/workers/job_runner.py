@@ -41,8 +41,8 @@ _stopping = False  # the main process asked this worker to stop (or has gone)
 
 def serve(channel: Connection, run_job_name: str, threads: int, stop: Any = None) -> None:
     """Run each job that comes through `channel` with the function `run_job_name` ("module:name")
-    names, until None comes, the main process asks this worker to stop (SIGTERM, or the event
-    `stop`, which it sets first), or the main process is gone."""
+    names, until None comes, the main process asks this worker to stop (SIGTERM, or the shared byte
+    `stop`, which it sets to 1 first), or the main process is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides; it sends SIGTERM
     signal.signal(signal.SIGTERM, _note_stop)  # (starting: noted, and taken up at the first report)
     with contextlib.suppress(KeyboardInterrupt):  # one that came as the last job ended: nothing to stop
@@ -63,7 +63,7 @@ def _serve(channel: Connection, run_job_name: str, threads: int, stop: Any) -> N
     # from a file next to the config.
     multiprocessing.set_start_method(None, force=True)
     torch.set_num_threads(threads)
-    _stopping = _stopping or (stop is not None and stop.is_set())  # a SIGTERM while it was ignored
+    _stopping = _stopping or (stop is not None and stop.value == 1)  # a SIGTERM while it was ignored
     if _stopping and not channel.poll(1.0):
         # Asked to stop while starting, and no job was sent before that: none will come (waiting for
         # one would never end). A job sent before it is taken, and stops at once, reporting so.

@@ -62,8 +62,11 @@ class WorkerPool:
         self.channels = [ours for ours, _ in pipes]
         self._their_ends = [theirs for _, theirs in pipes]
         # Set before the workers are sent SIGTERM: one still starting (importing torch) reads it once
-        # it can take a signal, so a stop that came too early for it is not lost.
-        self._stopping = context.Event()
+        # it can take a signal, so a stop that came too early for it is not lost. A byte of shared
+        # memory, not an Event: an Event's five semaphores are registered with multiprocessing's
+        # resource tracker, and one killed (SIGHUP to the process group, say) makes its successor
+        # print a KeyError traceback for each at exit.
+        self._stopping = context.RawValue("b", 0)
         self.processes = [
             # Not daemonic: a run's DataLoader starts worker processes of its own (data.num_workers).
             # They stop at close(), or when this process dies (see job_runner._stop_with_parent).
@@ -167,7 +170,7 @@ class WorkerPool:
     def _stop(self, on_message: OnMessage) -> None:
         """Ask every worker to stop its run, and pass on what they report while they do."""
         started = [worker for worker, process in enumerate(self.processes) if process.pid is not None]
-        self._stopping.set()
+        self._stopping.value = 1
         for worker in started:
             if self.processes[worker].is_alive():
                 os.kill(self.processes[worker].pid, signal.SIGTERM)  # type: ignore[arg-type]
