@@ -174,8 +174,7 @@ def test_a_worker_told_to_stop_while_starting_exits_without_waiting_for_a_job(st
     from optcli.workers.job_runner import serve
 
     context = start_context(start_method)
-    stop = context.Event()
-    stop.set()
+    stop = context.RawValue("b", 1)  # set, as the pool sets it before its SIGTERM
     ours, theirs = context.Pipe()
     process = context.Process(target=serve, args=(theirs, f"{__name__}:run_fake_job", 1, stop))
     process.start()
