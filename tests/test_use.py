@@ -7,7 +7,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy
@@ -551,3 +554,51 @@ def test_export_never_writes_through_a_symlinked_export_folder(tmp_path):
     assert f"{run / 'export'}: a symbolic link; optcli never writes a run's files through one" in message
     assert not any(outside.iterdir())
     assert_clean_exit(invoke("export", run, "--format", "torchscript", "--out", tmp_path / "m.pt"), 0)
+
+
+def optcli_on_a_full_disk(*arguments: str | Path, limit: int) -> subprocess.CompletedProcess[str]:
+    """`optcli ARGUMENTS` in a process whose every write past `limit` bytes of a file the kernel
+    refuses (RLIMIT_FSIZE: EFBIG), as a nearly full disk would (ENOSPC)."""
+    import resource
+
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run(
+        [sys.executable, "-m", "optcli", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit_file_size,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
+
+
+@pytest.mark.slow  # a real process per format
+@pytest.mark.skipif(
+    sys.platform == "win32", reason="a file-size limit (RLIMIT_FSIZE) stands in for a full disk"
+)
+@pytest.mark.parametrize("form", FORMATS)
+def test_an_export_that_the_disk_cannot_hold_names_the_file_and_leaves_nothing(fruit_run, tmp_path, form):
+    """torch's own file writer used to abort the process on a full disk (SIGABRT and native frames),
+    and the ONNX and safetensors exports blamed the format."""
+    out = tmp_path / form / "model.bin"
+    result = optcli_on_a_full_disk("export", fruit_run, "--format", form, "--out", out, limit=1024)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == f"error: cannot read or write {out}: File too large"
+    assert list(out.parent.iterdir()) == []  # no model, no card, no temporary file
+
+
+@pytest.mark.slow  # a real process per command
+@pytest.mark.skipif(
+    sys.platform == "win32", reason="a file-size limit (RLIMIT_FSIZE) stands in for a full disk"
+)
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_predictions_or_metrics_that_the_disk_cannot_hold_name_the_file(fruit_run, tmp_path, command):
+    out = tmp_path / "out" / "written"
+    out.parent.mkdir()
+    inputs = [FRUIT] if command == "predict" else []
+    result = optcli_on_a_full_disk(command, fruit_run, *inputs, "--out", out, limit=100)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().endswith(f"error: cannot read or write {out}: File too large")
+    assert list(out.parent.iterdir()) == []

@@ -120,8 +120,12 @@ def replace_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            # A write or fsync that failed (a full disk) names no file: name the one being written,
+            # not the temporary file beside it.
+            raise OSError(error.errno, error.strerror, str(path)) from None
         raise
 
 

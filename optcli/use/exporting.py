@@ -5,9 +5,11 @@
 - `onnx`: torch's ONNX exporter (`.onnx`), with a dynamic batch dimension; checked through onnxruntime.
 - `safetensors`: the bare weights (`.safetensors`), for code that builds the model itself.
 
-Each is traced on two samples of the run's own data, written to a temporary file, loaded back and run
-on a real batch of another size against the eager model; the largest difference is reported and
-recorded. `model.json` beside it says what a deployment needs: the input's shape and dtype, the
+Each is traced on two samples of the run's own data, serialised in memory, loaded back from those
+bytes and run on a real batch of another size against the eager model; the largest difference is
+reported and recorded. Only then are the bytes written, atomically, by optcli's own writer: torch's
+file writer aborts the process (SIGABRT) when a disk fills under it, and a failed write must name the
+file, not blame the format. `model.json` beside it says what a deployment needs: the input's shape and dtype, the
 outputs, the class names, the preprocessing, the checkpoint's metrics, the config's hash.
 """
 
@@ -17,9 +19,7 @@ import contextlib
 import io
 import json
 import logging
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,7 +32,7 @@ from optcli import __version__
 from optcli.components.forward import pick_output
 from optcli.errors import ConfigError, ExportFailed
 from optcli.extras import install_command, missing
-from optcli.train.rundir import remove_orphans, replace_atomically
+from optcli.train.rundir import replace_atomically
 from optcli.use.trained import TrainedRun
 
 SUFFIXES = {"torchscript": ".pt", "exported": ".pt2", "onnx": ".onnx", "safetensors": ".safetensors"}
@@ -85,24 +85,21 @@ def export(
     traced, check = _examples(example)
     with torch.no_grad():
         expected = _as_tensor(module(check), form)
-    remove_orphans(path.parent, ".export-")  # a killed export's scratch folder
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".export-{os.getpid()}-") as scratch:
-        staged = Path(scratch) / path.name
-        try:
-            with _quiet():
-                WRITERS[form](module, traced, staged, trained)
-                produced = READERS[form](staged, trained)(check)
-        except Exception as error:
-            working = [
-                other for other in SUFFIXES if other != form and _works(other, module, traced, check, trained)
-            ]
-            suggestion = f"; formats that work for this model: {', '.join(working)}" if working else ""
-            raise ExportFailed(
-                f"--format {form}: the model cannot be exported: {_reason(error)}{suggestion}"
-            ) from None
-        difference = float((produced.to(torch.float64) - expected.to(torch.float64)).abs().max())
-        card = _card(trained, form, path, traced, expected, metrics, difference, len(check))
-        staged.replace(path)
+    try:
+        with _quiet():
+            written = WRITERS[form](module, traced, trained)
+            produced = READERS[form](written, trained)(check)
+    except Exception as error:
+        working = [
+            other for other in SUFFIXES if other != form and _works(other, module, traced, check, trained)
+        ]
+        suggestion = f"; formats that work for this model: {', '.join(working)}" if working else ""
+        raise ExportFailed(
+            f"--format {form}: the model cannot be exported: {_reason(error)}{suggestion}"
+        ) from None
+    difference = float((produced.to(torch.float64) - expected.to(torch.float64)).abs().max())
+    card = _card(trained, form, path, traced, expected, metrics, difference, len(check))
+    replace_atomically(path, lambda stream: stream.write(written))
     card_path = path.with_name("model.json")
     replace_atomically(card_path, lambda stream: stream.write((json.dumps(card, indent=2) + "\n").encode()))
     return Exported(path, card_path, difference, len(check))
@@ -130,10 +127,8 @@ def _works(
 ) -> bool:
     try:
         require_extra(form)
-        with tempfile.TemporaryDirectory() as scratch, _quiet():
-            staged = Path(scratch) / f"model{SUFFIXES[form]}"
-            WRITERS[form](module, traced, staged, trained)
-            READERS[form](staged, trained)(check)
+        with _quiet():
+            READERS[form](WRITERS[form](module, traced, trained), trained)(check)
         return True
     except Exception:
         return False
@@ -168,67 +163,67 @@ def _batch_dimension() -> Any:
     return torch.export.Dim("batch")
 
 
-def _write_torchscript(
-    module: torch.nn.Module, example: torch.Tensor, path: Path, trained: TrainedRun
-) -> None:
+def _write_torchscript(module: torch.nn.Module, example: torch.Tensor, trained: TrainedRun) -> bytes:
     with warnings.catch_warnings():
         # A trace records one path through the code: a warning that the path depends on the values
         # (or the batch size) means it would be wrong for other inputs, so it is a failure.
         warnings.simplefilter("error", torch.jit.TracerWarning)
         traced = torch.jit.trace(module, example, check_trace=False)
-    torch.jit.save(traced, str(path))
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer)
+    return buffer.getvalue()
 
 
-def _read_torchscript(path: Path, trained: TrainedRun) -> Callable[[torch.Tensor], torch.Tensor]:
-    loaded = torch.jit.load(str(path), map_location="cpu")
+def _read_torchscript(written: bytes, trained: TrainedRun) -> Callable[[torch.Tensor], torch.Tensor]:
+    loaded = torch.jit.load(io.BytesIO(written), map_location="cpu")
     return lambda inputs: loaded(inputs).detach()
 
 
-def _write_exported(module: torch.nn.Module, example: torch.Tensor, path: Path, trained: TrainedRun) -> None:
+def _write_exported(module: torch.nn.Module, example: torch.Tensor, trained: TrainedRun) -> bytes:
     program = torch.export.export(module, (example,), dynamic_shapes=({0: _batch_dimension()},))
-    torch.export.save(program, str(path))
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return buffer.getvalue()
 
 
-def _read_exported(path: Path, trained: TrainedRun) -> Callable[[torch.Tensor], torch.Tensor]:
-    loaded = torch.export.load(str(path)).module()
+def _read_exported(written: bytes, trained: TrainedRun) -> Callable[[torch.Tensor], torch.Tensor]:
+    loaded = torch.export.load(io.BytesIO(written)).module()
     return lambda inputs: loaded(inputs).detach()
 
 
-def _write_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, trained: TrainedRun) -> None:
-    torch.onnx.export(
+def _write_onnx(module: torch.nn.Module, example: torch.Tensor, trained: TrainedRun) -> bytes:
+    program = torch.onnx.export(
         module,
         (example,),
-        str(path),
         input_names=["inputs"],
         output_names=["outputs"],
         dynamic_shapes=({0: _batch_dimension()},),
         dynamo=True,
-        external_data=False,
         verbose=False,
     )
+    assert program is not None  # (dynamo=True always returns the program)
+    return program.model_proto.SerializeToString()  # the weights inside it, as external_data=False would
 
 
-def _read_onnx(path: Path, trained: TrainedRun) -> Callable[[torch.Tensor], torch.Tensor]:
+def _read_onnx(written: bytes, trained: TrainedRun) -> Callable[[torch.Tensor], torch.Tensor]:
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(written, providers=["CPUExecutionProvider"])
     return lambda inputs: torch.from_numpy(session.run(None, {"inputs": inputs.numpy()})[0])
 
 
-def _write_safetensors(
-    module: torch.nn.Module, example: torch.Tensor, path: Path, trained: TrainedRun
-) -> None:
-    from safetensors.torch import save_file
+def _write_safetensors(module: torch.nn.Module, example: torch.Tensor, trained: TrainedRun) -> bytes:
+    from safetensors.torch import save
 
     weights = {key: value.contiguous() for key, value in module.model.state_dict().items()}  # type: ignore[union-attr]
-    save_file(weights, str(path), metadata={"config_hash": str(trained.summary.get("config_hash"))})
+    return save(weights, metadata={"config_hash": str(trained.summary.get("config_hash"))})
 
 
-def _read_safetensors(path: Path, trained: TrainedRun) -> Callable[[torch.Tensor], torch.Tensor]:
-    from safetensors.torch import load_file
+def _read_safetensors(written: bytes, trained: TrainedRun) -> Callable[[torch.Tensor], torch.Tensor]:
+    from safetensors.torch import load
 
     model = trained.spec.model.build()
-    model.load_state_dict(load_file(str(path)))
+    model.load_state_dict(load(written))
     rebuilt = _Judged(model.eval(), trained.spec.model_output)
 
     def run(inputs: torch.Tensor) -> torch.Tensor:
@@ -238,13 +233,14 @@ def _read_safetensors(path: Path, trained: TrainedRun) -> Callable[[torch.Tensor
     return run
 
 
-WRITERS: dict[str, Callable[[torch.nn.Module, torch.Tensor, Path, TrainedRun], None]] = {
+# Each format's bytes, and a function that runs the model those bytes hold.
+WRITERS: dict[str, Callable[[torch.nn.Module, torch.Tensor, TrainedRun], bytes]] = {
     "torchscript": _write_torchscript,
     "exported": _write_exported,
     "onnx": _write_onnx,
     "safetensors": _write_safetensors,
 }
-READERS: dict[str, Callable[[Path, TrainedRun], Callable[[torch.Tensor], torch.Tensor]]] = {
+READERS: dict[str, Callable[[bytes, TrainedRun], Callable[[torch.Tensor], torch.Tensor]]] = {
     "torchscript": _read_torchscript,
     "exported": _read_exported,
     "onnx": _read_onnx,
