@@ -7,8 +7,9 @@ what the run directories hold, whichever process trained them.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from optcli.compare.jobs import Job, JobOutcome
 from optcli.compare.plan import ComparisonPlan
@@ -17,6 +18,18 @@ from optcli.compare.targets import TRAINING_LOSS, Target
 from optcli.compare.verdict import Verdict
 from optcli.train.rundir import read_csv_rows, write_atomically
 from optcli.train.sinks import format_number
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    """A comparison's outcome as reported: its folder, every run's result, the arms ranked, the verdict."""
+
+    directory: Path
+    results: list[RunResult]
+    ranked: list[ArmSummary]
+    verdict: Verdict
+    status: Literal["completed", "interrupted"]
+
 
 RESULTS_COLUMNS = (
     "arm",

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 from optcli.compare.jobs import Event, Job, JobOutcome, JobsInterrupted, plan_jobs, run_jobs
 from optcli.compare.plan import CommandLine, ComparisonPlan
-from optcli.compare.ranking import ArmSummary, RunResult, rank_arms
+from optcli.compare.ranking import RunResult, rank_arms
 from optcli.compare.report import (
+    ComparisonResult,
     read_run_result,
     write_results_csv,
     write_summary_csv,
@@ -21,18 +22,9 @@ from optcli.compare.resume import check_unchanged, finished, save_invocation
 from optcli.compare.sensitivity import draw_sensitivity
 from optcli.compare.tracking import ParentRun, parent_metrics, settings_of, tracked_jobs
 from optcli.compare.tuning import Tuning, edge_warnings, select, write_tuning_files
-from optcli.compare.verdict import Verdict, give_verdict, with_protocol
+from optcli.compare.verdict import give_verdict, with_protocol
 from optcli.train.rundir import create_run_dir, writer_lock
 from optcli.workers.pool import WorkerPool
-
-
-@dataclass(frozen=True)
-class ComparisonResult:
-    directory: Path
-    results: list[RunResult]
-    ranked: list[ArmSummary]
-    verdict: Verdict
-    status: Literal["completed", "interrupted"]
 
 
 class ComparisonInterrupted(KeyboardInterrupt):

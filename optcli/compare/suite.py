@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from optcli.compare.jobs import Event
 from optcli.compare.plan import CommandLine, ComparisonPlan
+from optcli.compare.report import ComparisonResult
 from optcli.compare.resume import INVOCATION, save_invocation
-from optcli.compare.run import ComparisonInterrupted, ComparisonResult, run_comparison
+from optcli.compare.run import ComparisonInterrupted, run_comparison
 from optcli.compare.suite_plan import SuitePlan
 from optcli.compare.tracking import ParentRun, parent_metrics, settings_of
 

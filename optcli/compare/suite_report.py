@@ -16,7 +16,7 @@ from optcli.train.rundir import write_atomically
 from optcli.train.sinks import format_number
 
 if TYPE_CHECKING:
-    from optcli.compare.run import ComparisonResult
+    from optcli.compare.report import ComparisonResult
     from optcli.compare.suite_plan import SuitePlan
 
 
