@@ -9,7 +9,7 @@ COULD_NOT_START = "the run could not start"
 
 
 # Exceptions an executor raises inside a run to cancel it (Ray's TaskCancelledError, which
-# compare/ray_pool.py registers on the nodes it runs on): the run ends interrupted, not failed.
+# compare/running/ray_pool.py registers on the nodes it runs on): the run ends interrupted, not failed.
 CANCELLATIONS: list[type[BaseException]] = []
 
 

@@ -289,8 +289,8 @@ def test_the_live_displays_show_the_time_remaining(tmp_path):
     from rich.console import Console
 
     from optcli.compare.display import LiveComparison
-    from optcli.compare.jobs import JobOutcome, plan_jobs
-    from optcli.compare.plan import CommandLine, load_plan
+    from optcli.compare.planning.plan import CommandLine, load_plan
+    from optcli.compare.running.jobs import JobOutcome, plan_jobs
     from optcli.config.loading import load_config
     from optcli.config.resolve import resolve_config
     from optcli.train.display import LiveDisplay

@@ -350,7 +350,7 @@ def test_the_ranking_table_is_whole_when_output_is_piped(tmp_path):
 
 
 def test_curves_keep_the_scale_of_the_arms_that_did_not_diverge():
-    from optcli.compare.curves import identical_to, loss_limits
+    from optcli.compare.reporting.curves import identical_to, loss_limits
 
     means = {"adam": [1.0, 0.5, 0.2], "sgd": [1.0, 40.0, 1e9], "plain": [1.0, 0.5, 0.2]}
     low, high = loss_limits(means, {"sgd"})

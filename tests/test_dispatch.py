@@ -67,8 +67,8 @@ def test_an_arm_is_judged_by_its_quickest_run_so_far(monkeypatch):
 def test_matplotlib_is_imported_once_a_worker_has_no_more_runs(monkeypatch):
     """For the figures at the end, on the core that worker leaves idle, not sooner: while every worker
     trains, the import would take its time from them."""
-    import optcli.compare.jobs as jobs_module
-    from optcli.compare.jobs import JobOutcome, run_jobs
+    import optcli.compare.running.jobs as jobs_module
+    from optcli.compare.running.jobs import JobOutcome, run_jobs
     from optcli.workers.job_runner import WorkerMessage
 
     finished: list[int] = []

@@ -24,6 +24,26 @@ def test_each_stage_imports_only_the_stages_below_it():
     assert upward == []
 
 
+# compare's rooms, top to bottom: its top modules (run.py, suite.py, display.py) may use them all;
+# a room may import the rooms after it, never one before it.
+COMPARE_ROOMS = ["reporting", "running", "planning", "judging"]
+
+
+def test_compares_rooms_import_only_the_rooms_below_them():
+    compare = REPO / "optcli" / "compare"
+    upward = []
+    for room in COMPARE_ROOMS:
+        for path in (compare / room).rglob("*.py"):
+            for imported in _imports(path):
+                parts = imported.split(".")
+                if parts[:2] == ["optcli", "compare"] and len(parts) > 2:
+                    target = parts[2]
+                    if target not in COMPARE_ROOMS or COMPARE_ROOMS.index(target) < COMPARE_ROOMS.index(room):
+                        upward.append(f"{path.relative_to(REPO)} imports {imported}")
+    assert upward == []
+    assert sorted(path.name for path in compare.glob("*.py")) == ["__init__.py", "display.py", "run.py", "suite.py"]
+
+
 def _imports(path) -> set[str]:
     """Every optcli module a file imports: at the top, inside functions, and for type checking alike."""
     found = set()

@@ -110,9 +110,9 @@ def test_without_ray_the_message_gives_the_install_command(tmp_path, monkeypatch
 def test_a_node_that_cannot_see_the_driver_folder_sends_the_runs_files_back(tmp_path):
     """Ray's transport aside: on a node without the driver's file system a task runs in a scratch
     folder there, and its files travel back with the outcome into the driver's folder."""
-    from optcli.compare.jobs import plan_jobs
-    from optcli.compare.plan import CommandLine, load_plan
-    from optcli.compare.ray_pool import _packed, _run_remote, _unpack
+    from optcli.compare.planning.plan import CommandLine, load_plan
+    from optcli.compare.running.jobs import plan_jobs
+    from optcli.compare.running.ray_pool import _packed, _run_remote, _unpack
 
     plan = load_plan([COMPARE], CommandLine(["train.epochs=3"], seeds="1"))
     visible, invisible = tmp_path / "shared", tmp_path / "elsewhere"

@@ -16,7 +16,7 @@ import numpy
 import pytest
 import yaml
 
-from optcli.compare import profiles
+from optcli.compare.judging import profiles
 from tests.conftest import (
     assert_clean_exit,
     config_error,

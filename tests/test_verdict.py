@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from optcli.compare.ranking import RunResult, paired_lead, rank_arms
-from optcli.compare.report import write_summary_csv
-from optcli.compare.targets import Target
-from optcli.compare.verdict import give_verdict
+from optcli.compare.judging.ranking import RunResult, paired_lead, rank_arms
+from optcli.compare.judging.targets import Target
+from optcli.compare.judging.verdict import give_verdict
+from optcli.compare.reporting.report import write_summary_csv
 from tests.conftest import read_csv
 
 

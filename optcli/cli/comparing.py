@@ -107,14 +107,14 @@ def compare(
         if executor not in ("local", "ray"):
             raise ConfigError(f"--executor: local or ray, got '{executor}'")
         if executor == "ray":
-            from optcli.compare.ray_pool import start_ray
+            from optcli.compare.running.ray_pool import start_ray
 
             pool: Any = start_ray(address, cpus_per_run, gpus_per_run)
         else:
             pool = start_workers(jobs)
         try:
             import_torch()
-            from optcli.compare.plan import CommandLine
+            from optcli.compare.planning.plan import CommandLine
 
             command_line = CommandLine(
                 run_overrides(settings, None, None, None), seeds, metric, target_loss, out, time
@@ -136,7 +136,7 @@ def _what_to_compare(
     """The files and options to compare: those given, or with --resume those the comparison began with."""
     if resume is None:
         return files or [], command_line
-    from optcli.compare.resume import load_invocation
+    from optcli.compare.running.resume import load_invocation
     from optcli.errors import ConfigError
 
     given = command_line
@@ -161,10 +161,10 @@ def _compare(
 ) -> None:
     """Check the plan, run it with a display, print the ranking and the verdict."""
     from optcli.compare.display import make_comparison_display, output_console, ranking_table
-    from optcli.compare.jobs import plan_jobs
-    from optcli.compare.plan import load_plan
+    from optcli.compare.planning.plan import load_plan
+    from optcli.compare.planning.suite_plan import is_suite, load_suite
     from optcli.compare.run import ComparisonInterrupted, run_comparison
-    from optcli.compare.suite_plan import is_suite, load_suite
+    from optcli.compare.running.jobs import plan_jobs
     from optcli.config.yaml_loader import load_yaml_mapping
 
     if len(paths) == 1 and is_suite(values := load_yaml_mapping(paths[0])):
@@ -210,7 +210,7 @@ def _compare_suite(
     from dataclasses import replace
 
     from optcli.compare.display import make_comparison_display, output_console, ranking_table, suite_table
-    from optcli.compare.jobs import Job, plan_jobs
+    from optcli.compare.running.jobs import Job, plan_jobs
     from optcli.compare.suite import SuiteInterrupted, run_suite
     from optcli.errors import ConfigError
 
@@ -288,7 +288,7 @@ def plot(
     Example: optcli plot runs/adam_steplr/20261125-181520 runs/compare-compare_guide/20261125-182000
     """
     with reported_errors(debug):
-        from optcli.compare.plot import draw_runs, find_runs, read_runs
+        from optcli.compare.reporting.plot import draw_runs, find_runs, read_runs
 
         plotted = read_runs(find_runs(directories))
         missing = [
@@ -325,7 +325,7 @@ def mlflow_sync(
             raise ConfigError(f"mlflow-sync {needs('mlflow')}")
         if not directory.is_dir() or not any(directory.glob("**/config.yaml")):
             raise ConfigError(f"{directory}: neither a run directory nor a comparison's folder")
-        from optcli.compare.tracking import sync_directory
+        from optcli.compare.running.tracking import sync_directory
 
         lines = sync_directory(directory, tracking_uri)
         print("\n".join(lines))

@@ -50,7 +50,7 @@ def train(
     Example: optcli train configs/adam_steplr.yaml --set optimizer.lr=3e-4 --set train.epochs=5
     """
     with reported_errors(debug):
-        from optcli.compare.files import check_structure
+        from optcli.compare.planning.files import check_structure
 
         overrides = run_overrides(settings, device, out, max_steps, threads)
         check_structure(config, overrides)  # before torch is imported: a wrong key is answered at once
@@ -128,7 +128,7 @@ def check(
     Example: optcli check configs/adam_steplr.yaml --set optimizer.name=sgd
     """
     with reported_errors(debug):
-        from optcli.compare.files import check_file, check_structure
+        from optcli.compare.planning.files import check_file, check_structure
 
         # A file whose structure is wrong is answered before torch is imported (most of a check's time).
         check_structure(config, run_overrides(settings, device, out, max_steps))
@@ -171,7 +171,7 @@ def schedule(
     """
     with reported_errors(debug):
         import_torch()
-        from optcli.compare.files import check_file
+        from optcli.compare.planning.files import check_file
         from optcli.config.schedule import describe_schedule, save_schedule_png, summarize, text_plot
         from optcli.train.rundir import replace_atomically
 

@@ -18,15 +18,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from optcli.compare.jobs import Event, Job, JobOutcome
-from optcli.compare.ranking import ArmSummary, MetricInfo, info_of
-from optcli.compare.verdict import Verdict, format_value
+from optcli.compare.judging.ranking import ArmSummary, MetricInfo, info_of
+from optcli.compare.judging.verdict import Verdict, format_value
+from optcli.compare.running.jobs import Event, Job, JobOutcome
 from optcli.train.display import format_loss
 from optcli.train.records import EpochRecord, RunStarted, StepRecord
 
 if TYPE_CHECKING:
-    from optcli.compare.suite_plan import SuitePlan
-    from optcli.compare.suite_report import SuiteSummary
+    from optcli.compare.planning.suite_plan import SuitePlan
+    from optcli.compare.reporting.suite_report import SuiteSummary
 
 
 class LiveComparison:
@@ -189,7 +189,7 @@ def ranking_table(ranked: list[ArmSummary], metric: str | MetricInfo, verdict: V
 
 def suite_table(suite: SuitePlan, summary: SuiteSummary) -> Table:
     """A suite's arms by score: each workload's median time to its target (★ the fastest)."""
-    from optcli.compare.suite_report import measure_words, measured
+    from optcli.compare.reporting.suite_report import measure_words, measured
 
     table = Table(
         title=f"median {measure_words(suite)} to target over {len(suite.seeds)} seeds (★ fastest)",

@@ -8,21 +8,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-from optcli.compare.jobs import Event, Job, JobOutcome, JobsInterrupted, plan_jobs, run_jobs
-from optcli.compare.plan import CommandLine, ComparisonPlan
-from optcli.compare.ranking import RunResult, rank_arms
-from optcli.compare.report import (
+from optcli.compare.judging.ranking import RunResult, rank_arms
+from optcli.compare.judging.verdict import give_verdict, with_protocol
+from optcli.compare.planning.plan import CommandLine, ComparisonPlan
+from optcli.compare.planning.tuning import Tuning, edge_warnings, select, write_tuning_files
+from optcli.compare.reporting.report import (
     ComparisonResult,
     read_run_result,
     write_results_csv,
     write_summary_csv,
     write_summary_json,
 )
-from optcli.compare.resume import check_unchanged, finished, save_invocation
-from optcli.compare.sensitivity import draw_sensitivity
-from optcli.compare.tracking import ParentRun, parent_metrics, settings_of, tracked_jobs
-from optcli.compare.tuning import Tuning, edge_warnings, select, write_tuning_files
-from optcli.compare.verdict import give_verdict, with_protocol
+from optcli.compare.reporting.sensitivity import draw_sensitivity
+from optcli.compare.running.jobs import Event, Job, JobOutcome, JobsInterrupted, plan_jobs, run_jobs
+from optcli.compare.running.resume import check_unchanged, finished, save_invocation
+from optcli.compare.running.tracking import ParentRun, parent_metrics, settings_of, tracked_jobs
 from optcli.train.rundir import create_run_dir, writer_lock
 from optcli.workers.pool import WorkerPool
 
@@ -192,7 +192,7 @@ def _tune(
 
 
 def _draw(directory: Path, plan: ComparisonPlan, jobs: list, finished: dict[int, JobOutcome]) -> None:
-    from optcli.compare.curves import draw_curves, read_curve
+    from optcli.compare.reporting.curves import draw_curves, read_curve
 
     metric = plan.ranking_metric if plan.ranking_metric in plan.validation_metrics else None
     curves = {arm.name: [] for arm in plan.arms}  # type: ignore[var-annotated]

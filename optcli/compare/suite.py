@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optcli.compare.jobs import Event
-from optcli.compare.plan import CommandLine, ComparisonPlan
-from optcli.compare.report import ComparisonResult
-from optcli.compare.resume import INVOCATION, save_invocation
+from optcli.compare.planning.plan import CommandLine, ComparisonPlan
+from optcli.compare.planning.suite_plan import SuitePlan
+from optcli.compare.reporting.report import ComparisonResult
 from optcli.compare.run import ComparisonInterrupted, run_comparison
-from optcli.compare.suite_plan import SuitePlan
-from optcli.compare.tracking import ParentRun, parent_metrics, settings_of
+from optcli.compare.running.jobs import Event
+from optcli.compare.running.resume import INVOCATION, save_invocation
+from optcli.compare.running.tracking import ParentRun, parent_metrics, settings_of
 
 if TYPE_CHECKING:
-    from optcli.compare.suite_report import SuiteSummary
+    from optcli.compare.reporting.suite_report import SuiteSummary
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def run_suite(
     """Every workload's comparison in `<out>/compare-<name>/<timestamp>/<workload>/`, one after the
     other (each spreading its runs over the pool), then the suite's report. `show(workload, plan)` is
     the display of a workload's runs: a context giving their progress callback."""
-    from optcli.compare.suite_report import write_suite_report
+    from optcli.compare.reporting.suite_report import write_suite_report
     from optcli.train.rundir import create_run_dir, writer_lock
 
     directory = resume_dir or create_run_dir(suite.output_dir, f"compare-{suite.name}")

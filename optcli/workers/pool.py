@@ -32,7 +32,7 @@ _PRELOAD = ["optcli.workers.preload"]  # what the fork server imports before for
 
 # What a worker calls for each job. Named rather than passed, so that the pool can start before this
 # process imports torch (as importing the function would).
-RUN_JOB = "optcli.compare.jobs:run_job"
+RUN_JOB = "optcli.compare.running.jobs:run_job"
 
 OnMessage = Callable[[WorkerMessage], None]
 PipeState = Literal["more", "empty", "closed"]

@@ -18,7 +18,7 @@ from optcli.process.torch_import import collections_paused  # noqa: E402
 with collections_paused():
     import torch._dynamo  # noqa: F401
 
-    import optcli.compare.jobs
+    import optcli.compare.running.jobs
     import optcli.train.run  # noqa: F401
 
 signal.signal(signal.SIGINT, signal.default_int_handler)  # (the workers forked later set their own)

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from optcli.compare.jobs import Job, JobOutcome
-from optcli.compare.plan import CommandLine
+from optcli.compare.planning.plan import CommandLine
+from optcli.compare.running.jobs import Job, JobOutcome
 from optcli.config.schema import describe_error
 from optcli.errors import COULD_NOT_START, ConfigError
 from optcli.train.run_files import check_run_files

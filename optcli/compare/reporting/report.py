@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from optcli.compare.jobs import Job, JobOutcome
-from optcli.compare.plan import ComparisonPlan
-from optcli.compare.ranking import ArmSummary, RunResult
-from optcli.compare.targets import TRAINING_LOSS, Target
-from optcli.compare.verdict import Verdict
+from optcli.compare.judging.ranking import ArmSummary, RunResult
+from optcli.compare.judging.targets import TRAINING_LOSS, Target
+from optcli.compare.judging.verdict import Verdict
+from optcli.compare.planning.plan import ComparisonPlan
+from optcli.compare.running.jobs import Job, JobOutcome
 from optcli.train.rundir import read_csv_rows, write_atomically
 from optcli.train.sinks import format_number
 

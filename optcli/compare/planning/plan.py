@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from optcli.compare.ranking import METRIC_INFO, TARGET_METRICS, MetricInfo, metric_info
-from optcli.compare.targets import Target, read_target
-from optcli.compare.tuning import Tuning, read_tuning, resolve_trials
+from optcli.compare.judging.ranking import METRIC_INFO, TARGET_METRICS, MetricInfo, metric_info
+from optcli.compare.judging.targets import Target, read_target
+from optcli.compare.planning.tuning import Tuning, read_tuning, resolve_trials
 from optcli.config.loading import RawConfig, apply_overrides, carried_over, merge_arm
 from optcli.config.schema import Strict, describe_error
 from optcli.config.yaml_loader import load_yaml_mapping

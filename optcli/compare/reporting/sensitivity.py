@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from optcli.plotting import load_pyplot
 
 if TYPE_CHECKING:
-    from optcli.compare.tuning import Selection, Tuning
+    from optcli.compare.planning.tuning import Selection, Tuning
 
 
 def draw_sensitivity(

@@ -88,7 +88,7 @@ class RayPool:
         an interruption when a Ctrl-C reached it (a terminal's reaches the Ray processes too)."""
         import ray
 
-        from optcli.compare.jobs import JobOutcome
+        from optcli.compare.running.jobs import JobOutcome
 
         try:
             return ray.get(reference)  # type: ignore[no-any-return]
@@ -170,7 +170,7 @@ def _run_remote(job: Any, packed: bytes, progress: Any, threads: int) -> tuple[A
     import ray
     import torch
 
-    from optcli.compare.jobs import run_job
+    from optcli.compare.running.jobs import run_job
     from optcli.errors import CANCELLATIONS
 
     torch.set_num_threads(threads)

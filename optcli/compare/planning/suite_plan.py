@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from optcli.compare.plan import (
+from optcli.compare.planning.plan import (
     CommandLine,
     ComparisonPlan,
     check_plan,

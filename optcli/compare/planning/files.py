@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from optcli.compare.plan import CommandLine, CompareFile, arm_configs, load_plan
-from optcli.compare.suite_plan import is_suite, load_suite
+from optcli.compare.planning.plan import CommandLine, CompareFile, arm_configs, load_plan
+from optcli.compare.planning.suite_plan import is_suite, load_suite
 from optcli.config.yaml_loader import load_yaml_mapping
 from optcli.errors import ConfigError
 

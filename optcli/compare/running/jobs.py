@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from optcli.compare.ranking import JobStatus
+from optcli.compare.judging.ranking import JobStatus
 from optcli.errors import ConfigError, TrainingFailed
 from optcli.plotting import import_aside
 from optcli.train.mlflow_logging import Tracking
@@ -25,7 +25,9 @@ from optcli.workers.job_runner import WorkerMessage
 from optcli.workers.pool import WorkerPool
 
 if TYPE_CHECKING:
-    from optcli.compare.plan import ComparisonPlan  # (the workers that import this module need no plan)
+    from optcli.compare.planning.plan import (
+        ComparisonPlan,  # (the workers that import this module need no plan)
+    )
     from optcli.config.spec import RunSpec
     from optcli.train.sinks import RunOutcome
 

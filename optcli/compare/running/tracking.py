@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from optcli.compare.jobs import TRIALS, Job, placed_run
+from optcli.compare.running.jobs import TRIALS, Job, placed_run
 from optcli.errors import ConfigError
 from optcli.train.mlflow_logging import (
     STATE_FILE,

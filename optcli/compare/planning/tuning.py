@@ -14,12 +14,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from optcli.compare.spaces import Dimension, parse_space, trial_points
+from optcli.compare.planning.spaces import Dimension, parse_space, trial_points
 from optcli.config.loading import RawConfig, apply_overrides
 from optcli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from optcli.compare.ranking import RunResult
+    from optcli.compare.judging.ranking import RunResult
     from optcli.config.spec import RunSpec
 
 DEFAULT_TUNE_SEEDS = (100,)

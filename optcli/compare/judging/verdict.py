@@ -12,14 +12,14 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from optcli.compare.ranking import (
+from optcli.compare.judging.ranking import (
     ArmSummary,
     MetricInfo,
     PairedLead,
     info_of,
     paired_lead,
 )
-from optcli.compare.targets import Target
+from optcli.compare.judging.targets import Target
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optcli.compare import profiles
-from optcli.compare.ranking import RunResult, paired_interval
+from optcli.compare.judging import profiles
+from optcli.compare.judging.ranking import RunResult, paired_interval
 from optcli.train.rundir import write_atomically
 from optcli.train.sinks import format_number
 
 if TYPE_CHECKING:
-    from optcli.compare.report import ComparisonResult
-    from optcli.compare.suite_plan import SuitePlan
+    from optcli.compare.planning.suite_plan import SuitePlan
+    from optcli.compare.reporting.report import ComparisonResult
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""What a comparison leaves on disk: results and summaries, curves.png, sensitivity.png, a suite's report, `optcli plot`."""
