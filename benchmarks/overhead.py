@@ -32,10 +32,12 @@ from torch import nn
 from optcli.config.loading import RawConfig
 from optcli.config.resolve import resolve_config
 from optcli.config.spec import RunSpec
-from optcli.train.display import PlainDisplay
 from optcli.train.loop import run_training
 from optcli.train.session import Session, build_session
-from optcli.train.sinks import CsvWriter, RunOutcome, SummaryWriter
+from optcli.train.sinks import RunOutcome
+from optcli.train.sinks.csv_files import CsvWriter
+from optcli.train.sinks.display import PlainDisplay
+from optcli.train.sinks.summary import SummaryWriter
 
 HERE = Path(__file__).resolve().parent
 GUIDE_DATA = {"name": "random", "samples": 1280, "features": 784, "classes": 10, "batch_size": 64}
@@ -77,7 +79,7 @@ def time_tracked(spec: RunSpec, mlflow_uri: str | None = None) -> float:
         start = time.perf_counter()
         sinks = _file_sinks(spec, Path(directory))
         if mlflow_uri is not None:
-            from optcli.train.mlflow_logging import MlflowLogger
+            from optcli.train.sinks.mlflow_logging import MlflowLogger
 
             tracked = {**spec.resolved, "output": {"mlflow": {"tracking_uri": mlflow_uri}}}
             sinks.append(MlflowLogger(Path(directory), tracked, resumed=False))
@@ -88,7 +90,7 @@ def time_tracked(spec: RunSpec, mlflow_uri: str | None = None) -> float:
 def _file_sinks(spec: RunSpec, run_dir: Path, tensorboard: bool = False) -> list[Any]:
     sinks: list[Any] = [CsvWriter(run_dir), SummaryWriter(run_dir, {}), PlainDisplay(DEVNULL)]
     if tensorboard:
-        from optcli.train.tensorboard import TensorBoardWriter
+        from optcli.train.sinks.tensorboard import TensorBoardWriter
 
         sinks.append(TensorBoardWriter(run_dir, spec))
     return sinks

@@ -293,11 +293,11 @@ def test_the_live_displays_show_the_time_remaining(tmp_path):
     from optcli.compare.running.jobs import JobOutcome, plan_jobs
     from optcli.config.loading import load_config
     from optcli.config.resolve import resolve_config
-    from optcli.train.display import LiveDisplay
     from optcli.train.loop import run_training
     from optcli.train.records import RunStarted, StepRecord
     from optcli.train.session import build_session
     from optcli.train.sinks import RunOutcome
+    from optcli.train.sinks.display import LiveDisplay
 
     screen = io.StringIO()
     display = LiveDisplay(Console(file=screen, force_terminal=True, width=140), "run")

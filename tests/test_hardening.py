@@ -136,10 +136,10 @@ def test_random_set_strings(tmp_path, settings_):
 
 
 def test_a_disk_that_fills_is_a_clear_failure_that_keeps_what_was_written(tmp_path, monkeypatch):
-    from optcli.train import sinks
+    from optcli.train.sinks import csv_files
 
     calls = {"count": 0}
-    real_flush = sinks.CsvWriter.flush
+    real_flush = csv_files.CsvWriter.flush
 
     def flush_until_full(self):
         calls["count"] += 1
@@ -147,7 +147,7 @@ def test_a_disk_that_fills_is_a_clear_failure_that_keeps_what_was_written(tmp_pa
             raise OSError(errno.ENOSPC, "No space left on device")
         real_flush(self)
 
-    monkeypatch.setattr(sinks.CsvWriter, "flush", flush_until_full)
+    monkeypatch.setattr(csv_files.CsvWriter, "flush", flush_until_full)
     config = write_config(tmp_path, guide_config(train={"epochs": 10}))
     result = invoke("train", config, "--out", tmp_path / "runs", "--quiet")
     assert_clean_exit(result, 1)
@@ -208,7 +208,7 @@ def test_a_full_disk_at_the_start_leaves_no_half_made_run_directory(tmp_path, mo
 
 
 def test_a_full_disk_at_a_resumes_start_keeps_the_run_as_it_was(tmp_path, monkeypatch):
-    from optcli.train import sinks
+    from optcli.train.sinks import csv_files
 
     config = write_config(tmp_path, guide_config(train={"epochs": 2}))
     run = train_ok(config, tmp_path / "runs", "--max-steps", "5")
@@ -218,7 +218,7 @@ def test_a_full_disk_at_a_resumes_start_keeps_the_run_as_it_was(tmp_path, monkey
     def full(*arguments, **keywords):
         raise OSError(errno.ENOSPC, "No space left on device", str(run / "metrics.csv"))
 
-    monkeypatch.setattr(sinks, "_open_csv", full)
+    monkeypatch.setattr(csv_files, "_open_csv", full)
     result = invoke("resume", run, "--set", "train.max_steps=null", "--allow-changes", "--quiet")
     assert_clean_exit(result, 1)
     assert "No space left on device" in result.stderr and "as it was" in result.stderr

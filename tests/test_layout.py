@@ -41,7 +41,12 @@ def test_compares_rooms_import_only_the_rooms_below_them():
                     if target not in COMPARE_ROOMS or COMPARE_ROOMS.index(target) < COMPARE_ROOMS.index(room):
                         upward.append(f"{path.relative_to(REPO)} imports {imported}")
     assert upward == []
-    assert sorted(path.name for path in compare.glob("*.py")) == ["__init__.py", "display.py", "run.py", "suite.py"]
+    assert sorted(path.name for path in compare.glob("*.py")) == [
+        "__init__.py",
+        "display.py",
+        "run.py",
+        "suite.py",
+    ]
 
 
 def _imports(path) -> set[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from optcli.train.mlflow_logging import flat_params, read_state
+from optcli.train.sinks.mlflow_logging import flat_params, read_state
 from tests.conftest import (
     assert_clean_exit,
     config_error,

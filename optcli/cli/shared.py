@@ -163,8 +163,8 @@ def main_options(
 def train_and_report(spec: RunSpec, quiet: bool, world: Any = None, **where: Any) -> None:
     """Train with the display the terminal calls for; print the final line. Under torchrun (`world`),
     as one of its workers: rank 0 shows the table and the line."""
-    from optcli.train.display import make_display, summary_line
     from optcli.train.run import train_run
+    from optcli.train.sinks.display import make_display, summary_line
 
     if world is not None and world.launched:
         from optcli.train.launched_run import train_in_world

@@ -21,8 +21,8 @@ from rich.table import Table
 from optcli.compare.judging.ranking import ArmSummary, MetricInfo, info_of
 from optcli.compare.judging.verdict import Verdict, format_value
 from optcli.compare.running.jobs import Event, Job, JobOutcome
-from optcli.train.display import format_loss
 from optcli.train.records import EpochRecord, RunStarted, StepRecord
+from optcli.train.sinks.display import format_loss
 
 if TYPE_CHECKING:
     from optcli.compare.planning.suite_plan import SuitePlan

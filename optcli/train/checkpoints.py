@@ -35,7 +35,7 @@ from optcli.train.checkpoint_writer import ASYNC_LIMIT, CheckpointWriter, state_
 from optcli.train.records import CheckpointDue
 from optcli.train.rundir import remove_partial_writes
 from optcli.train.session import Session
-from optcli.train.sinks import SummaryState
+from optcli.train.sinks.summary import SummaryState
 from optcli.train.state import LoopState
 
 FORMAT = 1

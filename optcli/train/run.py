@@ -32,11 +32,13 @@ from optcli.train.checkpoints import (
 )
 from optcli.train.distributed import ALONE, World, agree, barrier, share
 from optcli.train.loop import run_training
-from optcli.train.mlflow_logging import Tracking
 from optcli.train.records import CheckpointDue
 from optcli.train.rundir import create_run_dir, write_atomically, write_yaml, writer_lock
 from optcli.train.session import Session, build_session, threads_restored, with_threads_chosen
-from optcli.train.sinks import CsvWriter, RunOutcome, Sink, SummaryWriter, run_directory_gone
+from optcli.train.sinks import RunOutcome, Sink
+from optcli.train.sinks.csv_files import CsvWriter, run_directory_gone
+from optcli.train.sinks.mlflow_logging import Tracking
+from optcli.train.sinks.summary import SummaryWriter
 from optcli.train.state import LoopState
 
 
@@ -235,12 +237,12 @@ def _open_files(
     csv = CsvWriter(run_dir, spec.validation_metrics, evaluations, csv_sizes, rate_columns)
     files: list[Sink] = [csv, summary]
     if spec.output.tensorboard:
-        from optcli.train.tensorboard import TensorBoardWriter
+        from optcli.train.sinks.tensorboard import TensorBoardWriter
 
         purge_step = checkpoint["loop"]["step"] + 1 if checkpoint else None  # the steps logged again
         files.append(TensorBoardWriter(run_dir, spec, purge_step))
     if spec.output.mlflow is not None:  # (after the summary: it uploads summary.json once written)
-        from optcli.train.mlflow_logging import MlflowLogger
+        from optcli.train.sinks.mlflow_logging import MlflowLogger
 
         files.append(
             MlflowLogger(run_dir, spec.resolved, checkpoint is not None, tracking, rate_columns=rate_columns)

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from optcli.compare.judging.ranking import JobStatus
 from optcli.errors import ConfigError, TrainingFailed
 from optcli.plotting import import_aside
-from optcli.train.mlflow_logging import Tracking
 from optcli.train.records import EpochRecord, Record, RunStarted, StepRecord
+from optcli.train.sinks.mlflow_logging import Tracking
 from optcli.workers.job_runner import WorkerMessage
 from optcli.workers.pool import WorkerPool
 

@@ -19,7 +19,9 @@ from typing import Any
 
 from optcli.compare.running.jobs import TRIALS, Job, placed_run
 from optcli.errors import ConfigError
-from optcli.train.mlflow_logging import (
+from optcli.train.run_files import check_run_files
+from optcli.train.rundir import write_atomically
+from optcli.train.sinks.mlflow_logging import (
     STATE_FILE,
     MlflowLogger,
     Tracking,
@@ -28,9 +30,7 @@ from optcli.train.mlflow_logging import (
     replay,
     resolve_tracking_uri,
 )
-from optcli.train.mlflow_sender import read_json
-from optcli.train.run_files import check_run_files
-from optcli.train.rundir import write_atomically
+from optcli.train.sinks.mlflow_sender import read_json
 
 PARENT_ARTIFACTS = (
     "summary.json",
@@ -62,7 +62,7 @@ class ParentRun:
         self.experiment = settings.get("experiment") or name
         state = read_state(directory)
         try:
-            from optcli.train.mlflow_sender import client, experiment_named
+            from optcli.train.sinks.mlflow_sender import client, experiment_named
 
             self.client = client(self.uri)
             if state.get("run_id") and state.get("tracking_uri") == self.uri:

@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from optcli.errors import ConfigError
-from optcli.train.mlflow_sender import STATE_FILE, Sender, read_json
 from optcli.train.records import EpochRecord, EvalRecord, Record, RunStarted, StepRecord
 from optcli.train.rundir import read_csv_rows
-from optcli.train.sinks import FLUSH_INTERVAL_S, RunOutcome
+from optcli.train.sinks import RunOutcome
+from optcli.train.sinks.csv_files import FLUSH_INTERVAL_S
+from optcli.train.sinks.mlflow_sender import STATE_FILE, Sender, read_json
 
 STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 CLOSE_WAIT_S = 30.0  # how long a finished run waits for the last batches before it leaves them
@@ -176,7 +177,7 @@ class _Pipe:
         # (A session of its own: a terminal's Ctrl-C or a launcher's signal to the run's group stops the
         # run, which then sends its status and closes the pipe; the sender ends after it.)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "optcli.train.mlflow_sender"],
+            [sys.executable, "-m", "optcli.train.sinks.mlflow_sender"],
             stdin=subprocess.PIPE,
             text=True,
             start_new_session=True,

@@ -26,7 +26,8 @@ import yaml
 
 from optcli.config.spec import RunSpec
 from optcli.train.records import EpochRecord, EvalRecord, Record, RunFinished, StepRecord
-from optcli.train.sinks import FLUSH_INTERVAL_S, RunOutcome
+from optcli.train.sinks import RunOutcome
+from optcli.train.sinks.csv_files import FLUSH_INTERVAL_S
 
 
 class TensorBoardWriter:

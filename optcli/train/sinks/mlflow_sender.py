@@ -1,5 +1,5 @@
 """The MLflow client's side of `output.mlflow`: a process of its own (`python -m
-optcli.train.mlflow_sender`) that takes a run's batches as JSON lines on its standard input and sends
+optcli.train.sinks.mlflow_sender`) that takes a run's batches as JSON lines on its standard input and sends
 each with MLflow's `log_batch`, so that neither the store's work nor a slow server ever holds the
 training loop (the client's SQLAlchemy and HTTP code run under a lock of their own, not the loop's
 interpreter). `optcli mlflow-sync` uses the same Sender in its own process.
