@@ -333,3 +333,18 @@ def test_help_lists_train_first_then_using_a_run_then_comparing():
         name for name in listed if name in ("train", "resume", "predict", "generate", "compare", "list")
     ]
     assert commands == ["train", "resume", "predict", "generate", "compare", "list"]
+
+
+def test_docs_commands_md_is_the_apps_own_help():
+    """docs/commands.md's reference is generated from the commands: an option added, renamed or
+    reworded without regenerating it fails here (and so in CI)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "commands_doc.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    page = (REPO / "docs" / "commands.md").read_text()
+    for option in ("--executor", "--address", "--cpus-per-run", "--gpus-per-run", "--allow-changes"):
+        assert f"`{option}" in page
