@@ -148,6 +148,9 @@ def test_a_finished_runs_edited_files_are_refused_not_reported(tmp_path):
     epochs.write_bytes(kept[:100])
     message = config_error(invoke("compare", "--resume", directory))
     assert f"{epochs}: shorter than when its run ended" in message, message
+    epochs.write_bytes(kept.replace(b",", b";", 1))  # the same size, one byte changed
+    message = config_error(invoke("compare", "--resume", directory))
+    assert f"{epochs}: its rows are not those the run wrote" in message, message
     epochs.write_bytes(kept)
     summary_path = directory / "adam-seed1" / "summary.json"
     summary = json.loads(summary_path.read_text())

@@ -103,6 +103,27 @@ def test_a_shortened_or_missing_csv_is_refused_and_never_padded(stopped):
     assert not metrics.exists()
 
 
+@pytest.mark.parametrize("name", ["metrics.csv", "epochs.csv"])
+def test_a_csv_whose_rows_were_changed_in_place_is_refused_and_left_as_it_is(stopped, name):
+    """The same size, one digit different: a hand edit, or a disk's rot. The checkpoint holds the
+    SHA-256 of the bytes the run wrote, so the resume does not carry the changed rows into the run."""
+    whole, run = stopped
+    path = run / name
+    data = bytearray(path.read_bytes())
+    position = data.index(b"\n") + 1  # the first row's first character: a digit
+    data[position] = ord("9") if data[position] != ord("9") else ord("8")
+    path.write_bytes(bytes(data))
+    message = config_error(resume(run))
+    assert f"{path}: its rows are not those the run wrote (the file was edited or damaged since)" in message
+    assert path.read_bytes() == bytes(data)  # not cut back, not appended to
+    data[position] = (whole / name).read_bytes()[position]  # (the same run's bytes: put back as written)
+    path.write_bytes(bytes(data))
+    assert_clean_exit(resume(run), 0)
+    assert [row["loss"] for row in read_csv(run / "metrics.csv")] == [
+        row["loss"] for row in read_csv(whole / "metrics.csv")
+    ]
+
+
 def test_a_csv_replaced_by_a_link_is_never_written_through(stopped, tmp_path):
     _, run = stopped
     outside = tmp_path / "precious.csv"

@@ -35,6 +35,7 @@ from optcli.train.checkpoint_writer import ASYNC_LIMIT, CheckpointWriter, state_
 from optcli.train.records import CheckpointDue
 from optcli.train.rundir import remove_partial_writes
 from optcli.train.session import Session
+from optcli.train.sinks.csv_files import CsvMarks
 from optcli.train.sinks.summary import SummaryState
 from optcli.train.state import LoopState
 
@@ -122,6 +123,9 @@ class Checkpoint(TypedDict):
     # The SHA-256 of the run's data.json (class names, normalization statistics, held-out rows): what
     # predict, evaluate and export check the file against before they trust it.
     data_sha256: NotRequired[str]
+    # The SHA-256 of each CSV file's first csv_sizes bytes: what a resume and a reuse of the run's rows
+    # check the file against (run_files.py). (Checkpoints of optcli 0.x before it have none.)
+    csv_sha256: NotRequired[dict[str, str]]
     # torch's intra-op threads the run trained with: another count sums in another order, so a resume
     # with another one is a change (train/resume.py).
     threads: NotRequired[int]
@@ -183,7 +187,7 @@ class Checkpointer:
         if session.world.is_main:
             remove_partial_writes(self.directory)
 
-    def save(self, point: CheckpointDue, csv_sizes: dict[str, int], summary: SummaryState) -> None:
+    def save(self, point: CheckpointDue, csv: CsvMarks, summary: SummaryState) -> None:
         """last.pt when a checkpoint is due here (`_due`), best.pt when the monitored metric improved."""
         if not self.enabled:
             return
@@ -192,7 +196,7 @@ class Checkpointer:
         if not (due or is_best):
             return
         started = time.perf_counter()
-        payload = self._payload(point, csv_sizes, summary)
+        payload = self._payload(point, csv, summary)
         if is_best and not due and self.every is None and state_bytes(payload) <= ASYNC_LIMIT:
             # Priced by time too: the best point is kept (a copy, in memory) and written with the next
             # checkpoint, so that best.pt on disk is always the best as of last.pt. (The config is
@@ -254,7 +258,7 @@ class Checkpointer:
         self.session.model.load_state_dict(dict(best["model"]))
         return int(best["loop"]["epoch"]) - 1  # written at an epoch's end, when the next is due
 
-    def _payload(self, point: CheckpointDue, csv_sizes: dict[str, int], summary: SummaryState) -> Checkpoint:
+    def _payload(self, point: CheckpointDue, csv: CsvMarks, summary: SummaryState) -> Checkpoint:
         session = self.session
         # Where the data order stands: mid-epoch, the state that drew this epoch's order (it is drawn
         # again and the batches done are skipped); at an epoch's end, the state that draws the next.
@@ -271,7 +275,8 @@ class Checkpointer:
             else session.batches.generator.get_state(),
             loop=point.state,
             config=session.spec.resolved,
-            csv_sizes=csv_sizes,
+            csv_sizes=csv.sizes,
+            csv_sha256=csv.sha256,
             summary=summary,
             filled=list(session.spec.scheduler.filled) if session.spec.scheduler else [],
             data_sha256=self._data_sha256,

@@ -17,7 +17,7 @@ from optcli.errors import ConfigError
 from optcli.integrity import damage_in
 from optcli.train.checkpoints import Checkpoint, DamagedCheckpoint, config_differences, load_checkpoint
 from optcli.train.run import ResumePoint
-from optcli.train.run_files import shortened_csv_files
+from optcli.train.run_files import changed_csv_files, changed_since_written, shortened_csv_files
 
 
 def prepare_resume(run_dir: Path, overrides: list[str], allow_changes: bool) -> tuple[RunSpec, ResumePoint]:
@@ -81,6 +81,10 @@ def _check_files(run_dir: Path, checkpoint: Checkpoint) -> None:
                 f"{path}: holds {now} bytes, fewer than the {size} it held when the "
                 "checkpoint was written (rows before it were lost): restore the file, or start a new run"
             )
+    problems += [
+        f"{changed_since_written(path)}: restore the file, or start a new run"
+        for path in changed_csv_files(run_dir, checkpoint)
+    ]
     if problems:
         raise ConfigError(problems)
 

@@ -1,13 +1,17 @@
 """A finished run's files checked against its last checkpoint before anything reuses them (a
 comparison's reports, `optcli mlflow-sync`), as `resume` checks them: its CSV files at least as long
-as they were then, and its summary's values those the checkpoint recorded."""
+as they were then and their bytes up to there those the run wrote, and its summary's values those the
+checkpoint recorded."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optcli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from optcli.train.checkpoints import Checkpoint
 
 # What the reports read of a finished run's summary.json, and where its last checkpoint keeps the same.
 _VOUCHED = ("final_loss", "best_loss", "best_epoch")
@@ -26,6 +30,23 @@ def shortened_csv_files(run_dir: Path, csv_sizes: dict[str, int]) -> list[tuple[
     return found
 
 
+def changed_csv_files(run_dir: Path, checkpoint: Checkpoint) -> list[Path]:
+    """The CSV files whose bytes up to the checkpoint's size are no longer those the run wrote (edited,
+    or damaged on disk). Files gone or shorter are shortened_csv_files'."""
+    from optcli.train.sinks.csv_files import prefix_sha256
+
+    changed = []
+    for name, digest in checkpoint.get("csv_sha256", {}).items():
+        path, size = run_dir / name, checkpoint["csv_sizes"][name]
+        if path.is_file() and path.stat().st_size >= size and prefix_sha256(path, size).hexdigest() != digest:
+            changed.append(path)
+    return changed
+
+
+def changed_since_written(path: Path) -> str:
+    return f"{path}: its rows are not those the run wrote (the file was edited or damaged since)"
+
+
 def check_run_files(run_dir: Path, summary: dict[str, Any]) -> None:
     """A ConfigError naming each edited file; a run without a checkpoint (train.checkpoint: false) has
     nothing to vouch for it."""
@@ -39,6 +60,7 @@ def check_run_files(run_dir: Path, summary: dict[str, Any]) -> None:
         f"{csv_path}: shorter than when its run ended, or gone (rows were lost)"
         for csv_path, _, _ in shortened_csv_files(run_dir, checkpoint["csv_sizes"])
     ]
+    problems += [changed_since_written(path) for path in changed_csv_files(run_dir, checkpoint)]
     recorded = checkpoint["summary"]
     vouched = {key: recorded.get(key) for key in _VOUCHED} | dict(recorded.get("validation") or {})
     edited = [key for key, value in vouched.items() if key in summary and not _same(summary[key], value)]

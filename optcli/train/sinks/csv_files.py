@@ -1,13 +1,20 @@
 """metrics.csv, epochs.csv and evals.csv: a row per record, at full precision, flushed every
-FLUSH_INTERVAL_S; a resumed run cuts them back to the checkpoint's sizes and logs the rest again."""
+FLUSH_INTERVAL_S; a resumed run cuts them back to the checkpoint's sizes and logs the rest again.
+
+Each file's SHA-256 is kept as it is written (a row costs a microsecond), and every checkpoint
+records it beside the size (CsvMarks): what a resume, a comparison's reports and `mlflow-sync`
+check a file against before they trust the rows in it (run_files.py).
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from optcli.errors import ConfigError, TrainingFailed
 from optcli.train.records import (
@@ -33,6 +40,36 @@ EPOCHS_COLUMNS = ("epoch", "step", "train_loss", "lr", "elapsed_s")
 FLUSH_INTERVAL_S = 0.5
 
 
+@dataclass(frozen=True)
+class CsvMarks:
+    """Where the CSV files stood when a checkpoint was written: each one's size, and the SHA-256 of
+    those bytes."""
+
+    sizes: dict[str, int]
+    sha256: dict[str, str]
+
+
+def prefix_sha256(path: Path, size: int) -> hashlib._Hash:
+    """The SHA-256 of a file's first `size` bytes, read a megabyte at a time (to go on from)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while size > 0 and (chunk := stream.read(min(size, 1 << 20))):
+            digest.update(chunk)
+            size -= len(chunk)
+    return digest
+
+
+class _Hashed:
+    """A text file that keeps the SHA-256 of what is written to it (UTF-8, newlines as written)."""
+
+    def __init__(self, stream: TextIO, digest: hashlib._Hash) -> None:
+        self.stream, self.digest = stream, digest
+
+    def write(self, text: str) -> int:
+        self.digest.update(text.encode("utf-8"))
+        return self.stream.write(text)
+
+
 class CsvWriter:
     """metrics.csv (one row per logged step), epochs.csv (one per epoch) and, with `train.eval_every`,
     evals.csv (one per evaluation within an epoch), written as training goes."""
@@ -55,9 +92,10 @@ class CsvWriter:
         if evaluations:
             files["evals.csv"] = ("step", "epoch", *validation, "elapsed_s")
         opened = {name: _open_csv(run_dir / name, columns, resume_sizes) for name, columns in files.items()}
-        self._files = {name: stream for name, (stream, _) in opened.items()}
-        self._metrics, self._epochs = opened["metrics.csv"][1], opened["epochs.csv"][1]
-        self._evals = opened["evals.csv"][1] if evaluations else None
+        self._files = {name: hashed.stream for name, hashed in opened.items()}
+        self._digests = {name: hashed.digest for name, hashed in opened.items()}
+        self._metrics, self._epochs = csv.writer(opened["metrics.csv"]), csv.writer(opened["epochs.csv"])
+        self._evals = csv.writer(opened["evals.csv"]) if evaluations else None
         if resume_sizes is not None:
             # A run begun by a version of optcli that wrote no group columns goes on without them.
             self.group_columns = min(len(rate_columns), _header(run_dir / "metrics.csv").count("lr_"))
@@ -96,10 +134,14 @@ class CsvWriter:
             stream.flush()
         self._next_flush = time.perf_counter() + FLUSH_INTERVAL_S
 
-    def sizes(self) -> dict[str, int]:
-        """Every file's size once flushed: where a resumed run cuts them back to."""
+    def marks(self) -> CsvMarks:
+        """Every file's size and SHA-256 once flushed: where a resumed run cuts them back to, and what
+        their bytes up to there must be."""
         self.flush()
-        return {name: stream.tell() for name, stream in self._files.items()}
+        return CsvMarks(
+            {name: stream.tell() for name, stream in self._files.items()},
+            {name: digest.hexdigest() for name, digest in self._digests.items()},
+        )
 
     def handle(self, record: Record) -> None:
         if type(record) is StepRecord:  # (the common case, tested first and cheaply)
@@ -164,9 +206,7 @@ def _header(path: Path) -> str:
         return stream.readline()
 
 
-def _open_csv(
-    path: Path, columns: tuple[str, ...], resume_sizes: dict[str, int] | None
-) -> tuple[TextIO, Any]:
+def _open_csv(path: Path, columns: tuple[str, ...], resume_sizes: dict[str, int] | None) -> _Hashed:
     if resume_sizes is not None and path.name in resume_sizes and path.exists():
         # Rows logged after the checkpoint are dropped: the resumed run logs them again, exactly.
         # (Never through a link, and never longer: truncate() would pad with NUL bytes. The resume
@@ -174,12 +214,11 @@ def _open_csv(
         size = resume_sizes[path.name]
         if path.is_symlink() or path.stat().st_size < size:
             raise ConfigError(f"{path}: not the file the checkpoint recorded ({size} bytes); not resumed")
+        digest = prefix_sha256(path, size)
         with path.open("r+b") as raw:
             raw.truncate(size)
-        stream = path.open("a", newline="", encoding="utf-8")
-        return stream, csv.writer(stream)
-    stream = path.open("w", newline="", encoding="utf-8")
-    writer = csv.writer(stream)
-    writer.writerow(columns)
-    stream.flush()
-    return stream, writer
+        return _Hashed(path.open("a", newline="", encoding="utf-8"), digest)
+    hashed = _Hashed(path.open("w", newline="", encoding="utf-8"), hashlib.sha256())
+    csv.writer(hashed).writerow(columns)
+    hashed.stream.flush()
+    return hashed
