@@ -1,5 +1,5 @@
 """`python -m optcli` is the `optcli` command."""
 
-from optcli.cli import main
+from optcli.command import main
 
 main()

@@ -1,5 +1,7 @@
 """Ctrl-C, SIGTERM and SIGHUP (a closed terminal or SSH session) during training: finish the current
-step, checkpoint, then stop. Other commands (compare) take SIGTERM and SIGHUP as Ctrl-C.
+step, checkpoint, then stop. Other commands (compare) take SIGTERM and SIGHUP as Ctrl-C. Before a
+command has begun (Python importing it) and after it has ended, a stop signal ends the process at
+once, saying so, with exit 130 (`leave_on_stop_signals`): nothing is being written then.
 
 The first signal only sets a flag that the loop reads after each step; a second one raises
 KeyboardInterrupt at once, for a user (or a scheduler's second SIGTERM) that will not wait. A signal that the process ignores (as
@@ -13,7 +15,9 @@ message read from or written to a pipe, an import): the signal takes effect when
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from types import FrameType
@@ -51,7 +55,27 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def stop_signals_as_ctrl_c() -> contextlib.AbstractContextManager[None]:
     """SIGTERM and SIGHUP stop the command as Ctrl-C does (a KeyboardInterrupt in the main thread),
     so that what was done is saved and reported before it exits."""
-    return _handled(_interrupt, (signum for signum in STOP_SIGNALS if signum != signal.SIGINT))
+    return _handled(_interrupt)
+
+
+EXIT_INTERRUPTED = 130
+
+
+def _leave(signum: int, frame: FrameType | None) -> None:
+    with contextlib.suppress(Exception):  # (what was printed goes out first: stdout may be a pipe)
+        sys.stdout.flush()
+        print("interrupted", file=sys.stderr, flush=True)
+    os._exit(EXIT_INTERRUPTED)
+
+
+def leave_on_stop_signals() -> None:
+    """The optcli command's first instruction: until a command takes the stop signals over (and once
+    it has given them back), each ends the process at once with exit 130, not with the default
+    action's silent death (SIGTERM, SIGHUP) or an import's traceback (Ctrl-C). A signal the process
+    ignores (under nohup, or started in a shell's background) stays ignored."""
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _leave)
 
 
 @contextlib.contextmanager
