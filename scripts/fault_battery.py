@@ -444,7 +444,13 @@ class Battery:
             shutil.move(run / "checkpoints", outside)
             (run / "checkpoints").symlink_to(outside, target_is_directory=True)
             result = optcli(
-                "resume", run, "--set", "train.epochs=130", "--allow-changes", "--quiet", cwd=folder
+                "resume",
+                run,
+                "--set",
+                f"train.epochs={TRAIN['train']['epochs'] + 40}",
+                "--allow-changes",
+                "--quiet",
+                cwd=folder,
             )
             if result.returncode == 0:
                 return "silently wrong", "resumed through a symbolic link"
@@ -469,7 +475,7 @@ class Battery:
                 "resume",
                 run,
                 "--set",
-                "train.epochs=160",
+                f"train.epochs={TRAIN['train']['epochs'] + 40}",
                 "--allow-changes",
                 "--quiet",
             ]
