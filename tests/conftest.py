@@ -245,3 +245,53 @@ def finish(process: subprocess.Popen[str], seconds: float) -> str:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         raise AssertionError(f"still running after {seconds:.0f} s: killed") from None
+
+
+def wait_for_session_to_end(process: subprocess.Popen[str], seconds: float = 60) -> None:
+    """Until no process of `process`'s session is left (a killed command's workers stop at its death,
+    writing their checkpoints): the event itself, not a guess at how long it takes."""
+    deadline = time.monotonic() + seconds
+    while _session_members(process.pid):
+        assert time.monotonic() < deadline, f"processes of the session still running after {seconds:.0f} s"
+        time.sleep(0.02)
+
+
+def _session_members(session: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # ended meanwhile
+            if int(fields[3]) == session and fields[0] != "Z":  # (its session id; a zombie has ended)
+                members.append(int(entry.name))
+    return members
+
+
+IMPORT_GATE = """
+import importlib.abc, os, pathlib, sys, time
+
+class _Gate(importlib.abc.MetaPathFinder):
+    # The first import of {module!r} in each process says it has begun (a file named by the process
+    # id), then takes {seconds} s: a window for a test's signal to arrive in.
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            sys.meta_path.remove(self)
+            pathlib.Path({folder!r}, str(os.getpid())).touch()
+            time.sleep({seconds})
+        return None
+
+sys.meta_path.insert(0, _Gate())
+"""
+
+
+def importing_slowly(tmp_path: Path, module: str, seconds: float = 2) -> tuple[dict[str, str], Path]:
+    """The environment for start_optcli in which every process's import of `module` first drops a
+    file in the returned folder, then waits `seconds` (a sitecustomize.py on PYTHONPATH)."""
+    hooks, begun = tmp_path / "import-gate", tmp_path / "importing"
+    hooks.mkdir()
+    begun.mkdir()
+    gate = IMPORT_GATE.format(module=module, folder=str(begun), seconds=seconds)
+    (hooks / "sitecustomize.py").write_text(gate)
+    return {"PYTHONPATH": f"{hooks}{os.pathsep}{REPO}"}, begun

@@ -19,6 +19,7 @@ from tests.conftest import (
     REPO,
     assert_clean_exit,
     config_error,
+    importing_slowly,
     invoke,
     read_csv,
     start_optcli,
@@ -330,8 +331,12 @@ def test_ctrl_c_while_torch_is_imported_leaves_quietly(tmp_path, jobs):
     # printed the import's traceback. And an interrupt inside torch's C start-up could end the main
     # process by SIGINT, or leave torch half imported for a later import to fail.
     compare = REPO / "configs" / "compare_guide.yaml"
-    process = start_optcli("compare", compare, "--jobs", jobs, "--out", tmp_path)
-    time.sleep(0.5)  # torch takes well over a second to import
+    environment, begun = importing_slowly(tmp_path, "torch")
+    process = start_optcli("compare", compare, "--jobs", jobs, "--out", tmp_path / "out", **environment)
+    deadline = time.monotonic() + 60
+    while len(list(begun.iterdir())) < (2 if jobs == "2" else 1):  # (and the fork server's, with workers)
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.01)
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr

@@ -21,6 +21,7 @@ from tests.conftest import (
     read_csv,
     rows_without_times,
     start_optcli,
+    wait_for_session_to_end,
 )
 
 pytestmark = pytest.mark.slow  # real processes, stopped at a random moment
@@ -54,6 +55,7 @@ def stop_midway(out: Path, signum: int, jobs: str) -> Path:
         process.send_signal(signal.SIGKILL)  # the main process alone, killed outright
     process.communicate(timeout=120)
     assert process.returncode == (130 if signum == signal.SIGINT else -signal.SIGKILL)
+    wait_for_session_to_end(process)  # (a killed parent's workers stop at its death, with a checkpoint)
     return next(out.glob("compare-*/*"))
 
 
@@ -62,7 +64,6 @@ def stop_midway(out: Path, signum: int, jobs: str) -> Path:
 )
 def test_a_stopped_comparison_resumed_equals_the_uninterrupted_one(uninterrupted, tmp_path, signum, jobs):
     directory = stop_midway(tmp_path / "out", signum, jobs)
-    time.sleep(0.5)  # (a killed parent's workers stop at its death, with a checkpoint)
     statuses = [path.read_text() for path in directory.glob("*/summary.json")]
     assert len(statuses) < 15  # stopped before the end
     if signum == signal.SIGINT:  # the reports written on the way out: an interrupted run has not failed

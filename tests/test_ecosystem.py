@@ -3,14 +3,21 @@ resumes to the same weights as an uninterrupted run, bit for bit, or is refused 
 a message that says why (exit 2, nothing written).
 
 Walks every optimizer class that pytorch-optimizer exports (its own registry, plus its wrappers),
-torch-optimizer's, schedulefree's and lion-pytorch's. `python -m tests.test_ecosystem` prints the
-outcome table that the README quotes.
+torch-optimizer's, schedulefree's and lion-pytorch's, at the versions pyproject.toml's dev extra
+pins. Each class's outcome must be the one `tests/ecosystem_outcomes.csv` records (exact, without
+checkpoints or refused, with the message's words), so that a change either way (an optimizer that
+stops working, or one that starts to) fails, as does a class the table does not know.
+`python -m tests.test_ecosystem` prints the table the README quotes; `--write` rewrites the CSV
+file after a change that was meant.
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
 import importlib
 import inspect
+import re
 import sys
 import tempfile
 import warnings
@@ -25,6 +32,7 @@ from optcli.train.checkpoints import load_checkpoint
 from tests.conftest import assert_clean_exit, invoke, read_csv, run_dirs, write_config
 
 PACKAGES = ("pytorch_optimizer", "torch_optimizer", "schedulefree", "lion_pytorch")
+EXPECTED = Path(__file__).with_name("ecosystem_outcomes.csv")
 
 
 def ecosystem_optimizers() -> list[str]:
@@ -98,7 +106,7 @@ def outcome(path: str, directory: Path) -> str:
     if first.exit_code == 2:
         assert_clean_exit(first, 2)
         assert not (directory / "full").exists(), "a refused config wrote files"
-        message = first.stderr.removeprefix("error: ").strip()
+        message = " ".join(first.stderr.removeprefix("error: ").replace(str(directory), "DIR").split())
         if "train.checkpoint: false" not in message:
             return "refused: " + message
         without = invoke(
@@ -127,28 +135,51 @@ def without_times(path: Path) -> list[dict[str, str]]:
     return [{key: value for key, value in row.items() if not key.endswith("_s")} for row in read_csv(path)]
 
 
+def read_expected() -> dict[str, str]:
+    with EXPECTED.open(newline="") as stream:
+        return {row["optimizer"]: row["outcome"] for row in csv.DictReader(stream)}
+
+
+def without_addresses(text: str) -> str:
+    """A message as it reads on any machine (an object's repr holds its memory address)."""
+    return re.sub(r" at 0x[0-9a-f]+", "", text)
+
+
 ALL = ecosystem_optimizers()
 
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("path", ALL)
-def test_every_installable_optimizer_resumes_exactly_or_is_refused_with_a_reason(path, tmp_path):
-    result = outcome(path, tmp_path)
-    if result != "exact":
-        assert "optimizer" in result, result  # the message names the section at fault
+def test_every_installable_optimizer_has_the_outcome_the_table_records(path, tmp_path):
+    expected = read_expected()
+    assert path in expected, (
+        f"{path} is not in {EXPECTED.name} (another version of its package?): "
+        "python -m tests.test_ecosystem --write, then read the change"
+    )
+    assert without_addresses(outcome(path, tmp_path)) == expected[path]
+
+
+def test_the_table_holds_every_installed_class_and_no_other():
+    assert sorted(read_expected()) == sorted(ALL)
 
 
 def main() -> None:
-    """The outcome table, as markdown: one row per optimizer, then the counts per package."""
+    """The outcome table, as markdown: one row per optimizer, then the counts per package; with
+    --write, tests/ecosystem_outcomes.csv too."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--write", action="store_true", help=f"rewrite {EXPECTED.name}")
+    write = parser.parse_args().write
     warnings.simplefilter("ignore")
     counts: dict[str, list[int]] = {}
+    outcomes: dict[str, str] = {}
     for path in ALL:
         with tempfile.TemporaryDirectory() as directory:
             try:
-                result = outcome(path, Path(directory))
+                result = without_addresses(outcome(path, Path(directory)))
             except AssertionError as error:
                 result = f"FAILED: {str(error).splitlines()[0] if str(error) else 'assertion'}"
+        outcomes[path] = result
         package = path.partition(":")[0]
         tally = counts.setdefault(package, [0, 0, 0])
         tally[0] += result == "exact"
@@ -160,6 +191,11 @@ def main() -> None:
             f"{package}: {exact} of {total} train and resume exactly; {bare} more train without checkpoints",
             file=sys.stderr,
         )
+    if write:
+        with EXPECTED.open("w", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(["optimizer", "outcome"])
+            writer.writerows(sorted(outcomes.items()))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from tests.conftest import (
     read_summary,
     start_optcli,
     train_ok,
+    wait_for_session_to_end,
     write_config,
 )
 
@@ -473,7 +474,7 @@ def test_a_killed_comparison_of_hybrid_arms_resumes_to_the_uninterrupted_one(wor
     process.send_signal(signal.SIGKILL)
     finish(process, 60)
     (directory,) = (workspace / "out").glob("compare-*/*")
-    time.sleep(0.5)  # (a killed parent's workers stop at its death)
+    wait_for_session_to_end(process)  # (a killed parent's workers stop at its death)
     assert len(list(directory.glob("*/summary.json"))) < 6, "the comparison ended before the kill"
     assert_clean_exit(invoke("compare", "--resume", directory, "--quiet"), 0)
     for run in sorted(uninterrupted.glob("*-seed*")):

@@ -18,6 +18,7 @@ from tests.conftest import (
 from tests.conftest import (
     REPO,
     assert_clean_exit,
+    importing_slowly,
     invoke,
     read_csv,
     read_summary,
@@ -122,34 +123,14 @@ def test_sighup_to_a_comparisons_process_group_stops_it_cleanly(tmp_path):
     assert len(read_csv(directory / "results.csv")) == 15
 
 
-SLOW_IMPORT = '''
-import importlib.abc, pathlib, sys, time
-
-class _SlowTyper(importlib.abc.MetaPathFinder):
-    """typer's import (which the optcli command makes before any command starts) says it has begun,
-    then takes two seconds: a window in which the test's signal arrives."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name == "typer":
-            pathlib.Path({marker!r}).touch()
-            time.sleep(2)
-        return None
-
-sys.meta_path.insert(0, _SlowTyper())
-'''
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_stop_signal_while_the_command_is_still_importing_ends_it_quietly(tmp_path, signum):
     """Before the command has begun, a signal used to end it by the default action (SIGTERM, SIGHUP:
     no word, exit 143 or 129) or with an import's traceback (Ctrl-C)."""
-    marker = tmp_path / "importing"
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(SLOW_IMPORT.format(marker=str(marker)))
-    process = start_optcli("evaluate", tmp_path / "no-such-run", PYTHONPATH=f"{hooks}{os.pathsep}{REPO}")
+    environment, begun = importing_slowly(tmp_path, "typer")  # (imported before any command begins)
+    process = start_optcli("evaluate", tmp_path / "no-such-run", **environment)
     deadline = time.monotonic() + 60
-    while not marker.exists():
+    while not any(begun.iterdir()):
         assert time.monotonic() < deadline and process.poll() is None, process.communicate()
         time.sleep(0.01)
     process.send_signal(signum)
