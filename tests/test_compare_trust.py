@@ -160,3 +160,41 @@ def test_a_finished_runs_edited_files_are_refused_not_reported(tmp_path):
     summary_path.write_text(json.dumps(summary))
     assert_clean_exit(invoke("compare", "--resume", directory, "--quiet"), 0)
     assert rows_without_times(directory / "results.csv") == expected
+
+
+def test_edits_that_change_no_computation_resume_and_edits_that_do_are_refused(tmp_path):
+    """The hash of what a run computes leaves out its name, where its files go and how often (rows,
+    checkpoints) and its thread count: a comparison resumed with those edited goes on."""
+    directory = compare_once(tmp_path)
+    expected = rows_without_times(directory / "results.csv")
+    shutil.rmtree(directory / "adam-seed1")  # (a run still to do)
+    harmless = {
+        **BASE,
+        "name": "renamed",
+        "train": {"epochs": 2, "log_every": 3, "checkpoint_every": 1, "threads": 1},
+    }
+    write_config(tmp_path, harmless, "base.yaml")
+    assert_clean_exit(invoke("compare", "--resume", directory, "--quiet"), 0)
+    assert rows_without_times(directory / "results.csv") == expected
+    write_config(tmp_path, {**harmless, "model": {"name": "mlp", "hidden": [12]}}, "base.yaml")
+    message = config_error(invoke("compare", "--resume", directory))
+    assert "arm 'sgd'" in message and "arm 'adam'" in message and "model.hidden" in message, message
+
+
+def test_a_comparison_recorded_with_the_older_hashes_resumes(tmp_path):
+    """comparison.json written before the hashes left out the name and the files' cadence: each run's
+    hash then covered everything but the output and the thread count."""
+    from optcli.config.spec import NOT_COMPUTED_BEFORE, hash_resolved
+
+    directory = compare_once(tmp_path)
+    expected = rows_without_times(directory / "results.csv")
+    record_path = directory / "comparison.json"
+    record = json.loads(record_path.read_text())
+    del record["hashes"], record["digest"]
+    for run in record["runs"]:
+        resolved = yaml.safe_load((directory / run / "config.yaml").read_text())
+        record["runs"][run] = hash_resolved(resolved, NOT_COMPUTED_BEFORE)
+    record_path.write_text(json.dumps(record, indent=2))
+    shutil.rmtree(directory / "adam-seed1")
+    assert_clean_exit(invoke("compare", "--resume", directory, "--quiet"), 0)
+    assert rows_without_times(directory / "results.csv") == expected

@@ -403,15 +403,28 @@ class RunSpec:
 
     @property
     def config_hash(self) -> str:
-        """Identifies what the run computes: where its files go (output) is not part of that."""
+        """Identifies what the run computes: its name, where its files go and how often, and its thread
+        count are not part of that (NOT_COMPUTED)."""
         return hash_resolved(self.resolved)
 
 
-def hash_resolved(resolved: dict[str, Any]) -> str:
-    """The hash of a resolved config (RunSpec.resolved, or a checkpoint's record of it), its output
-    section and thread count left out."""
-    what_is_computed = {key: value for key, value in resolved.items() if key != "output"}
-    # How many threads sum it is how fast, not what: train.threads: auto chooses by the machine's load.
-    what_is_computed["train"] = {k: v for k, v in resolved.get("train", {}).items() if k != "threads"}
+# What a run's name, its files' place and cadence, and its thread count change: never what it
+# computes (how many threads sum it is how fast, not what: train.threads: auto chooses by the
+# machine's load). `device` stays in: another device computes other floating-point values.
+NOT_COMPUTED = {
+    "": ("name", "output"),
+    "train": ("threads", "log_every", "checkpoint", "checkpoint_every", "checkpoint_interval"),
+}
+# The keys the hashes of comparisons started by optcli 0.x before these left out.
+NOT_COMPUTED_BEFORE: dict[str, tuple[str, ...]] = {"": ("output",), "train": ("threads",)}
+
+
+def hash_resolved(resolved: dict[str, Any], left_out: dict[str, tuple[str, ...]] = NOT_COMPUTED) -> str:
+    """The hash of what a resolved config (RunSpec.resolved, or a checkpoint's record of it) computes:
+    the `left_out` keys (by section, "" for the top level) are not part of it."""
+    what_is_computed = {key: value for key, value in resolved.items() if key not in left_out[""]}
+    for section, keys in left_out.items():
+        if section and isinstance(resolved.get(section), dict):
+            what_is_computed[section] = {k: v for k, v in resolved[section].items() if k not in keys}
     canonical = json.dumps(what_is_computed, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -13,13 +13,14 @@ import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from optcli.compare.planning.plan import CommandLine
 from optcli.compare.running.jobs import Job, JobOutcome
 from optcli.config.schema import describe_error
+from optcli.config.spec import NOT_COMPUTED, NOT_COMPUTED_BEFORE, hash_resolved
 from optcli.errors import COULD_NOT_START, ConfigError
 from optcli.train.run_files import check_run_files
 
@@ -44,6 +45,9 @@ class _InvocationRecord(BaseModel):
     files: list[str]
     command_line: _CommandLineRecord
     runs: dict[str, str] | None = None
+    # What the runs' hashes cover: "computation" (config/spec.py's NOT_COMPUTED left out); absent in
+    # comparisons whose hashes left out only the output and the thread count.
+    hashes: Literal["computation"] | None = None
     # The SHA-256 of the rest, as written: an edited record (a seed added, a run's hash deleted, the
     # files pointed elsewhere) is refused instead of resumed from (absent in older comparisons).
     digest: str | None = None
@@ -63,7 +67,7 @@ def save_invocation(
     values["output_dir"] = str(directory.parent.parent)  # <out>/compare-<name>/<timestamp>
     document: dict[str, Any] = {"files": [str(path.resolve()) for path in paths], "command_line": values}
     if jobs is not None:
-        document["runs"] = run_hashes(directory, jobs)
+        document["runs"], document["hashes"] = run_hashes(directory, jobs), "computation"
     document["digest"] = _digest(document)
     write_atomically(directory / INVOCATION, json.dumps(document, indent=2) + "\n")
 
@@ -109,12 +113,14 @@ def check_unchanged(directory: Path, paths: list[Path], jobs: list[Job], allow_c
     record = _read_record(directory)
     if record.runs is None:
         return  # started by an optcli that kept no hashes: nothing to check against
+    left_out = NOT_COMPUTED if record.hashes == "computation" else NOT_COMPUTED_BEFORE
     changed = [
         job
         for job in jobs
         # A run not started yet counts too: the record must say what will be run.
-        if record.runs.get(str(job.run_dir.relative_to(directory))) != job.spec.config_hash
-        or _run_computes(job) not in (None, job.spec.config_hash)
+        if record.runs.get(str(job.run_dir.relative_to(directory)))
+        != (now := hash_resolved(job.spec.resolved, left_out))
+        or _run_computes(job, left_out) not in (None, now)
     ]
     if not changed:
         return
@@ -134,17 +140,16 @@ def check_unchanged(directory: Path, paths: list[Path], jobs: list[Job], allow_c
     save_invocation(directory, paths, command_line, jobs)
 
 
-def _run_computes(job: Job) -> str | None:
+def _run_computes(job: Job, left_out: dict[str, tuple[str, ...]]) -> str | None:
     """The config hash of what a started run computes, as its own last checkpoint (whose bytes are
     checked) records it; None for a run with no checkpoint to vouch."""
-    from optcli.config.spec import hash_resolved
     from optcli.train.checkpoints import load_checkpoint
 
     path = job.run_dir / "checkpoints" / "last.pt"
     if not path.is_file():
         return None
     try:
-        return hash_resolved(load_checkpoint(path)["config"])
+        return hash_resolved(load_checkpoint(path)["config"], left_out)
     except ConfigError:
         return None  # damaged: the run resumes from best.pt or starts afresh, as a resume decides
 
