@@ -113,7 +113,7 @@ def _compare_locked(
     ranked = rank_arms(results, plan.metric_info, [arm.name for arm in plan.arms])
     verdict = with_protocol(give_verdict(ranked, plan.metric_info, plan.target), protocol)
     write_results_csv(directory / "results.csv", results, plan.validation_metrics)
-    write_summary_csv(directory / "summary.csv", ranked, plan.ranking_metric)
+    write_summary_csv(directory / "summary.csv", ranked, plan.metric)
     write_summary_json(directory / "summary.json", plan, ranked, verdict, results, status)
     _draw(directory, plan, jobs, finished)
     result = ComparisonResult(directory, results, ranked, verdict, status)
@@ -176,25 +176,25 @@ def _tune(
                 "seed": job.seed,
                 "setting": setting,
                 "status": result.status,
-                "metric": result.metric(plan.ranking_metric),
+                "metric": result.metric(plan.metric),
                 "train_time_s": result.train_time_s,
             }
         )
-    chosen = select(tuning, per_trial, plan.ranking_metric, plan.metric_info.lower_is_better)
+    chosen = select(tuning, per_trial, plan.metric, plan.metric_info.lower_is_better)
     write_tuning_files(directory, tuning, rows, chosen)
-    draw_sensitivity(directory / "sensitivity.png", tuning, rows, chosen, plan.ranking_metric)
+    draw_sensitivity(directory / "sensitivity.png", tuning, rows, chosen, plan.metric)
     picked = {arm: selection.trial.spec for arm, selection in chosen.items() if selection.trial.spec}
     selected = [
         replace(job, spec=replace(picked[job.arm], seed=job.seed)) for job in later if job.arm in picked
     ]
-    protocol = [tuning.protocol(plan.ranking_metric, plan.seeds), *edge_warnings(tuning, chosen)]
+    protocol = [tuning.protocol(plan.metric, plan.seeds), *edge_warnings(tuning, chosen)]
     return selected, protocol, interrupted
 
 
 def _draw(directory: Path, plan: ComparisonPlan, jobs: list, finished: dict[int, JobOutcome]) -> None:
     from optcli.compare.reporting.curves import draw_curves, read_curve
 
-    metric = plan.ranking_metric if plan.ranking_metric in plan.validation_metrics else None
+    metric = plan.metric if plan.metric in plan.validation_metrics else None
     curves = {arm.name: [] for arm in plan.arms}  # type: ignore[var-annotated]
     for job in jobs:
         if job.index in finished:

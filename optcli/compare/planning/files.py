@@ -59,10 +59,7 @@ def check_file(path: Path, overrides: list[str]) -> tuple[dict[str, RunSpec], st
     if is_suite(values):
         suite = load_suite(path, values, CommandLine(overrides))
         specs = {
-            f"{workload}/{arm.name}": arm.spec
-            for workload, plan in suite.workloads
-            for arm in plan.arms
-            if arm.spec
+            f"{workload}/{arm.name}": arm.spec for workload, plan in suite.workloads for arm in plan.arms
         }
         names = ", ".join(workload for workload, _ in suite.workloads)
         return specs, (
@@ -70,11 +67,11 @@ def check_file(path: Path, overrides: list[str]) -> tuple[dict[str, RunSpec], st
             f"over {len(suite.seeds)} seeds, scored by performance profiles of the {suite.time} to each target"
         )
     plan = load_plan([path], CommandLine(overrides))
-    specs = {arm.name: arm.spec for arm in plan.arms if arm.spec is not None}
+    specs = {arm.name: arm.spec for arm in plan.arms}
     seeds = len(plan.seeds)
     tuned = f", each tuned with {plan.tuning.budget} trials first" if plan.tuning else ""
     return (
         specs,
         f"a comparison of {len(specs)} arms ({', '.join(specs)}){tuned} over {seeds} seeds, ranked by "
-        f"{plan.ranking_metric}",
+        f"{plan.metric}",
     )

@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from optcli.compare.judging.ranking import METRIC_INFO, TARGET_METRICS, MetricInfo, metric_info
 from optcli.compare.judging.targets import Target, read_target
-from optcli.compare.planning.tuning import Tuning, read_tuning, resolve_trials
+from optcli.compare.planning.tuning import DraftTuning, Tuning, read_tuning, resolve_trials
 from optcli.config.loading import RawConfig, apply_overrides, carried_over, merge_arm
 from optcli.config.schema import Strict, describe_error
 from optcli.config.yaml_loader import load_yaml_mapping
@@ -67,44 +67,53 @@ class CompareFile(Strict):
 
 
 @dataclass(frozen=True)
+class DraftArm:
+    name: str
+    config: RawConfig  # the arm's config mapping, `--set` applied, seed not yet set
+
+
+@dataclass(frozen=True)
+class DraftPlan:
+    """A comparison as its files and command line give it, not yet checked: check_plan turns it into
+    a ComparisonPlan, or says what is wrong with it."""
+
+    name: str
+    arms: tuple[DraftArm, ...]
+    seeds: tuple[int, ...]
+    metric: str | None  # None: the default for the arms' data, which check_plan settles
+    target: Target | None
+    output_dir: Path
+    tuning: DraftTuning | None = None
+
+
+@dataclass(frozen=True)
 class Arm:
     name: str
     config: RawConfig  # the arm's config mapping, `--set` applied, seed not yet set
-    spec: RunSpec | None = None  # the arm resolved, once the plan is checked; every seed's run uses it
+    spec: RunSpec  # the arm resolved; every seed's run uses it
 
 
 @dataclass(frozen=True)
 class ComparisonPlan:
+    """A checked comparison: every arm resolved, the metric that ranks them settled."""
+
     name: str
     arms: tuple[Arm, ...]
     seeds: tuple[int, ...]
-    metric: str | None  # None until checked: then the default for the arms' data
+    metric: str  # what ranks the arms
+    metric_info: MetricInfo  # its facts: its direction and the words a verdict uses
     target: Target | None  # what steps_to_target and time_to_target count to
     output_dir: Path
-    # The validation metrics every arm reports (known once checked): none without validation data.
-    validation_metrics: tuple[str, ...] = ()
-    tuning: Tuning | None = None  # a tuned comparison's trials
+    validation_metrics: tuple[str, ...]  # the validation metrics every arm reports (none without data)
+    tuning: Tuning | None  # a tuned comparison's trials
 
     @property
     def has_validation(self) -> bool:
         return bool(self.validation_metrics)
 
-    @property
-    def ranking_metric(self) -> str:
-        assert self.metric is not None, "check_plan settles the metric"
-        return self.metric
-
-    @property
-    def metric_info(self) -> MetricInfo:
-        """The ranking metric's facts: its direction and the words a verdict uses."""
-        found = metric_info(self.ranking_metric, measured_metrics(self.arms, self.validation_metrics))
-        assert found is not None, "check_plan settles the metric"
-        return found
-
     def spec_for(self, arm: Arm, seed: int) -> RunSpec:
         """The arm's run with this seed: resolving does not depend on the seed, so one resolution
         serves every seed (the seeds' range is checked with the seeds)."""
-        assert arm.spec is not None, "check_plan resolves every arm"
         return replace(arm.spec, seed=seed)
 
 
@@ -151,15 +160,15 @@ def read_compare_file(path: Path, values: dict[str, Any]) -> CompareFile:
     return compare
 
 
-def plan_from_compare_file(path: Path, values: dict[str, Any], command_line: CommandLine) -> ComparisonPlan:
+def plan_from_compare_file(path: Path, values: dict[str, Any], command_line: CommandLine) -> DraftPlan:
     compare = read_compare_file(path, values)
     if compare.workloads is not None:
         raise ConfigError(f"{path}: a suite (workloads:); load it with load_suite")
     base_values, per_arm = arm_configs(path, compare, command_line.overrides)
-    arms = [Arm(name, config) for name, (_, config) in per_arm.items()]
+    arms = [DraftArm(name, config) for name, (_, config) in per_arm.items()]
     seeds = _seeds(command_line.seeds, compare.seeds)
     tuning = read_tuning(compare.model_dump(), per_arm, seeds)
-    return ComparisonPlan(
+    return DraftPlan(
         name=compare.name or path.stem,
         arms=tuple(arms),
         seeds=seeds,
@@ -216,14 +225,16 @@ def _set_tuned(
     return values, {section: arguments for section, arguments in left.items() if arguments}
 
 
-def _plan_from_config_files(paths: list[Path], command_line: CommandLine) -> ComparisonPlan:
+def _plan_from_config_files(paths: list[Path], command_line: CommandLine) -> DraftPlan:
     arms = []
     for path in paths:
         original = load_yaml_mapping(path)
         values = _apply(original, command_line.overrides, str(path))
         name = values["name"] if isinstance(values.get("name"), str) else path.stem
         arms.append(
-            Arm(name, RawConfig(values, path.resolve().parent, path.stem, carried_over(original, values)))
+            DraftArm(
+                name, RawConfig(values, path.resolve().parent, path.stem, carried_over(original, values))
+            )
         )
     names = [arm.name for arm in arms]
     repeated = sorted({name for name in names if names.count(name) > 1})
@@ -232,7 +243,7 @@ def _plan_from_config_files(paths: list[Path], command_line: CommandLine) -> Com
             f"arms must have different names; {', '.join(repeated)} appears more than once "
             "(set name: in the config files)"
         )
-    return ComparisonPlan(
+    return DraftPlan(
         name="-".join(names)[:80],
         arms=tuple(arms),
         seeds=_seeds(command_line.seeds, DEFAULT_SEEDS),
@@ -286,11 +297,10 @@ def _seeds(command_line: str | None, from_file: list[int] | int) -> tuple[int, .
 
 def measured_metrics(arms: Sequence[Arm], validation: tuple[str, ...]) -> tuple[Metric, ...]:
     """The metrics behind the validation columns every arm reports (their facts: metrics/table.py)."""
-    first = next((arm.spec for arm in arms if arm.spec is not None), None)
-    return tuple(m for m in first.metrics if f"val_{m.column}" in validation) if first else ()
+    return tuple(m for m in arms[0].spec.metrics if f"val_{m.column}" in validation) if arms else ()
 
 
-def check_plan(plan: ComparisonPlan) -> ComparisonPlan:
+def check_plan(plan: DraftPlan) -> ComparisonPlan:
     """Resolve every arm; raise one ConfigError naming each arm's problems. The plan
     comes back with its metric settled: val_loss by default when every arm has validation data."""
     from optcli.config.resolve import resolve_config  # torch loads here, not when the CLI starts
@@ -311,17 +321,18 @@ def check_plan(plan: ComparisonPlan) -> ComparisonPlan:
             problems += [f"arm '{arm.name}': {problem}" for problem in error.problems]
             continue
         with_validation.append(spec.validation_metrics)
-        arms.append(replace(arm, spec=spec))
+        arms.append(Arm(arm.name, arm.config, spec))
     validation = (
         tuple(m for m in with_validation[0] if all(m in own for own in with_validation))
         if with_validation
         else ()
     )
-    first = next((arm.spec for arm in arms if arm.spec is not None), None)
+    first = arms[0].spec if arms else None
     measured = measured_metrics(arms, validation)
     metric = plan.metric or ("val_loss" if validation else "final_loss")
     choices = [*METRIC_INFO, *(name for name in validation if name not in METRIC_INFO)]
-    if metric_info(metric, measured) is None and not (metric.startswith("val_") and problems):
+    info = metric_info(metric, measured)
+    if info is None and not (metric.startswith("val_") and problems):
         problems.append(
             f"metric: '{metric}' is not a metric{did_you_mean(metric, choices)}; choose from: {', '.join(choices)}"
         )
@@ -344,17 +355,20 @@ def check_plan(plan: ComparisonPlan) -> ComparisonPlan:
             )
         else:
             target = replace(target, lower_is_better=first.direction(target.metric) == "min")
-    tuning = plan.tuning
-    if tuning is not None and not problems:
-        tuning, found = resolve_trials(tuning, tuning.seeds[0])
+    tuning = None
+    if plan.tuning is not None and not problems:
+        tuning, found = resolve_trials(plan.tuning, plan.tuning.seeds[0])
         problems += found
-    if problems:
+    if problems or info is None:  # (no metric's facts: its problem is among them)
         raise ConfigError(problems)
-    return replace(
-        plan,
+    return ComparisonPlan(
+        name=plan.name,
         arms=tuple(arms),
+        seeds=plan.seeds,
         metric=metric,
+        metric_info=info,
+        target=target,
+        output_dir=plan.output_dir,
         validation_metrics=validation,
         tuning=tuning,
-        target=target,
     )

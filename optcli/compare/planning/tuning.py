@@ -26,16 +26,35 @@ DEFAULT_TUNE_SEEDS = (100,)
 
 
 @dataclass(frozen=True)
-class Trial:
+class TrialPoint:
+    """A trial as drawn from its arm's space, not yet resolved."""
+
     arm: str
     index: int  # 1, 2, ... within its arm
     setting: dict[str, Any]  # tuned key -> value
     config: RawConfig  # the arm's config with the setting applied
-    spec: RunSpec | None = None  # resolved once the plan is checked
+
+
+@dataclass(frozen=True)
+class Trial(TrialPoint):
+    spec: RunSpec  # the trial's config resolved
+
+
+@dataclass(frozen=True)
+class DraftTuning:
+    """A tuned comparison as the compare file gives it: resolve_trials checks its trials."""
+
+    budget: int
+    search: Literal["quasirandom", "grid"]
+    seeds: tuple[int, ...]  # the seeds trials run on
+    spaces: dict[str, dict[str, Dimension]]  # each arm's space
+    points: tuple[TrialPoint, ...]
 
 
 @dataclass(frozen=True)
 class Tuning:
+    """A checked tuned comparison: every trial resolved."""
+
     budget: int
     search: Literal["quasirandom", "grid"]
     seeds: tuple[int, ...]  # the seeds trials run on
@@ -62,7 +81,7 @@ def _short_key(key: str) -> str:
 
 def read_tuning(
     values: dict[str, Any], arms: dict[str, tuple[dict[str, Any], RawConfig]], seeds: tuple[int, ...]
-) -> Tuning | None:
+) -> DraftTuning | None:
     """The compare file's budget, search, tune and tune_seeds, and each arm's own `tune:` (given in
     `arms` as the arm's tune mapping and its config): the trials to run, or None without tuning."""
     budget, search, common = (
@@ -107,11 +126,11 @@ def read_tuning(
             problems += [f"arm '{arm}': {problem}" for problem in error.problems]
             continue
         for index, setting in enumerate(points, 1):
-            trials.append(Trial(arm, index, setting, _with_setting(config, setting, arm, index)))
+            trials.append(TrialPoint(arm, index, setting, _with_setting(config, setting, arm, index)))
     if problems:
         raise ConfigError(problems)
     assert isinstance(budget, int)
-    return Tuning(budget, search, tune_seeds, spaces, tuple(trials))
+    return DraftTuning(budget, search, tune_seeds, spaces, tuple(trials))
 
 
 def _with_setting(config: RawConfig, setting: dict[str, Any], arm: str, index: int) -> RawConfig:
@@ -122,13 +141,13 @@ def _with_setting(config: RawConfig, setting: dict[str, Any], arm: str, index: i
         raise ConfigError([f"arm '{arm}' trial {index}: {problem}" for problem in error.problems]) from None
 
 
-def resolve_trials(tuning: Tuning, seed: int) -> tuple[Tuning, list[str]]:
+def resolve_trials(tuning: DraftTuning, seed: int) -> tuple[Tuning, list[str]]:
     """Every trial's config resolved (a value its class rejects is a problem naming the trial)."""
     from optcli.config.resolve import resolve_config
 
     resolved: list[Trial] = []
-    failed: dict[str, dict[str, list[Trial]]] = {}  # arm -> problem -> the trials that have it
-    for trial in tuning.trials:
+    failed: dict[str, dict[str, list[TrialPoint]]] = {}  # arm -> problem -> the trials that have it
+    for trial in tuning.points:
         values = {**trial.config.values, "seed": seed, "name": f"{trial.arm}-trial{trial.index}"}
         try:
             spec = resolve_config(replace(trial.config, values=values))
@@ -136,11 +155,12 @@ def resolve_trials(tuning: Tuning, seed: int) -> tuple[Tuning, list[str]]:
             for problem in error.problems:
                 failed.setdefault(trial.arm, {}).setdefault(problem, []).append(trial)
             continue
-        resolved.append(replace(trial, spec=spec))
-    return replace(tuning, trials=tuple(resolved)), _trial_problems(failed, tuning)
+        resolved.append(Trial(trial.arm, trial.index, trial.setting, trial.config, spec))
+    checked = Tuning(tuning.budget, tuning.search, tuning.seeds, tuning.spaces, tuple(resolved))
+    return checked, _trial_problems(failed, tuning)
 
 
-def _trial_problems(failed: dict[str, dict[str, list[Trial]]], tuning: Tuning) -> list[str]:
+def _trial_problems(failed: dict[str, dict[str, list[TrialPoint]]], tuning: DraftTuning) -> list[str]:
     """One line for a problem every trial of an arm has (a misspelled tune key), else one per trial,
     naming its setting (a value its class rejects)."""
     lines = []
@@ -148,7 +168,7 @@ def _trial_problems(failed: dict[str, dict[str, list[Trial]]], tuning: Tuning) -
     for key, problem in everywhere.items():
         lines.append(f"tune.{problem} (in every arm)" if problem.startswith(key) else f"tune: {problem}")
     for arm, by_problem in failed.items():
-        trials_of_arm = sum(trial.arm == arm for trial in tuning.trials)
+        trials_of_arm = sum(trial.arm == arm for trial in tuning.points)
         for problem, trials in by_problem.items():
             if _key_of(problem) in everywhere:
                 continue
@@ -168,10 +188,12 @@ def _key_of(problem: str) -> str:
     return problem.split(": ", 1)[0]
 
 
-def _keys_failing_in_every_arm(failed: dict[str, dict[str, list[Trial]]], tuning: Tuning) -> dict[str, str]:
+def _keys_failing_in_every_arm(
+    failed: dict[str, dict[str, list[TrialPoint]]], tuning: DraftTuning
+) -> dict[str, str]:
     """A tuned key that every trial of every arm rejects (a misspelling in the common tune:): the key
     and the first arm's problem with it, to say once."""
-    arms = list(dict.fromkeys(trial.arm for trial in tuning.trials))
+    arms = list(dict.fromkeys(trial.arm for trial in tuning.points))
     shared = set.intersection(*(set(tuning.spaces[arm]) for arm in arms)) if arms else set()
     found = {}
     for key in sorted(shared):
@@ -180,7 +202,7 @@ def _keys_failing_in_every_arm(failed: dict[str, dict[str, list[Trial]]], tuning
                 (
                     problem
                     for problem, trials in failed.get(arm, {}).items()
-                    if _key_of(problem) == key and len(trials) == sum(t.arm == arm for t in tuning.trials)
+                    if _key_of(problem) == key and len(trials) == sum(t.arm == arm for t in tuning.points)
                 ),
                 None,
             )
@@ -272,7 +294,6 @@ def write_tuning_files(
         selected.append(
             ",".join([arm, str(selection.trial.index), *settings, format_number(selection.value)])
         )
-        assert selection.trial.spec is not None
         resolved = {**selection.trial.spec.resolved, "name": arm}
         header = (
             f"# {arm}'s selected setting (trial {selection.trial.index}): optcli train {arm}.yaml trains it\n"

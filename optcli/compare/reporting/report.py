@@ -140,7 +140,7 @@ def write_summary_json(
     document = {
         "name": plan.name,
         "status": status,
-        "metric": plan.ranking_metric,
+        "metric": plan.metric,
         "lower_is_better": info.lower_is_better,
         "target": plan.target.record() if plan.target is not None else None,
         "target_loss": plan.target.value

@@ -146,8 +146,7 @@ def plan_jobs(plan: ComparisonPlan, comparison_dir: Path) -> list[Job]:
     jobs: list[Job] = []
     tuning = plan.tuning
     for seed in tuning.seeds if tuning else ():
-        for trial in tuning.trials:  # type: ignore[union-attr]
-            assert trial.spec is not None
+        for trial in tuning.trials if tuning else ():
             run_dir = comparison_dir / TRIALS / run_folder(trial.arm, seed, trial.index)
             jobs.append(Job(len(jobs), trial.arm, seed, replace(trial.spec, seed=seed), run_dir, trial.index))
     for seed in plan.seeds:
