@@ -198,7 +198,7 @@ class Battery:
         started = lambda: any(folder.glob("runs/*/*/metrics.csv"))  # noqa: E731
         result = optcli("train", "train.yaml", "--out", "runs", "--quiet", cwd=folder, signal_after=delay,
                         signum=signum, group=group, when=started)  # fmt: skip
-        if signum != signal.SIGKILL and (judged := failure(result)):
+        if signum != signal.SIGKILL and (judged := failure(result, (0, 1, 2, 130, -signum))):
             return judged
         runs = list(folder.glob("runs/*/*"))
         if not runs:
@@ -226,7 +226,7 @@ class Battery:
         started = lambda: any(folder.glob("out/compare-*/*/*/metrics.csv"))  # noqa: E731
         result = optcli("compare", "compare.yaml", "--out", "out", "--quiet", "--jobs", jobs, cwd=folder,
                         signal_after=delay, signum=signum, group=group, when=started)  # fmt: skip
-        if signum != signal.SIGKILL and (judged := failure(result)):
+        if signum != signal.SIGKILL and (judged := failure(result, (0, 1, 2, 130, -signum))):
             return judged
         comparisons = list(folder.glob("out/compare-*/*"))
         if not comparisons:
@@ -251,12 +251,30 @@ class Battery:
             "export": ["export", self.run, "--format", "exported", "--out", folder / "m.pt2"],
         }[command]
         result = optcli(*arguments, cwd=folder, signal_after=delay, signum=signum, group=group)
-        if judged := failure(result):
+        # Ended by the very signal sent (the shell's status 128+N, as for exit 130): where its work is
+        # whole, the signal came as the interpreter tore itself down, when Python has given the
+        # signals back to their default action; where nothing was written, before it began.
+        if judged := failure(result, (0, 130, -signum)):
             return judged
-        if result.returncode not in (0, 130):
-            return "internal error", f"exit {result.returncode}: {result.stderr[-300:]}"
+        output = next(
+            (Path(argument) for argument in arguments if str(argument).startswith(str(folder))), None
+        )
+        whole = output is not None and output.is_file() and result.returncode in (0, -signum)
+        if whole and command == "predict":
+            whole = len((output or folder).read_text().splitlines()) == 200_001  # (a header and every row)
         if leftovers := hidden_leftovers(folder) + hidden_leftovers(self.run):
             return "data lost", f"left {', '.join(path.name for path in leftovers)}"
+        if result.returncode == -signum:
+            if whole:
+                return (
+                    "clean",
+                    "its work done and written, then ended by the signal at the interpreter's exit",
+                )
+            if output is not None and output.exists():
+                return "data lost", f"ended by the signal with {output.name} half-written"
+            return "clean", "ended by the signal before it had written anything"
+        if result.returncode == 0 and not whole:
+            return "silently wrong", "exit 0 without its whole output"
         return "clean", f"exit {result.returncode}"
 
     # damaged records: each file of a finished run, damaged in a few ways, then used
@@ -306,6 +324,32 @@ class Battery:
         return "clean", "used as it was (exit 0), with the reference's result" + (
             f"; said: {result.stderr.strip()[:160]}" if result.stderr.strip() else ""
         )
+
+    def damaged_comparison(self, name: str, damage: str) -> tuple[str, str]:
+        """A comparison with one run still to do, a record damaged, then compare --resume."""
+        folder = self.case_folder()
+        directory = folder / "comparison"
+        shutil.copytree(self.comparison, directory)
+        shutil.rmtree(directory / "rmsprop-seed1")
+        target = directory / name
+        data = bytearray(target.read_bytes())
+        if damage == "truncated":
+            del data[len(data) // 2 :]
+        elif damage.startswith("byte"):
+            data[int(damage.split()[1]) % len(data)] ^= 0x5A
+        target.write_bytes(bytes(data))
+        if damage == "edited":
+            edit_a_value(target)
+        elif damage == "deleted":
+            target.unlink()
+        result = optcli("compare", "--resume", directory, "--quiet", cwd=folder)
+        if judged := failure(result):
+            return judged
+        if result.returncode != 0:
+            return "clean", f"refused (exit {result.returncode}): {result.stderr.strip()[-200:]}"
+        if without_times(directory / "results.csv") != self.results:
+            return "silently wrong", "exit 0 with results that differ from the reference comparison"
+        return "clean", "resumed (exit 0), results equal the reference's"
 
     def predictions_of_inputs(self) -> str:
         return (self.root / "reference_predictions.csv").read_text()
@@ -506,13 +550,13 @@ class Battery:
 
     def cases(self) -> Iterator[tuple[str, str, Callable[[], tuple[str, str]]]]:
         stops = [signal.SIGKILL, signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
-        for index in range(24):
+        for index in range(40):
             signum, group = stops[index % 4], index % 8 >= 4
-            delay = round(self.random.uniform(0.0, 3.0), 2)
+            delay = round(self.random.uniform(0.0, 4.0), 2)
             name = f"{signal.Signals(signum).name}{' to the group' if group else ''} after {delay}s"
             category = "kill -9" if signum == signal.SIGKILL else "signals"
             yield category, f"train: {name}", lambda s=signum, d=delay, g=group: self.killed_train(s, d, g)
-        for index in range(32):
+        for index in range(48):
             signum, group, jobs = stops[index % 4], index % 8 >= 4, 1 + (index // 8) % 2
             delay = round(self.random.uniform(0.0, 4.0), 2)
             name = f"compare --jobs {jobs}: {signal.Signals(signum).name}{' to the group' if group else ''} after {delay}s"
@@ -540,6 +584,16 @@ class Battery:
                         f"{name} {damage}, then {command}",
                         (lambda n=name, d=damage, c=command: self.damaged_run(n, d, c)),
                     )
+        for name in ("comparison.json", "adam-seed0/summary.json", "adam-seed0/epochs.csv", "sgd-seed1/metrics.csv",
+                     "adam-seed1/checkpoints/last.pt"):  # fmt: skip
+            for damage in ("byte 40", "byte -60", "truncated", "edited", "deleted"):
+                if damage == "edited" and name.endswith(".pt"):
+                    continue
+                yield (
+                    "damaged records",
+                    f"comparison: {name} {damage}, then compare --resume",
+                    (lambda n=name, d=damage: self.damaged_comparison(n, d)),
+                )
         for command in ("train", "resume", "compare", "predict", "evaluate", "export torchscript", "export onnx",
                         "find-lr"):  # fmt: skip
             for limit in (1024, 8192, 40000):
