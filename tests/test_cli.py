@@ -309,7 +309,7 @@ def test_the_live_displays_show_the_time_remaining(tmp_path):
     write_config(tmp_path, guide_config(train={"epochs": 2}), "base.yaml")
     runs = {"adam": {}, "sgd": {"optimizer": {"name": "sgd"}}}
     plan = load_plan(
-        [write_config(tmp_path, {"base": "base.yaml", "seeds": 1, "runs": runs}, "c.yaml")], CommandLine([])
+        [write_config(tmp_path, {"base": "base.yaml", "seeds": 1, "runs": runs}, "c.yaml")], CommandLine()
     )
     jobs = plan_jobs(plan, tmp_path)
     screen = io.StringIO()

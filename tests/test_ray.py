@@ -114,7 +114,7 @@ def test_a_node_that_cannot_see_the_driver_folder_sends_the_runs_files_back(tmp_
     from optcli.compare.running.jobs import plan_jobs
     from optcli.compare.running.ray_pool import _packed, _run_remote, _unpack
 
-    plan = load_plan([COMPARE], CommandLine(["train.epochs=3"], seeds="1"))
+    plan = load_plan([COMPARE], CommandLine(overrides=["train.epochs=3"], seeds="1"))
     visible, invisible = tmp_path / "shared", tmp_path / "elsewhere"
     visible.mkdir()
     (visible / "comparison.json").write_text("{}")  # how a node tells that it sees the driver's folder

@@ -117,7 +117,12 @@ def compare(
             from optcli.compare.planning.plan import CommandLine
 
             command_line = CommandLine(
-                run_overrides(settings, None, None, None), seeds, metric, target_loss, out, time
+                overrides=run_overrides(settings, None, None, None),
+                seeds=seeds,
+                metric=metric,
+                target_loss=target_loss,
+                output_dir=out,
+                time=time,
             )
             if allow_changes and resume is None:
                 raise ConfigError(
@@ -139,16 +144,7 @@ def _what_to_compare(
     from optcli.compare.running.resume import load_invocation
     from optcli.errors import ConfigError
 
-    given = command_line
-    if (
-        files
-        or given.overrides
-        or given.seeds
-        or given.metric
-        or given.target_loss is not None
-        or given.output_dir
-        or given.time
-    ):
+    if files or command_line.any_given():
         raise ConfigError(
             "--resume continues a comparison as it was started: give no files or options but --jobs, --quiet "
             "and --allow-changes"

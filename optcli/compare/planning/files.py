@@ -57,7 +57,7 @@ def check_file(path: Path, overrides: list[str]) -> tuple[dict[str, RunSpec], st
         spec = resolve_config(load_config(path, overrides))
         return {"": spec}, spec.outline()
     if is_suite(values):
-        suite = load_suite(path, values, CommandLine(overrides))
+        suite = load_suite(path, values, CommandLine(overrides=overrides))
         specs = {
             f"{workload}/{arm.name}": arm.spec for workload, plan in suite.workloads for arm in plan.arms
         }
@@ -66,7 +66,7 @@ def check_file(path: Path, overrides: list[str]) -> tuple[dict[str, RunSpec], st
             f"a suite of {len(suite.workloads)} workloads ({names}) x {len(suite.arms)} arms ({', '.join(suite.arms)}) "
             f"over {len(suite.seeds)} seeds, scored by performance profiles of the {suite.time} to each target"
         )
-    plan = load_plan([path], CommandLine(overrides))
+    plan = load_plan([path], CommandLine(overrides=overrides))
     specs = {arm.name: arm.spec for arm in plan.arms}
     seeds = len(plan.seeds)
     tuned = f", each tuned with {plan.tuning.budget} trials first" if plan.tuning else ""

@@ -10,9 +10,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from optcli.compare.judging.ranking import METRIC_INFO, TARGET_METRICS, MetricInfo, metric_info
 from optcli.compare.judging.targets import Target, read_target
@@ -117,16 +117,20 @@ class ComparisonPlan:
         return replace(arm.spec, seed=seed)
 
 
-@dataclass(frozen=True)
-class CommandLine:
-    """What the command line adds to the files: each is None when not given."""
+class CommandLine(BaseModel):
+    """What the command line adds to the files, each None when not given: one model, which
+    comparison.json keeps (output_dir as text) so that --resume goes on with the same."""
 
-    overrides: list[str]
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    overrides: list[str] = []
     seeds: str | None = None
     metric: str | None = None
     target_loss: float | None = None
-    output_dir: Path | None = None
+    output_dir: Annotated[Path | None, Field(strict=False)] = None  # (read back from comparison.json's text)
     time: str | None = None  # a suite's profile: "steps" (the default) or "seconds"
+
+    def any_given(self) -> bool:
+        return self != CommandLine()
 
 
 def load_plan(paths: list[Path], command_line: CommandLine) -> ComparisonPlan:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,23 +26,13 @@ from optcli.train.run_files import check_run_files
 INVOCATION = "comparison.json"
 
 
-class _CommandLineRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    overrides: list[str]
-    seeds: str | None = None
-    metric: str | None = None
-    target_loss: float | None = None
-    output_dir: str | None = None
-    time: str | None = None
-
-
 class _InvocationRecord(BaseModel):
     """comparison.json: the files and options the comparison was started with, and each run's config
     hash by its folder name (absent in comparisons started by an older optcli)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     files: list[str]
-    command_line: _CommandLineRecord
+    command_line: CommandLine
     runs: dict[str, str] | None = None
     # What the runs' hashes cover: "computation" (config/spec.py's NOT_COMPUTED left out); absent in
     # comparisons whose hashes left out only the output and the thread count.
@@ -63,7 +52,7 @@ def save_invocation(
 ) -> None:
     from optcli.train.rundir import write_atomically
 
-    values: dict[str, Any] = asdict(command_line)
+    values = command_line.model_dump(mode="json")
     values["output_dir"] = str(directory.parent.parent)  # <out>/compare-<name>/<timestamp>
     document: dict[str, Any] = {"files": [str(path.resolve()) for path in paths], "command_line": values}
     if jobs is not None:
@@ -102,9 +91,7 @@ def _read_record(directory: Path) -> _InvocationRecord:
 def load_invocation(directory: Path) -> tuple[list[Path], CommandLine]:
     """The files and options a comparison was started with."""
     record = _read_record(directory)
-    values = record.command_line.model_dump()
-    values["output_dir"] = Path(values["output_dir"]) if values.get("output_dir") else None
-    return [Path(path) for path in record.files], CommandLine(**values)
+    return [Path(path) for path in record.files], record.command_line
 
 
 def check_unchanged(directory: Path, paths: list[Path], jobs: list[Job], allow_changes: bool) -> None:
