@@ -348,3 +348,10 @@ def test_docs_commands_md_is_the_apps_own_help():
     page = (REPO / "docs" / "commands.md").read_text()
     for option in ("--executor", "--address", "--cpus-per-run", "--gpus-per-run", "--allow-changes"):
         assert f"`{option}" in page
+
+
+def test_exports_choices_are_the_formats_it_writes():
+    from optcli.cli.using import ExportFormat
+    from optcli.use.exporting import SUFFIXES
+
+    assert [form.value for form in ExportFormat] == list(SUFFIXES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,8 +42,21 @@ TargetLossOption = Annotated[
     float | None, typer.Option(help="The loss that steps_to_target and time_to_target count to.")
 ]
 JobsOption = Annotated[int, typer.Option(min=1, help="Runs at a time, each in its own process.")]
+
+
+class Executor(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+class TimeMeasure(StrEnum):
+    steps = "steps"
+    seconds = "seconds"
+
+
 ExecutorOption = Annotated[
-    str, typer.Option(help="local: worker processes on this machine (--jobs); ray: Ray tasks (optcli[ray]).")
+    Executor,
+    typer.Option(help="local: worker processes on this machine (--jobs); ray: Ray tasks (optcli[ray])."),
 ]
 AddressOption = Annotated[
     str | None,
@@ -51,7 +65,7 @@ AddressOption = Annotated[
 CpusOption = Annotated[float, typer.Option(min=0.0, help="With --executor ray: CPUs each run takes.")]
 GpusOption = Annotated[float, typer.Option(min=0.0, help="With --executor ray: GPUs each run takes.")]
 TimeOption = Annotated[
-    str | None,
+    TimeMeasure | None,
     typer.Option(
         "--time",
         help="A suite's profile measures steps (the default: machine-independent) or seconds (training time).",
@@ -78,7 +92,7 @@ def compare(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the table and the verdict.")
     ] = False,
-    executor: ExecutorOption = "local",
+    executor: ExecutorOption = Executor.local,
     address: AddressOption = None,
     cpus_per_run: CpusOption = 1.0,
     gpus_per_run: GpusOption = 0.0,
@@ -104,9 +118,7 @@ def compare(
         from optcli.workers.pool import start_workers  # (imports no torch)
 
         # Started first, so that the workers import torch while this process does and checks the plan.
-        if executor not in ("local", "ray"):
-            raise ConfigError(f"--executor: local or ray, got '{executor}'")
-        if executor == "ray":
+        if executor is Executor.ray:
             from optcli.compare.running.ray_pool import start_ray
 
             pool: Any = start_ray(address, cpus_per_run, gpus_per_run)
@@ -122,7 +134,7 @@ def compare(
                 metric=metric,
                 target_loss=target_loss,
                 output_dir=out,
-                time=time,
+                time=time.value if time is not None else None,
             )
             if allow_changes and resume is None:
                 raise ConfigError(

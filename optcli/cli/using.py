@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -170,11 +171,20 @@ def evaluate_command(
         print(f"-> {out}")
 
 
+class ExportFormat(StrEnum):
+    # (use/exporting.py's SUFFIXES holds each one's file; tests/test_cli.py checks that they agree)
+    torchscript = "torchscript"
+    exported = "exported"
+    onnx = "onnx"
+    safetensors = "safetensors"
+
+
 @app.command("export")
 def export_command(
     run: RunArgument,
     form: Annotated[
-        str, typer.Option("--format", help="torchscript, exported (torch.export .pt2), onnx or safetensors.")
+        ExportFormat,
+        typer.Option("--format", help="torchscript, exported (torch.export .pt2), onnx or safetensors."),
     ],
     checkpoint: CheckpointOption = "best",
     out: Annotated[
@@ -187,17 +197,12 @@ def export_command(
     Example: optcli export runs/fruit_csv --format onnx
     """
     with reported_errors(debug):
-        from optcli.errors import ConfigError
-
-        formats = ("torchscript", "exported", "onnx", "safetensors")
-        if form not in formats:
-            raise ConfigError(f"--format: one of {', '.join(formats)}, not '{form}'")
         import_torch()
         from optcli.use.evaluating import evaluate_checkpoint, first_inputs, scored_session
         from optcli.use.exporting import export, require_extra
         from optcli.use.trained import open_run
 
-        require_extra(form)
+        require_extra(form.value)
         trained = open_run(run, _checkpoint(checkpoint))
         session = scored_session(trained)
         metrics = {}
@@ -205,9 +210,9 @@ def export_command(
             if (session.val_batches if split == "val" else session.test_batches) is not None:
                 found = evaluate_checkpoint(trained, split, session)
                 metrics.update({f"{split}_{name}": value for name, value in found.values.items()})
-        exported = export(trained, form, out, first_inputs(session), metrics)
+        exported = export(trained, form.value, out, first_inputs(session), metrics)
         print(
-            f"{form}: {exported.path}, checked on {exported.checked_samples} samples of the run's data: largest "
+            f"{form.value}: {exported.path}, checked on {exported.checked_samples} samples of the run's data: largest "
             f"difference from the model {exported.difference:.3g}"
         )
         print(f"-> {exported.card}")
