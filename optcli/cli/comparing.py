@@ -335,9 +335,9 @@ def mlflow_sync(
             raise ConfigError(f"{directory}: neither a run directory nor a comparison's folder")
         from optcli.compare.running.tracking import sync_directory
 
-        lines = sync_directory(directory, tracking_uri)
-        print("\n".join(lines))
-        if any(": not uploaded" in line or "could not be uploaded" in line for line in lines):
+        synced = sync_directory(directory, tracking_uri)
+        print("\n".join(map(str, synced)))
+        if not all(one.uploaded for one in synced):
             raise typer.Exit(EXIT_FAILED)
 
 

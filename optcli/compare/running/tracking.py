@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +141,21 @@ def job_tags(arm: str, seed: int, trial: int | None, workload: str | None) -> di
     return tags
 
 
-def sync_directory(directory: Path, tracking_uri: str | None) -> list[str]:
+@dataclass(frozen=True)
+class Synced:
+    """What `optcli mlflow-sync` did with one run (or with the comparison itself)."""
+
+    what: str  # the run's folder, or "the comparison"
+    uploaded: bool  # sent now, or already in MLflow
+    said: str  # what happened, in words
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.said}"
+
+
+def sync_directory(directory: Path, tracking_uri: str | None) -> list[Synced]:
     """`optcli mlflow-sync`: a run directory, or a comparison's (a suite's) with its runs, uploaded
-    from their files as live logging would have sent them. What was done, a line per run."""
+    from their files as live logging would have sent them. What was done, one per run."""
     if (directory / "config.yaml").is_file():
         return [sync_run(directory, tracking_uri, None)]
     summary_file = (
@@ -157,7 +169,7 @@ def sync_directory(directory: Path, tracking_uri: str | None) -> list[str]:
     )
     parent = ParentRun(directory, settings, str(name), tracking_uri)
     if parent.run_id is None:
-        return ["the comparison could not be uploaded (see the warning)"]
+        return [Synced("the comparison", False, "could not be uploaded (see the warning)")]
     done = []
     for run_dir in sorted(path.parent for path in directory.glob("**/config.yaml")):
         relative = run_dir.relative_to(directory)
@@ -171,26 +183,26 @@ def sync_directory(directory: Path, tracking_uri: str | None) -> list[str]:
     return done
 
 
-def sync_run(run_dir: Path, tracking_uri: str | None, tracking: Tracking | None) -> str:
+def sync_run(run_dir: Path, tracking_uri: str | None, tracking: Tracking | None) -> Synced:
     import yaml
 
     state = read_state(run_dir)
     uri = tracking_uri or state.get("tracking_uri")
     if state.get("complete") and state.get("tracking_uri") == resolve_tracking_uri(uri, {}):
-        return f"{run_dir}: already in MLflow (run {state.get('run_id')})"
+        return Synced(str(run_dir), True, f"already in MLflow (run {state.get('run_id')})")
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
     try:  # (what live logging sent came from the run itself: its files, edited or cut, are checked)
         check_run_files(run_dir, read_json(run_dir / "summary.json"))
         rows = read_rows(run_dir)
     except ConfigError as error:
-        return f"{run_dir}: not uploaded ({'; '.join(error.problems)})"
+        return Synced(str(run_dir), False, f"not uploaded ({'; '.join(error.problems)})")
     logger = MlflowLogger(
         run_dir, resolved, resumed=True, tracking=tracking, tracking_uri=uri, in_process=True
     )
     replay(run_dir, logger, rows)
     if logger.failure is not None:
-        return f"{run_dir}: not uploaded ({logger.failure})"
-    return f"{run_dir}: uploaded (run {logger.run_id})"
+        return Synced(str(run_dir), False, f"not uploaded ({logger.failure})")
+    return Synced(str(run_dir), True, f"uploaded (run {logger.run_id})")
 
 
 def _settings_of_any_run(directory: Path) -> dict[str, Any]:
