@@ -283,5 +283,16 @@ def test_sync_refuses_a_runs_cut_or_garbled_files_naming_them_and_uploads_nothin
     metrics.write_text("\n".join([*lines[:3], "3,1,not a number,0.01,,0.1", *lines[3:]]) + "\n")
     synced = invoke("mlflow-sync", run_dir, "--tracking-uri", uri)
     assert_clean_exit(synced, 1)
-    assert f"{metrics}: row 4 is not a row optcli wrote (ValueError" in synced.stdout
+    assert f"{metrics}: its rows are not those the run wrote" in synced.stdout  # (the checkpoint's hash)
+    # A run without checkpoints has no hash to check against: its rows are read, and the garbled one named.
+    bare = train_ok(
+        write_config(tmp_path, {**config, "train": {"epochs": 2, "checkpoint": False}}), tmp_path / "bare"
+    )
+    lines = (bare / "metrics.csv").read_text().splitlines()
+    (bare / "metrics.csv").write_text(
+        "\n".join([*lines[:3], "3,1,not a number,0.01,,0.1", *lines[3:]]) + "\n"
+    )
+    synced = invoke("mlflow-sync", bare, "--tracking-uri", uri)
+    assert_clean_exit(synced, 1)
+    assert f"{bare / 'metrics.csv'}: row 4 is not a row optcli wrote (ValueError" in synced.stdout
     assert not client(uri).search_runs([e.experiment_id for e in client(uri).search_experiments()])
