@@ -379,3 +379,20 @@ def test_a_tuned_suite_tunes_every_arm_per_workload_with_the_same_points(tmp_pat
         settings = {arm: [row["optimizer.lr"] for row in trials if row["arm"] == arm] for arm in ARMS}
         assert settings["adam"] == settings["sgd"], workload  # the same points for every arm
     assert (directory / "workloads.csv").is_file()
+
+
+@pytest.mark.slow
+def test_a_suite_in_one_queue_gives_the_verdict_workload_by_workload_gives(suite_run, tmp_path):
+    """--jobs 2 puts every workload's runs in one queue; --jobs 1 runs the workloads one after the
+    other: the same runs, so the same numbers and the same verdict."""
+    directory, _ = suite_run
+    result = invoke("compare", write_suite(tmp_path), "--out", tmp_path / "out", "--jobs", "1", "--quiet")
+    assert_clean_exit(result, 0)
+    one_by_one = next((tmp_path / "out").glob("compare-mini/*"))
+    assert rows_without_times(one_by_one / "workloads.csv") == rows_without_times(directory / "workloads.csv")
+    for workload in ("teacher", "diabetes"):
+        assert rows_without_times(one_by_one / workload / "results.csv") == rows_without_times(
+            directory / workload / "results.csv"
+        )
+    verdict = json.loads((one_by_one / "suite.json").read_text())["verdict"]
+    assert verdict == json.loads((directory / "suite.json").read_text())["verdict"]

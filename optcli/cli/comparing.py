@@ -214,12 +214,8 @@ def _compare_suite(
     allow_changes: bool,
 ) -> None:
     """A suite: every workload's comparison under one display, their rankings, then the profile scores."""
-    from contextlib import contextmanager
-    from dataclasses import replace
-
     from optcli.compare.display import make_comparison_display, output_console, ranking_table, suite_table
-    from optcli.compare.running.jobs import Job, plan_jobs
-    from optcli.compare.suite import SuiteInterrupted, run_suite
+    from optcli.compare.suite import SuiteInterrupted, run_suite, suite_jobs
     from optcli.errors import ConfigError
 
     if (
@@ -230,36 +226,28 @@ def _compare_suite(
         raise ConfigError(
             f"{resume} is one workload of a suite: resume the suite, optcli compare --resume {resume.parent}"
         )
-    print_advice(
-        {f"{name}/{arm.name}": arm.spec for name, plan in suite.workloads for arm in plan.arms if arm.spec}
-    )
+    print_advice({f"{name}/{arm.name}": arm.spec for name, plan in suite.workloads for arm in plan.arms})
     console = output_console()
-    names = [name for name, _ in suite.workloads]
-    # One display for the whole suite (workloads x arms x seeds, and its time remaining): every
-    # workload's jobs numbered after the previous workloads', named `<workload>/<arm>`.
-    offsets: dict[str, int] = {}
-    everything: list[Job] = []
-    for name, plan in suite.workloads:
-        offsets[name] = len(everything)
-        everything += [
-            replace(job, index=offsets[name] + job.index, arm=f"{name}/{job.arm}")
-            for job in plan_jobs(plan, Path())
-        ]
-
-    @contextmanager
-    def show(name: str, plan: Any) -> Any:
+    for number, (name, plan) in enumerate(suite.workloads, 1):
         target = plan.target.words() if plan.target is not None else "its target"
         console.print(
-            f"workload {names.index(name) + 1} of {len(names)}: {name} ({target}; {len(plan.arms)} arms x "
+            f"workload {number} of {len(suite.workloads)}: {name} ({target}; {len(plan.arms)} arms x "
             f"{len(plan.seeds)} seeds)",
             markup=False,
             highlight=False,
         )
-        yield lambda index, event: display(offsets[name] + index, event)
-
+    # One display for the whole suite (workloads x arms x seeds, and its time remaining).
+    everything, offsets = suite_jobs(suite)
     try:
         with make_comparison_display(console, everything, quiet) as display:
-            result = run_suite(suite, pool, show, (paths, command_line), resume, allow_changes)
+            result = run_suite(
+                suite,
+                pool,
+                lambda name, index, event: display(offsets[name] + index, event),
+                (paths, command_line),
+                resume,
+                allow_changes,
+            )
     except SuiteInterrupted as interrupted:
         print(
             f"interrupted: the finished runs are in {interrupted.directory}; optcli compare --resume "
