@@ -229,7 +229,7 @@ def main() -> None:
     print(f"ratio optcli/plain:      {totals['plain'] / totals['optcli']:.3f}")
     print(f"ratio optcli/dataloader: {totals['dataloader'] / totals['optcli']:.3f}")
     print(f"ratio optcli+tensorboard/optcli (measured apart): {board['optcli'] / board['tensorboard']:.3f}")
-    for every, pair in tracked.items():
+    for every, pair in tracked.items() if arguments.mlflow_rounds else ():  # (--mlflow-rounds 0: none)
         print(
             f"ratio optcli+mlflow/optcli (a SQLite store, {arguments.mlflow_steps}-step runs, log_every {every}, "
             f"measured apart): {pair['optcli'] / pair['mlflow']:.3f}; the sending process's CPU "
