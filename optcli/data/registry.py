@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from optcli.components.registry import Registry
-from optcli.data.files import CsvData, IdxData
+from optcli.data.files import CsvData
+from optcli.data.idx import IdxData
 from optcli.data.in_memory import RandomData, TeacherData, TensorFileData
 from optcli.data.scikit_learn import BreastCancerData, DiabetesData, DigitsData, IrisData, WineData
 from optcli.data.text import TextData
