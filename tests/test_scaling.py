@@ -180,7 +180,7 @@ def test_a_compile_error_names_train_compile(tmp_path):
 
 
 def test_fp16s_scaler_state_travels_in_the_checkpoint(tmp_path):
-    from optcli.train.checkpoints import restore_session
+    from optcli.train.restoring import restore_session
     from optcli.train.run import train_run
 
     spec = resolve_config(RawConfig(config(16, epochs=2), tmp_path, "x"))

@@ -22,17 +22,12 @@ from optcli.config.spec import RunSpec
 from optcli.errors import CANCELLATIONS, COULD_NOT_START, ConfigError, Interrupted, TrainingFailed
 from optcli.process.interrupts import StopRequests
 from optcli.seeds import derived_seeds
-from optcli.train.checkpoints import (
-    Checkpoint,
-    Checkpointer,
-    apply_optimizer_arguments,
-    apply_scheduler_arguments,
-    data_json,
-    restore_session,
-)
+from optcli.train.checkpointer import Checkpointer
+from optcli.train.checkpoints import Checkpoint, data_json
 from optcli.train.distributed import ALONE, World, agree, barrier, share
 from optcli.train.loop import run_training
 from optcli.train.records import CheckpointDue
+from optcli.train.restoring import apply_optimizer_arguments, apply_scheduler_arguments, restore_session
 from optcli.train.rundir import create_run_dir, write_atomically, write_yaml, writer_lock
 from optcli.train.session import Session, build_session, threads_restored, with_threads_chosen
 from optcli.train.sinks import RunOutcome, Sink
