@@ -45,6 +45,7 @@ def run_comparison(
     directory: Path | None = None,
     parent: ParentRun | None = None,
     workload: str | None = None,
+    ran: dict[Path, JobOutcome] | None = None,
 ) -> ComparisonResult:
     """Train every arm with every seed under `<out>/compare-<name>/<timestamp>/` (or `directory`, a
     suite's workload) and report on them.
@@ -53,7 +54,8 @@ def run_comparison(
     (the files and options) is kept for `--resume`, with what each run computes; `resume_dir`
     continues the comparison there (a changed arm refused, or with `allow_changes` run again).
     With output.mlflow, the runs are children of `parent` (a suite's, tagged `workload`), or of a
-    parent run of the comparison's own (tracking.py).
+    parent run of the comparison's own (tracking.py). `ran`: the outcomes of this plan's runs that
+    this process has just run (a suite's one queue), by folder: taken as they are, not read back.
     """
     if resume_dir is None and directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -68,7 +70,7 @@ def run_comparison(
         own = ParentRun(directory, settings, plan.name) if parent is None and settings is not None else None
         try:
             result = _compare_locked(
-                plan, pool, on_event, directory, resume_dir is not None, own or parent, workload
+                plan, pool, on_event, directory, resume_dir is not None, own or parent, workload, ran or {}
             )
         except ComparisonInterrupted as interrupted:
             if own is not None:
@@ -91,8 +93,9 @@ def _compare_locked(
     resuming: bool,
     parent: ParentRun | None,
     workload: str | None,
+    ran: dict[Path, JobOutcome],
 ) -> ComparisonResult:
-    run = functools.partial(_run_or_reuse, pool=pool, on_event=on_event, resuming=resuming)
+    run = functools.partial(_run_or_reuse, pool=pool, on_event=on_event, resuming=resuming, ran=ran)
     jobs = tracked_jobs(plan_jobs(plan, directory), parent, workload)
     status: Literal["completed", "interrupted"] = "completed"
     protocol: list[str] = []
@@ -123,24 +126,30 @@ def _compare_locked(
 
 
 def _run_or_reuse(
-    jobs: list[Job], pool: WorkerPool | None, on_event: Callable[[int, Event], None], resuming: bool
+    jobs: list[Job],
+    pool: WorkerPool | None,
+    on_event: Callable[[int, Event], None],
+    resuming: bool,
+    ran: dict[Path, JobOutcome],
 ) -> list[JobOutcome]:
-    """Run the jobs; when resuming, those that ended on their own keep their outcome, and the others
-    resume from their checkpoints (or start afresh)."""
-    if not resuming:
+    """Run the jobs; those in `ran` keep the outcome they had here; when resuming, those that ended
+    on their own keep theirs (read back and checked), and the others resume from their checkpoints
+    (or start afresh)."""
+    if not resuming and not ran:
         return run_jobs(jobs, pool, on_event)
     kept = {}
     for job in jobs:
-        outcome = finished(job)
-        if outcome is not None:
+        if job.run_dir in ran:  # (its outcome already shown as it ran)
+            kept[job.index] = replace(ran[job.run_dir], index=job.index)
+        elif resuming and (outcome := finished(job)) is not None:
             kept[job.index] = outcome
             on_event(job.index, outcome)
-    remaining = [replace(job, resume=True) for job in jobs if job.index not in kept]
+    remaining = [replace(job, resume=resuming) for job in jobs if job.index not in kept]
     try:
-        ran = run_jobs(remaining, pool, on_event) if remaining else []
+        now = run_jobs(remaining, pool, on_event) if remaining else []
     except JobsInterrupted as interrupt:
         raise JobsInterrupted(sorted([*kept.values(), *interrupt.outcomes], key=lambda o: o.index)) from None
-    return sorted([*kept.values(), *ran], key=lambda outcome: outcome.index)
+    return sorted([*kept.values(), *now], key=lambda outcome: outcome.index)
 
 
 def _tune(

@@ -81,12 +81,13 @@ def run_suite(
             save_invocation(directory, *invocation)
         settings = settings_of(suite.workloads[0][1].arms[0].spec)
         parent = ParentRun(directory, settings, suite.name) if settings is not None else None
+        ran: dict[Path, JobOutcome] = {}
         if resume_dir is None and pool is not None:
-            _run_what_can_start(suite, directory, pool, on_event, invocation, parent)
+            ran = _run_what_can_start(suite, directory, pool, on_event, invocation, parent)
         results = {}
         for name, plan in suite.workloads:
             place = directory / name
-            begun = (place / INVOCATION).is_file()  # resuming, or begun in the one queue above
+            begun = resume_dir is not None and (place / INVOCATION).is_file()  # (resuming: had it started?)
             try:
                 results[name] = run_comparison(
                     plan,
@@ -98,6 +99,7 @@ def run_suite(
                     directory=place,
                     parent=parent,
                     workload=name,
+                    ran=ran,
                 )
             except ComparisonInterrupted:
                 if parent is not None:
@@ -116,10 +118,11 @@ def _run_what_can_start(
     on_event: Callable[[str, int, Event], None],
     invocation: tuple[list[Path], CommandLine],
     parent: ParentRun | None,
-) -> None:
+) -> dict[Path, JobOutcome]:
     """Every workload's runs that need no other's result (a tuned workload's trials; all the runs of
     one that is not tuned) in one queue across the workloads, each workload's folder and record
-    made first, as its comparison makes them: what a comparison then resumes from."""
+    made first, as its comparison makes them (what a resume would go on from). Their outcomes, by
+    folder."""
     queue: list[Job] = []
     owners: list[tuple[str, int]] = []  # the queue's job -> its workload and its number there
     for name, plan in suite.workloads:
@@ -137,8 +140,9 @@ def _run_what_can_start(
         on_event(name, own, replace(event, index=own) if isinstance(event, JobOutcome) else event)
 
     try:
-        run_jobs(queue, pool, passed_on)
+        outcomes = run_jobs(queue, pool, passed_on)
     except JobsInterrupted:
         if parent is not None:
             parent.close(None, {}, "KILLED")
         raise SuiteInterrupted(directory) from None
+    return {queue[outcome.index].run_dir: outcome for outcome in outcomes}
