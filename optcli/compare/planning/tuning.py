@@ -41,24 +41,26 @@ class Trial(TrialPoint):
 
 
 @dataclass(frozen=True)
-class DraftTuning:
-    """A tuned comparison as the compare file gives it: resolve_trials checks its trials."""
+class TuningBudget:
+    """What every arm of a tuned comparison gets alike: trials, how they are drawn, their seeds."""
 
     budget: int
     search: Literal["quasirandom", "grid"]
     seeds: tuple[int, ...]  # the seeds trials run on
     spaces: dict[str, dict[str, Dimension]]  # each arm's space
+
+
+@dataclass(frozen=True)
+class DraftTuning(TuningBudget):
+    """A tuned comparison as the compare file gives it: resolve_trials checks its trials."""
+
     points: tuple[TrialPoint, ...]
 
 
 @dataclass(frozen=True)
-class Tuning:
+class Tuning(TuningBudget):
     """A checked tuned comparison: every trial resolved."""
 
-    budget: int
-    search: Literal["quasirandom", "grid"]
-    seeds: tuple[int, ...]  # the seeds trials run on
-    spaces: dict[str, dict[str, Dimension]]  # each arm's space
     trials: tuple[Trial, ...]
 
     def protocol(self, metric: str, seeds: tuple[int, ...]) -> str:
