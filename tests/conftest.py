@@ -167,7 +167,9 @@ def train_ok(config_path: Path, out: Path, *extra: str) -> Path:
 
 def start_optcli(*args: str | Path, **environment: str) -> subprocess.Popen[str]:
     """`python -m optcli ARGS` in a session of its own, so that a signal can reach it and its children
-    (DataLoader workers, torchrun's workers) as a terminal's would."""
+    (DataLoader workers, torchrun's workers) as a terminal's would; with SIGINT and SIGHUP at their
+    defaults, as a terminal starts a command, even where the tests run under nohup or in a shell's
+    background (which ignore them, and an ignored signal stays ignored, optcli's included)."""
     command = [sys.executable, "-m", "optcli", *map(str, args)]
     return subprocess.Popen(
         command,
@@ -176,7 +178,14 @@ def start_optcli(*args: str | Path, **environment: str) -> subprocess.Popen[str]
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO), **environment},
         start_new_session=True,
+        preexec_fn=signals_as_a_terminal_leaves_them,
     )
+
+
+def signals_as_a_terminal_leaves_them() -> None:
+    for name in ("SIGINT", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
 
 
 def wait_for_rows(out: Path, rows: int, process: subprocess.Popen[str], seconds: float = 120) -> Path:
