@@ -300,8 +300,7 @@ class Battery:
         arguments = {
             "evaluate": ["evaluate", run, "--out", folder / "e.json"],
             "predict": ["predict", run, self.root / "reference_inputs.csv", "--out", folder / "p.csv"],
-            "resume": ["resume", run, "--set", f"train.epochs={TRAIN['train']['epochs'] + 1}", "--allow-changes",
-                       "--quiet"],
+            "resume": resumed_longer(run, 1),
         }[command]  # fmt: skip
         result = optcli(*arguments, cwd=folder)
         if judged := failure(result):
@@ -379,8 +378,7 @@ class Battery:
         shutil.copytree(self.run, run)
         arguments = {
             "train": ["train", "train.yaml", "--out", "runs", "--quiet"],
-            "resume": ["resume", run, "--set", f"train.epochs={TRAIN['train']['epochs'] + 3}", "--allow-changes",
-                       "--quiet"],
+            "resume": resumed_longer(run, 3),
             "compare": ["compare", "compare.yaml", "--out", "out", "--quiet"],
             "predict": ["predict", run, self.root / "reference_inputs.csv", "--out", folder / "p.csv"],
             "evaluate": ["evaluate", run, "--out", folder / "e.json"],
@@ -487,15 +485,7 @@ class Battery:
             outside = folder / "outside"
             shutil.move(run / "checkpoints", outside)
             (run / "checkpoints").symlink_to(outside, target_is_directory=True)
-            result = optcli(
-                "resume",
-                run,
-                "--set",
-                f"train.epochs={TRAIN['train']['epochs'] + 40}",
-                "--allow-changes",
-                "--quiet",
-                cwd=folder,
-            )
+            result = optcli(*resumed_longer(run, 40), cwd=folder)
             if result.returncode == 0:
                 return "silently wrong", "resumed through a symbolic link"
             return failure(result) or ("clean", result.stderr.strip()[-160:])
@@ -515,18 +505,10 @@ class Battery:
         if command == "resume":
             run = folder / "run"
             shutil.copytree(self.run, run)
-            arguments: list[object] = [
-                "resume",
-                run,
-                "--set",
-                f"train.epochs={TRAIN['train']['epochs'] + 40}",
-                "--allow-changes",
-                "--quiet",
-            ]
+            arguments = resumed_longer(run, 40)
         else:
-            first = optcli("compare", "compare.yaml", "--out", "out", "--quiet", cwd=folder, signal_after=0.5,
-                           signum=signal.SIGKILL, when=lambda: any(folder.glob("out/compare-*/*/*/metrics.csv")))  # fmt: skip
-            del first
+            optcli("compare", "compare.yaml", "--out", "out", "--quiet", cwd=folder, signal_after=0.5,
+                   signum=signal.SIGKILL, when=lambda: any(folder.glob("out/compare-*/*/*/metrics.csv")))  # fmt: skip
             arguments = ["compare", "--resume", next(folder.glob("out/compare-*/*")), "--quiet"]
         with ThreadPoolExecutor(2) as pool:
             results = list(pool.map(lambda _: optcli(*arguments, cwd=folder), range(2)))
@@ -625,6 +607,13 @@ class Battery:
                     f"two {command} at once ({round_ + 1})",
                     lambda c=command: self.two_writers(c.split()[0]),
                 )
+
+
+def resumed_longer(run: Path, epochs: int) -> list[object]:
+    """`optcli resume RUN` past the reference run's end, by `epochs` (a completed run is otherwise
+    refused for having nothing to do)."""
+    more = f"train.epochs={TRAIN['train']['epochs'] + epochs}"
+    return ["resume", run, "--set", more, "--allow-changes", "--quiet"]
 
 
 def edit_a_value(path: Path) -> None:
