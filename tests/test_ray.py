@@ -145,7 +145,7 @@ def test_a_node_that_cannot_see_the_driver_folder_sends_the_runs_files_back(tmp_
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes through /proc (Linux)")
 def test_a_worker_that_dies_mid_run_is_retried_from_its_checkpoint(tmp_path):
-    longer = ("--set", "train.epochs=40", "--seeds", "2", "--quiet")  # runs of about half a second
+    longer = ("--set", "train.epochs=40", "--seeds", "1", "--quiet")  # 5 runs of about half a second
     assert_clean_exit(invoke("compare", COMPARE, *longer, "--out", tmp_path / "local"), 0)
     process = start_optcli("compare", COMPARE, *longer, "--executor", "ray", "--out", tmp_path / "ray")
     killed = kill_a_run_under_way(tmp_path / "ray", process)  # as if its node died: Ray retries the task
