@@ -5,12 +5,12 @@ step. Three loops run interleaved in one process, so that machine noise hits all
 loop (batches indexed from tensors, as optcli does), optcli's, and the plain loop fed by
 DataLoader(TensorDataset(...)) as most PyTorch code is written. The figures are ratios of total steps per second. Then,
 in rounds of their own, optcli's loop against itself writing TensorBoard's event files too
-(`output.tensorboard: true`), and logging to MLflow too (`output.mlflow`, a local SQLite store, in
-runs of 10,000 steps). Last, in rounds of their own, a Dataset of one's own (the same data,
+(`output.tensorboard: true`). Last, in rounds of their own, a Dataset of one's own (the same data,
 one sample per `__getitem__`): optcli's loop against the hand-written loop over the same DataLoader,
-and against that loop over a plain `DataLoader(dataset, shuffle=True)`.
+and against that loop over a plain `DataLoader(dataset, shuffle=True)`. (MLflow's cost, on the
+same run: benchmarks/mlflow_cost.py.)
 
-    python benchmarks/overhead.py [--steps 2000] [--rounds 10] [--mlflow-steps 10000] [--mlflow-rounds 2]
+    python benchmarks/overhead.py [--steps 2000] [--rounds 10]
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -68,22 +67,6 @@ def time_optcli(spec: RunSpec, tensorboard: bool = False) -> float:
         sinks = _file_sinks(spec, Path(directory), tensorboard)
         start = time.perf_counter()
         _feed(session, sinks)
-        return time.perf_counter() - start
-
-
-def time_tracked(spec: RunSpec, mlflow_uri: str | None = None) -> float:
-    """Seconds from the sinks' opening to their closing, in `optcli train`'s order: the MLflow sink
-    (its sending process started) before the session's build, and its close waiting for the last
-    values to be in the store."""
-    with tempfile.TemporaryDirectory() as directory:
-        start = time.perf_counter()
-        sinks = _file_sinks(spec, Path(directory))
-        if mlflow_uri is not None:
-            from optcli.train.sinks.mlflow_logging import MlflowLogger
-
-            tracked = {**spec.resolved, "output": {"mlflow": {"tracking_uri": mlflow_uri}}}
-            sinks.append(MlflowLogger(Path(directory), tracked, resumed=False))
-        _feed(build_session(spec), sinks)
         return time.perf_counter() - start
 
 
@@ -186,8 +169,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--mlflow-steps", type=int, default=10_000)
-    parser.add_argument("--mlflow-rounds", type=int, default=2)
     arguments = parser.parse_args()
     spec = guide_spec(arguments.steps)
     # Two measurements of their own: a fourth loop writing event files in the same rounds disturbed
@@ -200,23 +181,6 @@ def main() -> None:
         spec,
         arguments.rounds,
     )
-    tracked, sender_cpu = {}, {}
-    with tempfile.TemporaryDirectory() as store:
-        uri = f"sqlite:///{store}/mlflow.db"
-        time_tracked(guide_spec(50), mlflow_uri=uri)  # (the store's tables made once, as a server has them)
-        # Runs of their own length, so that the sender's start (an interpreter, MLflow's import and the
-        # store's opening) is paid once a run as in real use; every step logged (the default), and
-        # every 50th. The sending processes' CPU time is what the loop competes with.
-        for every in (1, 50):
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            tracked[every] = interleaved(
-                {"optcli": time_tracked, "mlflow": functools.partial(time_tracked, mlflow_uri=uri)},
-                guide_spec(arguments.mlflow_steps, log_every=every),
-                arguments.mlflow_rounds,
-            )
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            seconds = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-            sender_cpu[every] = seconds / (arguments.mlflow_rounds + 1)  # (the warm-up's run too)
     user = interleaved(
         {"same_loader": time_same_loader, "optcli": time_optcli, "plain_loader": time_plain_loader},
         guide_spec(arguments.steps, USER_DATA),
@@ -229,12 +193,6 @@ def main() -> None:
     print(f"ratio optcli/plain:      {totals['plain'] / totals['optcli']:.3f}")
     print(f"ratio optcli/dataloader: {totals['dataloader'] / totals['optcli']:.3f}")
     print(f"ratio optcli+tensorboard/optcli (measured apart): {board['optcli'] / board['tensorboard']:.3f}")
-    for every, pair in tracked.items() if arguments.mlflow_rounds else ():  # (--mlflow-rounds 0: none)
-        print(
-            f"ratio optcli+mlflow/optcli (a SQLite store, {arguments.mlflow_steps}-step runs, log_every {every}, "
-            f"measured apart): {pair['optcli'] / pair['mlflow']:.3f}; the sending process's CPU "
-            f"{sender_cpu[every]:.2f} s a run"
-        )
     print("a Dataset of one's own, through DataLoaders (measured apart):")
     for name, total in user.items():
         print(f"  {name + ':':14s}{steps / total:8.1f} steps/s")

@@ -89,3 +89,47 @@ def test_the_default_writes_the_final_weights_and_checkpoint_every_still_counts_
 def test_checkpoint_interval_mistakes(tmp_path, train, expected):
     message = config_error(invoke("check", write_config(tmp_path, guide_config(train=train))))
     assert expected in message, message
+
+
+def test_a_best_point_kept_in_memory_is_the_checkpoint_written_at_that_epoch(tmp_path):
+    """Priced by time, best.pt waits in memory for the next write of last.pt, while later epochs train
+    on: written at the end, it equals the best.pt a run writing every epoch wrote when it improved."""
+    # Random labels: the validation loss improves for a few epochs, then the model overfits.
+    data = {
+        "name": "random",
+        "samples": 256,
+        "features": 784,
+        "classes": 10,
+        "batch_size": 64,
+        "val_fraction": 0.25,
+    }
+    optimizer = {"name": "adam", "lr": 3e-3}
+    bests = {}
+    for name, train in {"kept": {"checkpoint_interval": "2h"}, "written": {"checkpoint_every": 1}}.items():
+        config = guide_config(data=data, optimizer=optimizer, train={"epochs": 10, **train})
+        run = train_ok(write_config(tmp_path, config, f"{name}.yaml"), tmp_path / name)
+        bests[name] = load_checkpoint(run / "checkpoints" / "best.pt")
+    kept, written = bests["kept"], bests["written"]
+    assert 2 <= kept["loop"]["epoch"] <= 10  # a best epoch before the last: kept across later epochs
+    for part in ("model", "optimizer", "random", "data_order", "summary"):
+        assert_same_state(kept[part], written[part], part)
+    times = {"elapsed_s"}
+    assert {key: value for key, value in kept["loop"].items() if key not in times} == {
+        key: value for key, value in written["loop"].items() if key not in times
+    }
+
+
+def assert_same_state(one: object, other: object, where: str) -> None:
+    """Equal nested dicts, lists and tensors (bit for bit)."""
+    if isinstance(one, torch.Tensor):
+        assert isinstance(other, torch.Tensor) and torch.equal(one, other), where
+    elif isinstance(one, dict):
+        assert isinstance(other, dict) and one.keys() == other.keys(), where
+        for key in one:
+            assert_same_state(one[key], other[key], f"{where}.{key}")
+    elif isinstance(one, list | tuple):
+        assert isinstance(other, list | tuple) and len(one) == len(other), where
+        for index, (item, other_item) in enumerate(zip(one, other, strict=True)):
+            assert_same_state(item, other_item, f"{where}[{index}]")
+    else:
+        assert one == other, where

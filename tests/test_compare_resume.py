@@ -24,7 +24,8 @@ from tests.conftest import (
     wait_for_session_to_end,
 )
 
-pytestmark = pytest.mark.slow  # real processes, stopped at a random moment
+# Real processes, stopped at a random moment; on one xdist worker, which runs the reference once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("compare_resume")]
 
 CHOICES = random.Random(20261126)
 COMPARE = REPO / "configs" / "compare_guide.yaml"

@@ -33,7 +33,8 @@ from tests.conftest import (
     write_config,
 )
 
-pytestmark = pytest.mark.slow  # every test here starts processes
+# Every test here starts processes; on one xdist worker, which trains each reference run once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("distributed")]
 
 CHOICES = random.Random(20261126)  # where the kill lands: random, but a failure repeats
 

@@ -10,9 +10,11 @@ training loss) is the best so far: it must hold that epoch's weights, which no l
 
 from __future__ import annotations
 
+import array
 import random
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, cast
 
 import numpy
@@ -35,8 +37,9 @@ def capture_random_state(session: Session) -> dict[str, Any]:
     numpy_state: Any = numpy.random.get_state()
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
-        # Python's 625 words as one tensor: pickled as 625 ints they were most of a checkpoint's cost.
-        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss_next],
+        # Python's 625 words as one tensor: pickled as 625 ints they were most of a checkpoint's cost
+        # (and through an array, a third of torch.tensor's time: this runs at every best epoch).
+        "python": [version, torch.frombuffer(array.array("q", internal), dtype=torch.int64), gauss_next],
         "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].copy()), *numpy_state[2:]],
         "torch": torch.get_rng_state(),
         "data_order": session.batches.generator.get_state(),
@@ -93,14 +96,16 @@ class Checkpointer:
         self.writer = CheckpointWriter()
         self._writing: str | None = None  # what the writer has in hand
         self._pending_best: Checkpoint | None = None  # the best point since the last write
+        self._small_state: bool | None = None  # whether a best point is kept in memory (_fits_in_memory)
         # data.json's hash, which every checkpoint vouches for: the run's data.json never changes, and
         # a held-out split's rows make it long (hashed once, not at every epoch's end).
         self._data_sha256 = text_sha256(data_json(session.data_description))
         if session.world.is_main:
             remove_partial_writes(self.directory)
 
-    def save(self, point: CheckpointDue, csv: CsvMarks, summary: SummaryState) -> None:
-        """last.pt when a checkpoint is due here (`_due`), best.pt when the monitored metric improved."""
+    def save(self, point: CheckpointDue, csv: Callable[[], CsvMarks], summary: SummaryState) -> None:
+        """last.pt when a checkpoint is due here (`_due`), best.pt when the monitored metric improved.
+        `csv` gives the CSV files' marks (it flushes them: asked only when a checkpoint is made)."""
         if not self.enabled:
             return
         due = self._due(point)
@@ -108,13 +113,14 @@ class Checkpointer:
         if not (due or is_best):
             return
         started = time.perf_counter()
-        payload = self._payload(point, csv, summary)
-        if is_best and not due and self.every is None and state_bytes(payload) <= ASYNC_LIMIT:
+        payload = self._payload(point, csv(), summary)
+        if is_best and not due and self.every is None and self._fits_in_memory(payload):
             # Priced by time too: the best point is kept (a copy, in memory) and written with the next
-            # checkpoint, so that best.pt on disk is always the best as of last.pt. (The config is
-            # the run's, unchanged: shared, not copied.)
-            snapshot = frozen({key: value for key, value in payload.items() if key != "config"})
-            self._pending_best = cast(Checkpoint, {**snapshot, "config": payload["config"]})
+            # checkpoint, so that best.pt on disk is always the best as of last.pt. Only what training
+            # goes on changing is copied (the weights, the optimizer's and scheduler's states, the
+            # summary): the rest `_payload` made afresh, and the config is the run's, never changed.
+            snapshot = {key: value if key in MADE_FRESH else frozen(value) for key, value in payload.items()}
+            self._pending_best = cast(Checkpoint, snapshot)
             return
         if due and not is_best:
             self._write_pending_best()  # (then this point's last.pt; a newer best replaces it below)
@@ -125,6 +131,16 @@ class Checkpointer:
         self._writing = f"epoch {point.epoch}, step {point.step}" if due else None
         if due:  # what this checkpoint cost the loop prices the next (train.checkpoint_interval: auto)
             self.timer.written(time.perf_counter() - started)
+            self._small_state = None
+
+    def _fits_in_memory(self, payload: Checkpoint) -> bool:
+        """Whether a best point this size is kept in memory until the next checkpoint (ASYNC_LIMIT).
+        Measured at the first best point after each write of last.pt: a run's states keep their sizes
+        once its optimizer has stepped, or grow slowly (L-BFGS's history), and walking the payload at
+        every best epoch cost a tenth of a small model's step."""
+        if self._small_state is None:
+            self._small_state = state_bytes(payload) <= ASYNC_LIMIT
+        return self._small_state
 
     def _write_pending_best(self) -> None:
         if self._pending_best is not None:
@@ -199,6 +215,13 @@ class Checkpointer:
         if session.scaler is not None:
             checkpoint["scaler"] = session.scaler.state_dict()
         return checkpoint
+
+
+# The parts of a checkpoint's payload that `_payload` makes afresh each time (or that never change):
+# no later step can change them, so a best point kept in memory shares them.
+MADE_FRESH = frozenset(
+    {"format", "random", "loop", "csv_sizes", "csv_sha256", "filled", "data_sha256", "threads", "config"}
+)
 
 
 def frozen(value: Any) -> Any:

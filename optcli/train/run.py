@@ -202,7 +202,7 @@ def _drive(
                 # on (or is stopped) before it is on disk.
                 barrier(world)
                 if files:
-                    checkpointer.save(record, files.csv.marks(), files.summary.state)
+                    checkpointer.save(record, files.csv.marks, files.summary.state)
                     if world.active:
                         checkpointer.wait()
                 barrier(world)

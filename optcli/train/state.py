@@ -3,9 +3,10 @@ generators), what every step needs to know, and the clock that counts training t
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from optcli.config.spec import optimizer_steps
@@ -32,7 +33,13 @@ class LoopState:
     best: dict[str, tuple[float, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A copy that later steps cannot change (asked at every epoch's end: written by hand, as
+        dataclasses.asdict's deep copy cost more than a small model's step)."""
+        values = {name: getattr(self, name) for name in _FIELDS}
+        values["epoch_losses"] = list(self.epoch_losses)
+        values["stopper"] = copy.deepcopy(self.stopper)
+        values["best"] = dict(self.best)  # (its values are tuples: immutable)
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LoopState:
@@ -59,6 +66,9 @@ class LoopState:
                 self.best[metric] = (value, epoch)
                 improved.append(metric)
         return tuple(improved)
+
+
+_FIELDS = tuple(field.name for field in fields(LoopState))
 
 
 @dataclass(frozen=True)
