@@ -9,7 +9,9 @@ the sinks' opening to their closing, in `optcli train`'s order: the MLflow sink 
 session's build, its close waiting until the last value is in the store. The conditions:
 
 - none: the CSV files, summary and plain display only (what every run has);
-- sender: optcli's `output.mlflow` (the values piped to a process of its own, which logs them);
+- sender: optcli's `output.mlflow` with `log_every: 1` (the values piped to a process of its own,
+  which logs them);
+- sender, auto: the same with `log_every: auto`, the default (about 1,000 steps' values a metric);
 - async, a call a step: `MlflowClient.log_batch(..., synchronous=False)` at every step, as MLflow's
   documentation shows it;
 - async, batched: the same call with the values gathered as the sender gathers them (FLUSH_INTERVAL_S).
@@ -20,8 +22,8 @@ the store's opening) and, beyond that, per value logged.
 
     python benchmarks/mlflow_cost.py [--steps 10000] [--rounds 2] [--minutes 0]
 
---minutes M also times a run of about M minutes (its steps from the first round's speed) with and
-without the sender, once each.
+--minutes M also times a run of about M minutes (its steps from the first round's speed) without
+MLflow and with it as configured by default (the sender, log_every auto), once each.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -108,8 +112,9 @@ def timed_run(spec: RunSpec, uri: str, condition: str) -> tuple[float, float, fl
         start = time.perf_counter()
         sinks = _file_sinks(spec, Path(directory))
         tracking: Timed | None = None
-        if condition == "sender":
-            tracked = {**spec.resolved, "output": {"mlflow": {"tracking_uri": uri}}}
+        if condition.startswith("sender"):
+            every = spec.mlflow_log_every if condition == "sender, auto" else 1
+            tracked = {**spec.resolved, "output": {"mlflow": {"tracking_uri": uri, "log_every": every}}}
             tracking = Timed(MlflowLogger(Path(directory), tracked, resumed=False))
         elif condition.startswith("async"):
             tracking = Timed(AsyncMlflow(uri, batched=condition == "async, batched"))
@@ -118,6 +123,18 @@ def timed_run(spec: RunSpec, uri: str, condition: str) -> tuple[float, float, fl
         _feed(build_session(spec), sinks)
         seconds = time.perf_counter() - start
     return seconds, tracking.seconds if tracking else 0.0, time.process_time() - cpu
+
+
+def mlflow_start_up(uri: str) -> float:
+    """Seconds for a fresh interpreter to import MLflow and open the store: what the asynchronous
+    conditions would add to a run of their own (this process imported MLflow once, beforehand)."""
+    started = time.perf_counter()
+    code = f"from mlflow import MlflowClient; MlflowClient({uri!r}).search_experiments()"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    bare = time.perf_counter() - started
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True, capture_output=True)
+    return bare - (time.perf_counter() - started)
 
 
 def children_cpu() -> float:
@@ -132,7 +149,7 @@ def sender_cpu(spec: RunSpec, uri: str) -> float:
     return children_cpu() - before
 
 
-CONDITIONS = ("none", "sender", "async, a call a step", "async, batched")
+CONDITIONS = ("none", "sender", "sender, auto", "async, a call a step", "async, batched")
 
 
 def main() -> None:
@@ -155,6 +172,7 @@ def main() -> None:
                 if name == "sender":
                     children.append(children_cpu() - before)
         start_up = statistics.median(sender_cpu(guide_spec(10), uri) for _ in range(3))
+        imported = statistics.median(mlflow_start_up(uri) for _ in range(3))
         long = None
         if arguments.minutes:
             speed = arguments.steps / statistics.median(seconds for seconds, _, _ in results["none"])
@@ -163,7 +181,7 @@ def main() -> None:
             long = (
                 long_spec.total_steps,
                 timed_run(long_spec, uri, "none")[0],
-                timed_run(long_spec, uri, "sender"),
+                timed_run(long_spec, uri, "sender, auto"),
                 children_cpu() - before,
             )
     steps = spec.total_steps
@@ -177,6 +195,10 @@ def main() -> None:
             f"  {name + ':':22s} {seconds:7.2f} s  speed {none / seconds:.3f} of none;"
             f"  in the sink's handle {handle:5.2f} s ({handle / seconds:.1%});  this process's CPU {cpu:6.2f} s"
         )
+    print(
+        f"  (the async conditions' MLflow was imported beforehand: in a run of their own, importing it and "
+        f"opening the store adds {imported:.2f} s to the training process)"
+    )
     values = 3 * steps
     sending = statistics.median(children)
     print(
@@ -186,8 +208,9 @@ def main() -> None:
     if long is not None:
         long_steps, long_none, (long_sender, long_handle, _), long_children = long
         print(
-            f"a run of {long_steps} steps (about {arguments.minutes:g} minutes): none {long_none:.1f} s, "
-            f"sender {long_sender:.1f} s, speed {long_none / long_sender:.3f} of none; in the sink's handle "
+            f"a run of {long_steps} steps (about {arguments.minutes:g} minutes): none {long_none:.1f} s, sender "
+            f"(log_every auto: {long_spec.mlflow_log_every}) {long_sender:.1f} s, speed {long_none / long_sender:.3f}"
+            f" of none; in the sink's handle "
             f"{long_handle:.2f} s; the sender's CPU {long_children:.1f} s"
         )
 

@@ -118,6 +118,26 @@ def test_a_run_logged_to_a_sqlite_store_equals_its_files(tmp_path, monkeypatch):
     ).exists()
 
 
+@pytest.mark.slow
+def test_a_long_run_logs_about_a_thousand_steps_by_default_and_config_yaml_records_which(tmp_path):
+    """output.mlflow.log_every: auto. 2,400 steps, a row of metrics.csv each: MLflow gets every 3rd
+    step's values (800), config.yaml says 3; a number of one's own is kept as given."""
+    uri = store(tmp_path)
+    run_dir = train_ok(write_config(tmp_path, tracked(uri, epochs=400, eval_every=None)), tmp_path / "runs")
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["output"]["mlflow"]["log_every"] == 3
+    rows = read_csv(run_dir / "metrics.csv")
+    assert len(rows) == 2400
+    logged = history(client(uri), read_state(run_dir)["run_id"], "loss")
+    assert [step for step, _ in logged] == [int(row["step"]) for row in rows if int(row["step"]) % 3 == 0]
+    assert [value for _, value in logged] == pytest.approx(
+        [float(row["loss"]) for row in rows if int(row["step"]) % 3 == 0], rel=1e-6
+    )
+    config = tracked(uri, epochs=2)
+    config["output"]["mlflow"]["log_every"] = 7
+    run_dir = train_ok(write_config(tmp_path, config, "own.yaml"), tmp_path / "own")
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["output"]["mlflow"]["log_every"] == 7
+
+
 def test_a_failed_run_is_failed_in_mlflow(tmp_path):
     uri = store(tmp_path)
     config = {**one_infinite_batch(tmp_path), "output": {"mlflow": {"tracking_uri": uri}}}

@@ -282,6 +282,11 @@ def interval_seconds(value: float | str) -> float | None:
     return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
 
 
+# output.mlflow.log_every: auto logs at most about this many steps' values of each metric: as many as
+# MLflow's charts draw (they sample longer histories down), at a cost that stays a few percent of a run.
+MLFLOW_POINTS = 1000
+
+
 class MlflowConfig(Strict):
     """output.mlflow: the run logged to an MLflow tracking server too (the optional extra)."""
 
@@ -290,7 +295,11 @@ class MlflowConfig(Strict):
     )
     experiment: str | None = None  # default: the config's name
     run_name: str | None = None  # default: the run directory's name
-    log_every: int | None = Field(None, ge=1)  # steps between logged steps; default train.log_every
+    # Steps between the steps logged to MLflow. auto (the default): train.log_every, or the smallest
+    # multiple of it that keeps the run's history to MLFLOW_POINTS values a metric (recorded in
+    # config.yaml as the number it chose). Each value costs MLflow's client CPU (a SQLite store's
+    # about 0.2 ms): a long run logging every step would spend most of a core on it.
+    log_every: Annotated[int, Field(ge=1)] | Literal["auto"] | None = "auto"
 
 
 class OutputConfig(Strict):

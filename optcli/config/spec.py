@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,14 @@ from optcli.components.registry import import_object, imported_neighbours
 from optcli.components.signature import TensorValue, plain, recorded_arguments
 from optcli.config.init_and_groups import ModelInit, ParamGroup
 from optcli.config.metrics import better_direction, validation_metrics
-from optcli.config.schema import SECTION_KEYS, ClipConfig, LoaderOptions, OutputConfig, TrainConfig
+from optcli.config.schema import (
+    MLFLOW_POINTS,
+    SECTION_KEYS,
+    ClipConfig,
+    LoaderOptions,
+    OutputConfig,
+    TrainConfig,
+)
 from optcli.data.batches import batches_per_epoch
 from optcli.data.in_memory import DataInfo
 from optcli.data.registry import open_source
@@ -365,7 +373,20 @@ class RunSpec:
         record["metrics"] = [metric.record() for metric in self.metrics]
         record["train"] = self.train.model_dump()
         record["output"] = self.output.model_dump()
+        if self.output.mlflow is not None:
+            record["output"]["mlflow"]["log_every"] = self.mlflow_log_every
         return plain(record)  # type: ignore[no-any-return]
+
+    @property
+    def mlflow_log_every(self) -> int:
+        """output.mlflow.log_every as a number (auto: see MlflowConfig)."""
+        chosen = self.output.mlflow.log_every if self.output.mlflow is not None else "auto"
+        rows = self.train.log_every
+        if chosen is None:  # (a config.yaml of an earlier version: every row of metrics.csv)
+            return rows
+        if chosen != "auto":
+            return chosen
+        return rows * max(1, math.ceil(self.total_steps / (MLFLOW_POINTS * rows)))
 
     def user_files(self) -> list[str]:
         """The Python files of the user's that the config names (`models.py:Net`), and those they

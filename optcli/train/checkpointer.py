@@ -13,8 +13,8 @@ from __future__ import annotations
 import array
 import random
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 import numpy
