@@ -24,8 +24,7 @@ from tests.conftest import (
     wait_for_session_to_end,
 )
 
-# Real processes, stopped at a random moment; on one xdist worker, which runs the reference once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("compare_resume")]
+pytestmark = pytest.mark.slow  # real processes, stopped at a random moment
 
 CHOICES = random.Random(20261126)
 COMPARE = REPO / "configs" / "compare_guide.yaml"

@@ -33,8 +33,7 @@ from tests.conftest import (
     write_config,
 )
 
-# Every test here starts processes; on one xdist worker, which trains each reference run once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("distributed")]
+pytestmark = pytest.mark.slow  # every test here starts processes
 
 CHOICES = random.Random(20261126)  # where the kill lands: random, but a failure repeats
 

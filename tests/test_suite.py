@@ -200,7 +200,6 @@ def suite_run(tmp_path_factory) -> tuple[Path, str]:
     return next((directory / "out").glob("compare-mini/*")), result.stdout
 
 
-@pytest.mark.xdist_group("suite_run")  # one worker: the suite run once
 def test_a_suite_runs_every_arm_on_every_workload_and_scores_them(suite_run):
     directory, stdout = suite_run
     for name in (
@@ -243,7 +242,6 @@ def test_a_suite_runs_every_arm_on_every_workload_and_scores_them(suite_run):
     assert profile[0]["tau"] == "1.0" and profile[-1]["tau"] == "4.0"
 
 
-@pytest.mark.xdist_group("suite_run")  # one worker: the suite run once
 def test_a_suite_resumed_after_losing_runs_equals_the_uninterrupted_one(suite_run, tmp_path):
     """The second workload never started and a run of the first is gone: --resume runs exactly
     those, and the suite's files are the uninterrupted suite's (times aside)."""
@@ -262,7 +260,6 @@ def test_a_suite_resumed_after_losing_runs_equals_the_uninterrupted_one(suite_ru
     assert resumed["scores"] == whole["scores"] and resumed["verdict"] == whole["verdict"]
 
 
-@pytest.mark.xdist_group("suite_run")  # one worker: the suite run once
 def test_one_workload_of_a_suite_is_not_resumed_alone(suite_run):
     directory, _ = suite_run
     message = config_error(invoke("compare", "--resume", directory / "teacher"))
@@ -293,7 +290,6 @@ def test_a_suite_stopped_by_ctrl_c_and_resumed_equals_the_uninterrupted_one(tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("suite_run")  # one worker: the suite run once
 def test_a_suite_on_ray_equals_the_local_one(suite_run, tmp_path):
     directory, _ = suite_run
     result = invoke(
@@ -386,7 +382,6 @@ def test_a_tuned_suite_tunes_every_arm_per_workload_with_the_same_points(tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("suite_run")  # one worker: the suite run once
 def test_a_suite_in_one_queue_gives_the_verdict_workload_by_workload_gives(suite_run, tmp_path):
     """--jobs 2 puts every workload's runs in one queue; --jobs 1 runs the workloads one after the
     other: the same runs, so the same numbers and the same verdict."""

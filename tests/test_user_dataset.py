@@ -189,7 +189,6 @@ def assert_same_run(resumed: Path, reference: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("user_dataset")  # one worker: the reference run trained once
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT])
 def test_killed_or_interrupted_mid_epoch_with_workers_then_resumed_equals_the_uninterrupted_run(
     reference, tmp_path, signum
