@@ -176,7 +176,8 @@ def main() -> None:
         long = None
         if arguments.minutes:
             speed = arguments.steps / statistics.median(seconds for seconds, _, _ in results["none"])
-            long_spec = guide_spec(int(speed * arguments.minutes * 60))
+            long_steps = int(speed * arguments.minutes * 60)
+            long_spec = guide_spec(long_steps, epochs=long_steps // 20 + 1)  # (20 steps an epoch)
             before = children_cpu()
             long = (
                 long_spec.total_steps,
@@ -206,7 +207,7 @@ def main() -> None:
     )
     print(f"  per value beyond its start-up: {(sending - start_up) / values * 1e3:.3f} ms ({values} values)")
     if long is not None:
-        long_steps, long_none, (long_sender, long_handle, _), long_children = long
+        _, long_none, (long_sender, long_handle, _), long_children = long
         print(
             f"a run of {long_steps} steps (about {arguments.minutes:g} minutes): none {long_none:.1f} s, sender "
             f"(log_every auto: {long_spec.mlflow_log_every}) {long_sender:.1f} s, speed {long_none / long_sender:.3f}"

@@ -317,3 +317,28 @@ def test_sync_refuses_a_runs_cut_or_garbled_files_naming_them_and_uploads_nothin
     assert_clean_exit(synced, 1)
     assert f"{bare / 'metrics.csv'}: row 4 is not a row optcli wrote (ValueError" in synced.stdout
     assert not client(uri).search_runs([e.experiment_id for e in client(uri).search_experiments()])
+
+
+def test_the_sender_gathers_metrics_that_arrive_together_into_one_batch_in_their_order():
+    """A run of short epochs hands over a batch an epoch: the sending process logs those waiting
+    together in one log_batch, never reordering them around parameters or the end."""
+    import queue
+
+    from optcli.train.sinks.mlflow_sender import gathered
+
+    items: queue.SimpleQueue = queue.SimpleQueue()
+    sent = [
+        {"kind": "params", "params": {"seed": "0"}},
+        {"kind": "metrics", "metrics": [["loss", 1.0, 1, 0]]},
+        {"kind": "metrics", "metrics": [["train_loss", 0.9, 1, 0]]},
+        {"kind": "metrics", "metrics": [["loss", 0.8, 2, 0]]},
+        {"kind": "finish", "status": "FINISHED"},
+        None,
+    ]
+    for item in sent:
+        items.put(item)
+    assert list(gathered(items)) == [
+        sent[0],
+        {"kind": "metrics", "metrics": [["loss", 1.0, 1, 0], ["train_loss", 0.9, 1, 0], ["loss", 0.8, 2, 0]]},
+        sent[4],
+    ]
