@@ -111,19 +111,8 @@ def test_sighup_to_a_comparisons_process_group_stops_it_cleanly(tmp_path):
     """A closed terminal sends SIGHUP to every process of its group: the command, the fork server,
     the resource tracker and the workers alike."""
     compare = REPO / "configs" / "compare_guide.yaml"
-    process = start_optcli(
-        "compare",
-        compare,
-        "--jobs",
-        "2",
-        "--set",
-        "train.epochs=60",
-        "--seeds",
-        "2",
-        "--quiet",
-        "--out",
-        tmp_path,
-    )
+    longer = ("--set", "train.epochs=60", "--seeds", "2")  # 10 runs
+    process = start_optcli("compare", compare, "--jobs", "2", *longer, "--quiet", "--out", tmp_path)
     _wait_for_summaries(tmp_path, 2, process)
     os.killpg(process.pid, signal.SIGHUP)
     _, stderr = process.communicate(timeout=120)
