@@ -106,6 +106,23 @@ def test_invalid_values_are_config_errors(tmp_path, sections, key):
     assert key in message
 
 
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({"train": {"threads": "fast"}}, "train.threads: must be a valid integer or 'auto', got 'fast'"),
+        (
+            {"output": {"mlflow": {"log_every": 0}}},
+            "output.mlflow.log_every: must be greater than or equal to 1 or 'auto', got 0",
+        ),
+    ],
+)
+def test_a_key_that_takes_a_number_or_a_word_is_one_problem(tmp_path, sections, expected):
+    """Not one line per branch of its type, tagged with pydantic's names for them."""
+    message = config_error(check(tmp_path, guide_config(**sections)))
+    assert expected in message and "problems:" not in message  # one problem, said once
+    assert "constrained-int" not in message and "literal[" not in message
+
+
 def test_every_problem_is_reported_at_once(tmp_path):
     config = guide_config(
         optimizer={"name": "adam", "lr": -1, "momentum": 0.9}, train={"epochs": 0}, clip={"max_norm": 0}

@@ -350,7 +350,7 @@ def validate_file(values: dict[str, Any]) -> tuple[ConfigFile, list[str]]:
     try:
         return ConfigFile.model_validate(values), problems
     except ValidationError as error:
-        problems += [describe_error(detail, ConfigFile) for detail in error.errors()]
+        problems += [describe_error(detail, ConfigFile) for detail in merged_errors(error)]
         broken = {detail["loc"][0] if detail["loc"] else "" for detail in error.errors()}
         # Top-level fields are validated independently, so the file without its broken ones is valid.
         valid = {
@@ -359,6 +359,41 @@ def validate_file(values: dict[str, Any]) -> tuple[ConfigFile, list[str]]:
             if key in ConfigFile.model_fields and key not in broken
         }
         return ConfigFile.model_validate(valid), problems
+
+
+def merged_errors(error: ValidationError) -> list[Any]:
+    """pydantic's errors, those of one key's union branches merged into one: `threads: fast` is one
+    problem ("must be a valid integer or 'auto'"), not one per branch with the branch's tag in the key
+    (`train.threads.constrained-int`, `train.threads.literal['auto']`)."""
+    merged: dict[tuple[Any, ...], Any] = {}
+    for detail in error.errors():
+        loc = tuple(detail["loc"])
+        if len(loc) >= 2 and _is_union_branch(loc[-1]):
+            key = loc[:-1]
+            alternative = _must_be(detail)
+            if key in merged and merged[key]["type"] == "union":
+                merged[key]["msg"] += f" or {alternative}"
+            else:
+                merged[key] = {
+                    "type": "union",
+                    "loc": key,
+                    "msg": f"must be {alternative}",
+                    "input": detail["input"],
+                }
+        else:
+            merged[(*loc, len(merged))] = detail  # (every other error as it is, in its order)
+    return list(merged.values())
+
+
+def _is_union_branch(part: Any) -> bool:
+    """A location part that names a union's branch (pydantic's tag), not a key: 'constrained-int',
+    "literal['auto']", 'int', 'str', 'list[int]'."""
+    return isinstance(part, str) and (part in ("int", "float", "str", "bool") or "-" in part or "[" in part)
+
+
+def _must_be(detail: Any) -> str:
+    message = detail["msg"].removeprefix("Value error, ").replace("Input should be ", "")
+    return message[:1].lower() + message[1:]
 
 
 def describe_error(detail: Any, schema: type[BaseModel], where: str = "") -> str:
@@ -378,7 +413,7 @@ def describe_error(detail: Any, schema: type[BaseModel], where: str = "") -> str
         return f"{location}: required" + (f": {help_text}" if help_text else "")
     message = detail["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
     message = message[:1].lower() + message[1:]
-    if kind.endswith("_type") or kind.startswith(("greater", "less", "literal")):
+    if kind.endswith("_type") or kind.startswith(("greater", "less", "literal", "union")):
         return f"{location}: {message}, got {detail['input']!r}"
     return f"{location}: {message}"
 

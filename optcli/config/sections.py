@@ -22,6 +22,7 @@ from optcli.config.schema import (
     NamedSection,
     OneOptimizerSection,
     describe_error,
+    merged_errors,
 )
 from optcli.config.spec import WRAPPED_ARGUMENT, Component, DataSpec
 from optcli.errors import ConfigError
@@ -208,7 +209,7 @@ def wrapped_section(
     except ValidationError as error:
         problems.lines += [
             describe_error(detail, OneOptimizerSection, f"{where}.{WRAPPED_ARGUMENT}")
-            for detail in error.errors()
+            for detail in merged_errors(error)
         ]
         return None
 

@@ -17,7 +17,7 @@ from optcli.compare.planning.plan import (
     read_compare_file,
 )
 from optcli.config.loading import merge_arm
-from optcli.config.schema import Strict, describe_error
+from optcli.config.schema import Strict, describe_error, merged_errors
 from optcli.config.yaml_loader import load_yaml_mapping
 from optcli.errors import ConfigError
 
@@ -69,7 +69,7 @@ def load_suite(path: Path, values: dict[str, Any], command_line: CommandLine) ->
             workload = Workload.model_validate(entry)
         except ValidationError as error:
             problems += [
-                f"{path}: {describe_error(d, Workload, f'workloads.{name}')}" for d in error.errors()
+                f"{path}: {describe_error(d, Workload, f'workloads.{name}')}" for d in merged_errors(error)
             ]
             continue
         try:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from optcli.compare.planning.plan import CommandLine
 from optcli.compare.running.jobs import Job, JobOutcome
-from optcli.config.schema import describe_error
+from optcli.config.schema import describe_error, merged_errors
 from optcli.config.spec import NOT_COMPUTED, NOT_COMPUTED_BEFORE, hash_resolved
 from optcli.errors import COULD_NOT_START, ConfigError
 from optcli.train.run_files import check_run_files
@@ -78,7 +78,7 @@ def _read_record(directory: Path) -> _InvocationRecord:
         record = _InvocationRecord.model_validate(document)
     except ValidationError as error:
         raise ConfigError(
-            [f"{path}: {describe_error(detail, _InvocationRecord)}" for detail in error.errors()]
+            [f"{path}: {describe_error(detail, _InvocationRecord)}" for detail in merged_errors(error)]
         ) from None
     if record.digest is not None and record.digest != _digest(document):
         raise ConfigError(
