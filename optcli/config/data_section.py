@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from optcli.config.schema import DataSection, NamedSection, describe_error, merged_errors
+from optcli.config.schema import DataSection, NamedSection, describe_errors
 from optcli.config.sections import Problems, bind_component, lookup
 from optcli.config.spec import DataSource, DataSpec
 from optcli.data.registry import DATASETS, is_in_memory, open_source
@@ -103,7 +103,7 @@ def _resolve_split(
     try:
         section = NamedSection.model_validate(mapping)
     except ValidationError as error:
-        problems.lines += [describe_error(detail, NamedSection, where) for detail in merged_errors(error)]
+        problems.lines += describe_errors(error, NamedSection, where)
         return None
     source = _resolve_source(section, where, base_dir, problems)
     if source is None:
@@ -162,9 +162,7 @@ def resolve_data_alone(values: dict[str, Any], base_dir: Path) -> DataSpec:
     try:
         section = DataSection.model_validate(values)
     except ValidationError as error:
-        raise ConfigError(
-            [describe_error(detail, DataSection, "data") for detail in merged_errors(error)]
-        ) from None
+        raise ConfigError(describe_errors(error, DataSection, "data")) from None
     problems = Problems()
     spec = resolve_data(section, base_dir, problems)
     if problems.lines or spec is None:

@@ -350,7 +350,7 @@ def validate_file(values: dict[str, Any]) -> tuple[ConfigFile, list[str]]:
     try:
         return ConfigFile.model_validate(values), problems
     except ValidationError as error:
-        problems += [describe_error(detail, ConfigFile) for detail in merged_errors(error)]
+        problems += describe_errors(error, ConfigFile)
         broken = {detail["loc"][0] if detail["loc"] else "" for detail in error.errors()}
         # Top-level fields are validated independently, so the file without its broken ones is valid.
         valid = {
@@ -361,7 +361,12 @@ def validate_file(values: dict[str, Any]) -> tuple[ConfigFile, list[str]]:
         return ConfigFile.model_validate(valid), problems
 
 
-def merged_errors(error: ValidationError) -> list[Any]:
+def describe_errors(error: ValidationError, schema: type[BaseModel], where: str = "") -> list[str]:
+    """pydantic's errors as lines naming their keys (`_describe_error`), one line a key."""
+    return [_describe_error(detail, schema, where) for detail in _merged_errors(error)]
+
+
+def _merged_errors(error: ValidationError) -> list[Any]:
     """pydantic's errors, those of one key's union branches merged into one: `threads: fast` is one
     problem ("must be a valid integer or 'auto'"), not one per branch with the branch's tag in the key
     (`train.threads.constrained-int`, `train.threads.literal['auto']`)."""
@@ -370,7 +375,7 @@ def merged_errors(error: ValidationError) -> list[Any]:
         loc = tuple(detail["loc"])
         if len(loc) >= 2 and _is_union_branch(loc[-1]):
             key = loc[:-1]
-            alternative = _must_be(detail)
+            alternative = _message(detail).removeprefix("must be ")
             if key in merged and merged[key]["type"] == "union":
                 merged[key]["msg"] += f" or {alternative}"
             else:
@@ -391,12 +396,13 @@ def _is_union_branch(part: Any) -> bool:
     return isinstance(part, str) and (part in ("int", "float", "str", "bool") or "-" in part or "[" in part)
 
 
-def _must_be(detail: Any) -> str:
-    message = detail["msg"].removeprefix("Value error, ").replace("Input should be ", "")
+def _message(detail: Any) -> str:
+    """pydantic's message in optcli's words: 'must be ...', not 'Input should be ...'."""
+    message = detail["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
     return message[:1].lower() + message[1:]
 
 
-def describe_error(detail: Any, schema: type[BaseModel], where: str = "") -> str:
+def _describe_error(detail: Any, schema: type[BaseModel], where: str = "") -> str:
     """One pydantic error as a line naming its key: 'train.epochs: must be greater than or equal to 1, got 0'."""
     location = ".".join(str(part) for part in (where, *detail["loc"]) if part != "")
     key = str(detail["loc"][-1]) if detail["loc"] else ""
@@ -411,8 +417,7 @@ def describe_error(detail: Any, schema: type[BaseModel], where: str = "") -> str
             )
         help_text = REQUIRED_SECTIONS.get(key)
         return f"{location}: required" + (f": {help_text}" if help_text else "")
-    message = detail["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
-    message = message[:1].lower() + message[1:]
+    message = _message(detail)
     if kind.endswith("_type") or kind.startswith(("greater", "less", "literal", "union")):
         return f"{location}: {message}, got {detail['input']!r}"
     return f"{location}: {message}"

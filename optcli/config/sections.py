@@ -21,8 +21,7 @@ from optcli.config.schema import (
     SECTION_KEYS,
     NamedSection,
     OneOptimizerSection,
-    describe_error,
-    merged_errors,
+    describe_errors,
 )
 from optcli.config.spec import WRAPPED_ARGUMENT, Component, DataSpec
 from optcli.errors import ConfigError
@@ -207,10 +206,7 @@ def wrapped_section(
     try:
         return OneOptimizerSection.model_validate(value)
     except ValidationError as error:
-        problems.lines += [
-            describe_error(detail, OneOptimizerSection, f"{where}.{WRAPPED_ARGUMENT}")
-            for detail in merged_errors(error)
-        ]
+        problems.lines += describe_errors(error, OneOptimizerSection, f"{where}.{WRAPPED_ARGUMENT}")
         return None
 
 

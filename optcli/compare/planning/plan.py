@@ -18,7 +18,7 @@ from optcli.compare.judging.ranking import METRIC_INFO, TARGET_METRICS, MetricIn
 from optcli.compare.judging.targets import Target, read_target
 from optcli.compare.planning.tuning import DraftTuning, Tuning, read_tuning, resolve_trials
 from optcli.config.loading import RawConfig, apply_overrides, carried_over, merge_arm
-from optcli.config.schema import Strict, describe_error, merged_errors
+from optcli.config.schema import Strict, describe_errors
 from optcli.config.yaml_loader import load_yaml_mapping
 
 if TYPE_CHECKING:
@@ -156,9 +156,7 @@ def read_compare_file(path: Path, values: dict[str, Any]) -> CompareFile:
     try:
         compare = CompareFile.model_validate(values)
     except ValidationError as error:
-        raise ConfigError(
-            [f"{path}: {describe_error(detail, CompareFile)}" for detail in merged_errors(error)]
-        ) from None
+        raise ConfigError([f"{path}: {line}" for line in describe_errors(error, CompareFile)]) from None
     if (compare.base is None) == (compare.workloads is None):
         raise ConfigError(f"{path}: give base: (one task's config) or workloads: (several), one of them")
     return compare

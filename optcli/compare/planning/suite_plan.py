@@ -17,7 +17,7 @@ from optcli.compare.planning.plan import (
     read_compare_file,
 )
 from optcli.config.loading import merge_arm
-from optcli.config.schema import Strict, describe_error, merged_errors
+from optcli.config.schema import Strict, describe_errors
 from optcli.config.yaml_loader import load_yaml_mapping
 from optcli.errors import ConfigError
 
@@ -68,9 +68,7 @@ def load_suite(path: Path, values: dict[str, Any], command_line: CommandLine) ->
         try:
             workload = Workload.model_validate(entry)
         except ValidationError as error:
-            problems += [
-                f"{path}: {describe_error(d, Workload, f'workloads.{name}')}" for d in merged_errors(error)
-            ]
+            problems += [f"{path}: {line}" for line in describe_errors(error, Workload, f"workloads.{name}")]
             continue
         try:
             own = {

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from optcli.compare.planning.plan import CommandLine
 from optcli.compare.running.jobs import Job, JobOutcome
-from optcli.config.schema import describe_error, merged_errors
+from optcli.config.schema import describe_errors
 from optcli.config.spec import NOT_COMPUTED, NOT_COMPUTED_BEFORE, hash_resolved
 from optcli.errors import COULD_NOT_START, ConfigError
 from optcli.train.run_files import check_run_files
@@ -77,9 +77,7 @@ def _read_record(directory: Path) -> _InvocationRecord:
     try:
         record = _InvocationRecord.model_validate(document)
     except ValidationError as error:
-        raise ConfigError(
-            [f"{path}: {describe_error(detail, _InvocationRecord)}" for detail in merged_errors(error)]
-        ) from None
+        raise ConfigError([f"{path}: {line}" for line in describe_errors(error, _InvocationRecord)]) from None
     if record.digest is not None and record.digest != _digest(document):
         raise ConfigError(
             f"{path}: edited since the comparison wrote it (its digest no longer matches): what it says was "
