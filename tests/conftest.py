@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Text data's token files go to a cache of the test session's own, not the user's ~/.cache.
 os.environ.setdefault("OPTCLI_CACHE", tempfile.mkdtemp(prefix="optcli-cache-"))
+
+# Ray, wherever a test starts or joins an instance: on the loopback interface alone (Ray's switch for
+# a cluster of one machine: without it Ray rewrites 127.0.0.1 to the machine's own address, where it
+# binds), with a token of the test session's own rather than the user's ~/.ray/auth_token. Set before
+# any Ray is started here: a process keeps the token it first read.
+os.environ.update(
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16)
+)
 
 # In CI the property tests draw the same examples every run, so that a landing never hangs on luck;
 # on a developer's machine they draw new ones each time, to keep finding what nobody thought of.
@@ -43,6 +54,50 @@ def one_thread() -> Any:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A Ray instance on the loopback interface that the tests needing only somewhere to run tasks
+    share (`compare --executor ray --address ADDRESS`): one start, and warm workers, instead of one
+    local instance per command, each taking seconds to start and its workers seconds to import torch.
+    It runs in a session of its own, ended with its `ray start` (never `ray stop`, which would end
+    another test worker's instance too). `--executor ray` without an address, the local instance a
+    command starts for itself, is tested on its own in tests/test_ray.py."""
+    from optcli.train.distributed import free_port
+
+    port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="optcli-ray-"))  # its sockets and logs (Ray's own /tmp/ray aside)
+    log = folder / "ray-start.log"
+    command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}"]
+    command.append(f"--temp-dir={folder}")
+    command += ["--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false"]
+    # Every port it would take by a fixed default, free ones: another test worker's instance may run.
+    for option in ("ray-client-server", "dashboard-agent-listen", "dashboard-agent-grpc", "metrics-export"):
+        command.append(f"--{option}-port={free_port()}")
+    command += [f"--runtime-env-agent-port={free_port()}", "--disable-usage-stats"]
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()  # `ray start --block` ends its instance's processes on its way out
+        try:
+            process.wait(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # anything of it left
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def write_config(directory: Path, config: dict[str, Any] | str, name: str = "config.yaml") -> Path:

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow  # real processes, stopped at a random moment
 
 CHOICES = random.Random(20261126)
 COMPARE = REPO / "configs" / "compare_guide.yaml"
-LONGER = ("--set", "train.epochs=40", "--seeds", "2", "--quiet")  # 10 runs of about half a second
+LONGER = ("--set", "train.epochs=16", "--seeds", "2", "--quiet")  # 10 runs of about a quarter second
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def stop_midway(out: Path, signum: int, jobs: str) -> Path:
             break
         assert process.poll() is None, process.communicate()
         time.sleep(0.02)
-    time.sleep(CHOICES.uniform(0, 0.3))  # and anywhere inside the next run
+    time.sleep(CHOICES.uniform(0, 0.25))  # and anywhere inside the next run
     if signum == signal.SIGINT:
         os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C
     else:

@@ -229,7 +229,7 @@ def test_a_comparison_logs_a_parent_and_tagged_children_and_sync_gives_the_same(
 
 
 @pytest.mark.slow  # a Ray instance takes seconds to start
-def test_a_comparison_on_ray_logs_each_child_from_its_worker(tmp_path):
+def test_a_comparison_on_ray_logs_each_child_from_its_worker(ray_cluster, tmp_path):
     uri = store(tmp_path)
     write_config(tmp_path, tracked(uri, epochs=2), "base.yaml")
     compare = {
@@ -238,7 +238,8 @@ def test_a_comparison_on_ray_logs_each_child_from_its_worker(tmp_path):
         "runs": {"adam": {}, "rmsprop": {"optimizer": {"name": "rmsprop"}}},
     }
     path = write_config(tmp_path, compare, "c.yaml")
-    result = invoke("compare", path, "--out", tmp_path / "out", "--executor", "ray", "--quiet")
+    on_ray = ("--executor", "ray", "--address", ray_cluster)
+    result = invoke("compare", path, "--out", tmp_path / "out", *on_ray, "--quiet")
     assert_clean_exit(result, 0)
     directory = next((tmp_path / "out").glob("compare-*/*"))
     parent_id = read_state(directory)["run_id"]

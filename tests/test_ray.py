@@ -1,6 +1,7 @@
-"""`compare --executor ray` on a local Ray instance (loopback only): the local executor's results, a
-failing task reported as a failed run, a cancelled comparison resumed, a worker killed mid-run and
-retried, and the files of a node that cannot see the driver's folder sent back."""
+"""`compare --executor ray` on Ray instances on the loopback interface, the one a command starts for
+itself (no --address) and one it joins (`--address`, conftest's ray_cluster): the local executor's
+results, a failing task reported as a failed run, a cancelled comparison resumed, a worker killed
+mid-run and retried, and the files of a node that cannot see the driver's folder sent back."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def test_ray_gives_the_local_executors_results(local, tmp_path):
     )
 
 
-def test_a_task_that_raises_is_a_failed_run_not_a_failed_comparison(tmp_path):
+def test_a_task_that_raises_is_a_failed_run_not_a_failed_comparison(ray_cluster, tmp_path):
     (tmp_path / "flaky.py").write_text(
         "import torch\n"
         "class Net(torch.nn.Linear):\n"
@@ -72,7 +73,9 @@ def test_a_task_that_raises_is_a_failed_run_not_a_failed_comparison(tmp_path):
     write_config(tmp_path, base, "base.yaml")
     arms = {"plain": {}, "flaky": {"model": {"name": "flaky.py:Net"}}}
     path = write_config(tmp_path, {"base": "base.yaml", "seeds": [0], "runs": arms}, "compare.yaml")
-    assert_clean_exit(invoke("compare", path, "--out", tmp_path / "out", "--executor", "ray", "--quiet"), 0)
+    out = tmp_path / "out"
+    result = invoke("compare", path, "--out", out, "--executor", "ray", "--address", ray_cluster, "--quiet")
+    assert_clean_exit(result, 0)
     results = {
         row["arm"]: row["status"]
         for row in read_csv(next((tmp_path / "out").glob("compare-*/*/results.csv")))
@@ -80,7 +83,7 @@ def test_a_task_that_raises_is_a_failed_run_not_a_failed_comparison(tmp_path):
     assert results == {"plain": "ok", "flaky": "failed"}
 
 
-def test_a_cancelled_comparison_on_ray_resumes_to_the_same_end(local, tmp_path):
+def test_a_cancelled_comparison_on_ray_resumes_to_the_same_end(local, ray_cluster, tmp_path):
     process = start_optcli(
         "compare", COMPARE, *SHORT, "--set", "train.epochs=5", "--executor", "ray", "--out", tmp_path
     )
@@ -93,7 +96,10 @@ def test_a_cancelled_comparison_on_ray_resumes_to_the_same_end(local, tmp_path):
     assert process.returncode == 130, stderr
     directory = next(tmp_path.glob("compare-*/*"))
     assert len(list(directory.glob("*/summary.json"))) <= 10
-    assert_clean_exit(invoke("compare", "--resume", directory, "--executor", "ray", "--quiet"), 0)
+    result = invoke(
+        "compare", "--resume", directory, "--executor", "ray", "--address", ray_cluster, "--quiet"
+    )
+    assert_clean_exit(result, 0)
     for name in ("results.csv", "summary.csv"):
         assert rows_without_times(directory / name) == rows_without_times(local / name), name
 
@@ -144,10 +150,11 @@ def test_a_node_that_cannot_see_the_driver_folder_sends_the_runs_files_back(tmp_
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes through /proc (Linux)")
-def test_a_worker_that_dies_mid_run_is_retried_from_its_checkpoint(tmp_path):
+def test_a_worker_that_dies_mid_run_is_retried_from_its_checkpoint(ray_cluster, tmp_path):
     longer = ("--set", "train.epochs=40", "--seeds", "1", "--quiet")  # 5 runs of about half a second
     assert_clean_exit(invoke("compare", COMPARE, *longer, "--out", tmp_path / "local"), 0)
-    process = start_optcli("compare", COMPARE, *longer, "--executor", "ray", "--out", tmp_path / "ray")
+    on_ray = ("--executor", "ray", "--address", ray_cluster)
+    process = start_optcli("compare", COMPARE, *longer, *on_ray, "--out", tmp_path / "ray")
     killed = kill_a_run_under_way(tmp_path / "ray", process)  # as if its node died: Ray retries the task
     stderr = finish(process, 180)
     assert process.returncode == 0, stderr

@@ -57,7 +57,7 @@ def test_a_second_sigterm_stops_at_once_without_a_traceback(tmp_path):
 
 def test_sigterm_stops_a_comparison_as_ctrl_c_does(tmp_path):
     compare = REPO / "configs" / "compare_guide.yaml"
-    longer = ("--set", "train.epochs=60", "--seeds", "2")  # 10 runs
+    longer = ("--set", "train.epochs=20", "--seeds", "2")  # 10 runs
     process = start_optcli("compare", compare, *longer, "--quiet", "--out", tmp_path)
     deadline = time.monotonic() + 120
     while len(list(tmp_path.glob("compare-*/*/*/summary.json"))) < 2:
@@ -97,7 +97,19 @@ def _children(pid: int) -> list[tuple[int, str]]:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the resource tracker in /proc (Linux)")
 def test_a_comparison_whose_resource_tracker_is_killed_finishes_without_a_traceback(tmp_path):
     compare = REPO / "configs" / "compare_guide.yaml"
-    process = start_optcli("compare", compare, "--jobs", "2", "--seeds", "2", "--quiet", "--out", tmp_path)
+    process = start_optcli(
+        "compare",
+        compare,
+        "--jobs",
+        "2",
+        "--seeds",
+        "2",
+        "--set",
+        "train.epochs=10",
+        "--quiet",
+        "--out",
+        tmp_path,
+    )
     _wait_for_summaries(tmp_path, 1, process)
     trackers = [pid for pid, command in _children(process.pid) if "resource_tracker" in command]
     assert trackers, "the pool's fork server starts multiprocessing's resource tracker"
@@ -111,7 +123,7 @@ def test_sighup_to_a_comparisons_process_group_stops_it_cleanly(tmp_path):
     """A closed terminal sends SIGHUP to every process of its group: the command, the fork server,
     the resource tracker and the workers alike."""
     compare = REPO / "configs" / "compare_guide.yaml"
-    longer = ("--set", "train.epochs=60", "--seeds", "2")  # 10 runs
+    longer = ("--set", "train.epochs=20", "--seeds", "2")  # 10 runs
     process = start_optcli("compare", compare, "--jobs", "2", *longer, "--quiet", "--out", tmp_path)
     _wait_for_summaries(tmp_path, 2, process)
     os.killpg(process.pid, signal.SIGHUP)

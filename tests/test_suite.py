@@ -290,11 +290,10 @@ def test_a_suite_stopped_by_ctrl_c_and_resumed_equals_the_uninterrupted_one(tmp_
 
 
 @pytest.mark.slow
-def test_a_suite_on_ray_equals_the_local_one(suite_run, tmp_path):
+def test_a_suite_on_ray_equals_the_local_one(suite_run, ray_cluster, tmp_path):
     directory, _ = suite_run
-    result = invoke(
-        "compare", write_suite(tmp_path), "--out", tmp_path / "out", "--executor", "ray", "--quiet"
-    )
+    on_ray = ("--executor", "ray", "--address", ray_cluster)
+    result = invoke("compare", write_suite(tmp_path), "--out", tmp_path / "out", *on_ray, "--quiet")
     assert_clean_exit(result, 0)
     on_ray = next((tmp_path / "out").glob("compare-mini/*"))
     assert rows_without_times(on_ray / "workloads.csv") == rows_without_times(directory / "workloads.csv")

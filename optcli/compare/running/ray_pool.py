@@ -41,7 +41,9 @@ def start_ray(address: str | None, cpus_per_run: float, gpus_per_run: float) -> 
         "logging_level": logging.ERROR,
     }
     if address is None:  # a local instance of this machine's cores, listening on the loopback interface
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+        # "local": a new instance, never the one a `ray start` on this machine left running (which
+        # ray.init would otherwise join, or wait for in vain when it was killed).
+        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
     else:
         ray.init(address=address, **quiet)
     return RayPool(cpus_per_run, gpus_per_run)
