@@ -22,12 +22,12 @@ from tests.conftest import (
     write_config,
 )
 
-# One long epoch: 12,000 steps of one sample (several seconds: a checkpoint due by time lands inside).
+# One long epoch: 5,000 steps of one sample (seconds: a checkpoint due by time lands inside).
 ONE_LONG_EPOCH = {
     "seed": 5,
     "device": "cpu",
     "model": {"name": "mlp", "hidden": [16]},
-    "data": {"name": "teacher", "samples": 12000, "features": 6, "classes": 3, "batch_size": 1},
+    "data": {"name": "teacher", "samples": 5000, "features": 6, "classes": 3, "batch_size": 1},
     "optimizer": {"name": "adam", "lr": 0.003},
     "train": {"epochs": 1, "checkpoint_interval": 0.3, "log_every": 1},
 }
@@ -52,7 +52,7 @@ def test_a_checkpoint_due_by_time_lands_within_an_epoch_and_resumes_exactly(tmp_
         if process.poll() is None:
             process.kill()
     stopped_at = load_checkpoint(last)["loop"]
-    assert stopped_at["epoch"] == 1 and 0 < stopped_at["batches_done"] < 12000  # within the epoch
+    assert stopped_at["epoch"] == 1 and 0 < stopped_at["batches_done"] < 5000  # within the epoch
     assert_clean_exit(invoke("resume", run, "--quiet"), 0)
     assert [row["loss"] for row in read_csv(run / "metrics.csv")] == [
         row["loss"] for row in read_csv(whole / "metrics.csv")

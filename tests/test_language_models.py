@@ -160,7 +160,7 @@ def test_validation_is_the_corpus_tail_and_token_accuracy_counts_every_position(
 
 @pytest.mark.slow
 def test_a_language_model_killed_and_resumed_equals_the_uninterrupted_run(tmp_path):
-    config = write_config(tmp_path, lm_config(epochs=4, max_steps=None, checkpoint_every=1))
+    config = write_config(tmp_path, lm_config(epochs=3, max_steps=None, checkpoint_every=1))
     reference = train_ok(config, tmp_path / "reference")
     process = start_optcli("train", config, "--out", tmp_path / "runs", "--quiet")
     run_dir = kill_a_run_under_way(tmp_path / "runs", process)

@@ -165,7 +165,7 @@ def long_config(directory: Path) -> Path:
     # Slow enough steps (a wide model) that a signal lands mid-epoch, many epochs to land in.
     path = user_config(directory, name="userdata.py:make_datasets", num_workers=2, samples=400)
     config = yaml.safe_load(path.read_text())
-    config["train"] = {"epochs": 30, "checkpoint_every": 1}
+    config["train"] = {"epochs": 12, "checkpoint_every": 1}
     return write_config(directory, config)
 
 
@@ -195,7 +195,7 @@ def test_killed_or_interrupted_mid_epoch_with_workers_then_resumed_equals_the_un
 ):
     config, reference_dir = reference
     process = start_optcli("train", config, "--out", tmp_path / "runs", "--quiet")
-    run_dir = wait_for_rows(tmp_path / "runs", 300 + (signum == signal.SIGKILL) * 111, process)
+    run_dir = wait_for_rows(tmp_path / "runs", 100 + (signum == signal.SIGKILL) * 111, process)
     os.killpg(process.pid, signum)  # the whole group: the main process and its DataLoader workers
     process.communicate(timeout=60)
     assert process.returncode in (-signal.SIGKILL, 130), process.returncode
