@@ -170,7 +170,7 @@ def workers_of(launcher: int) -> list[int]:
 
 def long_config(directory: Path) -> Path:
     # Wide enough that the run lasts while a worker is killed; a checkpoint every epoch of 12 steps.
-    values = {**CONFIG, "model": {"name": "mlp", "hidden": [256, 256]}, "train": {"epochs": 30}}
+    values = {**CONFIG, "model": {"name": "mlp", "hidden": [256, 256]}, "train": {"epochs": 15}}
     values["data"] = {**CONFIG["data"], "samples": 480, "features": 32}
     return write_config(directory, values)
 
@@ -190,7 +190,7 @@ def test_a_killed_worker_is_restarted_and_the_run_resumes_to_the_same_end(two_pr
         "train", config, "--nproc", "2", "--max-restarts", "1", "--out", tmp_path / "runs", "--quiet"
     )
     try:
-        run = wait_for_rows(tmp_path / "runs", CHOICES.randint(30, 250), launcher)
+        run = wait_for_rows(tmp_path / "runs", CHOICES.randint(30, 100), launcher)
         victims = workers_of(launcher.pid)
         assert len(victims) == 2, victims
         os.kill(CHOICES.choice(victims), signal.SIGKILL)
@@ -204,7 +204,7 @@ def test_a_killed_worker_is_restarted_and_the_run_resumes_to_the_same_end(two_pr
     assert not list((tmp_path / "runs").glob("*/.torchrun-*"))  # the launch's note removed at its end
     assert run_dirs(tmp_path / "runs") == [run]  # the restarted group went on in the same directory
     rows = read_csv(run / "metrics.csv")
-    assert [row["step"] for row in rows] == [str(step) for step in range(1, 361)]  # each step once
+    assert [row["step"] for row in rows] == [str(step) for step in range(1, 181)]  # each step once
     assert [row["loss"] for row in rows] == [row["loss"] for row in read_csv(reference / "metrics.csv")]
     expected, found = weights(reference), weights(run)
     assert all(torch.equal(found[key], expected[key]) for key in expected)
@@ -254,14 +254,14 @@ def test_the_workers_stop_with_a_checkpoint_when_the_launcher_is_killed(tmp_path
     assert read_summary(run)["status"] == "interrupted"  # stopped together, with a checkpoint
     resumed = optcli("resume", run, "--nproc", "2", "--quiet", timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert [int(row["step"]) for row in read_csv(run / "metrics.csv")] == list(range(1, 361))
+    assert [int(row["step"]) for row in read_csv(run / "metrics.csv")] == list(range(1, 181))
 
 
 def test_ctrl_c_stops_every_rank_together_and_resume_with_nproc_finishes_the_run(two_processes, tmp_path):
     config, reference = two_processes
     launcher = start_optcli("train", config, "--nproc", "2", "--out", tmp_path / "runs", "--quiet")
     try:
-        run = wait_for_rows(tmp_path / "runs", CHOICES.randint(30, 250), launcher)
+        run = wait_for_rows(tmp_path / "runs", CHOICES.randint(30, 100), launcher)
         os.killpg(launcher.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the launcher and its workers
         _, stderr = launcher.communicate(timeout=120)
     finally:
