@@ -62,7 +62,7 @@ def test_a_lock_left_by_a_killed_process_never_blocks(tmp_path):
 def test_a_second_compare_resume_of_a_comparison_being_written_is_refused(tmp_path):
     compare = REPO / "configs" / "compare_guide.yaml"
     first = start_optcli(
-        "compare", compare, "--set", "train.epochs=30", "--seeds", "1", "--quiet", "--out", tmp_path
+        "compare", compare, "--set", "train.epochs=60", "--seeds", "1", "--quiet", "--out", tmp_path
     )
     try:
         deadline = time.monotonic() + 120
