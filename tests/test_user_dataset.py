@@ -165,7 +165,7 @@ def long_config(directory: Path) -> Path:
     # Slow enough steps (a wide model) that a signal lands mid-epoch, many epochs to land in.
     path = user_config(directory, name="userdata.py:make_datasets", num_workers=2, samples=400)
     config = yaml.safe_load(path.read_text())
-    config["train"] = {"epochs": 12, "checkpoint_every": 1}
+    config["train"] = {"epochs": 16, "checkpoint_every": 1}  # 400 steps
     return write_config(directory, config)
 
 
