@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -117,10 +118,12 @@ def wraps_an_optimizer(optimizer_class: object) -> bool:
     return bool(parameters) and parameters[0] == "optimizer"
 
 
+@functools.cache  # reading a class's source costs tens of milliseconds, and each optimizer built asks
 def every_group_keys(optimizer_class: object) -> dict[str, object]:
     """Keys an optimizer requires in every parameter group: pytorch-optimizer's Muon family refuses a
     group without `use_muon` (true: Muon's update; false: its built-in AdamW). optcli gives each group
-    `use_muon: true` unless the config's group sets it (a part of matrices is Muon's whole business)."""
+    `use_muon: true` unless the config's group sets it (a part of matrices is Muon's whole business).
+    The answer is shared: callers copy it into their groups, never change it."""
     for cls in getattr(optimizer_class, "__mro__", ()):  # (DistributedMuon and MuonClip inherit Muon's check)
         try:
             source = inspect.getsource(cls.__init__)
