@@ -118,20 +118,23 @@ def wraps_an_optimizer(optimizer_class: object) -> bool:
     return bool(parameters) and parameters[0] == "optimizer"
 
 
-@functools.cache  # reading a class's source costs tens of milliseconds, and each optimizer built asks
 def every_group_keys(optimizer_class: object) -> dict[str, object]:
     """Keys an optimizer requires in every parameter group: pytorch-optimizer's Muon family refuses a
     group without `use_muon` (true: Muon's update; false: its built-in AdamW). optcli gives each group
-    `use_muon: true` unless the config's group sets it (a part of matrices is Muon's whole business).
-    The answer is shared: callers copy it into their groups, never change it."""
+    `use_muon: true` unless the config's group sets it (a part of matrices is Muon's whole business)."""
+    return dict(_every_group_keys(optimizer_class))  # a copy: the cached answer stays as it is
+
+
+@functools.cache  # reading a class's source costs milliseconds, and each optimizer built asks
+def _every_group_keys(optimizer_class: object) -> tuple[tuple[str, object], ...]:
     for cls in getattr(optimizer_class, "__mro__", ()):  # (DistributedMuon and MuonClip inherit Muon's check)
         try:
             source = inspect.getsource(cls.__init__)
         except (OSError, TypeError):
             continue
         if "'use_muon' not in group" in source:
-            return {"use_muon": True}
-    return {}
+            return (("use_muon", True),)
+    return ()
 
 
 # Optimizers that take matrices only, by class: the shapes they take, in words, and the test.
