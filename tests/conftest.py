@@ -23,8 +23,12 @@ from hypothesis import settings
 from typer.testing import CliRunner, Result
 
 from optcli.cli import app
+from tests.command_server import CommandServer, ForkedCommand
 
 REPO = Path(__file__).resolve().parent.parent
+COMMANDS = CommandServer()
+# A command a test started: forked by the command server, or a fresh interpreter (start_optcli).
+Command = ForkedCommand | subprocess.Popen[str]
 
 # Text data's token files go to a cache of the test session's own, not the user's ~/.cache.
 os.environ.setdefault("OPTCLI_CACHE", tempfile.mkdtemp(prefix="optcli-cache-"))
@@ -54,6 +58,11 @@ def one_thread() -> Any:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# The tests that use a Ray instance run in one test worker (pytest-xdist's loadgroup: pyproject's
+# addopts), so that the session starts one ray_cluster, not one per worker (seconds of CPU each).
+RAY_GROUP = pytest.mark.xdist_group("ray")
 
 
 @pytest.fixture(scope="session")
@@ -220,21 +229,38 @@ def train_ok(config_path: Path, out: Path, *extra: str) -> Path:
     return run_dirs(out)[-1]
 
 
-def start_optcli(*args: str | Path, **environment: str) -> subprocess.Popen[str]:
+def start_optcli(*args: str | Path, fresh: bool = False, **environment: str) -> Command:
     """`python -m optcli ARGS` in a session of its own, so that a signal can reach it and its children
     (DataLoader workers, torchrun's workers) as a terminal's would; with SIGINT and SIGHUP at their
     defaults, as a terminal starts a command, even where the tests run under nohup or in a shell's
-    background (which ignore them, and an ignored signal stays ignored, optcli's included)."""
+    background (which ignore them, and an ignored signal stays ignored, optcli's included).
+
+    Forked from the test worker's command server (tests/command_server.py: torch already imported),
+    unless `fresh`: a new interpreter, for the tests of a command's start-up itself."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **environment}
+    if not fresh:
+        assert "PYTHONPATH" not in environment, "a PYTHONPATH of its own takes a fresh interpreter"
+        return COMMANDS.start([str(arg) for arg in args], env, os.getcwd())
     command = [sys.executable, "-m", "optcli", *map(str, args)]
     return subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), **environment},
+        env=env,
         start_new_session=True,
         preexec_fn=signals_as_a_terminal_leaves_them,
     )
+
+
+def run_optcli(
+    *args: str | Path, timeout: float = 120, **environment: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m optcli ARGS` to its end, as start_optcli starts it; killed with its session (and the
+    test failed) if it takes longer than `timeout` seconds."""
+    process = start_optcli(*args, **environment)
+    stdout, stderr = to_the_end(process, timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def signals_as_a_terminal_leaves_them() -> None:
@@ -243,7 +269,7 @@ def signals_as_a_terminal_leaves_them() -> None:
             signal.signal(getattr(signal, name), signal.SIG_DFL)
 
 
-def wait_for_rows(out: Path, rows: int, process: subprocess.Popen[str], seconds: float = 120) -> Path:
+def wait_for_rows(out: Path, rows: int, process: Command, seconds: float = 120) -> Path:
     """The run directory under `out` once its metrics.csv holds `rows` rows (the process still running)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -286,7 +312,7 @@ def runs_under_way(root: Path) -> dict[int, Path]:
     return found
 
 
-def kill_a_run_under_way(root: Path, process: subprocess.Popen[str], seconds: float = 120) -> Path:
+def kill_a_run_under_way(root: Path, process: Command, seconds: float = 120) -> Path:
     """SIGKILL, as the kernel's out-of-memory killer would, a process training a run under `root` once
     that run has a checkpoint; its folder."""
     deadline = time.monotonic() + seconds
@@ -300,18 +326,23 @@ def kill_a_run_under_way(root: Path, process: subprocess.Popen[str], seconds: fl
     raise AssertionError(f"no run was caught under way within {seconds:.0f} s")
 
 
-def finish(process: subprocess.Popen[str], seconds: float) -> str:
-    """The process's stderr once it has ended; if it does not end within `seconds`, it is killed with
-    its children (its whole session) and the test fails."""
+def finish(process: Command, seconds: float) -> str:
+    """The process's stderr once it has ended (see to_the_end)."""
+    return to_the_end(process, seconds)[1]
+
+
+def to_the_end(process: Command, seconds: float) -> tuple[str, str]:
+    """The process's stdout and stderr once it has ended; if it does not end within `seconds`, it is
+    killed with its children (its whole session) and the test fails."""
     try:
-        return process.communicate(timeout=seconds)[1]
+        return process.communicate(timeout=seconds)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         raise AssertionError(f"still running after {seconds:.0f} s: killed") from None
 
 
-def wait_for_session_to_end(process: subprocess.Popen[str], seconds: float = 60) -> None:
+def wait_for_session_to_end(process: Command, seconds: float = 60) -> None:
     """Until no process of `process`'s session is left (a killed command's workers stop at its death,
     writing their checkpoints): the event itself, not a guess at how long it takes."""
     deadline = time.monotonic() + seconds

@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import struct
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -295,14 +293,7 @@ def test_ctrl_c_stops_the_workers_and_keeps_the_finished_runs(tmp_path):
         tmp_path, {**BASE, "train": {"epochs": 100000}, "data": {**BASE["data"], "samples": 64}}, "base.yaml"
     )
     path = write_config(tmp_path, {"base": "base.yaml", "seeds": 1, "runs": runs}, "compare.yaml")
-    environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "optcli", "compare", str(path), "--jobs", "2", "--out", str(tmp_path / "out")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=environment,
-    )
+    process = start_optcli("compare", path, "--jobs", "2", "--out", tmp_path / "out")
     deadline = time.monotonic() + 60
 
     def training() -> int:  # runs that have logged a step (a header and a row)
@@ -332,7 +323,9 @@ def test_ctrl_c_while_torch_is_imported_leaves_quietly(tmp_path, jobs):
     # process by SIGINT, or leave torch half imported for a later import to fail.
     compare = REPO / "configs" / "compare_guide.yaml"
     environment, begun = importing_slowly(tmp_path, "torch")
-    process = start_optcli("compare", compare, "--jobs", jobs, "--out", tmp_path / "out", **environment)
+    process = start_optcli(
+        "compare", compare, "--jobs", jobs, "--out", tmp_path / "out", fresh=True, **environment
+    )
     deadline = time.monotonic() + 60
     while len(list(begun.iterdir())) < (2 if jobs == "2" else 1):  # (and the fork server's, with workers)
         assert time.monotonic() < deadline and process.poll() is None, process.communicate()

@@ -27,6 +27,7 @@ from tests.conftest import (
     read_csv,
     read_summary,
     run_dirs,
+    run_optcli,
     start_optcli,
     train_ok,
     wait_for_rows,
@@ -63,8 +64,7 @@ def environment() -> dict[str, str]:
 
 
 def optcli(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "optcli", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, env=environment(), timeout=timeout)
+    return run_optcli(*args, timeout=timeout, GLOO_SOCKET_IFNAME="lo")
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:

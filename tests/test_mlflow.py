@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import yaml
 
 from optcli.train.sinks.mlflow_logging import flat_params, read_state
 from tests.conftest import (
+    RAY_GROUP,
     assert_clean_exit,
     config_error,
     finish,
@@ -22,6 +21,7 @@ from tests.conftest import (
     one_infinite_batch,
     read_csv,
     run_dirs,
+    run_optcli,
     start_optcli,
     train_ok,
     wait_for_rows,
@@ -228,6 +228,7 @@ def test_a_comparison_logs_a_parent_and_tagged_children_and_sync_gives_the_same(
             assert history(copy, run.info.run_id, key) == history(live, original.info.run_id, key), key
 
 
+@RAY_GROUP
 @pytest.mark.slow  # a Ray instance takes seconds to start
 def test_a_comparison_on_ray_logs_each_child_from_its_worker(ray_cluster, tmp_path):
     uri = store(tmp_path)
@@ -262,10 +263,8 @@ def free_port() -> int:
 
 def test_a_server_that_cannot_be_reached_never_stops_the_run_and_sync_uploads_it_later(tmp_path):
     down = f"http://127.0.0.1:{free_port()}"
-    command = [sys.executable, "-m", "optcli", "train", str(write_config(tmp_path, tracked(down)))]
-    result = subprocess.run(
-        [*command, "--out", str(tmp_path / "runs"), "--quiet"], capture_output=True, text=True, timeout=300
-    )
+    config = write_config(tmp_path, tracked(down))
+    result = run_optcli("train", config, "--out", tmp_path / "runs", "--quiet", timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("warning: MLflow at") == 1 and "optcli mlflow-sync" in result.stderr
     run_dir = run_dirs(tmp_path / "runs")[-1]

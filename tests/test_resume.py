@@ -4,11 +4,8 @@ uninterrupted, row for row and weight for weight."""
 from __future__ import annotations
 
 import itertools
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +15,7 @@ import yaml
 
 from optcli.train.checkpoints import load_checkpoint
 from tests.conftest import (
-    REPO,
+    Command,
     assert_clean_exit,
     config_error,
     invoke,
@@ -26,6 +23,7 @@ from tests.conftest import (
     read_csv,
     read_summary,
     run_dirs,
+    start_optcli,
     train_ok,
     write_config,
 )
@@ -80,15 +78,11 @@ def reference(tmp_path_factory) -> tuple[Path, Path]:
     return config, train_ok(config, directory / "runs")
 
 
-def start_training(config: Path, out: Path) -> subprocess.Popen[str]:
-    environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "optcli", "train", str(config), "--out", str(out), "--quiet"]
-    return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
-    )
+def start_training(config: Path, out: Path) -> Command:
+    return start_optcli("train", config, "--out", out, "--quiet")
 
 
-def wait_for_first_checkpoint(out: Path, process: subprocess.Popen[str]) -> Path:
+def wait_for_first_checkpoint(out: Path, process: Command) -> Path:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         found = list(out.glob("*/*/checkpoints/last.pt"))

@@ -140,7 +140,7 @@ def test_a_stop_signal_while_the_command_is_still_importing_ends_it_quietly(tmp_
     """Before the command has begun, a signal used to end it by the default action (SIGTERM, SIGHUP:
     no word, exit 143 or 129) or with an import's traceback (Ctrl-C)."""
     environment, begun = importing_slowly(tmp_path, "typer")  # (imported before any command begins)
-    process = start_optcli("evaluate", tmp_path / "no-such-run", **environment)
+    process = start_optcli("evaluate", tmp_path / "no-such-run", fresh=True, **environment)
     deadline = time.monotonic() + 60
     while not any(begun.iterdir()):
         assert time.monotonic() < deadline and process.poll() is None, process.communicate()

@@ -18,6 +18,7 @@ import yaml
 
 from optcli.compare.judging import profiles
 from tests.conftest import (
+    RAY_GROUP,
     assert_clean_exit,
     config_error,
     invoke,
@@ -289,6 +290,7 @@ def test_a_suite_stopped_by_ctrl_c_and_resumed_equals_the_uninterrupted_one(tmp_
     assert (stopped / "profile.csv").read_text() == (whole / "profile.csv").read_text()
 
 
+@RAY_GROUP
 @pytest.mark.slow
 def test_a_suite_on_ray_equals_the_local_one(suite_run, ray_cluster, tmp_path):
     directory, _ = suite_run
