@@ -230,10 +230,12 @@ def _become_the_command(request: dict[str, Any], fds: list[int]) -> None:
     for source, target in ((null, 0), (stdout, 1), (stderr, 2)):
         os.dup2(source, target)
         os.close(source)
-    # As a terminal starts a command (and Python then takes SIGINT as KeyboardInterrupt).
+    # As a terminal starts a command (and Python then takes SIGINT as KeyboardInterrupt), even where
+    # the tests run under nohup or in a shell's background, which leave SIGHUP, SIGINT and SIGQUIT
+    # ignored (an ignored signal stays ignored across exec, in torchrun's workers too).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_DFL)
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])

@@ -149,7 +149,16 @@ def test_a_fork_server_killed_while_it_starts_the_workers_is_said_in_words(monke
             time.sleep(0.01)
 
 
-def test_ctrl_c_never_cuts_a_message_in_two(pool):
+@pytest.fixture
+def ctrl_c_as_a_terminal_leaves_it():
+    """SIGINT raising KeyboardInterrupt in this process, as in a command started from a terminal, even
+    where the tests run in a shell's background (which starts them with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_never_cuts_a_message_in_two(pool, ctrl_c_as_a_terminal_leaves_it):
     """A terminal's Ctrl-C that reaches this process while it reads a message: the message is read
     whole, then every run is stopped and reports it, and the KeyboardInterrupt comes through."""
     seen: list[tuple[int, str, Any]] = []  # (job, kind, the payload, or whether it came whole)
