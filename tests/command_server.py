@@ -37,6 +37,10 @@ import time
 from typing import Any
 
 MAX_REQUEST = 1 << 20
+# The signals a terminal leaves at their defaults for a command it starts, which nohup or a shell's
+# background leave ignored instead (and an ignored signal stays ignored across exec: optcli's, and its
+# torchrun workers').
+TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -222,6 +226,12 @@ def _report_ended(reports: dict[int, socket.socket]) -> None:
             report.close()
 
 
+def signals_as_a_terminal_leaves_them() -> None:
+    """For a command the tests start: each of TERMINAL_SIGNALS at its default."""
+    for signum in TERMINAL_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def _become_the_command(request: dict[str, Any], fds: list[int]) -> None:
     stdout, stderr, report = fds
     os.close(report)
@@ -230,12 +240,8 @@ def _become_the_command(request: dict[str, Any], fds: list[int]) -> None:
     for source, target in ((null, 0), (stdout, 1), (stderr, 2)):
         os.dup2(source, target)
         os.close(source)
-    # As a terminal starts a command (and Python then takes SIGINT as KeyboardInterrupt), even where
-    # the tests run under nohup or in a shell's background, which leave SIGHUP, SIGINT and SIGQUIT
-    # ignored (an ignored signal stays ignored across exec, in torchrun's workers too).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
-        signal.signal(signum, signal.SIG_DFL)
+    signals_as_a_terminal_leaves_them()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # (as Python's own start-up then sets it)
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])

@@ -25,7 +25,7 @@ from hypothesis import settings
 from typer.testing import CliRunner, Result
 
 from optcli.cli import app
-from tests.command_server import CommandServer, ForkedCommand
+from tests.command_server import CommandServer, ForkedCommand, signals_as_a_terminal_leaves_them
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = CommandServer()
@@ -239,9 +239,9 @@ def train_ok(config_path: Path, out: Path, *extra: str) -> Path:
 
 def start_optcli(*args: str | Path, fresh: bool = False, **environment: str) -> Command:
     """`python -m optcli ARGS` in a session of its own, so that a signal can reach it and its children
-    (DataLoader workers, torchrun's workers) as a terminal's would; with SIGINT and SIGHUP at their
-    defaults, as a terminal starts a command, even where the tests run under nohup or in a shell's
-    background (which ignore them, and an ignored signal stays ignored, optcli's included).
+    (DataLoader workers, torchrun's workers) as a terminal's would; with SIGINT, SIGHUP, SIGTERM and
+    SIGQUIT at their defaults, as a terminal starts a command, even where the tests run under nohup or
+    in a shell's background (which ignore some, and an ignored signal stays ignored, optcli's included).
 
     Forked from the test worker's command server (tests/command_server.py: torch already imported),
     unless `fresh`: a new interpreter, for the tests of a command's start-up itself."""
@@ -269,12 +269,6 @@ def run_optcli(
     process = start_optcli(*args, **environment)
     stdout, stderr = to_the_end(process, timeout)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-
-def signals_as_a_terminal_leaves_them() -> None:
-    for name in ("SIGINT", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
 
 
 def wait_for_rows(out: Path, rows: int, process: Command, seconds: float = 120) -> Path:
